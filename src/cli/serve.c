@@ -1,0 +1,113 @@
+/*
+ * `agnes serve` - start the server.
+ *
+ * Order matters: the state tier is checked (shadow-mount guard, secrets)
+ * before anything is written; migrations run before the server accepts a
+ * connection; on SIGTERM the server drains, then system.duckdb is
+ * checkpointed and closed, and the process exits 0.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "core/log.h"
+#include "core/runtime.h"
+#include "http/health.h"
+#include "http/router.h"
+#include "http/server.h"
+#include "store/migrations.h"
+#include "store/system_db.h"
+
+typedef struct serve_state {
+    http_context context;
+    double next_health_ms;
+    double next_checkpoint_ms;
+    double next_release_ms;
+} serve_state;
+
+/* Periodic work, run by the main thread about once a second. */
+static void serve_tick(void *arg)
+{
+    serve_state *state = arg;
+    agnes_runtime *rt = state->context.runtime;
+    double now = util_monotonic_ms();
+    if (now >= state->next_checkpoint_ms) {
+        agnes_error err;
+        if (system_db_checkpoint(state->context.db, &err) != AGNES_OK)
+            log_warn("msg=\"periodic CHECKPOINT failed\" detail=\"%s\"", err.message);
+        state->next_checkpoint_ms = now + 1000.0 * (double)config_get_int(&rt->config, CFG_CHECKPOINT_INTERVAL);
+    }
+    if (now >= state->next_release_ms) {
+        runtime_refresh_release(rt);
+        state->next_release_ms = now + 1000.0 * (double)config_get_int(&rt->config, CFG_RELEASE_CHECK_INTERVAL);
+        state->next_health_ms = 0; /* publish the new release status at once */
+    }
+    if (now >= state->next_health_ms) {
+        health_monitor_refresh(state->context.health, &state->context);
+        state->next_health_ms = now + 1000.0 * HEALTH_REFRESH_SECONDS;
+    }
+}
+
+static int open_system_db(agnes_runtime *rt, system_db *db, agnes_error *err)
+{
+    migration_report report;
+    char path[AGNES_PATH_MAX];
+    if (migrations_run(&rt->paths, 0, &report, err))
+        return err->code;
+    if (paths_state_file(&rt->paths, STATE_SYSTEM_DB, path, sizeof path, err))
+        return err->code;
+    return system_db_open(db, path, migrations_latest(), err);
+}
+
+int command_serve(int argc, char **argv)
+{
+    (void)argv;
+    if (argc > 1) {
+        fprintf(stderr, "agnes serve takes no arguments; configure it with environment variables "
+                        "(see `agnes doctor` and config/instance.yaml.example)\n");
+        return EXIT_USAGE;
+    }
+    agnes_runtime rt = {0};
+    system_db db = {0};
+    health_monitor health = {0};
+    http_server server = {0};
+    agnes_error err;
+    agnes_error_clear(&err);
+    int exit_code = 1;
+    /* Before any thread exists, so every thread inherits the mask. */
+    if (server_block_signals(&err) || runtime_load(&rt, &err))
+        goto fail;
+    if (runtime_prepare_state(&rt, &err) || open_system_db(&rt, &db, &err) || health_monitor_init(&health, &err))
+        goto fail;
+    serve_state state = {.context = {&rt, &db, &health}};
+    serve_tick(&state); /* first health, release check and checkpoint before accepting */
+    server_options options = {
+        .listen = config_get_string(&rt.config, CFG_SERVER_LISTEN),
+        .threads = (unsigned)config_get_int(&rt.config, CFG_SERVER_THREADS),
+        .max_body_bytes = (size_t)config_get_int(&rt.config, CFG_SERVER_MAX_BODY_BYTES),
+    };
+    if (server_start(&server, &state.context, http_routes, http_route_count, &options, &err))
+        goto fail;
+    log_info("msg=\"agnes is serving\" listen=%s port=%u version=%s channel=%s schema=%d data_dir=%s state_dir=%s",
+             options.listen, server.port, rt.version.version, rt.version.channel, migrations_latest(),
+             rt.paths.data_dir, rt.paths.state_dir);
+    int sig = server_wait(&server, serve_tick, &state);
+    log_info("msg=\"shutting down\" signal=%d grace_seconds=%lld", sig,
+             config_get_int(&rt.config, CFG_SERVER_SHUTDOWN_GRACE));
+    int abandoned = server_stop(&server, (unsigned)config_get_int(&rt.config, CFG_SERVER_SHUTDOWN_GRACE));
+    if (abandoned > 0)
+        log_warn("msg=\"grace period ended with requests still running\" requests=%d", abandoned);
+    exit_code = 0;
+    goto done;
+fail:
+    log_error("msg=\"cannot start\" error=%s detail=\"%s\"", agnes_status_name(err.code), err.message);
+    fprintf(stderr, "agnes: %s\n", err.message);
+    server_stop(&server, 0);
+done:
+    system_db_close(&db); /* CHECKPOINT, then close */
+    health_monitor_free(&health);
+    runtime_free(&rt);
+    if (exit_code == 0)
+        log_info("msg=\"stopped cleanly\"");
+    return exit_code;
+}

@@ -1,0 +1,40 @@
+/* `agnes --version` and `agnes help`. */
+#include <stdio.h>
+
+#include "cli/commands.h"
+#include "core/version.h"
+#include "store/migrations.h"
+
+int command_version(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    agnes_version v;
+    version_baked(&v);
+    printf("agnes %s (channel %s, commit %s, built %s, schema %d)\n", v.version, v.channel, v.commit_sha, v.built_at,
+           migrations_latest());
+    return 0;
+}
+
+int command_help(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    printf("agnes - data distribution for AI analysts\n"
+           "\n"
+           "usage: agnes <command> [options]\n"
+           "\n"
+           "server commands:\n"
+           "  serve                 run the HTTP server (configured by environment; see `agnes doctor`)\n"
+           "  migrate [--to N]      bring STATE_DIR/system.duckdb up to date without serving\n"
+           "  doctor [--json]       show the merged configuration, where each value came from,\n"
+           "                        and check the state tier (read-only)\n"
+           "\n"
+           "other:\n"
+           "  --version, version    print version, channel, commit and schema version\n"
+           "  help                  this text\n"
+           "\n"
+           "Directories: DATA_DIR (default ./data), STATE_DIR (default $DATA_DIR/state), CONFIG_DIR (default ./config).\n"
+           "Every configuration key is documented in config/instance.yaml.example.\n");
+    return 0;
+}

@@ -1,0 +1,209 @@
+#include "core/paths.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *const state_file_names[] = {
+    [STATE_SYSTEM_DB] = "system.duckdb",
+    [STATE_SYSTEM_DB_WAL] = "system.duckdb.wal",
+    [STATE_SYSTEM_DB_PRE_MIGRATE] = "system.duckdb.pre-migrate",
+    [STATE_JWT_SECRET] = ".jwt_secret",
+    [STATE_SESSION_SECRET] = ".session_secret",
+    [STATE_ENV_OVERLAY] = ".env_overlay",
+    [STATE_INSTANCE_YAML] = "instance.yaml",
+    [STATE_CERTS_DIR] = "certs",
+};
+
+static const char *const data_file_names[] = {
+    [DATA_EXTRACTS_DIR] = "extracts",
+    [DATA_ANALYTICS_DIR] = "analytics",
+    [DATA_UPLOADS_DIR] = "uploads",
+    [DATA_SESSIONS_DIR] = "user_sessions",
+    [DATA_TMP_DIR] = "tmp",
+};
+
+/* Make `in` absolute against the working directory, dropping "." and ".."
+ * lexically (the directory may not exist yet, so realpath() cannot help). */
+static int make_absolute(const char *in, char *out, size_t out_size, agnes_error *err)
+{
+    char joined[AGNES_PATH_MAX];
+    if (in[0] == '/') {
+        if (util_format(joined, sizeof joined, err, "%s", in) != AGNES_OK)
+            return AGNES_ERR_INVALID;
+    } else {
+        char cwd[AGNES_PATH_MAX];
+        if (getcwd(cwd, sizeof cwd) == NULL)
+            return agnes_error_set(err, AGNES_ERR_IO, "cannot read the working directory: %s", strerror(errno));
+        if (util_path_join(joined, sizeof joined, cwd, in, err) != AGNES_OK)
+            return AGNES_ERR_INVALID;
+    }
+    /* Normalise component by component into out. */
+    size_t len = 0;
+    out[0] = '\0';
+    char *save = NULL;
+    for (char *part = strtok_r(joined, "/", &save); part; part = strtok_r(NULL, "/", &save)) {
+        if (strcmp(part, ".") == 0)
+            continue;
+        if (strcmp(part, "..") == 0) {
+            char *slash = strrchr(out, '/');
+            len = slash ? (size_t)(slash - out) : 0;
+            out[len] = '\0';
+            continue;
+        }
+        size_t part_len = strlen(part);
+        if (len + 1 + part_len + 1 > out_size)
+            return agnes_error_set(err, AGNES_ERR_INVALID, "path %s is too long", in);
+        out[len++] = '/';
+        memcpy(out + len, part, part_len + 1);
+        len += part_len;
+    }
+    if (len == 0)
+        strcpy(out, "/");
+    return AGNES_OK;
+}
+
+static int resolve_one(const char *env_name, const char *fallback, char *out, size_t out_size,
+                       const char **source, agnes_error *err)
+{
+    const char *value = getenv(env_name);
+    if (value != NULL && value[0] != '\0') {
+        *source = "env";
+    } else {
+        value = fallback;
+        *source = "default";
+    }
+    if (make_absolute(value, out, out_size, err) != AGNES_OK)
+        return agnes_error_wrap(err, "%s", env_name);
+    return AGNES_OK;
+}
+
+int paths_resolve(agnes_paths *paths, agnes_error *err)
+{
+    memset(paths, 0, sizeof *paths);
+    char fallback[AGNES_PATH_MAX];
+    if (resolve_one("DATA_DIR", "./data", paths->data_dir, sizeof paths->data_dir, &paths->data_dir_source, err))
+        return err->code;
+    if (util_path_join(fallback, sizeof fallback, paths->data_dir, "state", err))
+        return err->code;
+    if (resolve_one("STATE_DIR", fallback, paths->state_dir, sizeof paths->state_dir, &paths->state_dir_source, err))
+        return err->code;
+    if (resolve_one("CONFIG_DIR", "./config", paths->config_dir, sizeof paths->config_dir,
+                    &paths->config_dir_source, err))
+        return err->code;
+    if (util_path_join(fallback, sizeof fallback, paths->data_dir, "../connectors/custom", err))
+        return err->code;
+    if (resolve_one("CONNECTORS_DIR", fallback, paths->connectors_dir, sizeof paths->connectors_dir,
+                    &paths->connectors_dir_source, err))
+        return err->code;
+    return AGNES_OK;
+}
+
+const char *paths_state_file_name(enum state_file which)
+{
+    return state_file_names[which];
+}
+
+int paths_state_file(const agnes_paths *paths, enum state_file which, char *out, size_t out_size, agnes_error *err)
+{
+    return util_path_join(out, out_size, paths->state_dir, state_file_names[which], err);
+}
+
+int paths_data_file(const agnes_paths *paths, enum data_file which, char *out, size_t out_size, agnes_error *err)
+{
+    return util_path_join(out, out_size, paths->data_dir, data_file_names[which], err);
+}
+
+int paths_prepare(const agnes_paths *paths, agnes_error *err)
+{
+    if (util_mkdir_p(paths->data_dir, 0755, err) != AGNES_OK)
+        return agnes_error_wrap(err, "preparing DATA_DIR");
+    if (util_mkdir_p(paths->state_dir, 0700, err) != AGNES_OK)
+        return agnes_error_wrap(err, "preparing STATE_DIR");
+    char dir[AGNES_PATH_MAX];
+    for (size_t i = 0; i < sizeof data_file_names / sizeof data_file_names[0]; i++) {
+        if (paths_data_file(paths, (enum data_file)i, dir, sizeof dir, err) != AGNES_OK)
+            return err->code;
+        if (util_mkdir_p(dir, 0755, err) != AGNES_OK)
+            return agnes_error_wrap(err, "preparing DATA_DIR");
+    }
+    return AGNES_OK;
+}
+
+/* Undo mountinfo's octal escapes (\040 for space, \011 tab, \012, \134). */
+static void unescape_mountinfo(char *s)
+{
+    char *w = s;
+    for (char *r = s; *r; r++) {
+        if (r[0] == '\\' && r[1] >= '0' && r[1] <= '7' && r[2] >= '0' && r[2] <= '7' && r[3] >= '0' &&
+            r[3] <= '7') {
+            *w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+            r += 3;
+        } else {
+            *w++ = *r;
+        }
+    }
+    *w = '\0';
+}
+
+static bool listed_in_mountinfo(const char *dir, const char *mountinfo_path)
+{
+    FILE *f = fopen(mountinfo_path, "re");
+    if (f == NULL)
+        return false;
+    bool found = false;
+    char *line = NULL;
+    size_t cap = 0;
+    while (!found && getline(&line, &cap, f) > 0) {
+        /* Fields: id parent major:minor root mount_point options ... */
+        char *save = NULL;
+        char *field = strtok_r(line, " ", &save);
+        for (int i = 1; field && i < 5; i++)
+            field = strtok_r(NULL, " ", &save);
+        if (field == NULL)
+            continue;
+        unescape_mountinfo(field);
+        found = strcmp(field, dir) == 0;
+    }
+    free(line);
+    fclose(f);
+    return found;
+}
+
+bool paths_is_mount_point(const char *dir, const char *mountinfo_path)
+{
+    char real[PATH_MAX];
+    if (realpath(dir, real) == NULL)
+        return false;
+    if (strcmp(real, "/") == 0)
+        return true;
+    if (mountinfo_path != NULL && listed_in_mountinfo(real, mountinfo_path))
+        return true;
+    char parent[PATH_MAX + 4];
+    snprintf(parent, sizeof parent, "%s/..", real);
+    struct stat self_st, parent_st;
+    if (stat(real, &self_st) != 0 || stat(parent, &parent_st) != 0)
+        return false;
+    return self_st.st_dev != parent_st.st_dev;
+}
+
+int paths_check_state_mount(const agnes_paths *paths, bool required, const char *mountinfo_path, agnes_error *err)
+{
+    if (!required)
+        return AGNES_OK;
+    if (paths_is_mount_point(paths->state_dir, mountinfo_path))
+        return AGNES_OK;
+    return agnes_error_set(
+        err, AGNES_ERR_STATE,
+        "AGNES_STATE_MOUNT=required but STATE_DIR %s is not a mount point of its own, so state would be "
+        "written onto the data disk (the 2026-05-05 shadow-mount incident). Fix: mount the state disk at "
+        "%s (flat layout: STATE_DIR=/data-state with docker-compose.flat-mount.yml; nested layout: "
+        "docker-compose.host-mount.yml with the state disk mounted at /data/state), or unset "
+        "AGNES_STATE_MOUNT if this instance deliberately keeps state on the data disk. "
+        "See docs/state-dir.md.",
+        paths->state_dir, paths->state_dir);
+}

@@ -1,0 +1,47 @@
+/*
+ * runtime.h - the one process-wide struct: where things are, what is
+ * configured, which build runs.  Created once in main before any thread
+ * starts and passed down explicitly; there are no other globals apart from
+ * the log level.
+ *
+ * Two stages, so read-only commands (`agnes doctor`) never write:
+ *   runtime_load()          paths, .env_overlay, configuration, version
+ *   runtime_prepare_state() creates directories, runs the shadow-mount
+ *                           guard, loads or generates the secrets
+ */
+#ifndef AGNES_CORE_RUNTIME_H
+#define AGNES_CORE_RUNTIME_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/env_overlay.h"
+#include "core/error.h"
+#include "core/paths.h"
+#include "core/release_index.h"
+#include "core/secrets.h"
+#include "core/version.h"
+
+typedef struct agnes_runtime {
+    agnes_paths paths;
+    env_overlay overlay;
+    agnes_config config;
+    agnes_secrets secrets;
+    agnes_version version;
+    int64_t started_at;
+    /* Updated by the release check, read by health: guarded by release_lock. */
+    pthread_mutex_t release_lock;
+    release_status release;
+} agnes_runtime;
+
+int runtime_load(agnes_runtime *rt, agnes_error *err);
+int runtime_prepare_state(agnes_runtime *rt, agnes_error *err);
+
+/* Re-read the release index now and store the result (thread-safe). */
+void runtime_refresh_release(agnes_runtime *rt);
+void runtime_get_release(agnes_runtime *rt, release_status *out);
+
+void runtime_free(agnes_runtime *rt);
+
+#endif

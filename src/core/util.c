@@ -1,0 +1,328 @@
+#include "core/util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int util_format(char *out, size_t out_size, agnes_error *err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out, out_size, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= out_size)
+        return agnes_error_set(err, AGNES_ERR_INVALID,
+                               "value is too long (%d bytes, limit %zu): shorten the path or setting",
+                               n, out_size - 1);
+    return AGNES_OK;
+}
+
+int util_path_join(char *out, size_t out_size, const char *dir, const char *name, agnes_error *err)
+{
+    size_t dir_len = strlen(dir);
+    while (dir_len > 1 && dir[dir_len - 1] == '/')
+        dir_len--;
+    while (*name == '/')
+        name++;
+    return util_format(out, out_size, err, "%.*s/%s", (int)dir_len, dir, name);
+}
+
+char *util_strdup(const char *s)
+{
+    if (s == NULL)
+        return NULL;
+    size_t n = strlen(s) + 1;
+    char *copy = malloc(n);
+    if (copy != NULL)
+        memcpy(copy, s, n);
+    return copy;
+}
+
+char *util_trim(char *s)
+{
+    char *start = s;
+    while (*start && isspace((unsigned char)*start))
+        start++;
+    size_t n = strlen(start);
+    while (n > 0 && isspace((unsigned char)start[n - 1]))
+        n--;
+    memmove(s, start, n);
+    s[n] = '\0';
+    return s;
+}
+
+bool util_starts_with(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+bool util_parse_long(const char *s, long long *out)
+{
+    if (s == NULL || *s == '\0')
+        return false;
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0')
+        return false;
+    *out = v;
+    return true;
+}
+
+int util_read_file(const char *path, size_t max_bytes, char **out, size_t *out_len, agnes_error *err)
+{
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return agnes_error_set(err, AGNES_ERR_NOT_FOUND, "%s does not exist", path);
+        return agnes_error_set(err, AGNES_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    }
+    int rc = AGNES_OK;
+    struct stat st;
+    char *buf = NULL;
+    if (fstat(fd, &st) != 0) {
+        rc = agnes_error_set(err, AGNES_ERR_IO, "cannot stat %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        rc = agnes_error_set(err, AGNES_ERR_IO, "%s is a directory, expected a file", path);
+        goto fail;
+    }
+    if ((size_t)st.st_size > max_bytes) {
+        rc = agnes_error_set(err, AGNES_ERR_INVALID, "%s is %lld bytes, larger than the %zu allowed",
+                             path, (long long)st.st_size, max_bytes);
+        goto fail;
+    }
+    buf = malloc((size_t)st.st_size + 1);
+    if (buf == NULL) {
+        rc = agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory reading %s", path);
+        goto fail;
+    }
+    size_t total = 0;
+    while (total < (size_t)st.st_size) {
+        ssize_t got = read(fd, buf + total, (size_t)st.st_size - total);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            rc = agnes_error_set(err, AGNES_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+            goto fail;
+        }
+        if (got == 0)
+            break; /* file shrank under us: return what is there */
+        total += (size_t)got;
+    }
+    buf[total] = '\0';
+    close(fd);
+    *out = buf;
+    if (out_len)
+        *out_len = total;
+    return AGNES_OK;
+fail:
+    free(buf);
+    close(fd);
+    return rc;
+}
+
+int util_fsync_parent_dir(const char *path, agnes_error *err)
+{
+    char dir[AGNES_PATH_MAX];
+    if (util_format(dir, sizeof dir, err, "%s", path) != AGNES_OK)
+        return AGNES_ERR_INVALID;
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL)
+        strcpy(dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return agnes_error_set(err, AGNES_ERR_IO, "cannot open directory %s: %s", dir, strerror(errno));
+    int rc = AGNES_OK;
+    if (fsync(fd) != 0 && errno != EINVAL)
+        rc = agnes_error_set(err, AGNES_ERR_IO, "cannot fsync directory %s: %s", dir, strerror(errno));
+    close(fd);
+    return rc;
+}
+
+static int write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Create a unique temp file beside path; fills tmp_path. */
+static int open_temp_beside(const char *path, mode_t mode, char *tmp_path, size_t tmp_size, agnes_error *err)
+{
+    if (util_format(tmp_path, tmp_size, err, "%s.tmp.%ld", path, (long)getpid()) != AGNES_OK)
+        return -1;
+    int fd = open(tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+    if (fd < 0) {
+        agnes_error_set(err, AGNES_ERR_IO, "cannot create %s: %s", tmp_path, strerror(errno));
+        return -1;
+    }
+    /* open() applies the umask; the state tier needs the exact mode (0600 secrets). */
+    if (fchmod(fd, mode) != 0) {
+        agnes_error_set(err, AGNES_ERR_IO, "cannot chmod %s: %s", tmp_path, strerror(errno));
+        close(fd);
+        unlink(tmp_path);
+        return -1;
+    }
+    return fd;
+}
+
+static int finish_temp(int fd, const char *tmp_path, const char *path, agnes_error *err)
+{
+    if (fsync(fd) != 0) {
+        agnes_error_set(err, AGNES_ERR_IO, "cannot fsync %s: %s", tmp_path, strerror(errno));
+        close(fd);
+        unlink(tmp_path);
+        return AGNES_ERR_IO;
+    }
+    if (close(fd) != 0) {
+        unlink(tmp_path);
+        return agnes_error_set(err, AGNES_ERR_IO, "cannot close %s: %s", tmp_path, strerror(errno));
+    }
+    if (rename(tmp_path, path) != 0) {
+        int saved = errno;
+        unlink(tmp_path);
+        return agnes_error_set(err, AGNES_ERR_IO, "cannot rename %s to %s: %s", tmp_path, path, strerror(saved));
+    }
+    return util_fsync_parent_dir(path, err);
+}
+
+int util_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, agnes_error *err)
+{
+    char tmp_path[AGNES_PATH_MAX];
+    int fd = open_temp_beside(path, mode, tmp_path, sizeof tmp_path, err);
+    if (fd < 0)
+        return err ? err->code : AGNES_ERR_IO;
+    if (write_all(fd, data, len) != 0) {
+        agnes_error_set(err, AGNES_ERR_IO, "cannot write %s: %s", tmp_path, strerror(errno));
+        close(fd);
+        unlink(tmp_path);
+        return AGNES_ERR_IO;
+    }
+    return finish_temp(fd, tmp_path, path, err);
+}
+
+int util_copy_file_atomic(const char *src, const char *dst, agnes_error *err)
+{
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return agnes_error_set(err, AGNES_ERR_IO, "cannot open %s: %s", src, strerror(errno));
+    struct stat st;
+    if (fstat(in, &st) != 0) {
+        close(in);
+        return agnes_error_set(err, AGNES_ERR_IO, "cannot stat %s: %s", src, strerror(errno));
+    }
+    char tmp_path[AGNES_PATH_MAX];
+    int out = open_temp_beside(dst, st.st_mode & 07777, tmp_path, sizeof tmp_path, err);
+    if (out < 0) {
+        close(in);
+        return err ? err->code : AGNES_ERR_IO;
+    }
+    char buf[1 << 16];
+    for (;;) {
+        ssize_t n = read(in, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 || (n > 0 && write_all(out, buf, (size_t)n) != 0)) {
+            agnes_error_set(err, AGNES_ERR_IO, "cannot copy %s to %s: %s", src, tmp_path, strerror(errno));
+            close(in);
+            close(out);
+            unlink(tmp_path);
+            return AGNES_ERR_IO;
+        }
+        if (n == 0)
+            break;
+    }
+    close(in);
+    return finish_temp(out, tmp_path, dst, err);
+}
+
+int util_mkdir_p(const char *path, mode_t mode, agnes_error *err)
+{
+    char buf[AGNES_PATH_MAX];
+    if (util_format(buf, sizeof buf, err, "%s", path) != AGNES_OK)
+        return AGNES_ERR_INVALID;
+    for (char *p = buf + 1; ; p++) {
+        if (*p == '/' || *p == '\0') {
+            char saved = *p;
+            *p = '\0';
+            if (mkdir(buf, mode) != 0 && errno != EEXIST)
+                return agnes_error_set(err, AGNES_ERR_IO, "cannot create directory %s: %s", buf, strerror(errno));
+            if (!util_is_directory(buf))
+                return agnes_error_set(err, AGNES_ERR_IO, "%s exists but is not a directory", buf);
+            *p = saved;
+            if (saved == '\0')
+                break;
+        }
+    }
+    return AGNES_OK;
+}
+
+bool util_file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+bool util_is_directory(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+void util_hex_encode(const uint8_t *bytes, size_t len, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[bytes[i] >> 4];
+        out[2 * i + 1] = digits[bytes[i] & 0x0f];
+    }
+    out[2 * len] = '\0';
+}
+
+void util_utc_iso(int64_t unix_seconds, char out[32])
+{
+    time_t t = (time_t)unix_seconds;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+void util_utc_now_iso(char out[32])
+{
+    util_utc_iso(util_unix_now(), out);
+}
+
+double util_monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+int64_t util_unix_now(void)
+{
+    return (int64_t)time(NULL);
+}

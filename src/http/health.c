@@ -1,0 +1,237 @@
+#include "http/health.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "store/migrations.h"
+
+enum check_level { CHECK_OK, CHECK_SKIPPED, CHECK_WARNING, CHECK_ERROR };
+
+static const char *const level_names[] = {"ok", "skipped", "warning", "error"};
+
+typedef struct health_report {
+    json_t *checks;
+    json_t *warnings;
+    enum check_level worst;
+} health_report;
+
+/* Record a check; a warning or error also gets a top-level sentence. */
+static void add_check(health_report *report, const char *name, enum check_level level, json_t *details,
+                      const char *message)
+{
+    if (details == NULL)
+        details = json_object();
+    json_object_set_new(details, "status", json_string(level_names[level]));
+    if (message != NULL && level >= CHECK_WARNING) {
+        json_object_set_new(details, "detail", json_string(message));
+        json_array_append_new(report->warnings, json_string(message));
+    }
+    json_object_set_new(report->checks, name, details);
+    if (level > report->worst)
+        report->worst = level;
+}
+
+static void check_state_dir(health_report *report, agnes_runtime *rt)
+{
+    const char *dir = rt->paths.state_dir;
+    bool required = strcmp(config_get_string(&rt->config, CFG_STATE_MOUNT), "required") == 0;
+    bool is_mount = paths_is_mount_point(dir, "/proc/self/mountinfo");
+    json_t *details = json_pack("{s:s, s:b, s:b}", "path", dir, "mount_required", required, "is_mount_point",
+                                is_mount);
+    char message[AGNES_PATH_MAX + 200];
+    if (!util_is_directory(dir) || access(dir, W_OK) != 0) {
+        snprintf(message, sizeof message, "STATE_DIR %s is missing or not writable; fix the mount or permissions", dir);
+        add_check(report, "state_dir", CHECK_ERROR, details, message);
+    } else if (required && !is_mount) {
+        snprintf(message, sizeof message,
+                 "STATE_DIR %s is no longer a mount point of its own (AGNES_STATE_MOUNT=required); see docs/state-dir.md",
+                 dir);
+        add_check(report, "state_dir", CHECK_ERROR, details, message);
+    } else {
+        add_check(report, "state_dir", CHECK_OK, details, NULL);
+    }
+}
+
+static int check_system_db(health_report *report, http_context *ctx)
+{
+    int expected = migrations_latest();
+    int current = -1;
+    agnes_error err;
+    agnes_error_clear(&err);
+    int rc = system_db_schema_version(ctx->db, &current, &err);
+    json_t *details = json_pack("{s:i}", "expected", expected);
+    if (rc != AGNES_OK) {
+        char message[AGNES_ERROR_MESSAGE_MAX + 64];
+        snprintf(message, sizeof message, "system.duckdb is unreadable: %s", err.message);
+        add_check(report, "system_db", CHECK_ERROR, details, message);
+        return -1;
+    }
+    json_object_set_new(details, "current", json_integer(current));
+    if (current != expected)
+        add_check(report, "system_db", CHECK_ERROR, details,
+                  "system.duckdb schema does not match this build; run `agnes migrate`");
+    else
+        add_check(report, "system_db", CHECK_OK, details, NULL);
+    return current;
+}
+
+/* The key in memory is fine, but if its file vanished the next restart would
+ * generate a new one and log everybody out: say so while it can be fixed. */
+static void check_secrets(health_report *report, agnes_runtime *rt)
+{
+    const struct {
+        const char *name;
+        const agnes_secret *secret;
+        enum state_file file;
+    } secrets[] = {{"jwt", &rt->secrets.jwt, STATE_JWT_SECRET}, {"session", &rt->secrets.session, STATE_SESSION_SECRET}};
+    json_t *details = json_object();
+    enum check_level level = CHECK_OK;
+    char message[AGNES_PATH_MAX + 200] = "";
+    for (size_t i = 0; i < 2; i++) {
+        const char *source = secrets[i].secret->source ? secrets[i].secret->source : "missing";
+        json_object_set_new(details, secrets[i].name, json_string(source));
+        char path[AGNES_PATH_MAX];
+        bool from_file = strcmp(source, "file") == 0 || strcmp(source, "generated") == 0;
+        if (from_file && paths_state_file(&rt->paths, secrets[i].file, path, sizeof path, NULL) == AGNES_OK &&
+            !util_file_exists(path)) {
+            level = CHECK_WARNING;
+            snprintf(message, sizeof message,
+                     "secret file %s has disappeared; a restart would generate a new key and log every user out. "
+                     "Restore it from backup",
+                     path);
+        }
+    }
+    add_check(report, "secrets", level, details, level == CHECK_OK ? NULL : message);
+}
+
+static long long free_bytes(const char *dir)
+{
+    struct statvfs vfs;
+    if (statvfs(dir, &vfs) != 0)
+        return -1;
+    return (long long)vfs.f_bavail * (long long)vfs.f_frsize;
+}
+
+static void check_disk_free(health_report *report, agnes_runtime *rt)
+{
+    long long minimum = config_get_int(&rt->config, CFG_HEALTH_MIN_FREE_BYTES);
+    long long data_free = free_bytes(rt->paths.data_dir);
+    long long state_free = free_bytes(rt->paths.state_dir);
+    json_t *details = json_pack("{s:I, s:I, s:I}", "data_dir_free_bytes", (json_int_t)data_free,
+                                "state_dir_free_bytes", (json_int_t)state_free, "min_free_bytes", (json_int_t)minimum);
+    char message[256];
+    const char *low = data_free >= 0 && data_free < minimum ? "DATA_DIR" : state_free >= 0 && state_free < minimum ? "STATE_DIR" : NULL;
+    if (low != NULL) {
+        snprintf(message, sizeof message, "%s has less than %lld bytes free; free space or grow the disk", low, minimum);
+        add_check(report, "disk_free", CHECK_WARNING, details, message);
+    } else {
+        add_check(report, "disk_free", CHECK_OK, details, NULL);
+    }
+}
+
+static void check_release(health_report *report, agnes_runtime *rt)
+{
+    release_status status;
+    runtime_get_release(rt, &status);
+    if (!status.configured) {
+        add_check(report, "release_index", CHECK_SKIPPED, json_pack("{s:s}", "detail", "AGNES_RELEASE_INDEX is not set"), NULL);
+        return;
+    }
+    char checked_at[32], message[1024];
+    util_utc_iso(status.checked_at, checked_at);
+    json_t *details = json_pack("{s:s, s:b, s:s}", "checked_at", checked_at, "deprecated", status.deprecated,
+                                "stable", status.stable);
+    if (status.deprecated) {
+        json_object_set_new(details, "reason", json_string(status.reason));
+        json_object_set_new(details, "until", json_string(status.until));
+    }
+    release_index_warning(&status, rt->version.version, message, sizeof message);
+    add_check(report, "release_index", message[0] ? CHECK_WARNING : CHECK_OK, details, message[0] ? message : NULL);
+}
+
+unsigned health_build(http_context *ctx, json_t **out)
+{
+    agnes_runtime *rt = ctx->runtime;
+    health_report report = {json_object(), json_array(), CHECK_OK};
+    check_state_dir(&report, rt);
+    int current = check_system_db(&report, ctx);
+    check_secrets(&report, rt);
+    check_disk_free(&report, rt);
+    check_release(&report, rt);
+    const char *status = report.worst == CHECK_ERROR ? "unhealthy" : report.worst == CHECK_WARNING ? "degraded" : "ok";
+    json_t *schema = json_pack("{s:i}", "expected", migrations_latest());
+    json_object_set_new(schema, "current", current >= 0 ? json_integer(current) : json_null());
+    *out = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "status", status, "version", rt->version.version, "channel",
+                     rt->version.channel, "schema", schema, "checks", report.checks, "warnings", report.warnings);
+    return report.worst == CHECK_ERROR ? 503 : 200;
+}
+
+int health_monitor_init(health_monitor *monitor, agnes_error *err)
+{
+    memset(monitor, 0, sizeof *monitor);
+    if (pthread_mutex_init(&monitor->lock, NULL) != 0)
+        return agnes_error_set(err, AGNES_ERR_NOMEM, "cannot create a mutex");
+    return AGNES_OK;
+}
+
+void health_monitor_refresh(health_monitor *monitor, http_context *ctx)
+{
+    json_t *doc = NULL;
+    unsigned code = health_build(ctx, &doc);
+    char *body = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (body == NULL) {
+        log_error("msg=\"cannot serialise the health document\"");
+        return; /* keep publishing the previous answer */
+    }
+    pthread_mutex_lock(&monitor->lock);
+    if (monitor->status_code != code)
+        log_info("msg=\"health changed\" status_code=%u", code);
+    free(monitor->body);
+    monitor->body = body;
+    monitor->body_len = strlen(body);
+    monitor->status_code = code;
+    pthread_mutex_unlock(&monitor->lock);
+}
+
+void health_monitor_free(health_monitor *monitor)
+{
+    free(monitor->body);
+    pthread_mutex_destroy(&monitor->lock);
+    memset(monitor, 0, sizeof *monitor);
+}
+
+void health_handle_get(http_context *ctx, const http_request *req, http_response *resp)
+{
+    (void)req;
+    health_monitor *monitor = ctx->health;
+    pthread_mutex_lock(&monitor->lock);
+    char *copy = monitor->body ? malloc(monitor->body_len + 1) : NULL;
+    size_t len = monitor->body_len;
+    unsigned code = monitor->status_code;
+    if (copy)
+        memcpy(copy, monitor->body, len + 1);
+    pthread_mutex_unlock(&monitor->lock);
+    if (copy == NULL) {
+        http_respond_error(resp, 503, "Health is not known yet; retry in a moment.", NULL);
+        return;
+    }
+    http_respond_raw(resp, code, "application/json", copy, len);
+    http_response_add_header(resp, "Cache-Control", "no-store");
+}
+
+void version_handle_get(http_context *ctx, const http_request *req, http_response *resp)
+{
+    (void)req;
+    const agnes_version *v = &ctx->runtime->version;
+    char started_at[32];
+    util_utc_iso(ctx->runtime->started_at, started_at);
+    json_t *body = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:s}", "version", v->version, "channel",
+                             v->channel, "commit_sha", v->commit_sha, "tag", v->tag, "image_tag", v->tag,
+                             "schema_version", migrations_latest(), "built_at", v->built_at, "started_at", started_at,
+                             "deployed_at", started_at);
+    http_respond_json(resp, 200, body);
+}

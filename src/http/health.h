@@ -1,0 +1,39 @@
+/*
+ * health.h - GET /api/health and GET /api/version (SPEC §12).
+ *
+ * Load balancers and compose poll /api/health constantly, so it must cost
+ * almost nothing: the checks run in health_monitor_refresh() (at start and
+ * every few seconds from the server's tick) and the handler only copies the
+ * last serialised answer.  A problem shows up within one refresh period.
+ */
+#ifndef AGNES_HTTP_HEALTH_H
+#define AGNES_HTTP_HEALTH_H
+
+#include <pthread.h>
+
+#include "core/error.h"
+#include "http/http.h"
+
+#define HEALTH_REFRESH_SECONDS 5
+
+typedef struct health_monitor {
+    pthread_mutex_t lock;
+    char *body;
+    size_t body_len;
+    unsigned status_code;
+} health_monitor;
+
+int health_monitor_init(health_monitor *monitor, agnes_error *err);
+
+/* Run every check now and publish the result. */
+void health_monitor_refresh(health_monitor *monitor, http_context *ctx);
+
+/* Build the health document (exposed for `agnes doctor`); returns the HTTP status. */
+unsigned health_build(http_context *ctx, json_t **out);
+
+void health_monitor_free(health_monitor *monitor);
+
+void health_handle_get(http_context *ctx, const http_request *req, http_response *resp);
+void version_handle_get(http_context *ctx, const http_request *req, http_response *resp);
+
+#endif

@@ -1,0 +1,80 @@
+/*
+ * http.h - the types every HTTP handler sees.
+ *
+ * A handler gets the shared context, the parsed request and an empty
+ * response to fill.  It never touches libmicrohttpd directly: server.c owns
+ * the connection, the body buffer, the request id and the access log, so
+ * each API area (one file per area) is plain request -> response code.
+ */
+#ifndef AGNES_HTTP_HTTP_H
+#define AGNES_HTTP_HTTP_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "core/runtime.h"
+#include "store/system_db.h"
+
+struct health_monitor;
+struct MHD_Connection;
+
+typedef struct http_context {
+    agnes_runtime *runtime;
+    system_db *db;
+    struct health_monitor *health;
+} http_context;
+
+#define HTTP_MAX_PARAMS 8
+#define HTTP_REQUEST_ID_MAX 64
+
+typedef struct http_param {
+    const char *name; /* points into the route pattern */
+    size_t name_len;
+    char value[256];
+} http_param;
+
+typedef struct http_request {
+    const char *method;
+    const char *path;
+    const char *body; /* NUL-terminated; empty string when there is none */
+    size_t body_len;
+    const char *request_id;
+    const char *client_ip;
+    http_param params[HTTP_MAX_PARAMS];
+    int param_count;
+    struct MHD_Connection *connection; /* for header and query lookups only */
+} http_request;
+
+#define HTTP_MAX_RESPONSE_HEADERS 8
+
+typedef struct http_header {
+    char name[64];
+    char value[512];
+} http_header;
+
+typedef struct http_response {
+    unsigned status;
+    char *body; /* malloc'd, owned by the response */
+    size_t body_len;
+    const char *content_type;
+    http_header headers[HTTP_MAX_RESPONSE_HEADERS];
+    int header_count;
+} http_response;
+
+/* Lookups on the request (NULL when absent). */
+const char *http_request_header(const http_request *req, const char *name);
+const char *http_request_query(const http_request *req, const char *name);
+const char *http_request_param(const http_request *req, const char *name);
+
+/* Serialise `body` (reference stolen) as the JSON response. */
+void http_respond_json(http_response *resp, unsigned status, json_t *body);
+
+/* {"detail": detail} plus "hint" when given: the shape every error has. */
+void http_respond_error(http_response *resp, unsigned status, const char *detail, const char *hint);
+
+/* Take ownership of an already-serialised body. */
+void http_respond_raw(http_response *resp, unsigned status, const char *content_type, char *body, size_t len);
+
+int http_response_add_header(http_response *resp, const char *name, const char *value);
+
+#endif

@@ -1,0 +1,71 @@
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "http/http.h"
+
+static const char fallback_body[] = "{\"detail\":\"Internal server error: out of memory\"}";
+
+const char *http_request_header(const http_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->connection, MHD_HEADER_KIND, name);
+}
+
+const char *http_request_query(const http_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->connection, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *http_request_param(const http_request *req, const char *name)
+{
+    size_t len = strlen(name);
+    for (int i = 0; i < req->param_count; i++)
+        if (req->params[i].name_len == len && strncmp(req->params[i].name, name, len) == 0)
+            return req->params[i].value;
+    return NULL;
+}
+
+void http_respond_raw(http_response *resp, unsigned status, const char *content_type, char *body, size_t len)
+{
+    free(resp->body);
+    resp->status = status;
+    resp->content_type = content_type;
+    resp->body = body;
+    resp->body_len = len;
+}
+
+void http_respond_json(http_response *resp, unsigned status, json_t *body)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (text == NULL) {
+        /* Serialising can only fail on allocation: answer with a static body. */
+        log_error("msg=\"cannot serialise a JSON response\"");
+        char *copy = malloc(sizeof fallback_body);
+        if (copy)
+            memcpy(copy, fallback_body, sizeof fallback_body);
+        http_respond_raw(resp, 500, "application/json", copy, copy ? sizeof fallback_body - 1 : 0);
+        return;
+    }
+    http_respond_raw(resp, status, "application/json", text, strlen(text));
+}
+
+void http_respond_error(http_response *resp, unsigned status, const char *detail, const char *hint)
+{
+    json_t *body = json_pack("{s:s}", "detail", detail);
+    if (body && hint)
+        json_object_set_new(body, "hint", json_string(hint));
+    http_respond_json(resp, status, body);
+}
+
+int http_response_add_header(http_response *resp, const char *name, const char *value)
+{
+    if (resp->header_count >= HTTP_MAX_RESPONSE_HEADERS)
+        return -1;
+    http_header *h = &resp->headers[resp->header_count++];
+    snprintf(h->name, sizeof h->name, "%s", name);
+    snprintf(h->value, sizeof h->value, "%s", value);
+    return 0;
+}

@@ -1,0 +1,74 @@
+#include "http/router.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Match path against pattern, collecting {params} into req (may be NULL). */
+static bool pattern_matches(const char *pattern, const char *path, http_request *req)
+{
+    int param_count = 0;
+    const char *p = pattern, *s = path;
+    while (*p && *s) {
+        if (*p == '{') {
+            const char *close = strchr(p, '}');
+            const char *segment_end = strchr(s, '/');
+            size_t len = segment_end ? (size_t)(segment_end - s) : strlen(s);
+            if (close == NULL || len == 0 || param_count >= HTTP_MAX_PARAMS)
+                return false;
+            if (req) {
+                http_param *param = &req->params[param_count];
+                if (len >= sizeof param->value)
+                    return false;
+                param->name = p + 1;
+                param->name_len = (size_t)(close - p - 1);
+                memcpy(param->value, s, len);
+                param->value[len] = '\0';
+            }
+            param_count++;
+            p = close + 1;
+            s += len;
+            continue;
+        }
+        if (*p != *s)
+            return false;
+        p++;
+        s++;
+    }
+    if (*p != '\0' || *s != '\0')
+        return false;
+    if (req)
+        req->param_count = param_count;
+    return true;
+}
+
+static bool method_matches(const char *route_method, const char *method)
+{
+    return strcmp(route_method, method) == 0 || (strcmp(method, "HEAD") == 0 && strcmp(route_method, "GET") == 0);
+}
+
+enum route_match_result router_match(const route *routes, size_t count, const char *method, const char *path,
+                                     http_request *req, const route **out, char *allow, size_t allow_size)
+{
+    bool path_known = false;
+    size_t allow_len = 0;
+    if (allow_size > 0)
+        allow[0] = '\0';
+    for (size_t i = 0; i < count; i++) {
+        if (!pattern_matches(routes[i].pattern, path, NULL))
+            continue;
+        if (method_matches(routes[i].method, method)) {
+            pattern_matches(routes[i].pattern, path, req);
+            *out = &routes[i];
+            return ROUTE_MATCHED;
+        }
+        path_known = true;
+        if (strstr(allow, routes[i].method) == NULL) {
+            int n = snprintf(allow + allow_len, allow_size - allow_len, "%s%s", allow_len ? ", " : "",
+                             routes[i].method);
+            if (n > 0 && (size_t)n < allow_size - allow_len)
+                allow_len += (size_t)n;
+        }
+    }
+    return path_known ? ROUTE_METHOD_NOT_ALLOWED : ROUTE_NOT_FOUND;
+}

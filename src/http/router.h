@@ -1,0 +1,45 @@
+/*
+ * router.h - the route table: method + path pattern -> handler + access.
+ *
+ * Patterns are literal segments and {name} segments, e.g.
+ * "/api/catalog/tables/{id}".  A {name} matches exactly one non-empty
+ * segment.  Matching is a linear scan: the table is small, and a scan keeps
+ * the precedence obvious (first match wins).
+ */
+#ifndef AGNES_HTTP_ROUTER_H
+#define AGNES_HTTP_ROUTER_H
+
+#include <stddef.h>
+
+#include "http/http.h"
+
+enum route_access {
+    ROUTE_PUBLIC, /* anyone, including during setup mode */
+    ROUTE_USER,   /* any signed-in, active user */
+    ROUTE_ADMIN,  /* member of the Admin group */
+};
+
+typedef void (*route_handler)(http_context *ctx, const http_request *req, http_response *resp);
+
+typedef struct route {
+    const char *method;
+    const char *pattern;
+    route_handler handler;
+    enum route_access access;
+    const char *summary; /* one line, for the generated API description */
+} route;
+
+enum route_match_result { ROUTE_MATCHED, ROUTE_NOT_FOUND, ROUTE_METHOD_NOT_ALLOWED };
+
+/* Find the route for method + path.  On ROUTE_MATCHED, *out is set and the
+ * path parameters are written into req.  On ROUTE_METHOD_NOT_ALLOWED,
+ * `allow` receives the comma-separated methods the path does accept.
+ * HEAD is answered by GET routes. */
+enum route_match_result router_match(const route *routes, size_t count, const char *method, const char *path,
+                                     http_request *req, const route **out, char *allow, size_t allow_size);
+
+/* The server's route table (routes.c). */
+extern const route http_routes[];
+extern const size_t http_route_count;
+
+#endif

@@ -1,0 +1,15 @@
+/*
+ * routes.c - every HTTP endpoint of Agnes, in one table.
+ *
+ * Adding an endpoint = one row here + a handler in the file of its API area.
+ * The access level is enforced by server.c before the handler runs.
+ */
+#include "http/health.h"
+#include "http/router.h"
+
+const route http_routes[] = {
+    {"GET", "/api/health", health_handle_get, ROUTE_PUBLIC, "Instance health for load balancers and operators"},
+    {"GET", "/api/version", version_handle_get, ROUTE_PUBLIC, "Running version, channel, commit and schema"},
+};
+
+const size_t http_route_count = sizeof http_routes / sizeof http_routes[0];

@@ -1,0 +1,61 @@
+#include "store/duck.h"
+
+#include <string.h>
+
+int duck_open(const char *path, bool read_only, duckdb_database *out, agnes_error *err)
+{
+    duckdb_config config = NULL;
+    char *open_error = NULL;
+    if (duckdb_create_config(&config) != DuckDBSuccess)
+        return agnes_error_set(err, AGNES_ERR_NOMEM, "cannot create a DuckDB configuration");
+    if (read_only)
+        duckdb_set_config(config, "access_mode", "READ_ONLY");
+    /* system.duckdb never needs extensions; never let DuckDB try to download one. */
+    duckdb_set_config(config, "autoinstall_known_extensions", "false");
+    duckdb_set_config(config, "autoload_known_extensions", "false");
+    duckdb_state state = duckdb_open_ext(path, out, config, &open_error);
+    duckdb_destroy_config(&config);
+    if (state != DuckDBSuccess) {
+        int rc;
+        if (open_error && strstr(open_error, "lock"))
+            rc = agnes_error_set(err, AGNES_ERR_STATE,
+                                 "cannot open %s: %s. Another agnes process is using this STATE_DIR; stop it "
+                                 "first (only one server may own a state tier)",
+                                 path, open_error);
+        else
+            rc = agnes_error_set(err, AGNES_ERR_DB, "cannot open %s: %s", path,
+                                 open_error ? open_error : "unknown DuckDB error");
+        duckdb_free(open_error);
+        return rc;
+    }
+    return AGNES_OK;
+}
+
+int duck_exec(duckdb_connection conn, const char *sql, agnes_error *err)
+{
+    duckdb_result result;
+    if (duckdb_query(conn, sql, &result) != DuckDBSuccess) {
+        agnes_error_set(err, AGNES_ERR_DB, "%s", duckdb_result_error(&result));
+        duckdb_destroy_result(&result);
+        return AGNES_ERR_DB;
+    }
+    duckdb_destroy_result(&result);
+    return AGNES_OK;
+}
+
+int duck_query_int(duckdb_connection conn, const char *sql, long long *out, bool *found, agnes_error *err)
+{
+    duckdb_result result;
+    *found = false;
+    if (duckdb_query(conn, sql, &result) != DuckDBSuccess) {
+        agnes_error_set(err, AGNES_ERR_DB, "%s", duckdb_result_error(&result));
+        duckdb_destroy_result(&result);
+        return AGNES_ERR_DB;
+    }
+    if (duckdb_row_count(&result) > 0 && duckdb_column_count(&result) > 0 && !duckdb_value_is_null(&result, 0, 0)) {
+        *out = (long long)duckdb_value_int64(&result, 0, 0);
+        *found = true;
+    }
+    duckdb_destroy_result(&result);
+    return AGNES_OK;
+}

@@ -1,0 +1,217 @@
+#include "store/migrations.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "store/duck.h"
+
+typedef struct migration {
+    const char *name;
+    const char *sql;
+} migration;
+
+/* Append only.  Never edit a migration that has shipped: write a new one.
+ * Table and column names follow the original system (reference §3.2) so
+ * existing tooling that reads system.duckdb keeps working. */
+static const migration migrations[] = {
+    /* 1 */ {"identity",
+             "CREATE TABLE users ("
+             " id VARCHAR PRIMARY KEY, email VARCHAR UNIQUE NOT NULL, name VARCHAR, password_hash VARCHAR,"
+             " setup_token VARCHAR, setup_token_created TIMESTAMP, reset_token VARCHAR,"
+             " reset_token_created TIMESTAMP, active BOOLEAN NOT NULL DEFAULT TRUE, deactivated_at TIMESTAMP,"
+             " deactivated_by VARCHAR, created_at TIMESTAMP DEFAULT current_timestamp, updated_at TIMESTAMP);"
+             "CREATE TABLE user_groups ("
+             " id VARCHAR PRIMARY KEY, name VARCHAR NOT NULL UNIQUE, description TEXT,"
+             " is_system BOOLEAN DEFAULT FALSE, created_at TIMESTAMP DEFAULT current_timestamp,"
+             " created_by VARCHAR);"
+             "CREATE TABLE user_group_members ("
+             " user_id VARCHAR NOT NULL, group_id VARCHAR NOT NULL REFERENCES user_groups(id),"
+             " source VARCHAR NOT NULL, added_at TIMESTAMP DEFAULT current_timestamp, added_by VARCHAR,"
+             " PRIMARY KEY (user_id, group_id));"
+             "CREATE TABLE resource_grants ("
+             " id VARCHAR PRIMARY KEY, group_id VARCHAR NOT NULL REFERENCES user_groups(id),"
+             " resource_type VARCHAR NOT NULL, resource_id VARCHAR NOT NULL,"
+             " assigned_at TIMESTAMP DEFAULT current_timestamp, assigned_by VARCHAR,"
+             " UNIQUE (group_id, resource_type, resource_id));"
+             "CREATE TABLE personal_access_tokens ("
+             " id VARCHAR PRIMARY KEY, user_id VARCHAR NOT NULL, name VARCHAR NOT NULL,"
+             " token_hash VARCHAR NOT NULL, prefix VARCHAR NOT NULL, scopes VARCHAR,"
+             " created_at TIMESTAMP NOT NULL DEFAULT current_timestamp, expires_at TIMESTAMP,"
+             " last_used_at TIMESTAMP, last_used_ip VARCHAR, revoked_at TIMESTAMP);"},
+    /* 2 */ {"audit_log",
+             "CREATE TABLE audit_log ("
+             " id VARCHAR PRIMARY KEY, timestamp TIMESTAMP NOT NULL DEFAULT current_timestamp,"
+             " user_id VARCHAR, action VARCHAR NOT NULL, resource VARCHAR, params JSON, result VARCHAR,"
+             " duration_ms INTEGER);"
+             "CREATE INDEX idx_audit_log_timestamp ON audit_log(timestamp);"},
+    /* 3 */ {"system_groups",
+             "INSERT INTO user_groups (id, name, description, is_system, created_by) VALUES"
+             " (uuid()::VARCHAR, 'Admin', 'System: full access to all data and admin actions', TRUE,"
+             "  'system:seed'),"
+             " (uuid()::VARCHAR, 'Everyone', 'System: every user is a member; a grant here opens a table to all',"
+             "  TRUE, 'system:seed');"},
+};
+
+#define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))
+
+static const char schema_version_ddl[] =
+    "CREATE TABLE IF NOT EXISTS schema_version ("
+    " version INTEGER NOT NULL, applied_at TIMESTAMP DEFAULT current_timestamp, name VARCHAR)";
+
+int migrations_latest(void)
+{
+    return MIGRATION_COUNT;
+}
+
+const char *migrations_name(int version)
+{
+    return version >= 1 && version <= MIGRATION_COUNT ? migrations[version - 1].name : "unknown";
+}
+
+static int read_version_on(duckdb_connection conn, int *version, agnes_error *err)
+{
+    long long exists = 0, max_version = 0;
+    bool found = false;
+    if (duck_query_int(conn,
+                       "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
+                       " AND table_schema = 'main'",
+                       &exists, &found, err))
+        return err->code;
+    *version = 0;
+    if (exists == 0)
+        return AGNES_OK;
+    if (duck_query_int(conn, "SELECT max(version) FROM schema_version", &max_version, &found, err))
+        return err->code;
+    *version = found ? (int)max_version : 0;
+    return AGNES_OK;
+}
+
+int migrations_read_version(const char *db_path, int *version, agnes_error *err)
+{
+    *version = 0;
+    if (!util_file_exists(db_path))
+        return AGNES_OK;
+    duckdb_database db = NULL;
+    duckdb_connection conn = NULL;
+    if (duck_open(db_path, true, &db, err))
+        return err->code;
+    int rc = AGNES_OK;
+    if (duckdb_connect(db, &conn) != DuckDBSuccess) {
+        rc = agnes_error_set(err, AGNES_ERR_DB, "cannot connect to %s", db_path);
+        goto done;
+    }
+    rc = read_version_on(conn, version, err);
+done:
+    if (conn)
+        duckdb_disconnect(&conn);
+    duckdb_close(&db);
+    return rc;
+}
+
+int migrations_apply_range(duckdb_connection conn, int from, int to, agnes_error *err)
+{
+    if (duck_exec(conn, schema_version_ddl, err))
+        return agnes_error_wrap(err, "creating schema_version");
+    for (int v = from + 1; v <= to; v++) {
+        char record[256];
+        if (duck_exec(conn, migrations[v - 1].sql, err))
+            return agnes_error_wrap(err, "migration %d (%s) failed", v, migrations[v - 1].name);
+        snprintf(record, sizeof record, "INSERT INTO schema_version (version, name) VALUES (%d, '%s')", v,
+                 migrations[v - 1].name);
+        if (duck_exec(conn, record, err))
+            return agnes_error_wrap(err, "recording migration %d", v);
+    }
+    return AGNES_OK;
+}
+
+/* Flush the WAL into the file so the pre-migrate copy is complete on its own. */
+static int checkpoint_file(const char *db_path, agnes_error *err)
+{
+    duckdb_database db = NULL;
+    duckdb_connection conn = NULL;
+    if (duck_open(db_path, false, &db, err))
+        return err->code;
+    int rc = AGNES_OK;
+    if (duckdb_connect(db, &conn) != DuckDBSuccess)
+        rc = agnes_error_set(err, AGNES_ERR_DB, "cannot connect to %s", db_path);
+    else
+        rc = duck_exec(conn, "CHECKPOINT", err);
+    if (conn)
+        duckdb_disconnect(&conn);
+    duckdb_close(&db);
+    return rc;
+}
+
+static int apply_in_transaction(const char *db_path, int from, int to, agnes_error *err)
+{
+    duckdb_database db = NULL;
+    duckdb_connection conn = NULL;
+    if (duck_open(db_path, false, &db, err))
+        return err->code;
+    int rc = AGNES_OK;
+    if (duckdb_connect(db, &conn) != DuckDBSuccess) {
+        rc = agnes_error_set(err, AGNES_ERR_DB, "cannot connect to %s", db_path);
+        goto done;
+    }
+    if ((rc = duck_exec(conn, "BEGIN TRANSACTION", err)) != AGNES_OK)
+        goto done;
+    if ((rc = migrations_apply_range(conn, from, to, err)) != AGNES_OK) {
+        agnes_error ignored;
+        duck_exec(conn, "ROLLBACK", &ignored);
+        goto done;
+    }
+    if ((rc = duck_exec(conn, "COMMIT", err)) != AGNES_OK)
+        goto done;
+    rc = duck_exec(conn, "CHECKPOINT", err);
+done:
+    if (conn)
+        duckdb_disconnect(&conn);
+    duckdb_close(&db);
+    return rc;
+}
+
+int migrations_run(const agnes_paths *paths, int target, migration_report *report, agnes_error *err)
+{
+    char db_path[AGNES_PATH_MAX], backup_path[AGNES_PATH_MAX];
+    memset(report, 0, sizeof *report);
+    if (target == 0)
+        target = MIGRATION_COUNT;
+    if (target < 0 || target > MIGRATION_COUNT)
+        return agnes_error_set(err, AGNES_ERR_INVALID, "no migration %d: this build knows versions 1 to %d", target,
+                               MIGRATION_COUNT);
+    if (paths_state_file(paths, STATE_SYSTEM_DB, db_path, sizeof db_path, err) ||
+        paths_state_file(paths, STATE_SYSTEM_DB_PRE_MIGRATE, backup_path, sizeof backup_path, err))
+        return err->code;
+    report->created = !util_file_exists(db_path);
+    int current = 0;
+    if (migrations_read_version(db_path, &current, err))
+        return err->code;
+    report->from_version = report->to_version = current;
+    if (current > MIGRATION_COUNT)
+        return agnes_error_set(err, AGNES_ERR_STATE,
+                               "%s has schema version %d but this agnes knows only up to %d: it was written by a "
+                               "newer release. Refusing to start (a downgrade could lose data); the file is "
+                               "untouched. Fix: run the newer release again, or restore %s if you really mean to "
+                               "roll back",
+                               db_path, current, MIGRATION_COUNT, backup_path);
+    if (current > target)
+        return agnes_error_set(err, AGNES_ERR_INVALID,
+                               "%s is already at version %d; migrations only go forward (asked for %d)", db_path,
+                               current, target);
+    if (current == target)
+        return AGNES_OK;
+    if (current > 0) {
+        if (checkpoint_file(db_path, err) || util_copy_file_atomic(db_path, backup_path, err))
+            return agnes_error_wrap(err, "backing up system.duckdb before migrating");
+        report->backed_up = true;
+        log_info("msg=\"backed up system.duckdb before migrating\" backup=%s", backup_path);
+    }
+    if (apply_in_transaction(db_path, current, target, err))
+        return agnes_error_wrap(err, "migrating %s from version %d to %d (nothing was changed; the previous "
+                                     "state is intact)", db_path, current, target);
+    report->to_version = target;
+    log_info("msg=\"migrated system.duckdb\" from=%d to=%d", current, target);
+    return AGNES_OK;
+}
