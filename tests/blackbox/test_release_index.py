@@ -1,0 +1,65 @@
+"""Deprecation warnings from AGNES_RELEASE_INDEX (SPEC §12)."""
+import http.server
+import json
+import threading
+
+import pytest
+
+INDEX = {"stable": "2026.11.4",
+         "deprecated": [{"version": "2026.11.1", "reason": "sync loses rows", "until": "2026-12-31"}]}
+
+
+@pytest.fixture
+def index_server():
+    body = json.dumps(INDEX).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/releases.json"
+    httpd.shutdown()
+
+
+def test_deprecated_version_from_a_file_degrades_health(server_factory, env, workdir):
+    index = workdir / "releases.json"
+    index.write_text(json.dumps(INDEX))
+    env.update(AGNES_RELEASE_INDEX=str(index), AGNES_VERSION="2026.11.1")
+    server = server_factory(env)
+    r = server.get("/api/health")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "degraded"
+    assert body["warnings"] == ["Running deprecated version 2026.11.1. Update to stable (2026.11.4)."]
+    assert body["checks"]["release_index"]["reason"] == "sync loses rows"
+
+
+def test_deprecated_version_from_a_url(server_factory, env, index_server):
+    env.update(AGNES_RELEASE_INDEX=index_server, AGNES_VERSION="2026.11.1")
+    body = server_factory(env).get("/api/health").json()
+    assert body["warnings"] == ["Running deprecated version 2026.11.1. Update to stable (2026.11.4)."]
+
+
+def test_current_version_has_no_warning(server_factory, env, index_server):
+    env.update(AGNES_RELEASE_INDEX=index_server, AGNES_VERSION="2026.11.4")
+    body = server_factory(env).get("/api/health").json()
+    assert body["status"] == "ok" and body["warnings"] == []
+    assert body["checks"]["release_index"]["status"] == "ok"
+
+
+def test_unreachable_index_is_a_warning_not_a_crash(server_factory, env):
+    env.update(AGNES_RELEASE_INDEX="http://127.0.0.1:1/releases.json", AGNES_VERSION="2026.11.1")
+    server = server_factory(env)
+    body = server.get("/api/health").json()
+    assert body["status"] == "degraded"
+    assert len(body["warnings"]) == 1 and "unreachable" in body["warnings"][0]
+    assert server.proc.poll() is None
