@@ -29,6 +29,8 @@ TOOL_SRC := $(sort $(wildcard tests/tools/*.c))
 
 # Two build flavours share the rules below: normal (build/) and sanitized (build/asan/).
 BUILD    ?= build
+# `make V=1` prints full compiler command lines.
+Q        := $(if $(V),,@)
 ifeq ($(SANITIZE),1)
 BUILD    := build/asan
 CFLAGS   := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -66,22 +68,26 @@ $(BUILD)/obj/core/version.o: CPPFLAGS += -DAGNES_BUILD_VERSION='"$(VERSION)"' -D
 
 $(BUILD)/obj/%.o: src/%.c $(DUCKDB)/include/duckdb.h
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) $(CFLAGS) $(CPPFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CSTD) $(WARN) $(CFLAGS) $(CPPFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
 
 $(LIB): $(filter-out $(BUILD)/obj/main.o,$(OBJ))
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)ar rcs $@ $^
 
 $(BUILD)/agnes: $(BUILD)/obj/main.o $(LIB) $(DUCKDB)/lib/libduckdb.so
-	$(CC) $(LDFLAGS) -o $@ $(BUILD)/obj/main.o $(LIB) $(LIBS) $(RPATH)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(BUILD)/obj/main.o $(LIB) $(LIBS) $(RPATH)
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIB)
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) $(CFLAGS) $(CPPFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LIBS) -lcmocka $(RPATH)
+	@$(if $(Q),echo "  TEST    $@")
+	$(Q)$(CC) $(CSTD) $(WARN) $(CFLAGS) $(CPPFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LIBS) -lcmocka $(RPATH)
 
 $(BUILD)/tests/%: tests/tools/%.c $(LIB)
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) $(CFLAGS) $(CPPFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LIBS) $(RPATH)
+	@$(if $(Q),echo "  TOOL    $@")
+	$(Q)$(CC) $(CSTD) $(WARN) $(CFLAGS) $(CPPFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LIBS) $(RPATH)
 
 unit-build: $(BUILD)/agnes $(UNIT_BIN) $(TOOL_BIN)
 
@@ -96,7 +102,6 @@ test: deps
 asan: deps
 	@$(MAKE) --no-print-directory SANITIZE=1 unit-build
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1 \
-	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 tests/run-all build/asan
 
 clean:
