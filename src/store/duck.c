@@ -31,6 +31,27 @@ int duck_open(const char *path, bool read_only, duckdb_database *out, agnes_erro
     return AGNES_OK;
 }
 
+int duck_session_open(duck_session *session, const char *path, bool read_only, agnes_error *err)
+{
+    session->database = NULL;
+    session->connection = NULL;
+    if (duck_open(path, read_only, &session->database, err))
+        return err->code;
+    if (duckdb_connect(session->database, &session->connection) != DuckDBSuccess) {
+        duckdb_close(&session->database);
+        return agnes_error_set(err, AGNES_ERR_DB, "cannot connect to %s", path);
+    }
+    return AGNES_OK;
+}
+
+void duck_session_close(duck_session *session)
+{
+    if (session->connection != NULL)
+        duckdb_disconnect(&session->connection);
+    if (session->database != NULL)
+        duckdb_close(&session->database);
+}
+
 int duck_exec(duckdb_connection conn, const char *sql, agnes_error *err)
 {
     duckdb_result result;

@@ -15,6 +15,16 @@
  * without modifying the file. */
 int duck_open(const char *path, bool read_only, duckdb_database *out, agnes_error *err);
 
+/* A database opened for one short job with one connection: the pattern of
+ * migrations and tools that open a file, do one thing and close it. */
+typedef struct duck_session {
+    duckdb_database database;
+    duckdb_connection connection;
+} duck_session;
+
+int duck_session_open(duck_session *session, const char *path, bool read_only, agnes_error *err);
+void duck_session_close(duck_session *session);
+
 /* Run one or more statements, discarding results. */
 int duck_exec(duckdb_connection conn, const char *sql, agnes_error *err);
 

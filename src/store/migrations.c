@@ -93,20 +93,11 @@ int migrations_read_version(const char *db_path, int *version, agnes_error *err)
     *version = 0;
     if (!util_file_exists(db_path))
         return AGNES_OK;
-    duckdb_database db = NULL;
-    duckdb_connection conn = NULL;
-    if (duck_open(db_path, true, &db, err))
+    duck_session session;
+    if (duck_session_open(&session, db_path, true, err))
         return err->code;
-    int rc = AGNES_OK;
-    if (duckdb_connect(db, &conn) != DuckDBSuccess) {
-        rc = agnes_error_set(err, AGNES_ERR_DB, "cannot connect to %s", db_path);
-        goto done;
-    }
-    rc = read_version_on(conn, version, err);
-done:
-    if (conn)
-        duckdb_disconnect(&conn);
-    duckdb_close(&db);
+    int rc = read_version_on(session.connection, version, err);
+    duck_session_close(&session);
     return rc;
 }
 
@@ -129,46 +120,30 @@ int migrations_apply_range(duckdb_connection conn, int from, int to, agnes_error
 /* Flush the WAL into the file so the pre-migrate copy is complete on its own. */
 static int checkpoint_file(const char *db_path, agnes_error *err)
 {
-    duckdb_database db = NULL;
-    duckdb_connection conn = NULL;
-    if (duck_open(db_path, false, &db, err))
+    duck_session session;
+    if (duck_session_open(&session, db_path, false, err))
         return err->code;
-    int rc = AGNES_OK;
-    if (duckdb_connect(db, &conn) != DuckDBSuccess)
-        rc = agnes_error_set(err, AGNES_ERR_DB, "cannot connect to %s", db_path);
-    else
-        rc = duck_exec(conn, "CHECKPOINT", err);
-    if (conn)
-        duckdb_disconnect(&conn);
-    duckdb_close(&db);
+    int rc = duck_exec(session.connection, "CHECKPOINT", err);
+    duck_session_close(&session);
     return rc;
 }
 
 static int apply_in_transaction(const char *db_path, int from, int to, agnes_error *err)
 {
-    duckdb_database db = NULL;
-    duckdb_connection conn = NULL;
-    if (duck_open(db_path, false, &db, err))
+    duck_session session;
+    if (duck_session_open(&session, db_path, false, err))
         return err->code;
-    int rc = AGNES_OK;
-    if (duckdb_connect(db, &conn) != DuckDBSuccess) {
-        rc = agnes_error_set(err, AGNES_ERR_DB, "cannot connect to %s", db_path);
-        goto done;
-    }
-    if ((rc = duck_exec(conn, "BEGIN TRANSACTION", err)) != AGNES_OK)
-        goto done;
-    if ((rc = migrations_apply_range(conn, from, to, err)) != AGNES_OK) {
+    duckdb_connection conn = session.connection;
+    int rc = duck_exec(conn, "BEGIN TRANSACTION", err);
+    if (rc == AGNES_OK && (rc = migrations_apply_range(conn, from, to, err)) != AGNES_OK) {
         agnes_error ignored;
         duck_exec(conn, "ROLLBACK", &ignored);
-        goto done;
     }
-    if ((rc = duck_exec(conn, "COMMIT", err)) != AGNES_OK)
-        goto done;
-    rc = duck_exec(conn, "CHECKPOINT", err);
-done:
-    if (conn)
-        duckdb_disconnect(&conn);
-    duckdb_close(&db);
+    if (rc == AGNES_OK)
+        rc = duck_exec(conn, "COMMIT", err);
+    if (rc == AGNES_OK)
+        rc = duck_exec(conn, "CHECKPOINT", err);
+    duck_session_close(&session);
     return rc;
 }
 

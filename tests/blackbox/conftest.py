@@ -51,7 +51,8 @@ def duckdb_exec(path, sql):
 
 
 class Server:
-    def __init__(self, env, cwd):
+    def __init__(self, env, cwd, wrapper=()):
+        self.wrapper = list(wrapper)
         self.port = free_port()
         self.env = dict(env, AGNES_LISTEN=f"127.0.0.1:{self.port}")
         self.url = f"http://127.0.0.1:{self.port}"
@@ -60,7 +61,7 @@ class Server:
 
     def start(self, wait=True):
         self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([AGNES_BIN, "serve"], env=self.env, stdout=self.log,
+        self.proc = subprocess.Popen([*self.wrapper, AGNES_BIN, "serve"], env=self.env, stdout=self.log,
                                      stderr=subprocess.STDOUT)
         if wait:
             self.wait_ready()
@@ -115,8 +116,8 @@ def env(workdir):
 def server_factory(workdir):
     started = []
 
-    def make(env, wait=True):
-        server = Server(env, workdir)
+    def make(env, wait=True, wrapper=()):
+        server = Server(env, workdir, wrapper)
         started.append(server)
         return server.start(wait=wait)
 

@@ -1,6 +1,11 @@
 """The state tier (SPEC §3): where files go, secrets, the shadow-mount guard."""
 import os
+import shutil
 import stat
+import subprocess
+import time
+
+import pytest
 
 from conftest import run_agnes
 
@@ -84,3 +89,37 @@ def test_second_server_on_the_same_state_dir_is_refused(server, env):
     assert out.returncode == 1
     assert "Another agnes process" in out.stderr
     assert server.get("/api/health").status_code == 200
+
+
+def _can_mount_privately():
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs tmpfs /mnt"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount_privately(), reason="needs root and mount namespaces (unshare -m)")
+def test_state_mount_required_accepts_a_real_mount_point(server_factory, env, workdir):
+    state = workdir / "mounted-state"
+    state.mkdir()
+    env.update(AGNES_STATE_MOUNT="required", STATE_DIR=str(state))
+    # A private mount namespace: the tmpfs exists only for this server process.
+    wrapper = ["unshare", "-m", "sh", "-c", f'mount -t tmpfs tmpfs "{state}" && exec "$0" "$@"']
+    server = server_factory(env, wrapper=wrapper)
+    body = server.get("/api/health").json()
+    assert body["status"] == "ok"
+    assert body["checks"]["state_dir"]["is_mount_point"] is True
+    assert body["checks"]["state_dir"]["mount_required"] is True
+
+
+def test_losing_the_state_dir_makes_health_unhealthy_503(server):
+    shutil.rmtree(server.env["STATE_DIR"])
+    deadline = time.time() + 15  # health is recomputed every few seconds
+    while time.time() < deadline:
+        r = server.get("/api/health")
+        if r.status_code == 503:
+            break
+        time.sleep(0.25)
+    assert r.status_code == 503
+    body = r.json()
+    assert body["status"] == "unhealthy"
+    assert body["checks"]["state_dir"]["status"] == "error"
+    assert any("STATE_DIR" in w for w in body["warnings"])

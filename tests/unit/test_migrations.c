@@ -35,30 +35,24 @@ static int teardown(void **state)
 
 static long long query_int(const char *path, const char *sql)
 {
-    duckdb_database db;
-    duckdb_connection conn;
+    duck_session session;
     agnes_error err;
-    assert_int_equal(duck_open(path, true, &db, &err), AGNES_OK);
-    assert_int_equal(duckdb_connect(db, &conn), DuckDBSuccess);
+    assert_int_equal(duck_session_open(&session, path, true, &err), AGNES_OK);
     long long value = -1;
     bool found = false;
-    assert_int_equal(duck_query_int(conn, sql, &value, &found, &err), AGNES_OK);
-    duckdb_disconnect(&conn);
-    duckdb_close(&db);
+    assert_int_equal(duck_query_int(session.connection, sql, &value, &found, &err), AGNES_OK);
+    duck_session_close(&session);
     return found ? value : -1;
 }
 
 static void exec_sql(const char *path, const char *sql)
 {
-    duckdb_database db;
-    duckdb_connection conn;
+    duck_session session;
     agnes_error err;
-    assert_int_equal(duck_open(path, false, &db, &err), AGNES_OK);
-    assert_int_equal(duckdb_connect(db, &conn), DuckDBSuccess);
-    assert_int_equal(duck_exec(conn, sql, &err), AGNES_OK);
-    duck_exec(conn, "CHECKPOINT", &err);
-    duckdb_disconnect(&conn);
-    duckdb_close(&db);
+    assert_int_equal(duck_session_open(&session, path, false, &err), AGNES_OK);
+    assert_int_equal(duck_exec(session.connection, sql, &err), AGNES_OK);
+    assert_int_equal(duck_exec(session.connection, "CHECKPOINT", &err), AGNES_OK);
+    duck_session_close(&session);
 }
 
 static void test_fresh_file_gets_every_table_and_system_groups(void **state)
@@ -129,12 +123,11 @@ static void test_kill_9_in_the_middle_of_a_migration_is_recovered(void **state)
     assert_true(child >= 0);
     if (child == 0) {
         /* Apply the rest inside a transaction, then die before COMMIT. */
-        duckdb_database db;
-        duckdb_connection conn;
-        if (duck_open(f->db_path, false, &db, &err) || duckdb_connect(db, &conn) != DuckDBSuccess)
+        duck_session session;
+        if (duck_session_open(&session, f->db_path, false, &err))
             _exit(3);
-        if (duck_exec(conn, "BEGIN TRANSACTION", &err) ||
-            migrations_apply_range(conn, 1, migrations_latest(), &err))
+        if (duck_exec(session.connection, "BEGIN TRANSACTION", &err) ||
+            migrations_apply_range(session.connection, 1, migrations_latest(), &err))
             _exit(4);
         raise(SIGKILL);
         _exit(5);
