@@ -110,6 +110,25 @@ static bool enum_allows(const char *choices, const char *value)
     }
 }
 
+/* "|optional|required" -> "empty, optional, required" for messages. */
+static void describe_choices(const char *choices, char *out, size_t out_size)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (const char *p = choices;;) {
+        const char *bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        int wrote = snprintf(out + n, out_size - n, "%s%.*s", n ? ", " : "", len ? (int)len : 5,
+                             len ? p : "empty");
+        if (wrote < 0 || (size_t)wrote >= out_size - n)
+            return;
+        n += (size_t)wrote;
+        if (bar == NULL)
+            return;
+        p = bar + 1;
+    }
+}
+
 static bool parse_bool(const char *text, long long *out)
 {
     static const char *const truthy[] = {"true", "yes", "on", "1"};
@@ -150,11 +169,13 @@ static int set_value(agnes_config *config, enum config_key key, const char *text
                                    config_key_name(key), text, origin);
         break;
     case CONFIG_ENUM:
-        if (!enum_allows(spec->choices, text))
+        if (!enum_allows(spec->choices, text)) {
+            char readable[256];
+            describe_choices(spec->choices, readable, sizeof readable);
             return agnes_error_set(err, AGNES_ERR_CONFIG,
-                                   "configuration key %s must be one of \"%s\" (an empty value allowed where the "
-                                   "list starts with |), got \"%s\" (%s); fix the value there",
-                                   config_key_name(key), spec->choices, text, origin);
+                                   "configuration key %s must be one of %s, got \"%s\" (%s); fix the value there",
+                                   config_key_name(key), readable, text, origin);
+        }
         break;
     }
     char *copy = util_strdup(text);

@@ -82,6 +82,16 @@ static int resolve_one(const char *env_name, const char *fallback, char *out, si
     return AGNES_OK;
 }
 
+/* A directory setting that names an existing non-directory is a typo worth
+ * stopping for, before it turns into a confusing error deeper down. */
+static int reject_non_directory(const char *env_name, const char *path, agnes_error *err)
+{
+    if (util_file_exists(path) && !util_is_directory(path))
+        return agnes_error_set(err, AGNES_ERR_CONFIG, "%s is %s, which is a file, not a directory; point %s at a directory",
+                               env_name, path, env_name);
+    return AGNES_OK;
+}
+
 int paths_resolve(agnes_paths *paths, agnes_error *err)
 {
     memset(paths, 0, sizeof *paths);
@@ -99,6 +109,10 @@ int paths_resolve(agnes_paths *paths, agnes_error *err)
         return err->code;
     if (resolve_one("CONNECTORS_DIR", fallback, paths->connectors_dir, sizeof paths->connectors_dir,
                     &paths->connectors_dir_source, err))
+        return err->code;
+    if (reject_non_directory("DATA_DIR", paths->data_dir, err) ||
+        reject_non_directory("STATE_DIR", paths->state_dir, err) ||
+        reject_non_directory("CONFIG_DIR", paths->config_dir, err))
         return err->code;
     return AGNES_OK;
 }

@@ -322,8 +322,9 @@ int server_start(http_server *server, http_context *ctx, const route *routes, si
         flags, 0, NULL, NULL, access_handler, server, MHD_OPTION_EXTERNAL_LOGGER, log_mhd_error, NULL,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&address,
         MHD_OPTION_THREAD_POOL_SIZE, options->threads, MHD_OPTION_NOTIFY_COMPLETED, request_completed, server,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_IDLE_TIMEOUT_SECONDS, MHD_OPTION_LISTENING_ADDRESS_REUSE,
-        1, MHD_OPTION_END);
+        /* No MHD_OPTION_LISTENING_ADDRESS_REUSE: it enables SO_REUSEPORT, which would let a second
+         * agnes bind the same port and silently take half the traffic. */
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_IDLE_TIMEOUT_SECONDS, MHD_OPTION_END);
     if (server->daemon == NULL)
         return agnes_error_set(err, AGNES_ERR_IO,
                                "cannot listen on %s: the address is in use or not available here. Stop the other "

@@ -82,3 +82,25 @@ def test_unknown_keys_warn_but_start(server_factory, env, workdir):
     assert "server.colour" in server.output()
     out, doc = _doctor(env)
     assert any("server.colour" in w for w in doc["warnings"])
+
+
+def test_invalid_choice_lists_the_valid_ones(env):
+    out = run_agnes(["serve"], dict(env, AGNES_STATE_MOUNT="yes"))
+    assert out.returncode == 1
+    assert "storage.state_mount must be one of empty, optional, required" in out.stderr
+    assert "environment variable AGNES_STATE_MOUNT" in out.stderr
+
+
+def test_data_dir_that_is_a_file_is_named(env, workdir):
+    (workdir / "not-a-dir").write_text("")
+    out = run_agnes(["serve"], dict(env, DATA_DIR=str(workdir / "not-a-dir")))
+    assert out.returncode == 1
+    assert "DATA_DIR" in out.stderr and "not a directory" in out.stderr
+
+
+def test_port_already_in_use_is_refused_not_shared(server, env, workdir):
+    other = dict(env, DATA_DIR=str(workdir / "other-data"), STATE_DIR=str(workdir / "other-state"),
+                 AGNES_LISTEN=f"127.0.0.1:{server.port}")
+    out = run_agnes(["serve"], other, timeout=20)
+    assert out.returncode == 1
+    assert "cannot listen" in out.stderr and "AGNES_LISTEN" in out.stderr
