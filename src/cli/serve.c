@@ -23,6 +23,7 @@ typedef struct serve_state {
     double next_health_ms;
     double next_checkpoint_ms;
     double next_release_ms;
+    unsigned release_generation_seen;
 } serve_state;
 
 /* Periodic work, run by the main thread about once a second. */
@@ -38,9 +39,13 @@ static void serve_tick(void *arg)
         state->next_checkpoint_ms = now + 1000.0 * (double)config_get_int(&rt->config, CFG_CHECKPOINT_INTERVAL);
     }
     if (now >= state->next_release_ms) {
-        runtime_refresh_release(rt);
+        runtime_refresh_release_async(rt);
         state->next_release_ms = now + 1000.0 * (double)config_get_int(&rt->config, CFG_RELEASE_CHECK_INTERVAL);
-        state->next_health_ms = 0; /* publish the new release status at once */
+    }
+    unsigned generation = atomic_load(&rt->release_generation);
+    if (generation != state->release_generation_seen) {
+        state->release_generation_seen = generation;
+        state->next_health_ms = 0; /* publish a finished release check at once */
     }
     if (now >= state->next_health_ms) {
         health_monitor_refresh(state->context.health, &state->context);

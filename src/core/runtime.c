@@ -64,6 +64,36 @@ void runtime_refresh_release(agnes_runtime *rt)
     pthread_mutex_lock(&rt->release_lock);
     rt->release = status;
     pthread_mutex_unlock(&rt->release_lock);
+    atomic_fetch_add(&rt->release_generation, 1);
+}
+
+static void *release_check_thread(void *arg)
+{
+    agnes_runtime *rt = arg;
+    runtime_refresh_release(rt);
+    atomic_store(&rt->release_check_running, false);
+    return NULL;
+}
+
+void runtime_refresh_release_async(agnes_runtime *rt)
+{
+    if (atomic_exchange(&rt->release_check_running, true))
+        return; /* the previous check is still going */
+    runtime_join_release_check(rt); /* reap the finished previous thread */
+    if (pthread_create(&rt->release_thread, NULL, release_check_thread, rt) != 0) {
+        log_warn("msg=\"cannot start the release index check thread; checking inline\"");
+        release_check_thread(rt);
+        return;
+    }
+    rt->release_thread_started = true;
+}
+
+void runtime_join_release_check(agnes_runtime *rt)
+{
+    if (rt->release_thread_started) {
+        pthread_join(rt->release_thread, NULL);
+        rt->release_thread_started = false;
+    }
 }
 
 void runtime_get_release(agnes_runtime *rt, release_status *out)
@@ -75,6 +105,7 @@ void runtime_get_release(agnes_runtime *rt, release_status *out)
 
 void runtime_free(agnes_runtime *rt)
 {
+    runtime_join_release_check(rt);
     secrets_wipe(&rt->secrets);
     config_free(&rt->config);
     env_overlay_free(&rt->overlay);

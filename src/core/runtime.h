@@ -13,6 +13,8 @@
 #define AGNES_CORE_RUNTIME_H
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/config.h"
@@ -33,13 +35,26 @@ typedef struct agnes_runtime {
     /* Updated by the release check, read by health: guarded by release_lock. */
     pthread_mutex_t release_lock;
     release_status release;
+    /* The check runs on its own thread so a slow index URL never delays the
+     * start or the server's tick.  release_generation counts finished checks. */
+    pthread_t release_thread;
+    bool release_thread_started;
+    atomic_bool release_check_running;
+    atomic_uint release_generation;
 } agnes_runtime;
 
 int runtime_load(agnes_runtime *rt, agnes_error *err);
 int runtime_prepare_state(agnes_runtime *rt, agnes_error *err);
 
-/* Re-read the release index now and store the result (thread-safe). */
+/* Re-read the release index now and store the result (thread-safe, blocking). */
 void runtime_refresh_release(agnes_runtime *rt);
+
+/* Start a release check on a background thread unless one is running.
+ * Watch release_generation to learn when it has finished. */
+void runtime_refresh_release_async(agnes_runtime *rt);
+
+/* Wait for a background check still running (at shutdown). */
+void runtime_join_release_check(agnes_runtime *rt);
 void runtime_get_release(agnes_runtime *rt, release_status *out);
 
 void runtime_free(agnes_runtime *rt);

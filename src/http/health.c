@@ -136,8 +136,13 @@ static void check_release(health_report *report, agnes_runtime *rt)
 {
     release_status status;
     runtime_get_release(rt, &status);
-    if (!status.configured) {
+    if (!config_is_set(&rt->config, CFG_RELEASE_INDEX)) {
         add_check(report, "release_index", CHECK_SKIPPED, json_pack("{s:s}", "detail", "AGNES_RELEASE_INDEX is not set"), NULL);
+        return;
+    }
+    if (!status.configured) {
+        add_check(report, "release_index", CHECK_SKIPPED,
+                  json_pack("{s:s}", "detail", "the first read of the release index is in progress"), NULL);
         return;
     }
     char checked_at[32], message[1024];

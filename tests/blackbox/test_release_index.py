@@ -2,8 +2,21 @@
 import http.server
 import json
 import threading
+import time
 
 import pytest
+
+from conftest import Server
+
+
+def checked_health(server: Server, timeout=20):
+    """Health once the first release-index read (on its own thread) has finished."""
+    deadline = time.time() + timeout
+    while True:
+        body = server.get("/api/health").json()
+        if "checked_at" in body["checks"]["release_index"] or time.time() > deadline:
+            return body
+        time.sleep(0.1)
 
 INDEX = {"stable": "2026.11.4",
          "deprecated": [{"version": "2026.11.1", "reason": "sync loses rows", "until": "2026-12-31"}]}
@@ -35,9 +48,8 @@ def test_deprecated_version_from_a_file_degrades_health(server_factory, env, wor
     index.write_text(json.dumps(INDEX))
     env.update(AGNES_RELEASE_INDEX=str(index), AGNES_VERSION="2026.11.1")
     server = server_factory(env)
-    r = server.get("/api/health")
-    assert r.status_code == 200
-    body = r.json()
+    body = checked_health(server)
+    assert server.get("/api/health").status_code == 200
     assert body["status"] == "degraded"
     assert body["warnings"] == ["Running deprecated version 2026.11.1. Update to stable (2026.11.4)."]
     assert body["checks"]["release_index"]["reason"] == "sync loses rows"
@@ -45,13 +57,13 @@ def test_deprecated_version_from_a_file_degrades_health(server_factory, env, wor
 
 def test_deprecated_version_from_a_url(server_factory, env, index_server):
     env.update(AGNES_RELEASE_INDEX=index_server, AGNES_VERSION="2026.11.1")
-    body = server_factory(env).get("/api/health").json()
+    body = checked_health(server_factory(env))
     assert body["warnings"] == ["Running deprecated version 2026.11.1. Update to stable (2026.11.4)."]
 
 
 def test_current_version_has_no_warning(server_factory, env, index_server):
     env.update(AGNES_RELEASE_INDEX=index_server, AGNES_VERSION="2026.11.4")
-    body = server_factory(env).get("/api/health").json()
+    body = checked_health(server_factory(env))
     assert body["status"] == "ok" and body["warnings"] == []
     assert body["checks"]["release_index"]["status"] == "ok"
 
@@ -59,7 +71,23 @@ def test_current_version_has_no_warning(server_factory, env, index_server):
 def test_unreachable_index_is_a_warning_not_a_crash(server_factory, env):
     env.update(AGNES_RELEASE_INDEX="http://127.0.0.1:1/releases.json", AGNES_VERSION="2026.11.1")
     server = server_factory(env)
-    body = server.get("/api/health").json()
+    body = checked_health(server)
     assert body["status"] == "degraded"
     assert len(body["warnings"]) == 1 and "unreachable" in body["warnings"][0]
     assert server.proc.poll() is None
+
+
+def test_a_hanging_index_does_not_delay_the_start(server_factory, env):
+    """A URL that accepts the connection but never answers: the server is up at once."""
+    import socket
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    env.update(AGNES_RELEASE_INDEX=f"http://127.0.0.1:{listener.getsockname()[1]}/releases.json")
+    started = time.monotonic()
+    server = server_factory(env)
+    assert time.monotonic() - started < 5
+    body = server.get("/api/health").json()
+    assert body["checks"]["release_index"]["detail"] == "the first read of the release index is in progress"
+    assert body["status"] == "ok"
+    listener.close()
