@@ -105,7 +105,7 @@ int command_serve(int argc, char **argv)
     exit_code = 0;
     goto done;
 fail:
-    log_error("msg=\"cannot start\" error=%s detail=\"%s\"", agnes_status_name(err.code), err.message);
+    /* One plain sentence on stderr: it is what an operator (or agent) reads first. */
     fprintf(stderr, "agnes: %s\n", err.message);
     server_stop(&server, 0);
 done:
