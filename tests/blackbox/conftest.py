@@ -83,6 +83,14 @@ class Server:
         self.log.flush()
         return self.log_path.read_text()
 
+    def wait_for_log(self, text, timeout=5):
+        """The log once it contains text (a request is logged when MHD reports it
+        complete, which can be a moment after the client has its response)."""
+        deadline = time.time() + timeout
+        while text not in self.output() and time.time() < deadline:
+            time.sleep(0.02)
+        return self.output()
+
     def get(self, path, **kw):
         return requests.get(self.url + path, timeout=10, **kw)
 

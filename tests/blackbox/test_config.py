@@ -79,7 +79,7 @@ def test_unknown_keys_warn_but_start(server_factory, env, workdir):
     (workdir / "config" / "instance.yaml").write_text("server:\n  colour: blue\n")
     server = server_factory(env)
     assert server.get("/api/health").status_code == 200
-    assert "server.colour" in server.output()
+    assert "server.colour" in server.wait_for_log("server.colour")
     out, doc = _doctor(env)
     assert any("server.colour" in w for w in doc["warnings"])
 

@@ -42,12 +42,12 @@ def test_every_response_carries_a_request_id(server):
     # Anything that could smuggle text into the log is replaced, not echoed.
     replaced = server.get("/api/health", headers={"X-Request-ID": "bad id\"; rm"}).headers["X-Request-ID"]
     assert re.fullmatch(r"[0-9a-f]{12}", replaced)
-    assert "trace-42_A" in server.output()  # the access log names it
+    assert "trace-42_A" in server.wait_for_log("trace-42_A")  # the access log names it
 
 
 def test_access_log_has_one_line_per_request(server):
     server.get("/api/version", headers={"X-Request-ID": "count-me"})
-    lines = [l for l in server.output().splitlines() if "request_id=count-me" in l]
+    lines = [l for l in server.wait_for_log("request_id=count-me").splitlines() if "request_id=count-me" in l]
     assert len(lines) == 1
     assert "method=GET" in lines[0] and 'path="/api/version"' in lines[0] and "status=200" in lines[0]
 
