@@ -6,6 +6,7 @@
  * connection; on SIGTERM the server drains, then system.duckdb is
  * checkpointed and closed, and the process exits 0.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -15,7 +16,10 @@
 #include "http/health.h"
 #include "http/router.h"
 #include "http/server.h"
+#include "core/password.h"
+#include "store/duck.h"
 #include "store/migrations.h"
+#include "store/users.h"
 #include "store/system_db.h"
 
 typedef struct serve_state {
@@ -64,6 +68,58 @@ static int open_system_db(agnes_runtime *rt, system_db *db, agnes_error *err)
     return system_db_open(db, path, migrations_latest(), err);
 }
 
+/* SEED_ADMIN_EMAIL [+ SEED_ADMIN_PASSWORD]: the headless way to claim an
+ * instance.  Idempotent: an existing password is never overwritten. */
+static int seed_admin(agnes_runtime *rt, system_db *db, agnes_error *err)
+{
+    if (!config_is_set(&rt->config, CFG_SEED_ADMIN_EMAIL))
+        return AGNES_OK;
+    char email[USER_EMAIL_MAX + 1];
+    const char *given = config_get_string(&rt->config, CFG_SEED_ADMIN_EMAIL);
+    const char *password = config_get_string(&rt->config, CFG_SEED_ADMIN_PASSWORD);
+    size_t n = strlen(given);
+    if (strchr(given, '@') == NULL || n > USER_EMAIL_MAX)
+        return agnes_error_set(err, AGNES_ERR_CONFIG, "SEED_ADMIN_EMAIL \"%s\" is not an email address", given);
+    for (size_t i = 0; i <= n; i++)
+        email[i] = (char)tolower((unsigned char)given[i]);
+    if (password[0] != '\0' && strlen(password) < PASSWORD_MIN_LENGTH)
+        return agnes_error_set(err, AGNES_ERR_CONFIG, "SEED_ADMIN_PASSWORD must be at least %d characters",
+                               PASSWORD_MIN_LENGTH);
+    duckdb_connection conn = system_db_writer_acquire(db);
+    user_record user;
+    char hash[PASSWORD_HASH_MAX];
+    const char *hash_to_set = NULL;
+    int rc = users_find_by_email(conn, email, &user, err);
+    bool needs_password = password[0] != '\0' && (rc == AGNES_ERR_NOT_FOUND || (rc == AGNES_OK && !user.has_password));
+    if (rc == AGNES_OK || rc == AGNES_ERR_NOT_FOUND)
+        rc = needs_password ? password_hash(password, hash, err) : AGNES_OK;
+    if (needs_password)
+        hash_to_set = hash;
+    if (rc == AGNES_OK)
+        rc = duck_exec(conn, "BEGIN TRANSACTION", err);
+    if (rc == AGNES_OK && (rc = users_ensure_admin(conn, email, "Admin", hash_to_set, false, "seed_admin", &user, err)))
+        duck_exec(conn, "ROLLBACK", NULL);
+    if (rc == AGNES_OK && (rc = duck_exec(conn, "COMMIT", err)) == AGNES_OK)
+        audit_log_write(conn, user.id, "auth.seed_admin", user.email, NULL, "ok");
+    system_db_writer_release(db);
+    return rc == AGNES_OK ? AGNES_OK : agnes_error_wrap(err, "seeding SEED_ADMIN_EMAIL");
+}
+
+/* Setup mode lasts until an admin with a password exists (see http/auth.h). */
+static int load_setup_state(http_context *ctx, agnes_error *err)
+{
+    duckdb_connection conn = NULL;
+    bool admin_exists = false;
+    if (system_db_connect_reader(ctx->db, &conn, err))
+        return err->code;
+    int rc = users_admin_exists(conn, &admin_exists, err);
+    duckdb_disconnect(&conn);
+    atomic_store(&ctx->setup_required, !admin_exists);
+    if (rc == AGNES_OK && !admin_exists)
+        log_warn("msg=\"setup mode: no admin yet; claim this instance with POST /auth/bootstrap or SEED_ADMIN_EMAIL\"");
+    return rc;
+}
+
 int command_serve(int argc, char **argv)
 {
     (void)argv;
@@ -85,6 +141,8 @@ int command_serve(int argc, char **argv)
     if (runtime_prepare_state(&rt, &err) || open_system_db(&rt, &db, &err) || health_monitor_init(&health, &err))
         goto fail;
     serve_state state = {.context = {&rt, &db, &health}};
+    if (seed_admin(&rt, &db, &err) || load_setup_state(&state.context, &err))
+        goto fail;
     serve_tick(&state); /* first health, release check and checkpoint before accepting */
     server_options options = {
         .listen = config_get_string(&rt.config, CFG_SERVER_LISTEN),

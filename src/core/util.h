@@ -63,6 +63,9 @@ int util_fsync_parent_dir(const char *path, agnes_error *err);
 /* Lower-case hex of len bytes into out (needs 2*len+1 bytes). */
 void util_hex_encode(const uint8_t *bytes, size_t len, char *out);
 
+/* A random (version 4) UUID, dashed, lower case: 36 chars + NUL. */
+void util_uuid4(char out[37]);
+
 /* Current UTC time as ISO-8601 with seconds ("2026-11-23T02:34:00Z"). */
 void util_utc_now_iso(char out[32]);
 void util_utc_iso(int64_t unix_seconds, char out[32]);

@@ -10,6 +10,7 @@
 #define AGNES_HTTP_HTTP_H
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include "core/runtime.h"
@@ -17,11 +18,14 @@
 
 struct health_monitor;
 struct MHD_Connection;
+struct auth_identity;
 
 typedef struct http_context {
     agnes_runtime *runtime;
     system_db *db;
     struct health_monitor *health;
+    /* True until the first admin with a password exists (see auth.h). */
+    atomic_bool setup_required;
 } http_context;
 
 #define HTTP_MAX_PARAMS 8
@@ -43,6 +47,7 @@ typedef struct http_request {
     http_param params[HTTP_MAX_PARAMS];
     int param_count;
     struct MHD_Connection *connection; /* for header and query lookups only */
+    const struct auth_identity *identity; /* set by auth_gate on USER/ADMIN routes */
 } http_request;
 
 #define HTTP_MAX_RESPONSE_HEADERS 8
@@ -76,5 +81,12 @@ void http_respond_error(http_response *resp, unsigned status, const char *detail
 void http_respond_raw(http_response *resp, unsigned status, const char *content_type, char *body, size_t len);
 
 int http_response_add_header(http_response *resp, const char *name, const char *value);
+
+/* 500 for a failure the caller could not cause: the details go to the log
+ * under the request id, the client gets the id to quote. */
+void http_respond_internal(http_response *resp, const http_request *req, const agnes_error *err);
+
+/* A request cookie's value, or NULL. */
+const char *http_request_cookie(const http_request *req, const char *name);
 
 #endif

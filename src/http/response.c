@@ -69,3 +69,17 @@ int http_response_add_header(http_response *resp, const char *name, const char *
     snprintf(h->value, sizeof h->value, "%s", value);
     return 0;
 }
+
+void http_respond_internal(http_response *resp, const http_request *req, const agnes_error *err)
+{
+    log_error("msg=\"internal error\" request_id=%s path=\"%s\" error=%s detail=\"%s\"", req->request_id, req->path,
+              agnes_status_name(err->code), err->message);
+    http_respond_json(resp, 500,
+                      json_pack("{s:s, s:s}", "detail", "Internal server error; quote the request_id when reporting it.",
+                                "request_id", req->request_id));
+}
+
+const char *http_request_cookie(const http_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->connection, MHD_COOKIE_KIND, name);
+}

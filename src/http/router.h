@@ -13,10 +13,12 @@
 
 #include "http/http.h"
 
+/* Who may call a route; enforced by auth_gate() (auth.h) before the handler. */
 enum route_access {
-    ROUTE_PUBLIC, /* anyone, including during setup mode */
-    ROUTE_USER,   /* any signed-in, active user */
-    ROUTE_ADMIN,  /* member of the Admin group */
+    ROUTE_PUBLIC,    /* anyone, including during setup mode */
+    ROUTE_ANONYMOUS, /* anyone, once the instance has its first admin */
+    ROUTE_USER,      /* any signed-in, active user */
+    ROUTE_ADMIN,     /* member of the Admin group */
 };
 
 typedef void (*route_handler)(http_context *ctx, const http_request *req, http_response *resp);

@@ -4,12 +4,17 @@
  * Adding an endpoint = one row here + a handler in the file of its API area.
  * The access level is enforced by server.c before the handler runs.
  */
+#include "http/auth.h"
 #include "http/health.h"
 #include "http/router.h"
 
 const route http_routes[] = {
     {"GET", "/api/health", health_handle_get, ROUTE_PUBLIC, "Instance health for load balancers and operators"},
     {"GET", "/api/version", version_handle_get, ROUTE_PUBLIC, "Running version, channel, commit and schema"},
+    {"POST", "/auth/bootstrap", auth_handle_bootstrap, ROUTE_PUBLIC, "Create the first admin (setup mode only)"},
+    {"POST", "/auth/token", auth_handle_token, ROUTE_ANONYMOUS, "Log in with email and password; returns a bearer token"},
+    {"POST", "/auth/logout", auth_handle_logout, ROUTE_ANONYMOUS, "Clear the access_token cookie"},
+    {"GET", "/api/me", me_handle_get, ROUTE_USER, "The caller: id, email, name, admin flag, groups"},
 };
 
 const size_t http_route_count = sizeof http_routes / sizeof http_routes[0];

@@ -16,6 +16,7 @@
 
 #include "core/log.h"
 #include "core/util.h"
+#include "http/auth.h"
 
 #define CONNECTION_IDLE_TIMEOUT_SECONDS 60
 
@@ -197,16 +198,15 @@ static void route_request(http_server *server, struct MHD_Connection *connection
     case ROUTE_MATCHED:
         break;
     }
-    if (matched->access != ROUTE_PUBLIC) {
-        /* Identity arrives with the auth module; until a credential can be
-         * verified, protected routes fail closed. */
-        http_respond_error(resp, MHD_HTTP_UNAUTHORIZED,
-                           "Authentication required: send Authorization: Bearer <token>.", NULL);
+    auth_identity identity;
+    if (!auth_gate(server->context, matched->access, &req, &identity, resp))
         return;
-    }
     matched->handler(server->context, &req, resp);
-    if (resp->status == 0)
-        http_respond_error(resp, 500, "Internal server error: the handler produced no response.", NULL);
+    if (resp->status == 0) {
+        agnes_error err;
+        agnes_error_set(&err, AGNES_ERR_INVALID, "handler for %s %s produced no response", req.method, req.path);
+        http_respond_internal(resp, &req, &err);
+    }
 }
 
 static enum MHD_Result send_response(http_server *server, struct MHD_Connection *connection, request_state *state,
@@ -219,9 +219,6 @@ static enum MHD_Result send_response(http_server *server, struct MHD_Connection 
         return MHD_NO;
     }
     resp->body = NULL; /* MHD owns it now */
-    if (resp->status >= 500) {
-        log_error("msg=\"request failed\" request_id=%s status=%u", state->request_id, resp->status);
-    }
     MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE,
                             resp->content_type ? resp->content_type : "application/json");
     MHD_add_response_header(response, "X-Request-ID", state->request_id);

@@ -1,5 +1,6 @@
 #include "store/duck.h"
 
+#include <stdio.h>
 #include <string.h>
 
 int duck_open(const char *path, bool read_only, duckdb_database *out, agnes_error *err)
@@ -79,4 +80,60 @@ int duck_query_int(duckdb_connection conn, const char *sql, long long *out, bool
     }
     duckdb_destroy_result(&result);
     return AGNES_OK;
+}
+
+static int prepare_and_bind(duckdb_connection conn, const char *sql, const char *const *params, size_t count,
+                            duckdb_prepared_statement *stmt, agnes_error *err)
+{
+    if (duckdb_prepare(conn, sql, stmt) != DuckDBSuccess) {
+        agnes_error_set(err, AGNES_ERR_DB, "%s", duckdb_prepare_error(*stmt));
+        duckdb_destroy_prepare(stmt);
+        return AGNES_ERR_DB;
+    }
+    for (size_t i = 0; i < count; i++) {
+        duckdb_state state = params[i] ? duckdb_bind_varchar(*stmt, i + 1, params[i]) : duckdb_bind_null(*stmt, i + 1);
+        if (state != DuckDBSuccess) {
+            duckdb_destroy_prepare(stmt);
+            return agnes_error_set(err, AGNES_ERR_DB, "cannot bind parameter %zu", i + 1);
+        }
+    }
+    return AGNES_OK;
+}
+
+int duck_query_params(duckdb_connection conn, const char *sql, const char *const *params, size_t count,
+                      duckdb_result *result, agnes_error *err)
+{
+    duckdb_prepared_statement stmt;
+    if (prepare_and_bind(conn, sql, params, count, &stmt, err))
+        return err->code;
+    int rc = AGNES_OK;
+    if (duckdb_execute_prepared(stmt, result) != DuckDBSuccess) {
+        rc = agnes_error_set(err, AGNES_ERR_DB, "%s", duckdb_result_error(result));
+        duckdb_destroy_result(result);
+    }
+    duckdb_destroy_prepare(&stmt);
+    return rc;
+}
+
+int duck_exec_params(duckdb_connection conn, const char *sql, const char *const *params, size_t count,
+                     agnes_error *err)
+{
+    duckdb_result result;
+    if (duck_query_params(conn, sql, params, count, &result, err))
+        return err->code;
+    duckdb_destroy_result(&result);
+    return AGNES_OK;
+}
+
+bool duck_result_text(duckdb_result *result, idx_t col, idx_t row, char *out, size_t out_size)
+{
+    out[0] = '\0';
+    if (duckdb_value_is_null(result, col, row))
+        return false;
+    char *value = duckdb_value_varchar(result, col, row);
+    if (value == NULL)
+        return false;
+    snprintf(out, out_size, "%s", value);
+    duckdb_free(value);
+    return true;
 }

@@ -32,4 +32,16 @@ int duck_exec(duckdb_connection conn, const char *sql, agnes_error *err);
  * *found is false (and *out untouched) when the query returned no rows or NULL. */
 int duck_query_int(duckdb_connection conn, const char *sql, long long *out, bool *found, agnes_error *err);
 
+/* Run sql with `count` VARCHAR parameters bound to $1..$n (NULL binds SQL
+ * NULL).  Every value that came from a user goes through these, never
+ * through string formatting.  duck_query_params fills *result (the caller
+ * destroys it) only on success. */
+int duck_exec_params(duckdb_connection conn, const char *sql, const char *const *params, size_t count,
+                     agnes_error *err);
+int duck_query_params(duckdb_connection conn, const char *sql, const char *const *params, size_t count,
+                      duckdb_result *result, agnes_error *err);
+
+/* Copy row/col of a result as text into out ("" for NULL); false if NULL. */
+bool duck_result_text(duckdb_result *result, idx_t col, idx_t row, char *out, size_t out_size);
+
 #endif

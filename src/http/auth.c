@@ -1,0 +1,280 @@
+#include "http/auth.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/auth_token.h"
+#include "core/log.h"
+#include "core/password.h"
+#include "http/json_body.h"
+#include "store/duck.h"
+
+#define SETUP_DETAIL "This instance has no admin yet. Create one with POST /auth/bootstrap or open /setup."
+
+static void respond_setup_required(http_response *resp)
+{
+    http_respond_json(resp, 503, json_pack("{s:s, s:b, s:s}", "detail", SETUP_DETAIL, "setup_required", 1,
+                                           "setup_url", "/setup"));
+}
+
+static void respond_unauthorized(http_response *resp, const char *detail)
+{
+    http_respond_error(resp, 401, detail, "Send Authorization: Bearer <token>; get a token with POST /auth/token.");
+    http_response_add_header(resp, "WWW-Authenticate", "Bearer");
+}
+
+/* The bearer token from the Authorization header, else the access_token cookie. */
+static const char *presented_token(const http_request *req)
+{
+    const char *header = http_request_header(req, "Authorization");
+    if (header != NULL) {
+        if (strncasecmp(header, "Bearer ", 7) != 0)
+            return NULL;
+        header += 7;
+        while (*header == ' ')
+            header++;
+        return *header ? header : NULL;
+    }
+    const char *cookie = http_request_cookie(req, "access_token");
+    return cookie && *cookie ? cookie : NULL;
+}
+
+/* Resolve the caller into identity; on failure resp holds the 401/500. */
+static bool authenticate(http_context *ctx, const http_request *req, auth_identity *identity, http_response *resp)
+{
+    const char *token = presented_token(req);
+    if (token == NULL) {
+        respond_unauthorized(resp, "Missing or invalid Authorization header");
+        return false;
+    }
+    auth_claims claims;
+    agnes_error err;
+    if (auth_token_verify(ctx->runtime->secrets.jwt.value, token, util_unix_now(), &claims, &err) != AGNES_OK ||
+        strcmp(claims.typ, "session") != 0) {
+        respond_unauthorized(resp, "Invalid or expired token");
+        return false;
+    }
+    duckdb_connection conn = NULL;
+    user_record user;
+    bool ok = false;
+    if (system_db_connect_reader(ctx->db, &conn, &err) != AGNES_OK) {
+        http_respond_internal(resp, req, &err);
+        return false;
+    }
+    int rc = users_find_by_id(conn, claims.sub, &user, &err);
+    if (rc == AGNES_ERR_NOT_FOUND)
+        respond_unauthorized(resp, "User not found");
+    else if (rc != AGNES_OK)
+        http_respond_internal(resp, req, &err);
+    else if (!user.active)
+        respond_unauthorized(resp, "Account deactivated");
+    else if (users_is_admin(conn, user.id, &identity->is_admin, &err) != AGNES_OK)
+        http_respond_internal(resp, req, &err);
+    else
+        ok = true;
+    duckdb_disconnect(&conn);
+    if (ok) {
+        snprintf(identity->user_id, sizeof identity->user_id, "%s", user.id);
+        snprintf(identity->email, sizeof identity->email, "%s", user.email);
+        snprintf(identity->token_type, sizeof identity->token_type, "%s", claims.typ);
+    }
+    return ok;
+}
+
+bool auth_gate(http_context *ctx, enum route_access access, http_request *req, auth_identity *identity,
+               http_response *resp)
+{
+    if (access == ROUTE_PUBLIC)
+        return true;
+    if (atomic_load(&ctx->setup_required)) {
+        respond_setup_required(resp);
+        return false;
+    }
+    if (access == ROUTE_ANONYMOUS)
+        return true;
+    memset(identity, 0, sizeof *identity);
+    if (!authenticate(ctx, req, identity, resp))
+        return false;
+    if (access == ROUTE_ADMIN && !identity->is_admin) {
+        http_respond_error(resp, 403, "Admin access required", NULL);
+        return false;
+    }
+    req->identity = identity;
+    return true;
+}
+
+/* Sign a session token for user and answer with the login shape. */
+static void respond_with_session(http_context *ctx, const http_request *req, const user_record *user, bool is_admin,
+                                 http_response *resp)
+{
+    auth_claims claims = {.iat = util_unix_now()};
+    claims.exp = claims.iat + 3600 * config_get_int(&ctx->runtime->config, CFG_SESSION_HOURS);
+    snprintf(claims.sub, sizeof claims.sub, "%s", user->id);
+    snprintf(claims.email, sizeof claims.email, "%s", user->email);
+    snprintf(claims.typ, sizeof claims.typ, "session");
+    auth_token_new_id(claims.jti);
+    char *token = NULL;
+    agnes_error err;
+    if (auth_token_issue(ctx->runtime->secrets.jwt.value, &claims, &token, &err) != AGNES_OK) {
+        http_respond_internal(resp, req, &err);
+        return;
+    }
+    http_respond_json(resp, 200,
+                      json_pack("{s:s, s:s, s:s, s:s, s:s}", "access_token", token, "token_type", "bearer", "user_id",
+                                user->id, "email", user->email, "role", is_admin ? "admin" : "user"));
+    free(token);
+}
+
+/* Read and validate {email, password, name?}; -1 when resp holds the error. */
+static int read_credentials(const http_request *req, http_response *resp, json_t **body, char *email,
+                            size_t email_size, const char **password, const char **name)
+{
+    *body = json_body_parse_object(req, resp);
+    if (*body == NULL || json_body_email(*body, "email", email, email_size, resp) ||
+        json_body_string(*body, "password", true, PASSWORD_MAX_LENGTH, password, resp) ||
+        (name && json_body_string(*body, "name", false, USER_NAME_MAX, name, resp)))
+        return -1;
+    return 0;
+}
+
+static int claim_instance(http_context *ctx, const char *email, const char *name, const char *hash, user_record *user,
+                          bool *already_claimed, agnes_error *err)
+{
+    duckdb_connection conn = system_db_writer_acquire(ctx->db);
+    /* Check and insert under the writer lock: two concurrent bootstraps, one winner. */
+    int rc = users_admin_exists(conn, already_claimed, err);
+    if (rc == AGNES_OK && !*already_claimed) {
+        rc = duck_exec(conn, "BEGIN TRANSACTION", err);
+        if (rc == AGNES_OK)
+            rc = users_ensure_admin(conn, email, name, hash, true, "auth.bootstrap", user, err);
+        agnes_error ignored;
+        if (rc == AGNES_OK)
+            rc = duck_exec(conn, "COMMIT", err);
+        else
+            duck_exec(conn, "ROLLBACK", &ignored);
+        if (rc == AGNES_OK)
+            audit_log_write(conn, user->id, "auth.bootstrap", user->email, NULL, "ok");
+    }
+    system_db_writer_release(ctx->db);
+    return rc;
+}
+
+void auth_handle_bootstrap(http_context *ctx, const http_request *req, http_response *resp)
+{
+    static const char claimed[] =
+        "This instance already has an admin, so bootstrap is closed. Log in with POST /auth/token {email, password}.";
+    json_t *body = NULL;
+    char email[USER_EMAIL_MAX + 1];
+    const char *password = NULL, *name = NULL;
+    if (!atomic_load(&ctx->setup_required)) {
+        http_respond_error(resp, 403, claimed, NULL);
+        return;
+    }
+    if (read_credentials(req, resp, &body, email, sizeof email, &password, &name))
+        goto done;
+    if (strlen(password) < PASSWORD_MIN_LENGTH) {
+        http_respond_error(resp, 422, "Field 'password' must be at least 12 characters.", NULL);
+        goto done;
+    }
+    char hash[PASSWORD_HASH_MAX];
+    user_record user;
+    bool already_claimed = false;
+    agnes_error err;
+    if (password_hash(password, hash, &err) || claim_instance(ctx, email, name, hash, &user, &already_claimed, &err)) {
+        http_respond_internal(resp, req, &err);
+        goto done;
+    }
+    if (already_claimed) {
+        http_respond_error(resp, 403, claimed, NULL);
+        goto done;
+    }
+    atomic_store(&ctx->setup_required, false);
+    log_info("msg=\"instance claimed by its first admin\" user_id=%s", user.id);
+    respond_with_session(ctx, req, &user, true, resp);
+done:
+    json_decref(body);
+}
+
+static void audit_login(http_context *ctx, const char *user_id, const char *email, const char *result)
+{
+    duckdb_connection conn = system_db_writer_acquire(ctx->db);
+    audit_log_write(conn, user_id, "auth.login", email, NULL, result);
+    system_db_writer_release(ctx->db);
+}
+
+void auth_handle_token(http_context *ctx, const http_request *req, http_response *resp)
+{
+    json_t *body = NULL;
+    char email[USER_EMAIL_MAX + 1];
+    const char *password = NULL;
+    duckdb_connection conn = NULL;
+    agnes_error err;
+    if (read_credentials(req, resp, &body, email, sizeof email, &password, NULL))
+        goto done;
+    user_record user;
+    bool is_admin = false;
+    if (system_db_connect_reader(ctx->db, &conn, &err)) {
+        http_respond_internal(resp, req, &err);
+        goto done;
+    }
+    int rc = users_find_by_email(conn, email, &user, &err);
+    if (rc != AGNES_OK && rc != AGNES_ERR_NOT_FOUND) {
+        http_respond_internal(resp, req, &err);
+        goto done;
+    }
+    bool found = rc == AGNES_OK;
+    /* Always one argon2 verification, so timing does not reveal unknown emails. */
+    if (!password_verify(found && user.has_password ? user.password_hash : NULL, password)) {
+        audit_login(ctx, found ? user.id : NULL, email, "failed");
+        http_respond_error(resp, 401, "Incorrect email or password.", NULL);
+        goto done;
+    }
+    if (!user.active) {
+        audit_login(ctx, user.id, email, "denied: deactivated");
+        http_respond_error(resp, 403, "This account is deactivated; ask an admin to reactivate it.", NULL);
+        goto done;
+    }
+    if (users_is_admin(conn, user.id, &is_admin, &err)) {
+        http_respond_internal(resp, req, &err);
+        goto done;
+    }
+    audit_login(ctx, user.id, email, "ok");
+    respond_with_session(ctx, req, &user, is_admin, resp);
+done:
+    if (conn)
+        duckdb_disconnect(&conn);
+    json_decref(body);
+}
+
+void auth_handle_logout(http_context *ctx, const http_request *req, http_response *resp)
+{
+    (void)req;
+    char cookie[160];
+    snprintf(cookie, sizeof cookie, "access_token=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax%s",
+             config_is_set(&ctx->runtime->config, CFG_SERVER_DOMAIN) ? "; Secure" : "");
+    http_respond_json(resp, 200, json_pack("{s:s}", "detail", "Logged out."));
+    http_response_add_header(resp, "Set-Cookie", cookie);
+}
+
+void me_handle_get(http_context *ctx, const http_request *req, http_response *resp)
+{
+    const auth_identity *who = req->identity;
+    duckdb_connection conn = NULL;
+    agnes_error err;
+    user_record user;
+    char *groups = NULL;
+    if (system_db_connect_reader(ctx->db, &conn, &err) || users_find_by_id(conn, who->user_id, &user, &err) ||
+        users_group_names_json(conn, who->user_id, &groups, &err)) {
+        http_respond_internal(resp, req, &err);
+        goto done;
+    }
+    http_respond_json(resp, 200,
+                      json_pack("{s:s, s:s, s:s, s:b, s:o}", "id", user.id, "email", user.email, "name", user.name,
+                                "is_admin", who->is_admin, "groups", json_loads(groups, 0, NULL)));
+done:
+    free(groups);
+    if (conn)
+        duckdb_disconnect(&conn);
+}

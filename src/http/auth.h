@@ -1,0 +1,42 @@
+/*
+ * auth.h - who is calling, and may they (SPEC §6).
+ *
+ * auth_gate() is the one place access is decided: server.c calls it for
+ * every request with the route's declared level before the handler runs.
+ *   ROUTE_PUBLIC     always answers, even in setup mode (health, version, bootstrap)
+ *   ROUTE_ANONYMOUS  anyone, once the instance has an admin (login, logout)
+ *   ROUTE_USER       a valid session token (Bearer header or access_token cookie)
+ *                    of an existing, active user
+ *   ROUTE_ADMIN      as USER, and a member of the Admin group
+ * While no admin with a password exists ("setup mode") everything but PUBLIC
+ * answers 503 with setup_required, so a fresh instance can only be claimed
+ * through POST /auth/bootstrap.  Roles are read from system.duckdb on every
+ * request, never from the token.
+ */
+#ifndef AGNES_HTTP_AUTH_H
+#define AGNES_HTTP_AUTH_H
+
+#include <stdbool.h>
+
+#include "http/http.h"
+#include "http/router.h"
+#include "store/users.h"
+
+typedef struct auth_identity {
+    char user_id[64];
+    char email[USER_EMAIL_MAX + 1];
+    char token_type[16];
+    bool is_admin;
+} auth_identity;
+
+/* True when the request may proceed; otherwise resp holds the 503/401/403.
+ * On success for USER/ADMIN routes, *identity is filled and req->identity set. */
+bool auth_gate(http_context *ctx, enum route_access access, http_request *req, auth_identity *identity,
+               http_response *resp);
+
+void auth_handle_bootstrap(http_context *ctx, const http_request *req, http_response *resp);
+void auth_handle_token(http_context *ctx, const http_request *req, http_response *resp);
+void auth_handle_logout(http_context *ctx, const http_request *req, http_response *resp);
+void me_handle_get(http_context *ctx, const http_request *req, http_response *resp);
+
+#endif

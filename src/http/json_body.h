@@ -1,0 +1,30 @@
+/*
+ * json_body.h - read a JSON request body field by field.
+ *
+ * Each helper either yields a valid value or fills the response with a 4xx
+ * whose sentence names the field and what it must be, and returns -1; the
+ * handler then just returns.  Malformed JSON is 400, a field of the wrong
+ * type, length or content is 422.
+ */
+#ifndef AGNES_HTTP_JSON_BODY_H
+#define AGNES_HTTP_JSON_BODY_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "http/http.h"
+
+/* Parse the body as a JSON object (new reference, caller decrefs). */
+json_t *json_body_parse_object(const http_request *req, http_response *resp);
+
+/* A string field: required or optional (absent/null -> *out = NULL), length
+ * 1..max_len characters (UTF-8 code points), no control characters. */
+int json_body_string(json_t *body, const char *field, bool required, size_t max_len, const char **out,
+                     http_response *resp);
+
+/* An email: one '@', non-empty local part and a dotted domain, no spaces,
+ * at most 254 bytes; written lower-cased into out. */
+int json_body_email(json_t *body, const char *field, char *out, size_t out_size, http_response *resp);
+
+#endif

@@ -1,0 +1,141 @@
+#include "store/users.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "store/duck.h"
+
+static const char user_columns[] = "SELECT id, email, coalesce(name, ''), password_hash, active FROM users ";
+
+int users_admin_exists(duckdb_connection conn, bool *exists, agnes_error *err)
+{
+    long long count = 0;
+    bool found = false;
+    int rc = duck_query_int(conn,
+                            "SELECT count(*) FROM users u JOIN user_group_members m ON m.user_id = u.id"
+                            " JOIN user_groups g ON g.id = m.group_id"
+                            " WHERE g.name = 'Admin' AND coalesce(u.password_hash, '') <> ''",
+                            &count, &found, err);
+    *exists = rc == AGNES_OK && count > 0;
+    return rc;
+}
+
+static int find_one(duckdb_connection conn, const char *where, const char *value, user_record *user, agnes_error *err)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "%s%s", user_columns, where);
+    duckdb_result result;
+    const char *params[] = {value};
+    if (duck_query_params(conn, sql, params, 1, &result, err))
+        return err->code;
+    int rc = AGNES_OK;
+    memset(user, 0, sizeof *user);
+    if (duckdb_row_count(&result) == 0) {
+        rc = agnes_error_set(err, AGNES_ERR_NOT_FOUND, "no such user");
+    } else {
+        duck_result_text(&result, 0, 0, user->id, sizeof user->id);
+        duck_result_text(&result, 1, 0, user->email, sizeof user->email);
+        duck_result_text(&result, 2, 0, user->name, sizeof user->name);
+        user->has_password = duck_result_text(&result, 3, 0, user->password_hash, sizeof user->password_hash) &&
+                             user->password_hash[0] != '\0';
+        user->active = duckdb_value_boolean(&result, 4, 0);
+    }
+    duckdb_destroy_result(&result);
+    return rc;
+}
+
+int users_find_by_email(duckdb_connection conn, const char *email, user_record *user, agnes_error *err)
+{
+    /* Emails compare case-insensitively: Ana@Example.com is the same person. */
+    return find_one(conn, "WHERE lower(email) = lower($1)", email, user, err);
+}
+
+int users_find_by_id(duckdb_connection conn, const char *id, user_record *user, agnes_error *err)
+{
+    return find_one(conn, "WHERE id = $1", id, user, err);
+}
+
+int users_is_admin(duckdb_connection conn, const char *user_id, bool *is_admin, agnes_error *err)
+{
+    duckdb_result result;
+    const char *params[] = {user_id};
+    *is_admin = false;
+    if (duck_query_params(conn,
+                          "SELECT count(*) FROM user_group_members m JOIN user_groups g ON g.id = m.group_id"
+                          " WHERE m.user_id = $1 AND g.name = 'Admin'",
+                          params, 1, &result, err))
+        return err->code;
+    *is_admin = duckdb_value_int64(&result, 0, 0) > 0;
+    duckdb_destroy_result(&result);
+    return AGNES_OK;
+}
+
+static int add_to_group(duckdb_connection conn, const char *user_id, const char *group, const char *added_by,
+                        agnes_error *err)
+{
+    const char *params[] = {user_id, group, added_by};
+    return duck_exec_params(conn,
+                            "INSERT INTO user_group_members (user_id, group_id, source, added_by)"
+                            " SELECT $1, id, 'system_seed', $3 FROM user_groups WHERE name = $2"
+                            " ON CONFLICT DO NOTHING",
+                            params, 3, err);
+}
+
+int users_ensure_admin(duckdb_connection conn, const char *email, const char *name, const char *password_hash,
+                       bool set_password_always, const char *added_by, user_record *user, agnes_error *err)
+{
+    int rc = users_find_by_email(conn, email, user, err);
+    if (rc == AGNES_ERR_NOT_FOUND) {
+        char id[37];
+        util_uuid4(id);
+        const char *params[] = {id, email, name && name[0] ? name : "Admin", password_hash};
+        if (duck_exec_params(conn, "INSERT INTO users (id, email, name, password_hash) VALUES ($1, $2, $3, $4)",
+                             params, 4, err))
+            return err->code;
+    } else if (rc != AGNES_OK) {
+        return rc;
+    } else if (password_hash != NULL && (set_password_always || !user->has_password)) {
+        const char *params[] = {password_hash, user->id};
+        if (duck_exec_params(conn, "UPDATE users SET password_hash = $1, updated_at = current_timestamp WHERE id = $2",
+                             params, 2, err))
+            return err->code;
+    }
+    if (users_find_by_email(conn, email, user, err) || add_to_group(conn, user->id, "Admin", added_by, err) ||
+        add_to_group(conn, user->id, "Everyone", added_by, err))
+        return err->code;
+    return AGNES_OK;
+}
+
+int users_group_names_json(duckdb_connection conn, const char *user_id, char **json_out, agnes_error *err)
+{
+    duckdb_result result;
+    const char *params[] = {user_id};
+    *json_out = NULL;
+    if (duck_query_params(conn,
+                          "SELECT coalesce(to_json(list(g.name ORDER BY g.name))::VARCHAR, '[]')"
+                          " FROM user_group_members m JOIN user_groups g ON g.id = m.group_id WHERE m.user_id = $1",
+                          params, 1, &result, err))
+        return err->code;
+    char *value = duckdb_value_varchar(&result, 0, 0);
+    *json_out = util_strdup(value ? value : "[]");
+    duckdb_free(value);
+    duckdb_destroy_result(&result);
+    return *json_out ? AGNES_OK : agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+}
+
+void audit_log_write(duckdb_connection conn, const char *user_id, const char *action, const char *resource,
+                     const char *params_json, const char *result)
+{
+    char id[37];
+    util_uuid4(id);
+    const char *params[] = {id, user_id, action, resource, params_json, result};
+    agnes_error err;
+    if (duck_exec_params(conn,
+                         "INSERT INTO audit_log (id, user_id, action, resource, params, result)"
+                         " VALUES ($1, $2, $3, $4, $5::JSON, $6)",
+                         params, 6, &err))
+        log_error("msg=\"cannot write the audit log\" action=%s detail=\"%s\"", action, err.message);
+}

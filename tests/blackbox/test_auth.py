@@ -1,0 +1,199 @@
+"""Identity as a user meets it: setup mode, bootstrap, login, sessions (SPEC §6)."""
+import concurrent.futures
+
+import pytest
+import requests
+
+from conftest import duckdb_exec, run_agnes
+
+ADMIN = {"email": "Admin@Example.com", "password": "correct horse battery", "name": "Ada"}
+
+
+def post(server, path, **kw):
+    return requests.post(server.url + path, timeout=30, **kw)
+
+
+def bootstrap(server, body=ADMIN):
+    return post(server, "/auth/bootstrap", json=body)
+
+
+def me(server, token=None, **kw):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return server.get("/api/me", headers=headers, **kw)
+
+
+def test_fresh_instance_is_in_setup_mode(server):
+    for r in (me(server), post(server, "/auth/token", json={"email": "a@b.co", "password": "x" * 12})):
+        assert r.status_code == 503
+        assert r.json() == {"detail": "This instance has no admin yet. Create one with POST /auth/bootstrap "
+                                      "or open /setup.", "setup_required": True, "setup_url": "/setup"}
+    assert server.get("/api/health").status_code == 200
+    assert server.get("/api/version").status_code == 200
+
+
+def test_bootstrap_claims_the_instance_once(server):
+    r = bootstrap(server)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["token_type"] == "bearer" and body["role"] == "admin"
+    assert body["email"] == "admin@example.com"
+    assert body["access_token"].count(".") == 2
+    again = bootstrap(server, {"email": "thief@example.com", "password": "another long password"})
+    assert again.status_code == 403
+    assert "POST /auth/token" in again.json()["detail"]
+    who = me(server, body["access_token"]).json()
+    assert who == {"id": body["user_id"], "email": "admin@example.com", "name": "Ada", "is_admin": True,
+                   "groups": ["Admin", "Everyone"]}
+
+
+@pytest.mark.parametrize("payload, status, fragment", [
+    ({"email": "a@example.com", "password": "short"}, 422, "at least 12 characters"),
+    ({"email": "not-an-email", "password": "long enough password"}, 422, "email address"),
+    ({"email": "a b@example.com", "password": "long enough password"}, 422, "email address"),
+    ({"email": ["a@example.com"], "password": "long enough password"}, 422, "must be a string"),
+    ({"email": "a@example.com", "password": 123456789012345}, 422, "must be a string"),
+    ({"email": "a@example.com"}, 422, "'password' is required"),
+    ({"email": "a@example.com", "password": "long enough password", "name": "evil\u0007bell"}, 422, "control"),
+    ({"email": "a@example.com", "password": "long enough password", "name": "x" * 201}, 422, "at most 200"),
+])
+def test_bootstrap_rejects_bad_input_with_a_sentence(server, payload, status, fragment):
+    r = bootstrap(server, payload)
+    assert r.status_code == status
+    assert fragment in r.json()["detail"]
+
+
+@pytest.mark.parametrize("raw, fragment", [
+    (b"", "empty"), (b"{not json", "not valid JSON"), (b"[1, 2]", "JSON object"),
+    (b'{"email": "a@example.com", "email": "b@example.com", "password": "long enough password"}', "duplicate"),
+])
+def test_malformed_bodies_are_400(server, raw, fragment):
+    r = post(server, "/auth/bootstrap", data=raw, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400
+    assert fragment in r.json()["detail"]
+
+
+def test_ten_megabyte_body_is_413(server):
+    r = post(server, "/auth/bootstrap", data=b'{"email": "' + b"a" * (10 * 1024 * 1024) + b'"}')
+    assert r.status_code == 413
+
+
+def test_unicode_names_and_sql_metacharacters_in_emails_are_plain_data(server):
+    r = bootstrap(server, {"email": "o'brien;--@example.com", "password": "long enough password",
+                           "name": "Zoë 李 \u202eadmin"})
+    assert r.status_code == 200
+    login = post(server, "/auth/token", json={"email": "O'Brien;--@example.com", "password": "long enough password"})
+    assert login.status_code == 200
+    assert me(server, login.json()["access_token"]).json()["name"] == "Zoë 李 \u202eadmin"
+
+
+def test_concurrent_bootstraps_have_exactly_one_winner(server, env, workdir):
+    bodies = [{"email": f"admin{i}@example.com", "password": "long enough password"} for i in range(8)]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        statuses = sorted(r.status_code for r in pool.map(lambda b: bootstrap(server, b), bodies))
+    assert statuses == [200] + [403] * 7
+    server.stop()
+    assert duckdb_exec(workdir / "state" / "system.duckdb", "SELECT count(*) FROM users").strip() == "1"
+
+
+def test_login_and_the_ways_it_fails(server):
+    bootstrap(server)
+    ok = post(server, "/auth/token", json={"email": "ADMIN@example.com", "password": ADMIN["password"]})
+    assert ok.status_code == 200 and ok.json()["role"] == "admin"
+    wrong = post(server, "/auth/token", json={"email": "admin@example.com", "password": "not the password"})
+    unknown = post(server, "/auth/token", json={"email": "nobody@example.com", "password": "not the password"})
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json() == unknown.json() == {"detail": "Incorrect email or password."}
+
+
+def test_tokens_work_as_bearer_or_cookie_and_bad_ones_are_401(server):
+    token = bootstrap(server).json()["access_token"]
+    assert me(server, token).status_code == 200
+    assert server.get("/api/me", cookies={"access_token": token}).status_code == 200
+    r = me(server)
+    assert r.status_code == 401 and r.json()["detail"] == "Missing or invalid Authorization header"
+    assert r.headers["WWW-Authenticate"] == "Bearer"
+    tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    assert me(server, tampered).json()["detail"] == "Invalid or expired token"
+    assert server.get("/api/me", headers={"Authorization": f"Basic {token}"}).status_code == 401
+
+
+def test_deactivated_user_is_rejected_on_the_next_request(server_factory, env, workdir):
+    server = server_factory(env)
+    token = bootstrap(server).json()["access_token"]
+    server.stop()
+    db = workdir / "state" / "system.duckdb"
+    # A second admin (same password hash), then deactivate the first.
+    duckdb_exec(db, "INSERT INTO users (id, email, name, password_hash) "
+                    "SELECT 'second', 'second@example.com', 'Second', password_hash FROM users")
+    duckdb_exec(db, "INSERT INTO user_group_members (user_id, group_id, source) "
+                    "SELECT 'second', id, 'admin' FROM user_groups WHERE name = 'Admin'")
+    duckdb_exec(db, "UPDATE users SET active = false WHERE email = 'admin@example.com'")
+    server = server_factory(env)
+    r = me(server, token)
+    assert r.status_code == 401 and r.json()["detail"] == "Account deactivated"
+    login = post(server, "/auth/token", json={"email": "admin@example.com", "password": ADMIN["password"]})
+    assert login.status_code == 403 and "deactivated" in login.json()["detail"]
+    second = post(server, "/auth/token", json={"email": "second@example.com", "password": ADMIN["password"]})
+    assert second.status_code == 200
+
+
+def test_deactivating_the_only_admin_does_not_reopen_bootstrap(server_factory, env, workdir):
+    server = server_factory(env)
+    bootstrap(server)
+    server.stop()
+    duckdb_exec(workdir / "state" / "system.duckdb", "UPDATE users SET active = false")
+    server = server_factory(env)
+    assert bootstrap(server, {"email": "thief@example.com", "password": "another long password"}).status_code == 403
+
+
+def test_rotating_the_jwt_secret_ends_every_session(server_factory, env):
+    env["JWT_SECRET_KEY"] = "first-secret-0123456789abcdef0123456789abcdef"
+    server = server_factory(env)
+    token = bootstrap(server).json()["access_token"]
+    assert me(server, token).status_code == 200
+    server.stop()
+    env["JWT_SECRET_KEY"] = "second-secret-0123456789abcdef0123456789abcdef"
+    server = server_factory(env)
+    assert me(server, token).json()["detail"] == "Invalid or expired token"
+
+
+def test_seed_admin_claims_the_instance_idempotently(server_factory, env):
+    env.update(SEED_ADMIN_EMAIL="Ops@Example.com", SEED_ADMIN_PASSWORD="seeded password 1")
+    server = server_factory(env)
+    assert bootstrap(server).status_code == 403
+    login = post(server, "/auth/token", json={"email": "ops@example.com", "password": "seeded password 1"})
+    assert login.status_code == 200 and login.json()["role"] == "admin"
+    server.stop()
+    env["SEED_ADMIN_PASSWORD"] = "a different seed password"
+    server = server_factory(env)
+    # An existing password is never overwritten by a restart.
+    assert post(server, "/auth/token", json={"email": "ops@example.com",
+                                             "password": "seeded password 1"}).status_code == 200
+
+
+def test_short_seed_password_stops_the_start(env):
+    env.update(SEED_ADMIN_EMAIL="ops@example.com", SEED_ADMIN_PASSWORD="short", AGNES_LISTEN="127.0.0.1:0")
+    out = run_agnes(["serve"], env)
+    assert out.returncode == 1 and "SEED_ADMIN_PASSWORD must be at least 12 characters" in out.stderr
+
+
+def test_logins_and_bootstrap_are_audited(server, workdir):
+    bootstrap(server)
+    post(server, "/auth/token", json={"email": "admin@example.com", "password": "not the password"})
+    post(server, "/auth/token", json={"email": "admin@example.com", "password": ADMIN["password"]})
+    server.stop()
+    rows = duckdb_exec(workdir / "state" / "system.duckdb",
+                       "SELECT action, resource, result FROM audit_log ORDER BY timestamp").splitlines()
+    assert rows == ["auth.bootstrap\tadmin@example.com\tok", "auth.login\tadmin@example.com\tfailed",
+                    "auth.login\tadmin@example.com\tok"]
+
+
+def test_logout_clears_the_cookie_secure_with_a_domain(server_factory, env):
+    env["DOMAIN"] = "data.example.com"
+    server = server_factory(env)
+    bootstrap(server)
+    r = post(server, "/auth/logout")
+    assert r.status_code == 200
+    cookie = r.headers["Set-Cookie"]
+    assert cookie.startswith("access_token=;") and "Max-Age=0" in cookie
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie
