@@ -105,6 +105,27 @@ static int seed_admin(agnes_runtime *rt, system_db *db, agnes_error *err)
     return rc == AGNES_OK ? AGNES_OK : agnes_error_wrap(err, "seeding SEED_ADMIN_EMAIL");
 }
 
+/* SCHEDULER_API_TOKEN: a sidecar presenting it acts as the admin
+ * scheduler@system.local, a user without a password (so it never ends setup
+ * mode and cannot log in interactively). */
+static int ensure_scheduler_user(http_context *ctx, agnes_error *err)
+{
+    const char *token = config_get_string(&ctx->runtime->config, CFG_SCHEDULER_TOKEN);
+    if (token[0] == '\0')
+        return AGNES_OK;
+    if (strlen(token) < 32)
+        return agnes_error_set(err, AGNES_ERR_CONFIG,
+                               "SCHEDULER_API_TOKEN must be at least 32 characters (generate one with "
+                               "`openssl rand -hex 32`), or unset it to disable the service identity");
+    user_record user;
+    duckdb_connection conn = system_db_writer_acquire(ctx->db);
+    int rc = users_ensure_admin(conn, "scheduler@system.local", "Scheduler", NULL, false, "scheduler_token", &user, err);
+    system_db_writer_release(ctx->db);
+    if (rc == AGNES_OK)
+        snprintf(ctx->scheduler_user_id, sizeof ctx->scheduler_user_id, "%s", user.id);
+    return rc;
+}
+
 /* Setup mode lasts until an admin with a password exists (see http/auth.h). */
 static int load_setup_state(http_context *ctx, agnes_error *err)
 {
@@ -141,7 +162,8 @@ int command_serve(int argc, char **argv)
     if (runtime_prepare_state(&rt, &err) || open_system_db(&rt, &db, &err) || health_monitor_init(&health, &err))
         goto fail;
     serve_state state = {.context = {&rt, &db, &health}};
-    if (seed_admin(&rt, &db, &err) || load_setup_state(&state.context, &err))
+    if (seed_admin(&rt, &db, &err) || ensure_scheduler_user(&state.context, &err) ||
+        load_setup_state(&state.context, &err))
         goto fail;
     serve_tick(&state); /* first health, release check and checkpoint before accepting */
     server_options options = {

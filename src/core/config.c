@@ -46,6 +46,8 @@ static const config_key_spec specs[CFG_KEY_COUNT] = {
                               "Create this admin at start if missing (headless first admin)"},
     [CFG_SEED_ADMIN_PASSWORD] = {NULL, "SEED_ADMIN_PASSWORD", CONFIG_STRING, "", 0, 0, NULL, true,
                                  "Password for SEED_ADMIN_EMAIL (at least 12 characters); set only if it has none"},
+    [CFG_SCHEDULER_TOKEN] = {NULL, "SCHEDULER_API_TOKEN", CONFIG_STRING, "", 0, 0, NULL, true,
+                             "Shared secret (>= 32 chars) a scheduler sidecar sends as its bearer token"},
     [CFG_RELEASE_INDEX] = {"release.index", "AGNES_RELEASE_INDEX", CONFIG_STRING, "", 0, 0, NULL, false,
                            "File path or http(s) URL of the release index that lists deprecated versions"},
     [CFG_RELEASE_CHECK_INTERVAL] = {"release.check_interval_seconds", "AGNES_RELEASE_CHECK_INTERVAL", CONFIG_INT,

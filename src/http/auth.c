@@ -10,6 +10,7 @@
 #include "core/password.h"
 #include "http/json_body.h"
 #include "store/duck.h"
+#include "store/tokens.h"
 
 #define SETUP_DETAIL "This instance has no admin yet. Create one with POST /auth/bootstrap or open /setup."
 
@@ -41,6 +42,36 @@ static const char *presented_token(const http_request *req)
     return cookie && *cookie ? cookie : NULL;
 }
 
+/* SCHEDULER_API_TOKEN, compared in constant time. */
+static bool is_scheduler_token(http_context *ctx, const char *token)
+{
+    const char *expected = config_get_string(&ctx->runtime->config, CFG_SCHEDULER_TOKEN);
+    size_t n = strlen(expected);
+    return ctx->scheduler_user_id[0] != '\0' && strlen(token) == n && sodium_memcmp(token, expected, n) == 0;
+}
+
+/* The DB row of a PAT decides whether it still works; NULL when it does. */
+static const char *pat_problem(http_context *ctx, duckdb_connection conn, const http_request *req,
+                               const auth_claims *claims, const char *token, agnes_error *err, int *rc)
+{
+    static const char *const messages[] = {
+        [TOKEN_VALID] = NULL, [TOKEN_UNKNOWN] = "Token unknown", [TOKEN_REVOKED] = "Token revoked",
+        [TOKEN_EXPIRED] = "Token expired", [TOKEN_MISMATCH] = "Token mismatch"};
+    char hash[65];
+    enum token_state state = TOKEN_UNKNOWN;
+    tokens_hash(token, hash);
+    if ((*rc = tokens_check(conn, claims->jti, hash, util_unix_now(), &state, err)) != AGNES_OK)
+        return NULL;
+    if (state == TOKEN_VALID) {
+        agnes_error ignored;
+        duckdb_connection writer = system_db_writer_acquire(ctx->db);
+        if (tokens_touch(writer, claims->jti, req->client_ip, &ignored) != AGNES_OK)
+            log_warn("msg=\"cannot record token use\" token_id=%s detail=\"%s\"", claims->jti, ignored.message);
+        system_db_writer_release(ctx->db);
+    }
+    return messages[state];
+}
+
 /* Resolve the caller into identity; on failure resp holds the 401/500. */
 static bool authenticate(http_context *ctx, const http_request *req, auth_identity *identity, http_response *resp)
 {
@@ -49,10 +80,14 @@ static bool authenticate(http_context *ctx, const http_request *req, auth_identi
         respond_unauthorized(resp, "Missing or invalid Authorization header");
         return false;
     }
-    auth_claims claims;
+    auth_claims claims = {0};
     agnes_error err;
-    if (auth_token_verify(ctx->runtime->secrets.jwt.value, token, util_unix_now(), &claims, &err) != AGNES_OK ||
-        strcmp(claims.typ, "session") != 0) {
+    bool service = is_scheduler_token(ctx, token);
+    if (service) {
+        snprintf(claims.sub, sizeof claims.sub, "%s", ctx->scheduler_user_id);
+        snprintf(claims.typ, sizeof claims.typ, "service");
+    } else if (auth_token_verify(ctx->runtime->secrets.jwt.value, token, util_unix_now(), &claims, &err) != AGNES_OK ||
+               (strcmp(claims.typ, "session") != 0 && strcmp(claims.typ, "pat") != 0)) {
         respond_unauthorized(resp, "Invalid or expired token");
         return false;
     }
@@ -63,7 +98,17 @@ static bool authenticate(http_context *ctx, const http_request *req, auth_identi
         http_respond_internal(resp, req, &err);
         return false;
     }
-    int rc = users_find_by_id(conn, claims.sub, &user, &err);
+    int rc = AGNES_OK;
+    const char *problem = strcmp(claims.typ, "pat") == 0 ? pat_problem(ctx, conn, req, &claims, token, &err, &rc) : NULL;
+    if (rc != AGNES_OK || problem != NULL) {
+        if (rc != AGNES_OK)
+            http_respond_internal(resp, req, &err);
+        else
+            respond_unauthorized(resp, problem);
+        duckdb_disconnect(&conn);
+        return false;
+    }
+    rc = users_find_by_id(conn, claims.sub, &user, &err);
     if (rc == AGNES_ERR_NOT_FOUND)
         respond_unauthorized(resp, "User not found");
     else if (rc != AGNES_OK)
@@ -277,4 +322,17 @@ done:
     free(groups);
     if (conn)
         duckdb_disconnect(&conn);
+}
+
+bool auth_require_session(const http_request *req, http_response *resp)
+{
+    const char *type = req->identity ? req->identity->token_type : "";
+    if (strcmp(type, "session") == 0)
+        return true;
+    http_respond_error(resp, 403,
+                       strcmp(type, "pat") == 0
+                           ? "This endpoint requires an interactive session, not a PAT; log in with POST /auth/token."
+                           : "This endpoint requires an interactive session, not a service token.",
+                       NULL);
+    return false;
 }

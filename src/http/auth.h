@@ -25,9 +25,13 @@
 typedef struct auth_identity {
     char user_id[64];
     char email[USER_EMAIL_MAX + 1];
-    char token_type[16];
+    char token_type[16]; /* "session", "pat" or "service" (SCHEDULER_API_TOKEN) */
     bool is_admin;
 } auth_identity;
+
+/* Minting credentials needs a person at a keyboard: false (and a 403 in
+ * resp) when the caller used a PAT or the service token. */
+bool auth_require_session(const http_request *req, http_response *resp);
 
 /* True when the request may proceed; otherwise resp holds the 503/401/403.
  * On success for USER/ADMIN routes, *identity is filled and req->identity set. */

@@ -26,6 +26,8 @@ typedef struct http_context {
     struct health_monitor *health;
     /* True until the first admin with a password exists (see auth.h). */
     atomic_bool setup_required;
+    /* users.id of scheduler@system.local when SCHEDULER_API_TOKEN is set, else "". */
+    char scheduler_user_id[64];
 } http_context;
 
 #define HTTP_MAX_PARAMS 8

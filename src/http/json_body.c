@@ -93,3 +93,32 @@ int json_body_email(json_t *body, const char *field, char *out, size_t out_size,
     out[i] = '\0';
     return 0;
 }
+
+int json_body_optional_int(json_t *body, const char *field, long long min, long long max,
+                           enum json_field_presence *presence, long long *out, http_response *resp)
+{
+    json_t *value = json_object_get(body, field);
+    *presence = value == NULL ? JSON_FIELD_ABSENT : json_is_null(value) ? JSON_FIELD_NULL : JSON_FIELD_SET;
+    if (*presence != JSON_FIELD_SET)
+        return 0;
+    if (!json_is_integer(value) || json_integer_value(value) < min || json_integer_value(value) > max) {
+        char what[120];
+        snprintf(what, sizeof what, "must be a whole number from %lld to %lld", min, max);
+        return field_error(resp, field, what);
+    }
+    *out = json_integer_value(value);
+    return 0;
+}
+
+int json_body_optional_bool(json_t *body, const char *field, enum json_field_presence *presence, bool *out,
+                            http_response *resp)
+{
+    json_t *value = json_object_get(body, field);
+    *presence = value == NULL ? JSON_FIELD_ABSENT : json_is_null(value) ? JSON_FIELD_NULL : JSON_FIELD_SET;
+    if (*presence != JSON_FIELD_SET)
+        return 0;
+    if (!json_is_boolean(value))
+        return field_error(resp, field, "must be true or false");
+    *out = json_is_true(value);
+    return 0;
+}

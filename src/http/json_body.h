@@ -27,4 +27,15 @@ int json_body_string(json_t *body, const char *field, bool required, size_t max_
  * at most 254 bytes; written lower-cased into out. */
 int json_body_email(json_t *body, const char *field, char *out, size_t out_size, http_response *resp);
 
+enum json_field_presence { JSON_FIELD_ABSENT, JSON_FIELD_NULL, JSON_FIELD_SET };
+
+/* An optional whole-number field in [min, max]; *presence says whether it was
+ * absent, an explicit null, or set (then *out holds it). */
+int json_body_optional_int(json_t *body, const char *field, long long min, long long max,
+                           enum json_field_presence *presence, long long *out, http_response *resp);
+
+/* An optional boolean field; *presence as above. */
+int json_body_optional_bool(json_t *body, const char *field, enum json_field_presence *presence, bool *out,
+                            http_response *resp);
+
 #endif

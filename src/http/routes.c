@@ -6,6 +6,7 @@
  */
 #include "http/auth.h"
 #include "http/health.h"
+#include "http/tokens.h"
 #include "http/router.h"
 
 const route http_routes[] = {
@@ -15,6 +16,12 @@ const route http_routes[] = {
     {"POST", "/auth/token", auth_handle_token, ROUTE_ANONYMOUS, "Log in with email and password; returns a bearer token"},
     {"POST", "/auth/logout", auth_handle_logout, ROUTE_ANONYMOUS, "Clear the access_token cookie"},
     {"GET", "/api/me", me_handle_get, ROUTE_USER, "The caller: id, email, name, admin flag, groups"},
+    {"POST", "/auth/tokens", tokens_handle_create, ROUTE_USER, "Create a personal access token (shown once)"},
+    {"GET", "/auth/tokens", tokens_handle_list, ROUTE_USER, "The caller's personal access tokens"},
+    {"GET", "/auth/tokens/{id}", tokens_handle_get, ROUTE_USER, "One of the caller's tokens"},
+    {"DELETE", "/auth/tokens/{id}", tokens_handle_revoke, ROUTE_USER, "Revoke one of the caller's tokens"},
+    {"GET", "/auth/admin/tokens", tokens_handle_admin_list, ROUTE_ADMIN, "Every personal access token"},
+    {"DELETE", "/auth/admin/tokens/{id}", tokens_handle_admin_revoke, ROUTE_ADMIN, "Revoke anyone's token"},
 };
 
 const size_t http_route_count = sizeof http_routes / sizeof http_routes[0];

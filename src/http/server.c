@@ -212,8 +212,10 @@ static void route_request(http_server *server, struct MHD_Connection *connection
 static enum MHD_Result send_response(http_server *server, struct MHD_Connection *connection, request_state *state,
                                      http_response *resp)
 {
+    /* An empty body (204) must not be handed over as MUST_FREE: MHD would free it. */
     struct MHD_Response *response =
-        MHD_create_response_from_buffer(resp->body_len, resp->body ? resp->body : (char *)"", MHD_RESPMEM_MUST_FREE);
+        resp->body ? MHD_create_response_from_buffer(resp->body_len, resp->body, MHD_RESPMEM_MUST_FREE)
+                   : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     if (response == NULL) {
         free(resp->body);
         return MHD_NO;

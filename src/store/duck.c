@@ -137,3 +137,67 @@ bool duck_result_text(duckdb_result *result, idx_t col, idx_t row, char *out, si
     duckdb_free(value);
     return true;
 }
+
+static json_t *cell_to_json(duckdb_result *result, idx_t col, idx_t row)
+{
+    if (duckdb_value_is_null(result, col, row))
+        return json_null();
+    switch (duckdb_column_type(result, col)) {
+    case DUCKDB_TYPE_BOOLEAN:
+        return json_boolean(duckdb_value_boolean(result, col, row));
+    case DUCKDB_TYPE_TINYINT:
+    case DUCKDB_TYPE_SMALLINT:
+    case DUCKDB_TYPE_INTEGER:
+    case DUCKDB_TYPE_BIGINT:
+    case DUCKDB_TYPE_UTINYINT:
+    case DUCKDB_TYPE_USMALLINT:
+    case DUCKDB_TYPE_UINTEGER:
+    case DUCKDB_TYPE_HUGEINT:
+        return json_integer((json_int_t)duckdb_value_int64(result, col, row));
+    default:
+        break;
+    }
+    char *text = duckdb_value_varchar(result, col, row);
+    if (text == NULL)
+        return json_null();
+    if (duckdb_column_type(result, col) == DUCKDB_TYPE_TIMESTAMP) {
+        /* "2026-11-23 03:14:38.123456" -> "2026-11-23T03:14:38Z" */
+        char *fraction = strchr(text, '.');
+        if (fraction)
+            *fraction = '\0';
+        char *space = strchr(text, ' ');
+        if (space)
+            *space = 'T';
+        json_t *value = json_sprintf("%sZ", text);
+        duckdb_free(text);
+        return value;
+    }
+    json_t *value = json_string(text);
+    duckdb_free(text);
+    return value ? value : json_null();
+}
+
+int duck_query_json(duckdb_connection conn, const char *sql, const char *const *params, size_t count, json_t **rows,
+                    agnes_error *err)
+{
+    duckdb_result result;
+    *rows = NULL;
+    if (duck_query_params(conn, sql, params, count, &result, err))
+        return err->code;
+    json_t *array = json_array();
+    idx_t columns = duckdb_column_count(&result);
+    for (idx_t r = 0; array && r < duckdb_row_count(&result); r++) {
+        json_t *object = json_object();
+        for (idx_t c = 0; object && c < columns; c++)
+            json_object_set_new(object, duckdb_column_name(&result, c), cell_to_json(&result, c, r));
+        if (object == NULL || json_array_append_new(array, object) != 0) {
+            json_decref(array);
+            array = NULL;
+        }
+    }
+    duckdb_destroy_result(&result);
+    if (array == NULL)
+        return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory building a JSON result");
+    *rows = array;
+    return AGNES_OK;
+}

@@ -7,6 +7,7 @@
 #define AGNES_STORE_DUCK_H
 
 #include <duckdb.h>
+#include <jansson.h>
 #include <stdbool.h>
 
 #include "core/error.h"
@@ -40,6 +41,14 @@ int duck_exec_params(duckdb_connection conn, const char *sql, const char *const 
                      agnes_error *err);
 int duck_query_params(duckdb_connection conn, const char *sql, const char *const *params, size_t count,
                       duckdb_result *result, agnes_error *err);
+
+/* Run a parameter-bound query and return its rows as a JSON array of
+ * objects keyed by column name (new reference in *rows).  Types map to
+ * JSON naturally: BOOLEAN -> true/false, integers -> numbers, TIMESTAMP ->
+ * "YYYY-MM-DDTHH:MM:SSZ" (stored times are UTC), NULL -> null, the rest ->
+ * strings.  For list endpoints: the SQL chooses and names the fields. */
+int duck_query_json(duckdb_connection conn, const char *sql, const char *const *params, size_t count, json_t **rows,
+                    agnes_error *err);
 
 /* Copy row/col of a result as text into out ("" for NULL); false if NULL. */
 bool duck_result_text(duckdb_result *result, idx_t col, idx_t row, char *out, size_t out_size);
