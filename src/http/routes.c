@@ -7,6 +7,7 @@
 #include "http/auth.h"
 #include "http/health.h"
 #include "http/tokens.h"
+#include "http/users.h"
 #include "http/router.h"
 
 const route http_routes[] = {
@@ -22,6 +23,14 @@ const route http_routes[] = {
     {"DELETE", "/auth/tokens/{id}", tokens_handle_revoke, ROUTE_USER, "Revoke one of the caller's tokens"},
     {"GET", "/auth/admin/tokens", tokens_handle_admin_list, ROUTE_ADMIN, "Every personal access token"},
     {"DELETE", "/auth/admin/tokens/{id}", tokens_handle_admin_revoke, ROUTE_ADMIN, "Revoke anyone's token"},
+    {"GET", "/api/users", users_handle_list, ROUTE_ADMIN, "Every user, ordered by email"},
+    {"POST", "/api/users", users_handle_create, ROUTE_ADMIN, "Create a user {email, name?, password?}"},
+    {"GET", "/api/users/{id}", users_handle_get, ROUTE_ADMIN, "One user"},
+    {"PATCH", "/api/users/{id}", users_handle_update, ROUTE_ADMIN, "Change a user's name or active flag"},
+    {"DELETE", "/api/users/{id}", users_handle_delete, ROUTE_ADMIN, "Delete a user (not yourself, not the last admin)"},
+    {"POST", "/api/users/{id}/set-password", users_handle_set_password, ROUTE_ADMIN, "Set a user's password"},
+    {"POST", "/api/users/{id}/deactivate", users_handle_deactivate, ROUTE_ADMIN, "Deactivate a user"},
+    {"POST", "/api/users/{id}/activate", users_handle_activate, ROUTE_ADMIN, "Reactivate a user"},
 };
 
 const size_t http_route_count = sizeof http_routes / sizeof http_routes[0];

@@ -138,6 +138,17 @@ bool duck_result_text(duckdb_result *result, idx_t col, idx_t row, char *out, si
     return true;
 }
 
+/* DuckDB's JSON type is VARCHAR with the alias "JSON". */
+static bool column_is_json(duckdb_result *result, idx_t col)
+{
+    duckdb_logical_type type = duckdb_column_logical_type(result, col);
+    char *alias = duckdb_logical_type_get_alias(type);
+    bool is_json = alias != NULL && strcmp(alias, "JSON") == 0;
+    duckdb_free(alias);
+    duckdb_destroy_logical_type(&type);
+    return is_json;
+}
+
 static json_t *cell_to_json(duckdb_result *result, idx_t col, idx_t row)
 {
     if (duckdb_value_is_null(result, col, row))
@@ -160,6 +171,11 @@ static json_t *cell_to_json(duckdb_result *result, idx_t col, idx_t row)
     char *text = duckdb_value_varchar(result, col, row);
     if (text == NULL)
         return json_null();
+    if (column_is_json(result, col)) {
+        json_t *parsed = json_loads(text, JSON_DECODE_ANY, NULL);
+        duckdb_free(text);
+        return parsed ? parsed : json_null();
+    }
     if (duckdb_column_type(result, col) == DUCKDB_TYPE_TIMESTAMP) {
         /* "2026-11-23 03:14:38.123456" -> "2026-11-23T03:14:38Z" */
         char *fraction = strchr(text, '.');

@@ -139,3 +139,113 @@ void audit_log_write(duckdb_connection conn, const char *user_id, const char *ac
                          params, 6, &err))
         log_error("msg=\"cannot write the audit log\" action=%s detail=\"%s\"", action, err.message);
 }
+
+/* The UserResponse shape of the original API, built in SQL. */
+static const char user_json_select[] =
+    "SELECT u.id, u.email, u.name,"
+    " CASE WHEN a.user_id IS NULL THEN 'user' ELSE 'admin' END AS role,"
+    " a.user_id IS NOT NULL AS is_admin, false AS is_sso_user,"
+    " coalesce((SELECT to_json(list({'id': g.id, 'name': g.name, 'is_system': g.is_system,"
+    "   'origin': CASE WHEN g.is_system THEN 'system' ELSE 'custom' END} ORDER BY g.name))"
+    "   FROM user_group_members m JOIN user_groups g ON g.id = m.group_id WHERE m.user_id = u.id),"
+    "   '[]'::JSON) AS groups,"
+    " u.active, u.created_at, u.deactivated_at"
+    " FROM users u LEFT JOIN (SELECT m.user_id FROM user_group_members m JOIN user_groups g ON g.id = m.group_id"
+    "  WHERE g.name = 'Admin') a ON a.user_id = u.id ";
+
+int users_get_json(duckdb_connection conn, const char *id, json_t **out, agnes_error *err)
+{
+    char sql[sizeof user_json_select + 64];
+    snprintf(sql, sizeof sql, "%sWHERE u.id = $1", user_json_select);
+    json_t *rows = NULL;
+    const char *params[] = {id};
+    *out = NULL;
+    int rc = duck_query_json(conn, sql, params, 1, &rows, err);
+    if (rc == AGNES_OK && json_array_size(rows) == 1)
+        *out = json_incref(json_array_get(rows, 0));
+    json_decref(rows);
+    return rc;
+}
+
+int users_list_json(duckdb_connection conn, json_t **out, agnes_error *err)
+{
+    char sql[sizeof user_json_select + 64];
+    snprintf(sql, sizeof sql, "%sORDER BY u.email", user_json_select);
+    return duck_query_json(conn, sql, NULL, 0, out, err);
+}
+
+int users_create(duckdb_connection conn, const char *email, const char *name, const char *added_by, char id[37],
+                 agnes_error *err)
+{
+    user_record existing;
+    int rc = users_find_by_email(conn, email, &existing, err);
+    if (rc == AGNES_OK)
+        return agnes_error_set(err, AGNES_ERR_INVALID, "User with this email already exists");
+    if (rc != AGNES_ERR_NOT_FOUND)
+        return rc;
+    util_uuid4(id);
+    const char *params[] = {id, email, name};
+    if (duck_exec_params(conn, "INSERT INTO users (id, email, name) VALUES ($1, $2, $3)", params, 3, err))
+        return err->code;
+    /* SPEC §6: every user is a member of Everyone. */
+    return add_to_group(conn, id, "Everyone", added_by, err);
+}
+
+int users_set_name(duckdb_connection conn, const char *id, const char *name, agnes_error *err)
+{
+    const char *params[] = {id, name};
+    return duck_exec_params(conn, "UPDATE users SET name = $2, updated_at = current_timestamp WHERE id = $1", params,
+                            2, err);
+}
+
+int users_set_active(duckdb_connection conn, const char *id, bool active, const char *actor_id, agnes_error *err)
+{
+    const char *params[] = {id, actor_id};
+    if (active)
+        return duck_exec_params(conn,
+                                "UPDATE users SET active = true, deactivated_at = NULL, deactivated_by = NULL,"
+                                " updated_at = current_timestamp WHERE id = $1",
+                                params, 1, err);
+    return duck_exec_params(conn,
+                            "UPDATE users SET active = false, deactivated_at = current_timestamp,"
+                            " deactivated_by = $2, updated_at = current_timestamp WHERE id = $1",
+                            params, 2, err);
+}
+
+int users_set_password(duckdb_connection conn, const char *id, const char *password_hash, agnes_error *err)
+{
+    const char *params[] = {id, password_hash};
+    return duck_exec_params(conn, "UPDATE users SET password_hash = $2, updated_at = current_timestamp WHERE id = $1",
+                            params, 2, err);
+}
+
+int users_delete(duckdb_connection conn, const char *id, agnes_error *err)
+{
+    const char *params[] = {id};
+    if (duck_exec_params(conn, "DELETE FROM user_group_members WHERE user_id = $1", params, 1, err) ||
+        duck_exec_params(conn,
+                         "UPDATE personal_access_tokens SET revoked_at = coalesce(revoked_at, current_timestamp)"
+                         " WHERE user_id = $1",
+                         params, 1, err) ||
+        duck_exec_params(conn, "DELETE FROM users WHERE id = $1", params, 1, err))
+        return err->code;
+    return AGNES_OK;
+}
+
+int users_count_other_active_admins(duckdb_connection conn, const char *except_id, long long *count,
+                                    agnes_error *err)
+{
+    const char *params[] = {except_id};
+    duckdb_result result;
+    *count = 0;
+    if (duck_query_params(conn,
+                          "SELECT count(*) FROM users u JOIN user_group_members m ON m.user_id = u.id"
+                          " JOIN user_groups g ON g.id = m.group_id"
+                          " WHERE g.name = 'Admin' AND u.active AND u.email <> 'scheduler@system.local'"
+                          " AND ($1 IS NULL OR u.id <> $1)",
+                          params, 1, &result, err))
+        return err->code;
+    *count = duckdb_value_int64(&result, 0, 0);
+    duckdb_destroy_result(&result);
+    return AGNES_OK;
+}

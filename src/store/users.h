@@ -10,6 +10,7 @@
 #define AGNES_STORE_USERS_H
 
 #include <duckdb.h>
+#include <jansson.h>
 #include <stdbool.h>
 
 #include "core/error.h"
@@ -46,6 +47,28 @@ int users_ensure_admin(duckdb_connection conn, const char *email, const char *na
 
 /* Names of the groups the user belongs to, as a JSON array string (caller frees). */
 int users_group_names_json(duckdb_connection conn, const char *user_id, char **json_out, agnes_error *err);
+
+/* One user (id) or all users ordered by email, in the API's UserResponse
+ * shape, groups included.  *out is NULL when the id does not exist. */
+int users_get_json(duckdb_connection conn, const char *id, json_t **out, agnes_error *err);
+int users_list_json(duckdb_connection conn, json_t **out, agnes_error *err);
+
+/* Create a user without password, member of Everyone; fills id.
+ * AGNES_ERR_INVALID when the email is taken. */
+int users_create(duckdb_connection conn, const char *email, const char *name, const char *added_by, char id[37],
+                 agnes_error *err);
+
+int users_set_name(duckdb_connection conn, const char *id, const char *name, agnes_error *err);
+int users_set_active(duckdb_connection conn, const char *id, bool active, const char *actor_id, agnes_error *err);
+int users_set_password(duckdb_connection conn, const char *id, const char *password_hash, agnes_error *err);
+
+/* Delete a user with its memberships; their tokens are revoked, not deleted
+ * (the audit trail keeps pointing at real rows). */
+int users_delete(duckdb_connection conn, const char *id, agnes_error *err);
+
+/* Active admins other than `except_id` (may be NULL): guards "last admin". */
+int users_count_other_active_admins(duckdb_connection conn, const char *except_id, long long *count,
+                                    agnes_error *err);
 
 /* Append an audit entry; params_json may be NULL.  Failures are logged, not
  * returned: an audit hiccup must not turn a login into a 500. */
