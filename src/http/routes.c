@@ -4,6 +4,7 @@
  * Adding an endpoint = one row here + a handler in the file of its API area.
  * The access level is enforced by server.c before the handler runs.
  */
+#include "http/access.h"
 #include "http/auth.h"
 #include "http/health.h"
 #include "http/tokens.h"
@@ -31,6 +32,21 @@ const route http_routes[] = {
     {"POST", "/api/users/{id}/set-password", users_handle_set_password, ROUTE_ADMIN, "Set a user's password"},
     {"POST", "/api/users/{id}/deactivate", users_handle_deactivate, ROUTE_ADMIN, "Deactivate a user"},
     {"POST", "/api/users/{id}/activate", users_handle_activate, ROUTE_ADMIN, "Reactivate a user"},
+    {"GET", "/api/admin/users/{id}/effective-access", access_handle_user_effective, ROUTE_ADMIN,
+     "What a user can see, and through which groups"},
+    {"GET", "/api/me/effective-access", access_handle_me_effective, ROUTE_USER, "What the caller can see"},
+    {"GET", "/api/admin/groups", groups_handle_list, ROUTE_ADMIN, "Every group with member and grant counts"},
+    {"POST", "/api/admin/groups", groups_handle_create, ROUTE_ADMIN, "Create a group {name, description?}"},
+    {"GET", "/api/admin/groups/{id}", groups_handle_get, ROUTE_ADMIN, "One group"},
+    {"PATCH", "/api/admin/groups/{id}", groups_handle_update, ROUTE_ADMIN, "Rename or describe a group"},
+    {"DELETE", "/api/admin/groups/{id}", groups_handle_delete, ROUTE_ADMIN, "Delete a group with its members and grants"},
+    {"GET", "/api/admin/groups/{id}/members", members_handle_list, ROUTE_ADMIN, "Members of a group"},
+    {"POST", "/api/admin/groups/{id}/members", members_handle_add, ROUTE_ADMIN, "Add a member {email}"},
+    {"DELETE", "/api/admin/groups/{id}/members/{user_id}", members_handle_remove, ROUTE_ADMIN, "Remove a member"},
+    {"GET", "/api/admin/grants", grants_handle_list, ROUTE_ADMIN, "Grants, filtered by resource_type / group_id"},
+    {"POST", "/api/admin/grants", grants_handle_create, ROUTE_ADMIN, "Grant a group a table {group_id, resource_type, resource_id}"},
+    {"DELETE", "/api/admin/grants/{id}", grants_handle_delete, ROUTE_ADMIN, "Remove a grant"},
+    {"GET", "/api/admin/audit", audit_handle_list, ROUTE_ADMIN, "The audit log, newest first (limit, offset, action)"},
 };
 
 const size_t http_route_count = sizeof http_routes / sizeof http_routes[0];
