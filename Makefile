@@ -15,7 +15,7 @@ CSTD     := -std=c11 -D_GNU_SOURCE
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-missing-field-initializers -Wno-format-truncation
 CFLAGS   ?= -O2 -g
 CPPFLAGS += -Isrc -isystem $(DUCKDB)/include
-LIBS      = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -L$(DUCKDB)/lib -lduckdb -lpthread
+LIBS      = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -L$(DUCKDB)/lib -lduckdb -lpthread -lm
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 
 GIT_TAG  := $(shell git describe --tags --match '*[0-9][0-9][0-9][0-9].[0-9][0-9].[0-9]*' 2>/dev/null)

@@ -8,12 +8,14 @@
  */
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/commands.h"
 #include "core/log.h"
 #include "core/runtime.h"
 #include "http/health.h"
+#include "http/rate_limit.h"
 #include "http/router.h"
 #include "http/server.h"
 #include "core/password.h"
@@ -153,6 +155,7 @@ int command_serve(int argc, char **argv)
     system_db db = {0};
     health_monitor health = {0};
     http_server server = {0};
+    rate_limiter *auth_limiter = NULL; /* 4096 buckets: heap, owned here */
     agnes_error err;
     agnes_error_clear(&err);
     int exit_code = 1;
@@ -162,6 +165,15 @@ int command_serve(int argc, char **argv)
     if (runtime_prepare_state(&rt, &err) || open_system_db(&rt, &db, &err) || health_monitor_init(&health, &err))
         goto fail;
     serve_state state = {.context = {&rt, &db, &health}};
+    auth_limiter = malloc(sizeof *auth_limiter);
+    if (auth_limiter == NULL ||
+        rate_limiter_init(auth_limiter, (unsigned)config_get_int(&rt.config, CFG_AUTH_RATE_LIMIT)) != 0) {
+        free(auth_limiter);
+        auth_limiter = NULL;
+        agnes_error_set(&err, AGNES_ERR_NOMEM, "cannot create the rate limiter");
+        goto fail;
+    }
+    state.context.auth_limiter = auth_limiter;
     if (seed_admin(&rt, &db, &err) || ensure_scheduler_user(&state.context, &err) ||
         load_setup_state(&state.context, &err))
         goto fail;
@@ -191,6 +203,10 @@ fail:
 done:
     system_db_close(&db); /* CHECKPOINT, then close */
     health_monitor_free(&health);
+    if (auth_limiter) {
+        rate_limiter_free(auth_limiter);
+        free(auth_limiter);
+    }
     runtime_free(&rt);
     if (exit_code == 0)
         log_info("msg=\"stopped cleanly\"");

@@ -17,6 +17,7 @@
 #include "store/system_db.h"
 
 struct health_monitor;
+struct rate_limiter;
 struct MHD_Connection;
 struct auth_identity;
 
@@ -26,6 +27,7 @@ typedef struct http_context {
     struct health_monitor *health;
     /* True until the first admin with a password exists (see auth.h). */
     atomic_bool setup_required;
+    struct rate_limiter *auth_limiter;
     /* users.id of scheduler@system.local when SCHEDULER_API_TOKEN is set, else "". */
     char scheduler_user_id[64];
 } http_context;

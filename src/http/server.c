@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "http/auth.h"
+#include "http/rate_limit.h"
 
 #define CONNECTION_IDLE_TIMEOUT_SECONDS 60
 
@@ -113,6 +114,28 @@ static void record_client_ip(struct MHD_Connection *connection, request_state *s
                   sizeof state->client_ip);
 }
 
+/* Behind our own proxy the socket peer is the proxy: the client is the
+ * last X-Forwarded-For hop, the one our proxy appended. */
+static void apply_forwarded_for(struct MHD_Connection *connection, request_state *state)
+{
+    const char *forwarded = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "X-Forwarded-For");
+    if (forwarded == NULL)
+        return;
+    const char *last = strrchr(forwarded, ',');
+    last = last ? last + 1 : forwarded;
+    while (*last == ' ')
+        last++;
+    size_t n = strcspn(last, " ");
+    struct in6_addr probe;
+    char candidate[INET6_ADDRSTRLEN];
+    if (n == 0 || n >= sizeof candidate)
+        return;
+    memcpy(candidate, last, n);
+    candidate[n] = '\0';
+    if (inet_pton(AF_INET, candidate, &probe) == 1 || inet_pton(AF_INET6, candidate, &probe) == 1)
+        memcpy(state->client_ip, candidate, n + 1);
+}
+
 static request_state *begin_request(http_server *server, struct MHD_Connection *connection, const char *url,
                                     const char *method)
 {
@@ -124,6 +147,8 @@ static request_state *begin_request(http_server *server, struct MHD_Connection *
     snprintf(state->path, sizeof state->path, "%s", url);
     assign_request_id(connection, state);
     record_client_ip(connection, state);
+    if (config_get_bool(&server->context->runtime->config, CFG_TRUST_PROXY))
+        apply_forwarded_for(connection, state);
     const char *length = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     long long declared = 0;
     if (length != NULL && util_parse_long(length, &declared) && declared > 0) {
@@ -197,6 +222,17 @@ static void route_request(http_server *server, struct MHD_Connection *connection
         return;
     case ROUTE_MATCHED:
         break;
+    }
+    unsigned retry_after = 0;
+    if (util_starts_with(state->path, "/auth/") && server->context->auth_limiter &&
+        !rate_limiter_take(server->context->auth_limiter, state->client_ip, util_monotonic_ms(), &retry_after)) {
+        char seconds[16];
+        snprintf(seconds, sizeof seconds, "%u", retry_after);
+        snprintf(detail, sizeof detail, "Too many requests to /auth/ from this address; retry in %u seconds.",
+                 retry_after);
+        http_respond_error(resp, 429, detail, NULL);
+        http_response_add_header(resp, "Retry-After", seconds);
+        return;
     }
     auth_identity identity;
     if (!auth_gate(server->context, matched->access, &req, &identity, resp))

@@ -35,6 +35,7 @@ def base_env(tmp):
         "CONFIG_DIR": str(tmp / "config"),
         "AGNES_MIN_FREE_BYTES": "1",   # a nearly full CI disk must not flip health
         "AGNES_THREADS": "2",
+        "AGNES_AUTH_RATE_LIMIT": "1000",  # tests of the limiter set their own
     })
     return env
 

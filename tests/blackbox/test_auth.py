@@ -197,3 +197,43 @@ def test_logout_clears_the_cookie_secure_with_a_domain(server_factory, env):
     cookie = r.headers["Set-Cookie"]
     assert cookie.startswith("access_token=;") and "Max-Age=0" in cookie
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie
+
+
+def _login_from(server, source_ip, email, password):
+    """POST /auth/token from a chosen loopback address (127.0.0.0/8 is all ours)."""
+    import http.client
+    import json
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30, source_address=(source_ip, 0))
+    conn.request("POST", "/auth/token", body=json.dumps({"email": email, "password": password}),
+                 headers={"Content-Type": "application/json"})
+    response = conn.getresponse()
+    result = (response.status, dict(response.getheaders()), response.read())
+    conn.close()
+    return result
+
+
+def test_thirty_wrong_passwords_in_a_minute_end_in_429_not_a_locked_account(server_factory, env):
+    env["AGNES_AUTH_RATE_LIMIT"] = "10"
+    server = server_factory(env)
+    bootstrap(server)  # spends one token from 127.0.0.1
+    statuses = [_login_from(server, "127.0.0.1", "admin@example.com", "wrong password!!") for _ in range(30)]
+    codes = [s for s, _, _ in statuses]
+    assert codes.count(401) >= 8 and codes[-1] == 429
+    status, headers, body = statuses[-1]
+    assert int(headers["Retry-After"]) >= 1 and b"retry in" in body
+    # The account itself is not locked: the owner logs in from another address.
+    status, _, _ = _login_from(server, "127.0.0.2", "admin@example.com", ADMIN["password"])
+    assert status == 200
+
+
+def test_forwarded_for_is_used_only_when_the_proxy_is_trusted(server_factory, env):
+    env.update(AGNES_AUTH_RATE_LIMIT="2", AGNES_TRUST_PROXY="true")
+    server = server_factory(env)
+    bootstrap(server)
+    wrong = {"email": "admin@example.com", "password": "wrong password!!"}
+    hop = {"X-Forwarded-For": "203.0.113.7, 198.51.100.1"}
+    codes = [post(server, "/auth/token", json=wrong, headers=hop).status_code for _ in range(3)]
+    assert codes[-1] == 429
+    # A different client behind the same proxy has its own bucket.
+    other = {"X-Forwarded-For": "198.51.100.2"}
+    assert post(server, "/auth/token", json=wrong, headers=other).status_code == 401
