@@ -29,6 +29,7 @@ int command_help(int argc, char **argv)
            "  migrate [--to N]      bring STATE_DIR/system.duckdb up to date without serving\n"
            "  doctor [--json]       show the merged configuration, where each value came from,\n"
            "                        and check the state tier (read-only)\n"
+           "  routes [--json]       list every HTTP endpoint and who may call it\n"
            "\n"
            "other:\n"
            "  --version, version    print version, channel, commit and schema version\n"

@@ -128,9 +128,22 @@ static bool authenticate(http_context *ctx, const http_request *req, auth_identi
     return ok;
 }
 
-bool auth_gate(http_context *ctx, enum route_access access, http_request *req, auth_identity *identity,
+static bool require_session(const auth_identity *identity, http_response *resp)
+{
+    if (strcmp(identity->token_type, "session") == 0)
+        return true;
+    http_respond_error(resp, 403,
+                       strcmp(identity->token_type, "pat") == 0
+                           ? "This endpoint requires an interactive session, not a PAT; log in with POST /auth/token."
+                           : "This endpoint requires an interactive session, not a service token.",
+                       NULL);
+    return false;
+}
+
+bool auth_gate(http_context *ctx, const route *matched, http_request *req, auth_identity *identity,
                http_response *resp)
 {
+    enum route_access access = matched->access;
     if (access == ROUTE_PUBLIC)
         return true;
     if (atomic_load(&ctx->setup_required)) {
@@ -146,6 +159,8 @@ bool auth_gate(http_context *ctx, enum route_access access, http_request *req, a
         http_respond_error(resp, 403, "Admin access required", NULL);
         return false;
     }
+    if ((matched->flags & ROUTE_INTERACTIVE) && !require_session(identity, resp))
+        return false;
     req->identity = identity;
     return true;
 }
@@ -324,15 +339,3 @@ done:
         duckdb_disconnect(&conn);
 }
 
-bool auth_require_session(const http_request *req, http_response *resp)
-{
-    const char *type = req->identity ? req->identity->token_type : "";
-    if (strcmp(type, "session") == 0)
-        return true;
-    http_respond_error(resp, 403,
-                       strcmp(type, "pat") == 0
-                           ? "This endpoint requires an interactive session, not a PAT; log in with POST /auth/token."
-                           : "This endpoint requires an interactive session, not a service token.",
-                       NULL);
-    return false;
-}

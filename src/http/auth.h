@@ -8,6 +8,8 @@
  *   ROUTE_USER       a valid session token (Bearer header or access_token cookie)
  *                    of an existing, active user
  *   ROUTE_ADMIN      as USER, and a member of the Admin group
+ * Routes flagged ROUTE_INTERACTIVE (minting credentials) also refuse PATs
+ * and the service token: they need a person at a keyboard.
  * While no admin with a password exists ("setup mode") everything but PUBLIC
  * answers 503 with setup_required, so a fresh instance can only be claimed
  * through POST /auth/bootstrap.  Roles are read from system.duckdb on every
@@ -29,13 +31,11 @@ typedef struct auth_identity {
     bool is_admin;
 } auth_identity;
 
-/* Minting credentials needs a person at a keyboard: false (and a 403 in
- * resp) when the caller used a PAT or the service token. */
-bool auth_require_session(const http_request *req, http_response *resp);
+
 
 /* True when the request may proceed; otherwise resp holds the 503/401/403.
  * On success for USER/ADMIN routes, *identity is filled and req->identity set. */
-bool auth_gate(http_context *ctx, enum route_access access, http_request *req, auth_identity *identity,
+bool auth_gate(http_context *ctx, const route *matched, http_request *req, auth_identity *identity,
                http_response *resp);
 
 void auth_handle_bootstrap(http_context *ctx, const http_request *req, http_response *resp);

@@ -72,3 +72,14 @@ enum route_match_result router_match(const route *routes, size_t count, const ch
     }
     return path_known ? ROUTE_METHOD_NOT_ALLOWED : ROUTE_NOT_FOUND;
 }
+
+const char *route_access_name(enum route_access access)
+{
+    switch (access) {
+    case ROUTE_PUBLIC: return "public";
+    case ROUTE_ANONYMOUS: return "anonymous";
+    case ROUTE_USER: return "user";
+    case ROUTE_ADMIN: return "admin";
+    }
+    return "unknown";
+}

@@ -23,13 +23,20 @@ enum route_access {
 
 typedef void (*route_handler)(http_context *ctx, const http_request *req, http_response *resp);
 
+/* Route flags. */
+#define ROUTE_INTERACTIVE 0x1u /* needs a login session: refused to PATs and the service token */
+
 typedef struct route {
     const char *method;
     const char *pattern;
     route_handler handler;
     enum route_access access;
     const char *summary; /* one line, for the generated API description */
+    unsigned flags;
 } route;
+
+/* "public", "anonymous", "user", "admin". */
+const char *route_access_name(enum route_access access);
 
 enum route_match_result { ROUTE_MATCHED, ROUTE_NOT_FOUND, ROUTE_METHOD_NOT_ALLOWED };
 

@@ -235,7 +235,7 @@ static void route_request(http_server *server, struct MHD_Connection *connection
         return;
     }
     auth_identity identity;
-    if (!auth_gate(server->context, matched->access, &req, &identity, resp))
+    if (!auth_gate(server->context, matched, &req, &identity, resp))
         return;
     matched->handler(server->context, &req, resp);
     if (resp->status == 0) {

