@@ -22,9 +22,10 @@ int command_routes(int argc, char **argv)
     for (size_t i = 0; i < http_route_count; i++) {
         const route *r = &http_routes[i];
         if (as_json)
-            json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:b, s:s}", "method", r->method, "path", r->pattern,
-                                                  "access", route_access_name(r->access), "interactive",
-                                                  (r->flags & ROUTE_INTERACTIVE) != 0, "summary", r->summary));
+            json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:b, s:b, s:s}", "method", r->method, "path",
+                                                  r->pattern, "access", route_access_name(r->access), "interactive",
+                                                  (r->flags & ROUTE_INTERACTIVE) != 0, "html",
+                                                  (r->flags & ROUTE_HTML) != 0, "summary", r->summary));
         else
             printf("%-7s %-48s %-10s %s\n", r->method, r->pattern, route_access_name(r->access), r->summary);
     }

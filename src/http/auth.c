@@ -1,5 +1,6 @@
 #include "http/auth.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include "core/auth_token.h"
 #include "core/log.h"
 #include "core/password.h"
+#include "http/form.h"
 #include "http/json_body.h"
 #include "store/duck.h"
 #include "store/tokens.h"
@@ -147,7 +149,12 @@ bool auth_gate(http_context *ctx, const route *matched, http_request *req, auth_
     if (access == ROUTE_PUBLIC)
         return true;
     if (atomic_load(&ctx->setup_required)) {
-        respond_setup_required(resp);
+        if (matched->flags & ROUTE_HTML) {
+            http_respond_raw(resp, 302, "text/plain", NULL, 0);
+            http_response_add_header(resp, "Location", "/setup");
+        } else {
+            respond_setup_required(resp);
+        }
         return false;
     }
     if (access == ROUTE_ANONYMOUS)
@@ -165,9 +172,8 @@ bool auth_gate(http_context *ctx, const route *matched, http_request *req, auth_
     return true;
 }
 
-/* Sign a session token for user and answer with the login shape. */
-static void respond_with_session(http_context *ctx, const http_request *req, const user_record *user, bool is_admin,
-                                 http_response *resp)
+/* Sign a session token for user (caller frees *token). */
+static int issue_session(http_context *ctx, const user_record *user, char **token, agnes_error *err)
 {
     auth_claims claims = {.iat = util_unix_now()};
     claims.exp = claims.iat + 3600 * config_get_int(&ctx->runtime->config, CFG_SESSION_HOURS);
@@ -175,9 +181,16 @@ static void respond_with_session(http_context *ctx, const http_request *req, con
     snprintf(claims.email, sizeof claims.email, "%s", user->email);
     snprintf(claims.typ, sizeof claims.typ, "session");
     auth_token_new_id(claims.jti);
+    return auth_token_issue(ctx->runtime->secrets.jwt.value, &claims, token, err);
+}
+
+/* Answer with the login shape {access_token, token_type, user_id, email, role}. */
+static void respond_with_session(http_context *ctx, const http_request *req, const user_record *user, bool is_admin,
+                                 http_response *resp)
+{
     char *token = NULL;
     agnes_error err;
-    if (auth_token_issue(ctx->runtime->secrets.jwt.value, &claims, &token, &err) != AGNES_OK) {
+    if (issue_session(ctx, user, &token, &err) != AGNES_OK) {
         http_respond_internal(resp, req, &err);
         return;
     }
@@ -264,48 +277,107 @@ static void audit_login(http_context *ctx, const char *user_id, const char *emai
     system_db_writer_release(ctx->db);
 }
 
+enum login_result { LOGIN_OK, LOGIN_WRONG, LOGIN_DEACTIVATED, LOGIN_ERROR };
+
+/* Check email + password, audit the attempt; fills user and is_admin on LOGIN_OK. */
+static enum login_result check_login(http_context *ctx, const char *email, const char *password, user_record *user,
+                                     bool *is_admin, agnes_error *err)
+{
+    duckdb_connection conn = NULL;
+    enum login_result result = LOGIN_ERROR;
+    if (system_db_connect_reader(ctx->db, &conn, err))
+        return LOGIN_ERROR;
+    int rc = users_find_by_email(conn, email, user, err);
+    if (rc != AGNES_OK && rc != AGNES_ERR_NOT_FOUND)
+        goto done;
+    bool found = rc == AGNES_OK;
+    /* Always one argon2 verification, so timing does not reveal unknown emails. */
+    if (!password_verify(found && user->has_password ? user->password_hash : NULL, password)) {
+        audit_login(ctx, found ? user->id : NULL, email, "failed");
+        result = LOGIN_WRONG;
+    } else if (!user->active) {
+        audit_login(ctx, user->id, email, "denied: deactivated");
+        result = LOGIN_DEACTIVATED;
+    } else if (users_is_admin(conn, user->id, is_admin, err) == AGNES_OK) {
+        audit_login(ctx, user->id, email, "ok");
+        result = LOGIN_OK;
+    }
+done:
+    duckdb_disconnect(&conn);
+    return result;
+}
+
 void auth_handle_token(http_context *ctx, const http_request *req, http_response *resp)
 {
     json_t *body = NULL;
     char email[USER_EMAIL_MAX + 1];
     const char *password = NULL;
-    duckdb_connection conn = NULL;
-    agnes_error err;
-    if (read_credentials(req, resp, &body, email, sizeof email, &password, NULL))
-        goto done;
     user_record user;
     bool is_admin = false;
-    if (system_db_connect_reader(ctx->db, &conn, &err)) {
-        http_respond_internal(resp, req, &err);
-        goto done;
+    agnes_error err;
+    if (read_credentials(req, resp, &body, email, sizeof email, &password, NULL) == 0) {
+        switch (check_login(ctx, email, password, &user, &is_admin, &err)) {
+        case LOGIN_OK:
+            respond_with_session(ctx, req, &user, is_admin, resp);
+            break;
+        case LOGIN_WRONG:
+            http_respond_error(resp, 401, "Incorrect email or password.", NULL);
+            break;
+        case LOGIN_DEACTIVATED:
+            http_respond_error(resp, 403, "This account is deactivated; ask an admin to reactivate it.", NULL);
+            break;
+        case LOGIN_ERROR:
+            http_respond_internal(resp, req, &err);
+            break;
+        }
     }
-    int rc = users_find_by_email(conn, email, &user, &err);
-    if (rc != AGNES_OK && rc != AGNES_ERR_NOT_FOUND) {
-        http_respond_internal(resp, req, &err);
-        goto done;
-    }
-    bool found = rc == AGNES_OK;
-    /* Always one argon2 verification, so timing does not reveal unknown emails. */
-    if (!password_verify(found && user.has_password ? user.password_hash : NULL, password)) {
-        audit_login(ctx, found ? user.id : NULL, email, "failed");
-        http_respond_error(resp, 401, "Incorrect email or password.", NULL);
-        goto done;
-    }
-    if (!user.active) {
-        audit_login(ctx, user.id, email, "denied: deactivated");
-        http_respond_error(resp, 403, "This account is deactivated; ask an admin to reactivate it.", NULL);
-        goto done;
-    }
-    if (users_is_admin(conn, user.id, &is_admin, &err)) {
-        http_respond_internal(resp, req, &err);
-        goto done;
-    }
-    audit_login(ctx, user.id, email, "ok");
-    respond_with_session(ctx, req, &user, is_admin, resp);
-done:
-    if (conn)
-        duckdb_disconnect(&conn);
     json_decref(body);
+}
+
+/* Only same-site paths: "/x" yes, "//evil.example" and "https://..." no. */
+static const char *safe_next(const char *next)
+{
+    if (next == NULL || next[0] != '/' || next[1] == '/' || next[1] == '\\' || strpbrk(next, "\r\n") != NULL)
+        return "/api/me";
+    return next;
+}
+
+static void redirect(http_response *resp, const char *location)
+{
+    http_respond_raw(resp, 303, "text/plain", NULL, 0);
+    http_response_add_header(resp, "Location", location);
+}
+
+void auth_handle_login_form(http_context *ctx, const http_request *req, http_response *resp)
+{
+    char email[USER_EMAIL_MAX + 1] = "", password[PASSWORD_MAX_LENGTH + 1] = "", next[512] = "";
+    user_record user;
+    bool is_admin = false;
+    agnes_error err;
+    form_field(req->body, "email", email, sizeof email);
+    form_field(req->body, "password", password, sizeof password);
+    bool has_next = form_field(req->body, "next", next, sizeof next);
+    for (char *p = email; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    enum login_result result = email[0] && password[0] ? check_login(ctx, email, password, &user, &is_admin, &err)
+                                                        : LOGIN_WRONG;
+    sodium_memzero(password, sizeof password);
+    char *token = NULL;
+    if (result == LOGIN_ERROR || (result == LOGIN_OK && issue_session(ctx, &user, &token, &err))) {
+        http_respond_internal(resp, req, &err);
+        return;
+    }
+    if (result != LOGIN_OK) {
+        redirect(resp, result == LOGIN_DEACTIVATED ? "/login?error=deactivated" : "/login?error=invalid");
+        return;
+    }
+    char cookie[2048];
+    snprintf(cookie, sizeof cookie, "access_token=%s; Path=/; Max-Age=%lld; HttpOnly; SameSite=Lax%s", token,
+             3600 * config_get_int(&ctx->runtime->config, CFG_SESSION_HOURS),
+             config_is_set(&ctx->runtime->config, CFG_SERVER_DOMAIN) ? "; Secure" : "");
+    free(token);
+    redirect(resp, safe_next(has_next ? next : NULL));
+    http_response_add_header(resp, "Set-Cookie", cookie);
 }
 
 void auth_handle_logout(http_context *ctx, const http_request *req, http_response *resp)

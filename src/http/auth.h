@@ -40,6 +40,7 @@ bool auth_gate(http_context *ctx, const route *matched, http_request *req, auth_
 
 void auth_handle_bootstrap(http_context *ctx, const http_request *req, http_response *resp);
 void auth_handle_token(http_context *ctx, const http_request *req, http_response *resp);
+void auth_handle_login_form(http_context *ctx, const http_request *req, http_response *resp);
 void auth_handle_logout(http_context *ctx, const http_request *req, http_response *resp);
 void me_handle_get(http_context *ctx, const http_request *req, http_response *resp);
 

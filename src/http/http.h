@@ -58,7 +58,7 @@ typedef struct http_request {
 
 typedef struct http_header {
     char name[64];
-    char value[512];
+    char value[2048];
 } http_header;
 
 typedef struct http_response {

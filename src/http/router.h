@@ -25,6 +25,7 @@ typedef void (*route_handler)(http_context *ctx, const http_request *req, http_r
 
 /* Route flags. */
 #define ROUTE_INTERACTIVE 0x1u /* needs a login session: refused to PATs and the service token */
+#define ROUTE_HTML 0x2u        /* a page: in setup mode it redirects to /setup instead of answering 503 */
 
 typedef struct route {
     const char *method;

@@ -7,6 +7,7 @@
 #include "http/access.h"
 #include "http/auth.h"
 #include "http/health.h"
+#include "http/pages.h"
 #include "http/tokens.h"
 #include "http/users.h"
 #include "http/router.h"
@@ -16,7 +17,10 @@ const route http_routes[] = {
     {"GET", "/api/version", version_handle_get, ROUTE_PUBLIC, "Running version, channel, commit and schema"},
     {"POST", "/auth/bootstrap", auth_handle_bootstrap, ROUTE_PUBLIC, "Create the first admin (setup mode only)"},
     {"POST", "/auth/token", auth_handle_token, ROUTE_ANONYMOUS, "Log in with email and password; returns a bearer token"},
+    {"POST", "/auth/login", auth_handle_login_form, ROUTE_ANONYMOUS, "Web form login: sets the access_token cookie"},
     {"POST", "/auth/logout", auth_handle_logout, ROUTE_ANONYMOUS, "Clear the access_token cookie"},
+    {"GET", "/setup", pages_handle_setup, ROUTE_PUBLIC, "First-run page (redirects to /login once set up)", ROUTE_HTML},
+    {"GET", "/login", pages_handle_login, ROUTE_ANONYMOUS, "Login page", ROUTE_HTML},
     {"GET", "/api/me", me_handle_get, ROUTE_USER, "The caller: id, email, name, admin flag, groups"},
     {"POST", "/auth/tokens", tokens_handle_create, ROUTE_USER, "Create a personal access token (shown once)",
      ROUTE_INTERACTIVE},

@@ -55,12 +55,16 @@ def call(server, method, path, token=None, body=None):
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     data = json.dumps(body if body is not None else {}).encode()
     return requests.request(method, server.url + concrete(path), headers={**headers, "Content-Type":
-                            "application/json"}, data=data if method != "GET" else None, timeout=30)
+                            "application/json"}, data=data if method != "GET" else None, timeout=30,
+                            allow_redirects=False)
+
+
+def declared(r):
+    return r["access"] + ("+interactive" if r["interactive"] else "") + ("+html" if r["html"] else "")
 
 
 def test_every_route_declares_its_level_in_route_access_json(env):
-    actual = {f"{r['method']} {r['path']}": r["access"] + ("+interactive" if r["interactive"] else "")
-              for r in route_table(env)}
+    actual = {f"{r['method']} {r['path']}": declared(r) for r in route_table(env)}
     missing = sorted(set(actual) - set(EXPECTED))
     stale = sorted(set(EXPECTED) - set(actual))
     changed = sorted(k for k in actual if k in EXPECTED and actual[k] != EXPECTED[k])
@@ -74,6 +78,8 @@ def test_setup_mode_closes_everything_but_public_routes(server, env):
         response = call(server, r["method"], r["path"])
         if r["access"] == "public":
             assert response.status_code != 503, (r, response.text)
+        elif r["html"]:
+            assert response.status_code == 302 and response.headers["Location"] == "/setup", (r, response.text)
         else:
             assert response.status_code == 503 and response.json()["setup_required"] is True, (r, response.text)
 
@@ -115,14 +121,14 @@ ALLOWED = "allowed"
 
 
 def expected_outcome(level, caller):
-    base, _, flag = level.partition("+")
+    base, *flags = level.split("+")
     if base in ("public", "anonymous"):
         return ALLOWED
     if caller in ("anonymous", "revoked_pat", "expired_session", "deactivated"):
         return 401
     if base == "admin" and caller in ("analyst", "analyst_with_grant"):
         return "403 admin"
-    if flag == "interactive" and caller in ("admin_pat", "service"):
+    if "interactive" in flags and caller in ("admin_pat", "service"):
         return "403 interactive"
     return ALLOWED
 

@@ -1,0 +1,28 @@
+#include "http/form.h"
+
+#include <microhttpd.h>
+#include <string.h>
+
+bool form_field(const char *body, const char *name, char *out, size_t out_size)
+{
+    size_t name_len = strlen(name);
+    out[0] = '\0';
+    for (const char *p = body; p && *p;) {
+        const char *end = strchr(p, '&');
+        size_t pair_len = end ? (size_t)(end - p) : strlen(p);
+        if (pair_len > name_len && strncmp(p, name, name_len) == 0 && p[name_len] == '=') {
+            size_t value_len = pair_len - name_len - 1;
+            if (value_len >= out_size)
+                return false;
+            memcpy(out, p + name_len + 1, value_len);
+            out[value_len] = '\0';
+            for (char *c = out; *c; c++) /* '+' means space in forms; MHD_http_unescape handles %XX */
+                if (*c == '+')
+                    *c = ' ';
+            MHD_http_unescape(out);
+            return true;
+        }
+        p = end ? end + 1 : NULL;
+    }
+    return false;
+}
