@@ -130,6 +130,14 @@ static bool authenticate(http_context *ctx, const http_request *req, auth_identi
     return ok;
 }
 
+bool auth_setup_mode_answer(http_context *ctx, http_response *resp)
+{
+    if (!atomic_load(&ctx->setup_required))
+        return false;
+    respond_setup_required(resp);
+    return true;
+}
+
 static bool require_session(const auth_identity *identity, http_response *resp)
 {
     if (strcmp(identity->token_type, "session") == 0)

@@ -38,6 +38,10 @@ typedef struct auth_identity {
 bool auth_gate(http_context *ctx, const route *matched, http_request *req, auth_identity *identity,
                http_response *resp);
 
+/* In setup mode, answer for a path no route matched (503 setup_required)
+ * and return true; false when the instance is set up. */
+bool auth_setup_mode_answer(http_context *ctx, http_response *resp);
+
 void auth_handle_bootstrap(http_context *ctx, const http_request *req, http_response *resp);
 void auth_handle_token(http_context *ctx, const http_request *req, http_response *resp);
 void auth_handle_login_form(http_context *ctx, const http_request *req, http_response *resp);

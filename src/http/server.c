@@ -208,8 +208,13 @@ static void route_request(http_server *server, struct MHD_Connection *connection
     const route *matched = NULL;
     char allow[128];
     char detail[700];
-    switch (router_match(server->routes, server->route_count, state->method, state->path, &req, &matched, allow,
-                         sizeof allow)) {
+    enum route_match_result match = router_match(server->routes, server->route_count, state->method, state->path,
+                                                 &req, &matched, allow, sizeof allow);
+    /* Setup mode closes everything but the public routes, including paths
+     * that do not exist (yet): a client learns one thing, "claim me first". */
+    if (match == ROUTE_NOT_FOUND && auth_setup_mode_answer(server->context, resp))
+        return;
+    switch (match) {
     case ROUTE_NOT_FOUND:
         snprintf(detail, sizeof detail, "Not found: no endpoint at %s %s. Check the path (API paths start with /api/ or /auth/).",
                  state->method, state->path);

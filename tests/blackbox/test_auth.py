@@ -237,3 +237,10 @@ def test_forwarded_for_is_used_only_when_the_proxy_is_trusted(server_factory, en
     # A different client behind the same proxy has its own bucket.
     other = {"X-Forwarded-For": "198.51.100.2"}
     assert post(server, "/auth/token", json=wrong, headers=other).status_code == 401
+
+
+def test_setup_mode_answers_503_even_for_routes_that_arrive_later(server):
+    r = server.get("/api/catalog/tables")
+    assert r.status_code == 503 and r.json()["setup_required"] is True
+    bootstrap(server)
+    assert server.get("/api/catalog/tables").status_code == 404
