@@ -15,21 +15,6 @@
 #include "store/groups.h"
 #include "store/users.h"
 
-/* Map a store result to the response: 404/409 sentences or a 500. */
-static bool respond_failure(http_response *resp, const http_request *req, int rc, const agnes_error *err,
-                            const char *not_found)
-{
-    if (rc == AGNES_OK)
-        return false;
-    if (rc == AGNES_ERR_NOT_FOUND)
-        http_respond_error(resp, 404, not_found, NULL);
-    else if (rc == AGNES_ERR_INVALID)
-        http_respond_error(resp, 409, err->message, NULL);
-    else
-        http_respond_internal(resp, req, err);
-    return true;
-}
-
 static void audit(duckdb_connection conn, const http_request *req, const char *action, const char *kind,
                   const char *id)
 {
@@ -53,7 +38,7 @@ static void respond_read(http_context *ctx, const http_request *req, http_respon
         rc = read(conn, a, b, c, &out, &err);
     if (conn)
         duckdb_disconnect(&conn);
-    if (!respond_failure(resp, req, rc, &err, not_found))
+    if (!http_respond_failure(resp, req, rc, &err, not_found))
         http_respond_json(resp, status, out);
 }
 
@@ -113,7 +98,7 @@ void groups_handle_create(http_context *ctx, const http_request *req, http_respo
     if (rc == AGNES_OK)
         audit(conn, req, "user_group.created", "group", id);
     system_db_writer_release(ctx->db);
-    if (!respond_failure(resp, req, rc, &err, "Group not found"))
+    if (!http_respond_failure(resp, req, rc, &err, "Group not found"))
         respond_read(ctx, req, resp, read_group, id, NULL, NULL, 201, "Group not found");
 done:
     json_decref(body);
@@ -132,7 +117,7 @@ void groups_handle_update(http_context *ctx, const http_request *req, http_respo
     if (rc == AGNES_OK)
         audit(conn, req, "user_group.updated", "group", id);
     system_db_writer_release(ctx->db);
-    if (!respond_failure(resp, req, rc, &err, "Group not found"))
+    if (!http_respond_failure(resp, req, rc, &err, "Group not found"))
         respond_read(ctx, req, resp, read_group, id, NULL, NULL, 200, "Group not found");
 done:
     json_decref(body);
@@ -147,7 +132,7 @@ void groups_handle_delete(http_context *ctx, const http_request *req, http_respo
     if (rc == AGNES_OK)
         audit(conn, req, "user_group.deleted", "group", id);
     system_db_writer_release(ctx->db);
-    if (!respond_failure(resp, req, rc, &err, "Group not found"))
+    if (!http_respond_failure(resp, req, rc, &err, "Group not found"))
         http_respond_raw(resp, 204, NULL, NULL, 0);
 }
 
@@ -176,7 +161,7 @@ void members_handle_add(http_context *ctx, const http_request *req, http_respons
     if (rc == AGNES_OK)
         audit(conn, req, "user_group.member_added", "group", group_id);
     system_db_writer_release(ctx->db);
-    if (!respond_failure(resp, req, rc, &err, not_found))
+    if (!http_respond_failure(resp, req, rc, &err, not_found))
         http_respond_json(resp, 201,
                           json_pack("{s:s, s:s, s:s, s:b, s:s}", "user_id", user.id, "email", user.email, "name",
                                     user.name, "active", user.active, "source", "admin"));
@@ -215,7 +200,7 @@ void members_handle_remove(http_context *ctx, const http_request *req, http_resp
     if (rc == AGNES_OK && removed)
         audit(conn, req, "user_group.member_removed", "group", group_id);
     system_db_writer_release(ctx->db);
-    if (respond_failure(resp, req, rc, &err, "Group not found"))
+    if (http_respond_failure(resp, req, rc, &err, "Group not found"))
         return;
     if (problem)
         http_respond_error(resp, 409, problem, NULL);
@@ -269,7 +254,7 @@ void grants_handle_create(http_context *ctx, const http_request *req, http_respo
     if (rc == AGNES_OK)
         audit(conn, req, "resource_grant.created", "grant", id);
     system_db_writer_release(ctx->db);
-    if (!respond_failure(resp, req, rc, &err, "Group not found"))
+    if (!http_respond_failure(resp, req, rc, &err, "Group not found"))
         respond_read(ctx, req, resp, read_grants, id, NULL, NULL, 201, "Grant not found");
 done:
     json_decref(body);
@@ -285,7 +270,7 @@ void grants_handle_delete(http_context *ctx, const http_request *req, http_respo
     if (rc == AGNES_OK && deleted)
         audit(conn, req, "resource_grant.deleted", "grant", id);
     system_db_writer_release(ctx->db);
-    if (respond_failure(resp, req, rc, &err, "Grant not found"))
+    if (http_respond_failure(resp, req, rc, &err, "Grant not found"))
         return;
     if (!deleted)
         http_respond_error(resp, 404, "Grant not found", NULL);
@@ -334,6 +319,6 @@ void audit_handle_list(http_context *ctx, const http_request *req, http_response
         rc = audit_page_json(conn, http_request_query(req, "action"), limit, offset, &page, &err);
     if (conn)
         duckdb_disconnect(&conn);
-    if (!respond_failure(resp, req, rc, &err, "not found"))
+    if (!http_respond_failure(resp, req, rc, &err, "not found"))
         http_respond_json(resp, 200, page);
 }

@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "core/runtime.h"
@@ -89,6 +90,14 @@ int http_response_add_header(http_response *resp, const char *name, const char *
 /* 500 for a failure the caller could not cause: the details go to the log
  * under the request id, the client gets the id to quote. */
 void http_respond_internal(http_response *resp, const http_request *req, const agnes_error *err);
+
+/* Answer a store function's failure, by the store's conventions:
+ * AGNES_ERR_NOT_FOUND -> 404 `not_found`, AGNES_ERR_INVALID -> 409 with the
+ * store's sentence, anything else -> 500.  Returns false (and leaves resp
+ * alone) when rc is AGNES_OK, so handlers write
+ * `if (!http_respond_failure(...)) respond_success(...)`. */
+bool http_respond_failure(http_response *resp, const http_request *req, int rc, const agnes_error *err,
+                          const char *not_found);
 
 /* A request cookie's value, or NULL. */
 const char *http_request_cookie(const http_request *req, const char *name);

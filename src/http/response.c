@@ -83,3 +83,17 @@ const char *http_request_cookie(const http_request *req, const char *name)
 {
     return MHD_lookup_connection_value(req->connection, MHD_COOKIE_KIND, name);
 }
+
+bool http_respond_failure(http_response *resp, const http_request *req, int rc, const agnes_error *err,
+                          const char *not_found)
+{
+    if (rc == AGNES_OK)
+        return false;
+    if (rc == AGNES_ERR_NOT_FOUND)
+        http_respond_error(resp, 404, not_found, NULL);
+    else if (rc == AGNES_ERR_INVALID)
+        http_respond_error(resp, 409, err->message, NULL);
+    else
+        http_respond_internal(resp, req, err);
+    return true;
+}

@@ -87,32 +87,27 @@ void users_handle_create(http_context *ctx, const http_request *req, http_respon
     if (rc == AGNES_OK)
         audit(conn, req, "user.create", id);
     system_db_writer_release(ctx->db);
-    if (rc == AGNES_ERR_INVALID)
-        http_respond_error(resp, 409, err.message, NULL);
-    else if (rc != AGNES_OK)
-        http_respond_internal(resp, req, &err);
-    else
+    if (!http_respond_failure(resp, req, rc, &err, "User not found"))
         respond_user(ctx, req, resp, id, 201);
 done:
     json_decref(body);
 }
 
-/* Refuse to lock the instance out: 409 with the reason, or "" when fine. */
-static const char *deactivation_problem(duckdb_connection conn, const http_request *req, const char *id, bool deleting,
-                                        agnes_error *err, int *rc)
+/* Refuse to lock the instance out: AGNES_ERR_INVALID (a 409) with the reason. */
+static int check_removable(duckdb_connection conn, const http_request *req, const char *id, bool deleting,
+                           agnes_error *err)
 {
     bool target_is_admin = false;
     long long others = 0;
-    *rc = AGNES_OK;
+    const char *what = deleting ? "delete" : "deactivate";
     if (strcmp(id, req->identity->user_id) == 0)
-        return deleting ? "Cannot delete yourself" : "Cannot deactivate yourself";
-    if ((*rc = users_is_admin(conn, id, &target_is_admin, err)) != AGNES_OK)
-        return NULL;
-    if (target_is_admin && (*rc = users_count_other_active_admins(conn, id, &others, err)) != AGNES_OK)
-        return NULL;
+        return agnes_error_set(err, AGNES_ERR_INVALID, "Cannot %s yourself", what);
+    if (users_is_admin(conn, id, &target_is_admin, err) ||
+        (target_is_admin && users_count_other_active_admins(conn, id, &others, err)))
+        return err->code;
     if (target_is_admin && others == 0)
-        return deleting ? "Cannot delete the last active admin" : "Cannot deactivate the last active admin";
-    return "";
+        return agnes_error_set(err, AGNES_ERR_INVALID, "Cannot %s the last active admin", what);
+    return AGNES_OK;
 }
 
 /* Apply {name?, active?} to user `id`; shared by PATCH, deactivate, activate. */
@@ -121,26 +116,18 @@ static void change_user(http_context *ctx, const http_request *req, http_respons
 {
     agnes_error err;
     user_record user;
-    int rc;
-    const char *problem = "";
     duckdb_connection conn = system_db_writer_acquire(ctx->db);
-    rc = users_find_by_id(conn, id, &user, &err);
+    int rc = users_find_by_id(conn, id, &user, &err);
     if (rc == AGNES_OK && active_set == JSON_FIELD_SET && !active)
-        problem = deactivation_problem(conn, req, id, false, &err, &rc);
-    if (rc == AGNES_OK && problem[0] == '\0' && name)
+        rc = check_removable(conn, req, id, false, &err);
+    if (rc == AGNES_OK && name)
         rc = users_set_name(conn, id, name, &err);
-    if (rc == AGNES_OK && problem[0] == '\0' && active_set == JSON_FIELD_SET)
+    if (rc == AGNES_OK && active_set == JSON_FIELD_SET)
         rc = users_set_active(conn, id, active, req->identity->user_id, &err);
-    if (rc == AGNES_OK && problem[0] == '\0')
+    if (rc == AGNES_OK)
         audit(conn, req, "user.update", id);
     system_db_writer_release(ctx->db);
-    if (rc == AGNES_ERR_NOT_FOUND)
-        http_respond_error(resp, 404, "User not found", NULL);
-    else if (rc != AGNES_OK)
-        http_respond_internal(resp, req, &err);
-    else if (problem[0] != '\0')
-        http_respond_error(resp, 409, problem, NULL);
-    else
+    if (!http_respond_failure(resp, req, rc, &err, "User not found"))
         respond_user(ctx, req, resp, id, 200);
 }
 
@@ -171,28 +158,21 @@ void users_handle_delete(http_context *ctx, const http_request *req, http_respon
     const char *id = http_request_param(req, "id");
     agnes_error err;
     user_record user;
-    const char *problem = "";
     duckdb_connection conn = system_db_writer_acquire(ctx->db);
     int rc = users_find_by_id(conn, id, &user, &err);
     if (rc == AGNES_OK)
-        problem = deactivation_problem(conn, req, id, true, &err, &rc);
-    if (rc == AGNES_OK && problem[0] == '\0' && (rc = duck_exec(conn, "BEGIN TRANSACTION", &err)) == AGNES_OK) {
+        rc = check_removable(conn, req, id, true, &err);
+    if (rc == AGNES_OK && (rc = duck_exec(conn, "BEGIN TRANSACTION", &err)) == AGNES_OK) {
         rc = users_delete(conn, id, &err);
         if (rc == AGNES_OK)
             rc = duck_exec(conn, "COMMIT", &err);
         else
             duck_exec(conn, "ROLLBACK", NULL);
-        if (rc == AGNES_OK)
-            audit(conn, req, "user.delete", id);
     }
+    if (rc == AGNES_OK)
+        audit(conn, req, "user.delete", id);
     system_db_writer_release(ctx->db);
-    if (rc == AGNES_ERR_NOT_FOUND)
-        http_respond_error(resp, 404, "User not found", NULL);
-    else if (rc != AGNES_OK)
-        http_respond_internal(resp, req, &err);
-    else if (problem[0] != '\0')
-        http_respond_error(resp, 409, problem, NULL);
-    else
+    if (!http_respond_failure(resp, req, rc, &err, "User not found"))
         http_respond_raw(resp, 204, NULL, NULL, 0);
 }
 
@@ -218,11 +198,7 @@ void users_handle_set_password(http_context *ctx, const http_request *req, http_
     if (rc == AGNES_OK && (rc = users_set_password(conn, id, hash, &err)) == AGNES_OK)
         audit(conn, req, "user.set_password", id);
     system_db_writer_release(ctx->db);
-    if (rc == AGNES_ERR_NOT_FOUND)
-        http_respond_error(resp, 404, "User not found", NULL);
-    else if (rc != AGNES_OK)
-        http_respond_internal(resp, req, &err);
-    else
+    if (!http_respond_failure(resp, req, rc, &err, "User not found"))
         http_respond_raw(resp, 204, NULL, NULL, 0);
 done:
     json_decref(body);
