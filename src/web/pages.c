@@ -5,8 +5,8 @@
     "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>" title " · Agnes</title>"          \
     "<style>body{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;line-height:1.5}"   \
     "label{display:block;margin-top:1rem}input{width:100%;padding:.5rem;font-size:1rem}"                              \
-    "button{margin-top:1.5rem;padding:.6rem 1.2rem;font-size:1rem}pre{background:#f4f4f4;padding:1rem;"              \
-    "overflow:auto}.error{color:#a00}</style></head><body>"
+    "button{margin-top:1.5rem;padding:.6rem 1.2rem;font-size:1rem}pre{background:#f4f4f4;padding:1rem;white-space:pre-wrap;word-break:break-all;"              \
+    ".error{color:#a00}</style></head><body>"
 
 const char web_page_setup[] =
     PAGE_HEAD("Set up")
