@@ -1,0 +1,358 @@
+#include "engine/contract.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+#include "store/duck.h"
+
+static const char meta_ddl_hint[] =
+    "create it as in contracts/extract_meta.sql: CREATE TABLE _meta (table_name VARCHAR NOT NULL, description "
+    "VARCHAR, rows BIGINT, size_bytes BIGINT, extracted_at TIMESTAMP, query_mode VARCHAR DEFAULT 'local')";
+
+static const struct {
+    const char *name;
+    const char *types; /* accepted information_schema data_type values, '|'-separated */
+} meta_columns[] = {
+    {"table_name", "VARCHAR"}, {"description", "VARCHAR"},     {"rows", "BIGINT|INTEGER"},
+    {"size_bytes", "BIGINT|INTEGER"}, {"extracted_at", "TIMESTAMP"}, {"query_mode", "VARCHAR"},
+};
+static const char *const remote_columns[] = {"alias", "extension", "url", "token_env"};
+
+#define META_COLUMN_COUNT (sizeof meta_columns / sizeof meta_columns[0])
+
+static int add_violation(contract_report *report, agnes_error *err, const char *rule, const char *fix,
+                         const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static int add_violation(contract_report *report, agnes_error *err, const char *rule, const char *fix,
+                         const char *fmt, ...)
+{
+    if (report->count == report->capacity) {
+        size_t capacity = report->capacity ? report->capacity * 2 : 8;
+        contract_violation *grown = realloc(report->items, capacity * sizeof *grown);
+        if (grown == NULL)
+            return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory checking an extract");
+        report->items = grown;
+        report->capacity = capacity;
+    }
+    contract_violation *v = &report->items[report->count++];
+    v->rule = rule;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(v->message, sizeof v->message, fmt, ap);
+    va_end(ap);
+    snprintf(v->fix, sizeof v->fix, "%s", fix);
+    return AGNES_OK;
+}
+
+bool contract_is_identifier(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n > 64 || !(isalpha((unsigned char)name[0]) || name[0] == '_'))
+        return false;
+    for (size_t i = 1; i < n; i++)
+        if (!(isalnum((unsigned char)name[i]) || name[i] == '_'))
+            return false;
+    return true;
+}
+
+static bool is_env_name(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > 64 || !isupper((unsigned char)name[0]))
+        return false;
+    for (size_t i = 1; i < n; i++)
+        if (!(isupper((unsigned char)name[i]) || isdigit((unsigned char)name[i]) || name[i] == '_'))
+            return false;
+    return true;
+}
+
+void contract_allowlists_from_env(contract_allowlists *allow)
+{
+    const char *extensions = getenv("AGNES_REMOTE_ATTACH_EXTENSIONS");
+    const char *tokens = getenv("AGNES_REMOTE_ATTACH_TOKEN_ENVS");
+    snprintf(allow->extensions, sizeof allow->extensions, "%s", extensions ? extensions : "keboola,bigquery");
+    snprintf(allow->token_envs, sizeof allow->token_envs, "%s",
+             tokens ? tokens : "KBC_TOKEN,KBC_STORAGE_TOKEN,KEBOOLA_STORAGE_TOKEN,GOOGLE_APPLICATION_CREDENTIALS");
+}
+
+bool contract_allowlist_contains(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t len = strcspn(p, ", ");
+        if (len == n && n > 0 && strncmp(p, name, n) == 0)
+            return true;
+        p += len;
+    }
+    return false;
+}
+
+/* The directory holding extract.duckdb is the source name. */
+static int check_source_name(const char *path, contract_report *report, agnes_error *err)
+{
+    char dir[AGNES_PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL)
+        return AGNES_OK; /* a bare file name: no source directory to judge */
+    *slash = '\0';
+    const char *source = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
+    if (source[0] == '\0' || strcmp(source, ".") == 0 || contract_is_identifier(source))
+        return AGNES_OK;
+    return add_violation(report, err, "source_name",
+                         "rename the directory to letters, digits and _ (starting with a letter or _), at most 64",
+                         "source directory '%s' is not a valid source name; the orchestrator skips it", source);
+}
+
+static bool accepts_type(const char *accepted, const char *type)
+{
+    char copy[64];
+    snprintf(copy, sizeof copy, "%s", accepted);
+    char *save = NULL;
+    for (char *t = strtok_r(copy, "|", &save); t; t = strtok_r(NULL, "|", &save))
+        if (strcmp(t, type) == 0)
+            return true;
+    return false;
+}
+
+/* Column names and types of a main-schema table, in order; *count 0 if absent. */
+static int table_columns(duckdb_connection conn, const char *table, char names[][64], char types[][64], size_t max,
+                         size_t *count, agnes_error *err)
+{
+    duckdb_result result;
+    const char *params[] = {table};
+    *count = 0;
+    if (duck_query_params(conn,
+                          "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'main'"
+                          " AND table_name = $1 ORDER BY ordinal_position",
+                          params, 1, &result, err))
+        return err->code;
+    for (idx_t r = 0; r < duckdb_row_count(&result) && *count < max; r++, (*count)++) {
+        duck_result_text(&result, 0, r, names[*count], 64);
+        duck_result_text(&result, 1, r, types[*count], 64);
+    }
+    duckdb_destroy_result(&result);
+    return AGNES_OK;
+}
+
+/* *usable false when the _meta layout or types are wrong (row checks would be meaningless). */
+static int check_meta_columns(duckdb_connection conn, contract_report *report, bool *usable, agnes_error *err)
+{
+    char names[16][64], types[16][64];
+    size_t count = 0;
+    *usable = false;
+    if (table_columns(conn, "_meta", names, types, 16, &count, err))
+        return err->code;
+    if (count == 0)
+        return add_violation(report, err, "meta_missing", meta_ddl_hint, "the extract has no _meta table");
+    bool layout_ok = count == META_COLUMN_COUNT;
+    for (size_t i = 0; layout_ok && i < META_COLUMN_COUNT; i++)
+        layout_ok = strcmp(names[i], meta_columns[i].name) == 0;
+    if (!layout_ok) {
+        char found[600] = "";
+        for (size_t i = 0; i < count; i++)
+            snprintf(found + strlen(found), sizeof found - strlen(found), "%s%s", i ? ", " : "", names[i]);
+        return add_violation(report, err, "meta_columns", meta_ddl_hint,
+                             "_meta columns must be exactly (table_name, description, rows, size_bytes, extracted_at, "
+                             "query_mode) in this order; found (%s)",
+                             found);
+    }
+    *usable = true;
+    for (size_t i = 0; i < META_COLUMN_COUNT; i++)
+        if (!accepts_type(meta_columns[i].types, types[i])) {
+            char fix[200];
+            snprintf(fix, sizeof fix, "declare _meta.%s as %.*s (see contracts/extract_meta.sql)", names[i],
+                     (int)strcspn(meta_columns[i].types, "|"), meta_columns[i].types);
+            *usable = false; /* rows of mistyped columns cannot be checked meaningfully */
+            if (add_violation(report, err, "meta_types", fix, "_meta.%s has type %s", names[i], types[i]))
+                return err->code;
+        }
+    return AGNES_OK;
+}
+
+static bool table_exists(duckdb_connection conn, const char *name)
+{
+    duckdb_result result;
+    const char *params[] = {name};
+    agnes_error ignored;
+    if (duck_query_params(conn,
+                          "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = $1",
+                          params, 1, &result, &ignored))
+        return false;
+    bool exists = duckdb_value_int64(&result, 0, 0) > 0;
+    duckdb_destroy_result(&result);
+    return exists;
+}
+
+/* A local table must be there and readable from any working directory. */
+static int check_local_object(duckdb_connection conn, const char *name, contract_report *report, agnes_error *err)
+{
+    if (!table_exists(conn, name))
+        return add_violation(report, err, "local_object_missing",
+                             "create a view or table with that exact name in extract.duckdb, e.g. CREATE VIEW "
+                             "\"<name>\" AS SELECT * FROM read_parquet('/abs/path/data/<name>.parquet')",
+                             "_meta lists '%s' as local but the extract has no view or table named '%s'", name, name);
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT * FROM \"%s\" LIMIT 0", name);
+    duckdb_result result;
+    if (duckdb_query(conn, sql, &result) != DuckDBSuccess) {
+        int rc = add_violation(report, err, "local_object_unreadable",
+                               "make the view read files by absolute path (the server attaches the extract from "
+                               "another working directory) and check the files exist",
+                               "view '%s' cannot be read: %s", name, duckdb_result_error(&result));
+        duckdb_destroy_result(&result);
+        return rc;
+    }
+    duckdb_destroy_result(&result);
+    return AGNES_OK;
+}
+
+static int check_meta_row(duckdb_connection conn, duckdb_result *rows, idx_t r, contract_report *report,
+                          agnes_error *err)
+{
+    char name[256], mode[64];
+    bool has_name = duck_result_text(rows, 0, r, name, sizeof name);
+    bool has_mode = duck_result_text(rows, 1, r, mode, sizeof mode);
+    report->tables++;
+    if (!has_name || !contract_is_identifier(name))
+        return add_violation(report, err, "table_name",
+                             "use letters, digits and _ (starting with a letter or _), at most 64: the name becomes the "
+                             "table's id in the catalog, grants and /api/query",
+                             "_meta has a row with table_name '%s', which is not a valid identifier",
+                             has_name ? name : "NULL");
+    if (duckdb_value_int64(rows, 3, r) > 1)
+        return add_violation(report, err, "table_name_duplicate", "list each table once in _meta",
+                             "_meta lists '%s' more than once", name);
+    if (!has_mode || (strcmp(mode, "local") != 0 && strcmp(mode, "remote") != 0))
+        return add_violation(report, err, "query_mode", "set query_mode to 'local' or 'remote'",
+                             "_meta row '%s' has query_mode '%s'", name, has_mode ? mode : "NULL");
+    if (duckdb_value_int64(rows, 2, r) != 0)
+        return add_violation(report, err, "meta_counts", "store row counts and sizes as 0 or more (0 for remote)",
+                             "_meta row '%s' has a negative rows or size_bytes", name);
+    if (strcmp(mode, "local") != 0)
+        return AGNES_OK;
+    report->local_tables++;
+    return check_local_object(conn, name, report, err);
+}
+
+static int check_meta_rows(duckdb_connection conn, contract_report *report, agnes_error *err)
+{
+    duckdb_result rows;
+    if (duckdb_query(conn,
+                     "SELECT table_name, query_mode, (coalesce(rows, 0) < 0 OR coalesce(size_bytes, 0) < 0)::INT,"
+                     " count(*) OVER (PARTITION BY table_name) FROM _meta ORDER BY table_name",
+                     &rows) != DuckDBSuccess) {
+        int rc = add_violation(report, err, "meta_unreadable", meta_ddl_hint, "_meta cannot be read: %s",
+                               duckdb_result_error(&rows));
+        duckdb_destroy_result(&rows);
+        return rc;
+    }
+    int rc = AGNES_OK;
+    for (idx_t r = 0; rc == AGNES_OK && r < duckdb_row_count(&rows); r++)
+        rc = check_meta_row(conn, &rows, r, report, err);
+    duckdb_destroy_result(&rows);
+    return rc;
+}
+
+static int check_remote_row(duckdb_result *rows, idx_t r, const contract_allowlists *allow, contract_report *report,
+                            agnes_error *err)
+{
+    char alias[128], extension[128], token_env[256];
+    duck_result_text(rows, 0, r, alias, sizeof alias);
+    duck_result_text(rows, 1, r, extension, sizeof extension);
+    duck_result_text(rows, 2, r, token_env, sizeof token_env);
+    if (!contract_is_identifier(alias) || !contract_is_identifier(extension))
+        return add_violation(report, err, "remote_attach_identifier",
+                             "alias and extension must be identifiers (letters, digits, _)",
+                             "_remote_attach row %llu has alias '%s' / extension '%s'", (unsigned long long)r + 1,
+                             alias, extension);
+    if (!contract_allowlist_contains(allow->extensions, extension)) {
+        char fix[CONTRACT_ALLOWLIST_MAX + 100];
+        snprintf(fix, sizeof fix, "use one of: %s (the operator extends the list with AGNES_REMOTE_ATTACH_EXTENSIONS)",
+                 allow->extensions);
+        if (add_violation(report, err, "remote_attach_extension", fix,
+                          "_remote_attach asks for extension '%s', which is not allowed", extension))
+            return err->code;
+    }
+    if (token_env[0] == '\0')
+        return AGNES_OK;
+    if (!is_env_name(token_env))
+        return add_violation(report, err, "remote_attach_token_env",
+                             "put the NAME of an environment variable in token_env (e.g. KEBOOLA_STORAGE_TOKEN), never "
+                             "the token itself; remove the secret from the file",
+                             "_remote_attach row %llu: token_env is not a variable name (it may be a secret)",
+                             (unsigned long long)r + 1);
+    if (!contract_allowlist_contains(allow->token_envs, token_env)) {
+        char fix[CONTRACT_ALLOWLIST_MAX + 100];
+        snprintf(fix, sizeof fix, "use one of: %s (the operator extends the list with AGNES_REMOTE_ATTACH_TOKEN_ENVS)",
+                 allow->token_envs);
+        return add_violation(report, err, "remote_attach_token_env", fix,
+                             "_remote_attach token_env '%s' is not an allowed variable", token_env);
+    }
+    return AGNES_OK;
+}
+
+static int check_remote_attach(duckdb_connection conn, const contract_allowlists *allow, contract_report *report,
+                               agnes_error *err)
+{
+    char names[16][64], types[16][64];
+    size_t count = 0;
+    if (table_columns(conn, "_remote_attach", names, types, 16, &count, err))
+        return err->code;
+    if (count == 0)
+        return AGNES_OK; /* optional */
+    bool layout_ok = count == 4;
+    for (size_t i = 0; layout_ok && i < 4; i++)
+        layout_ok = strcmp(names[i], remote_columns[i]) == 0 && strcmp(types[i], "VARCHAR") == 0;
+    if (!layout_ok)
+        return add_violation(report, err, "remote_attach_columns", "see contracts/remote_attach.sql",
+                             "_remote_attach must have exactly (alias, extension, url, token_env), all VARCHAR");
+    duckdb_result rows;
+    if (duckdb_query(conn, "SELECT alias, extension, coalesce(token_env, '') FROM _remote_attach", &rows) != DuckDBSuccess) {
+        duckdb_destroy_result(&rows);
+        return add_violation(report, err, "remote_attach_columns", "see contracts/remote_attach.sql",
+                             "_remote_attach cannot be read");
+    }
+    int rc = AGNES_OK;
+    for (idx_t r = 0; rc == AGNES_OK && r < duckdb_row_count(&rows); r++)
+        rc = check_remote_row(&rows, r, allow, report, err);
+    duckdb_destroy_result(&rows);
+    return rc;
+}
+
+int contract_check(const char *path, const contract_allowlists *allow, contract_report *report, agnes_error *err)
+{
+    memset(report, 0, sizeof *report);
+    if (check_source_name(path, report, err))
+        return err->code;
+    if (!util_file_exists(path))
+        return add_violation(report, err, "open", "write the extract to <source>/extract.duckdb",
+                             "%s does not exist", path);
+    duck_session session;
+    agnes_error open_err;
+    if (duck_session_open(&session, path, true, &open_err) != AGNES_OK)
+        return add_violation(report, err, "open",
+                             "the file must be a DuckDB 1.4 database; write it as extract.duckdb.tmp and rename it "
+                             "when complete, so readers never see a half-written file",
+                             "%s", open_err.message);
+    bool usable = false;
+    int rc = check_meta_columns(session.connection, report, &usable, err);
+    if (rc == AGNES_OK && usable)
+        rc = check_meta_rows(session.connection, report, err);
+    if (rc == AGNES_OK)
+        rc = check_remote_attach(session.connection, allow, report, err);
+    duck_session_close(&session);
+    return rc;
+}
+
+void contract_report_free(contract_report *report)
+{
+    free(report->items);
+    memset(report, 0, sizeof *report);
+}

@@ -1,0 +1,57 @@
+/*
+ * contract.h - the extract.duckdb contract and its checker (SPEC §7).
+ *
+ * Every source, built-in or custom, publishes
+ *   ${DATA_DIR}/extracts/<source>/extract.duckdb   _meta, optional _remote_attach, one view per table
+ * and the frozen definition lives in contracts/ (SQL + JSON).  contract_check()
+ * opens an extract read-only and lists every violation with the fix; the
+ * orchestrator applies the same rules, and custom connector authors run it
+ * standalone as `agnes contract check PATH`.
+ */
+#ifndef AGNES_ENGINE_CONTRACT_H
+#define AGNES_ENGINE_CONTRACT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/error.h"
+
+#define CONTRACT_ALLOWLIST_MAX 1024
+
+typedef struct contract_violation {
+    const char *rule;  /* stable id, e.g. "meta_columns" (tests and --json rely on it) */
+    char message[700]; /* what is wrong, naming the table/row/column */
+    char fix[700];     /* what to do about it */
+} contract_violation;
+
+typedef struct contract_report {
+    contract_violation *items;
+    size_t count;
+    size_t capacity;
+    int tables;       /* _meta rows seen */
+    int local_tables; /* of which query_mode = local */
+} contract_report;
+
+/* Comma-separated lists: which DuckDB extensions an extract may ask for, and
+ * which environment variables may carry their tokens. */
+typedef struct contract_allowlists {
+    char extensions[CONTRACT_ALLOWLIST_MAX];
+    char token_envs[CONTRACT_ALLOWLIST_MAX];
+} contract_allowlists;
+
+/* Defaults, replaced wholesale by AGNES_REMOTE_ATTACH_EXTENSIONS /
+ * AGNES_REMOTE_ATTACH_TOKEN_ENVS when set (as the original did). */
+void contract_allowlists_from_env(contract_allowlists *allow);
+bool contract_allowlist_contains(const char *list, const char *name);
+
+/* ^[A-Za-z_][A-Za-z0-9_]{0,63}$: source names and table ids. */
+bool contract_is_identifier(const char *name);
+
+/* Check the extract at path; violations go into report (caller frees it with
+ * contract_report_free).  Fails only when the report itself cannot be built
+ * (out of memory): a file that cannot be opened is a violation. */
+int contract_check(const char *path, const contract_allowlists *allow, contract_report *report, agnes_error *err);
+
+void contract_report_free(contract_report *report);
+
+#endif
