@@ -13,6 +13,7 @@ int command_migrate(int argc, char **argv);
 int command_doctor(int argc, char **argv);
 int command_routes(int argc, char **argv);
 int command_contract(int argc, char **argv);
+int command_rebuild(int argc, char **argv);
 int command_version(int argc, char **argv);
 int command_help(int argc, char **argv);
 

@@ -14,6 +14,7 @@
 #include "cli/commands.h"
 #include "core/log.h"
 #include "core/runtime.h"
+#include "http/catalog_admin.h"
 #include "http/health.h"
 #include "http/rate_limit.h"
 #include "http/router.h"
@@ -174,6 +175,14 @@ int command_serve(int argc, char **argv)
         goto fail;
     }
     state.context.auth_limiter = auth_limiter;
+    if (pthread_mutex_init(&state.context.rebuild_lock, NULL) != 0) {
+        agnes_error_set(&err, AGNES_ERR_NOMEM, "cannot create a mutex");
+        goto fail;
+    }
+    json_t *catalog = NULL; /* build the catalog from whatever extracts exist before accepting queries */
+    if (catalog_rebuild(&state.context, &catalog, &err) != AGNES_OK)
+        goto fail;
+    json_decref(catalog);
     if (seed_admin(&rt, &db, &err) || ensure_scheduler_user(&state.context, &err) ||
         load_setup_state(&state.context, &err))
         goto fail;

@@ -29,6 +29,8 @@ typedef struct http_context {
     /* True until the first admin with a password exists (see auth.h). */
     atomic_bool setup_required;
     struct rate_limiter *auth_limiter;
+    /* One catalog rebuild at a time (they share analytics/server.duckdb.tmp). */
+    pthread_mutex_t rebuild_lock;
     /* users.id of scheduler@system.local when SCHEDULER_API_TOKEN is set, else "". */
     char scheduler_user_id[64];
 } http_context;

@@ -52,6 +52,18 @@ static const migration migrations[] = {
              "  'system:seed'),"
              " (uuid()::VARCHAR, 'Everyone', 'System: every user is a member; a grant here opens a table to all',"
              "  TRUE, 'system:seed');"},
+    /* 4 */ {"data_plane",
+             "CREATE TABLE view_ownership ("
+             " view_name VARCHAR PRIMARY KEY, source_name VARCHAR NOT NULL,"
+             " registered_at TIMESTAMP NOT NULL DEFAULT current_timestamp);"
+             "CREATE TABLE sync_state ("
+             " table_id VARCHAR PRIMARY KEY, last_sync TIMESTAMP, rows BIGINT, file_size_bytes BIGINT,"
+             " uncompressed_size_bytes BIGINT, columns INTEGER, hash VARCHAR, status VARCHAR DEFAULT 'ok',"
+             " error TEXT);"
+             "CREATE TABLE sync_history ("
+             " id VARCHAR PRIMARY KEY, table_id VARCHAR NOT NULL, synced_at TIMESTAMP NOT NULL, rows BIGINT,"
+             " duration_ms INTEGER, status VARCHAR, error TEXT);"
+             "CREATE INDEX idx_sync_history_table ON sync_history(table_id, synced_at);"},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))

@@ -1,0 +1,301 @@
+#include "engine/orchestrator.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "store/duck.h"
+#include "store/sync_state.h"
+
+/* Violations that make a whole extract unusable (vs one bad row). */
+static bool is_source_level(const char *rule)
+{
+    static const char *const rules[] = {"open", "meta_missing", "meta_columns", "meta_types", "meta_unreadable"};
+    for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++)
+        if (strcmp(rule, rules[i]) == 0)
+            return true;
+    return false;
+}
+
+static int compare_strings(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int orchestrator_list_sources(const agnes_paths *paths, json_t **sources, agnes_error *err)
+{
+    char dir[AGNES_PATH_MAX], file[AGNES_PATH_MAX];
+    *sources = json_array();
+    if (paths_data_file(paths, DATA_EXTRACTS_DIR, dir, sizeof dir, err))
+        return err->code;
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return errno == ENOENT ? AGNES_OK : agnes_error_set(err, AGNES_ERR_IO, "cannot read %s: %s", dir, strerror(errno));
+    char *names[4096];
+    size_t count = 0;
+    for (struct dirent *e = readdir(d); e != NULL && count < 4096; e = readdir(d)) {
+        if (!contract_is_identifier(e->d_name))
+            continue;
+        snprintf(file, sizeof file, "%s/%s/extract.duckdb", dir, e->d_name);
+        if (util_file_exists(file) && (names[count] = util_strdup(e->d_name)) != NULL)
+            count++;
+    }
+    closedir(d);
+    qsort(names, count, sizeof names[0], compare_strings);
+    for (size_t i = 0; i < count; i++) {
+        json_array_append_new(*sources, json_string(names[i]));
+        free(names[i]);
+    }
+    return AGNES_OK;
+}
+
+typedef struct rebuild {
+    const agnes_paths *paths;
+    system_db *db;
+    duckdb_connection catalog; /* the new server.duckdb.tmp */
+    json_t *collisions;
+    int views;
+} rebuild;
+
+static json_t *new_source_entry(const char *name)
+{
+    return json_pack("{s:s, s:s, s:[], s:[]}", "name", name, "status", "ok", "views", "errors");
+}
+
+static void source_error(json_t *entry, const char *status, const char *message)
+{
+    json_object_set_new(entry, "status", json_string(status));
+    json_array_append_new(json_object_get(entry, "errors"), json_string(message));
+}
+
+/* Content-change marker for the data file: changes when it is rewritten. */
+static void data_hash(const agnes_paths *paths, const char *source, const char *table, char out[17])
+{
+    char file[AGNES_PATH_MAX];
+    struct stat st;
+    out[0] = '\0';
+    snprintf(file, sizeof file, "%s/extracts/%s/data/%s.parquet", paths->data_dir, source, table);
+    if (stat(file, &st) != 0)
+        return;
+    char text[64];
+    snprintf(text, sizeof text, "%lld.%09ld:%lld", (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
+             (long long)st.st_size);
+    char hex[65];
+    uint8_t digest[32];
+    crypto_hash_sha256(digest, (const uint8_t *)text, strlen(text));
+    util_hex_encode(digest, 8, hex);
+    memcpy(out, hex, 17);
+}
+
+/* Publish one _meta row of source as a view, honouring ownership. */
+static void publish_table(rebuild *rb, const char *source, const char *table, long long rows, long long size,
+                          json_t *entry)
+{
+    char owner[80], sql[300], message[700], hash[17];
+    agnes_error err;
+    duckdb_connection writer = system_db_writer_acquire(rb->db);
+    int rc = view_ownership_owner(writer, table, owner, sizeof owner, &err);
+    if (rc == AGNES_OK && owner[0] == '\0' && (rc = view_ownership_claim(writer, table, source, &err)) == AGNES_OK)
+        snprintf(owner, sizeof owner, "%s", source);
+    if (rc == AGNES_OK && strcmp(owner, source) != 0) {
+        json_array_append_new(rb->collisions,
+                              json_pack("{s:s, s:s, s:s}", "view", table, "owner", owner, "skipped_source", source));
+        snprintf(message, sizeof message, "view '%s' is owned by source '%s'; not published from '%s'", table, owner,
+                 source);
+        source_error(entry, "partial", message);
+        system_db_writer_release(rb->db);
+        return;
+    }
+    snprintf(sql, sizeof sql, "CREATE OR REPLACE VIEW \"%s\" AS SELECT * FROM \"%s\".\"%s\"", table, source, table);
+    if (rc == AGNES_OK)
+        rc = duck_exec(rb->catalog, sql, &err);
+    if (rc == AGNES_OK) {
+        data_hash(rb->paths, source, table, hash);
+        rc = sync_state_record(writer, table, rows, size, hash, "ok", NULL, &err);
+        json_array_append_new(json_object_get(entry, "views"), json_string(table));
+        rb->views++;
+    } else {
+        snprintf(message, sizeof message, "table '%s': %s", table, err.message);
+        source_error(entry, "partial", message);
+        agnes_error ignored;
+        sync_state_record(writer, table, rows, size, "", "error", err.message, &ignored);
+    }
+    system_db_writer_release(rb->db);
+}
+
+static void publish_source(rebuild *rb, const char *source, const char *path, json_t *entry)
+{
+    char sql[AGNES_PATH_MAX * 2 + 100], quoted[AGNES_PATH_MAX * 2];
+    size_t q = 0;
+    for (const char *p = path; *p && q < sizeof quoted - 2; p++) {
+        if (*p == '\'')
+            quoted[q++] = '\'';
+        quoted[q++] = *p;
+    }
+    quoted[q] = '\0';
+    snprintf(sql, sizeof sql, "ATTACH '%s' AS \"%s\" (READ_ONLY)", quoted, source);
+    agnes_error err;
+    if (duck_exec(rb->catalog, sql, &err)) {
+        source_error(entry, "error", err.message);
+        return;
+    }
+    snprintf(sql, sizeof sql,
+             "SELECT m.table_name, coalesce(m.rows, 0), coalesce(m.size_bytes, 0) FROM \"%s\"._meta m"
+             " WHERE m.table_name IN (SELECT table_name FROM information_schema.tables WHERE table_catalog = '%s')"
+             " ORDER BY m.table_name",
+             source, source);
+    duckdb_result rows;
+    if (duckdb_query(rb->catalog, sql, &rows) != DuckDBSuccess) {
+        source_error(entry, "error", duckdb_result_error(&rows));
+        duckdb_destroy_result(&rows);
+        return;
+    }
+    for (idx_t r = 0; r < duckdb_row_count(&rows); r++) {
+        char table[256];
+        duck_result_text(&rows, 0, r, table, sizeof table);
+        if (contract_is_identifier(table))
+            publish_table(rb, source, table, duckdb_value_int64(&rows, 1, r), duckdb_value_int64(&rows, 2, r), entry);
+    }
+    duckdb_destroy_result(&rows);
+}
+
+/* Contract-check one source: false when it must be skipped whole; row-level
+ * problems are noted in entry.  Adds its published names to `published`. */
+static bool vet_source(const char *path, const char *source, const contract_allowlists *allow, json_t *entry,
+                       json_t *published, agnes_error *err)
+{
+    contract_report report;
+    bool usable = true;
+    if (contract_check(path, allow, &report, err) != AGNES_OK)
+        return false;
+    for (size_t i = 0; i < report.count; i++) {
+        bool fatal = is_source_level(report.items[i].rule);
+        usable = usable && !fatal;
+        source_error(entry, fatal ? "error" : "partial", report.items[i].message);
+    }
+    contract_report_free(&report);
+    if (!usable)
+        return false;
+    duck_session session;
+    duckdb_result names;
+    if (duck_session_open(&session, path, true, err) != AGNES_OK)
+        return false;
+    if (duckdb_query(session.connection, "SELECT DISTINCT table_name FROM _meta WHERE table_name IS NOT NULL", &names) ==
+        DuckDBSuccess)
+        for (idx_t r = 0; r < duckdb_row_count(&names); r++) {
+            char table[256];
+            duck_result_text(&names, 0, r, table, sizeof table);
+            json_array_append_new(published, json_pack("{s:s, s:s}", "view", table, "source", source));
+        }
+    duckdb_destroy_result(&names);
+    duck_session_close(&session);
+    return true;
+}
+
+/* Release names only when every source was readable: otherwise a source that
+ * is briefly broken would lose its names to another. */
+static void reconcile(rebuild *rb, json_t *published, bool all_readable)
+{
+    if (!all_readable)
+        return;
+    char *text = json_dumps(published, JSON_COMPACT);
+    agnes_error err;
+    duckdb_connection writer = system_db_writer_acquire(rb->db);
+    if (text == NULL || view_ownership_reconcile(writer, text, &err) != AGNES_OK)
+        log_warn("msg=\"cannot reconcile view ownership\" detail=\"%s\"", text ? err.message : "out of memory");
+    system_db_writer_release(rb->db);
+    free(text);
+}
+
+/* Move the finished catalog into place; readers keep the old inode. */
+static int swap_in(const char *tmp, const char *final, agnes_error *err)
+{
+    char wal[AGNES_PATH_MAX + 8];
+    snprintf(wal, sizeof wal, "%s.wal", final);
+    if (unlink(wal) != 0 && errno != ENOENT)
+        return agnes_error_set(err, AGNES_ERR_IO, "cannot remove %s: %s", wal, strerror(errno));
+    if (rename(tmp, final) != 0)
+        return agnes_error_set(err, AGNES_ERR_IO, "cannot rename %s to %s: %s", tmp, final, strerror(errno));
+    snprintf(wal, sizeof wal, "%s.wal", tmp);
+    unlink(wal);
+    return util_fsync_parent_dir(final, err);
+}
+
+int orchestrator_rebuild(const agnes_paths *paths, system_db *db, const contract_allowlists *allow, json_t **report,
+                         agnes_error *err)
+{
+    char dir[AGNES_PATH_MAX], tmp[AGNES_PATH_MAX], final[AGNES_PATH_MAX], wal[AGNES_PATH_MAX + 8];
+    double started = util_monotonic_ms();
+    json_t *names = NULL, *entries = json_array(), *published = json_array();
+    rebuild rb = {paths, db, NULL, json_array(), 0};
+    duck_session session = {0};
+    bool all_readable = true;
+    *report = NULL;
+    if (orchestrator_list_sources(paths, &names, err) || paths_data_file(paths, DATA_ANALYTICS_DIR, dir, sizeof dir, err) ||
+        util_mkdir_p(dir, 0755, err))
+        goto fail;
+    snprintf(tmp, sizeof tmp, "%s/server.duckdb.tmp", dir);
+    snprintf(final, sizeof final, "%s/server.duckdb", dir);
+    snprintf(wal, sizeof wal, "%s.wal", tmp);
+    unlink(tmp); /* left by a killed rebuild */
+    unlink(wal);
+    if (duck_session_open(&session, tmp, false, err))
+        goto fail;
+    rb.catalog = session.connection;
+    /* Vet every source first, so names an owner stopped publishing are
+     * released before anyone publishes in this same rebuild. */
+    size_t i;
+    json_t *name;
+    json_array_foreach(names, i, name) {
+        const char *source = json_string_value(name);
+        json_t *entry = new_source_entry(source);
+        char path[AGNES_PATH_MAX];
+        agnes_error vet_err;
+        snprintf(path, sizeof path, "%s/extracts/%s/extract.duckdb", paths->data_dir, source);
+        bool usable = vet_source(path, source, allow, entry, published, &vet_err);
+        all_readable = all_readable && usable;
+        json_object_set_new(entry, "_usable", json_boolean(usable));
+        json_array_append_new(entries, entry);
+    }
+    reconcile(&rb, published, all_readable);
+    json_t *entry;
+    json_array_foreach(entries, i, entry) {
+        const char *source = json_string_value(json_object_get(entry, "name"));
+        char path[AGNES_PATH_MAX];
+        snprintf(path, sizeof path, "%s/extracts/%s/extract.duckdb", paths->data_dir, source);
+        if (json_is_true(json_object_get(entry, "_usable")))
+            publish_source(&rb, source, path, entry);
+        json_object_del(entry, "_usable");
+        if (strcmp(json_string_value(json_object_get(entry, "status")), "ok") != 0)
+            log_warn("msg=\"source not fully published\" source=%s status=%s", source,
+                     json_string_value(json_object_get(entry, "status")));
+    }
+    if (duck_exec(session.connection, "CHECKPOINT", err))
+        goto fail;
+    duck_session_close(&session);
+    if (swap_in(tmp, final, err))
+        goto fail;
+    *report = json_pack("{s:o, s:o, s:i, s:f}", "sources", entries, "collisions", rb.collisions, "views", rb.views,
+                        "elapsed_ms", util_monotonic_ms() - started);
+    log_info("msg=\"catalog rebuilt\" sources=%zu views=%d collisions=%zu", json_array_size(names), rb.views,
+             json_array_size(rb.collisions));
+    json_decref(names);
+    json_decref(published);
+    return *report ? AGNES_OK : agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+fail:
+    duck_session_close(&session);
+    unlink(tmp);
+    json_decref(names);
+    json_decref(entries);
+    json_decref(published);
+    json_decref(rb.collisions);
+    return err->code;
+}

@@ -1,0 +1,12 @@
+/* catalog_admin.h - POST /api/admin/rebuild (see catalog_admin.c). */
+#ifndef AGNES_HTTP_CATALOG_ADMIN_H
+#define AGNES_HTTP_CATALOG_ADMIN_H
+
+#include "http/http.h"
+
+/* Rebuild the catalog under ctx->rebuild_lock; *report as orchestrator_rebuild. */
+int catalog_rebuild(http_context *ctx, json_t **report, agnes_error *err);
+
+void catalog_handle_rebuild(http_context *ctx, const http_request *req, http_response *resp);
+
+#endif

@@ -1,0 +1,62 @@
+#include "store/sync_state.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "core/util.h"
+#include "store/duck.h"
+
+int view_ownership_owner(duckdb_connection conn, const char *view_name, char *owner, size_t owner_size,
+                         agnes_error *err)
+{
+    duckdb_result result;
+    const char *params[] = {view_name};
+    owner[0] = '\0';
+    if (duck_query_params(conn, "SELECT source_name FROM view_ownership WHERE view_name = $1", params, 1, &result,
+                          err))
+        return err->code;
+    if (duckdb_row_count(&result) > 0)
+        duck_result_text(&result, 0, 0, owner, owner_size);
+    duckdb_destroy_result(&result);
+    return AGNES_OK;
+}
+
+int view_ownership_claim(duckdb_connection conn, const char *view_name, const char *source, agnes_error *err)
+{
+    const char *params[] = {view_name, source};
+    return duck_exec_params(conn,
+                            "INSERT INTO view_ownership (view_name, source_name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                            params, 2, err);
+}
+
+int view_ownership_reconcile(duckdb_connection conn, const char *published_json, agnes_error *err)
+{
+    const char *params[] = {published_json};
+    return duck_exec_params(conn,
+                            "DELETE FROM view_ownership WHERE (view_name, source_name) NOT IN ("
+                            " SELECT (p->>'view', p->>'source') FROM (SELECT unnest(from_json($1::JSON, '[\"JSON\"]')) AS p))",
+                            params, 1, err);
+}
+
+int sync_state_record(duckdb_connection conn, const char *table_id, long long rows, long long size_bytes,
+                      const char *hash, const char *status, const char *error, agnes_error *err)
+{
+    char rows_text[24], size_text[24], id[37];
+    snprintf(rows_text, sizeof rows_text, "%lld", rows);
+    snprintf(size_text, sizeof size_text, "%lld", size_bytes);
+    util_uuid4(id);
+    const char *state[] = {table_id, rows_text, size_text, hash, status, error};
+    const char *history[] = {id, table_id, rows_text, status, error};
+    if (duck_exec_params(conn,
+                         "INSERT INTO sync_state (table_id, last_sync, rows, file_size_bytes, hash, status, error)"
+                         " VALUES ($1, current_timestamp, CAST($2 AS BIGINT), CAST($3 AS BIGINT), $4, $5, $6)"
+                         " ON CONFLICT (table_id) DO UPDATE SET last_sync = excluded.last_sync, rows = excluded.rows,"
+                         " file_size_bytes = excluded.file_size_bytes, hash = excluded.hash,"
+                         " status = excluded.status, error = excluded.error",
+                         state, 6, err))
+        return err->code;
+    return duck_exec_params(conn,
+                            "INSERT INTO sync_history (id, table_id, synced_at, rows, status, error)"
+                            " VALUES ($1, $2, current_timestamp, CAST($3 AS BIGINT), $4, $5)",
+                            history, 5, err);
+}

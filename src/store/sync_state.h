@@ -1,0 +1,32 @@
+/*
+ * sync_state.h - what the orchestrator records in system.duckdb: who owns
+ * each view name (view_ownership), the last state of every table
+ * (sync_state) and its history (sync_history).  Columns follow the original.
+ *
+ * View names are first-come-first-served across sources and the claim is
+ * persisted, so a new source can never take over a name analysts already use.
+ */
+#ifndef AGNES_STORE_SYNC_STATE_H
+#define AGNES_STORE_SYNC_STATE_H
+
+#include <duckdb.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+/* The owner of view_name into owner (size >= 65), "" when unclaimed. */
+int view_ownership_owner(duckdb_connection conn, const char *view_name, char *owner, size_t owner_size,
+                         agnes_error *err);
+
+/* Claim view_name for source if nobody owns it. */
+int view_ownership_claim(duckdb_connection conn, const char *view_name, const char *source, agnes_error *err);
+
+/* Release names whose owner no longer publishes them.  `published` is a JSON
+ * array of {"view": ..., "source": ...} (the complete current set). */
+int view_ownership_reconcile(duckdb_connection conn, const char *published_json, agnes_error *err);
+
+/* Record a table's state after a rebuild, and append to its history. */
+int sync_state_record(duckdb_connection conn, const char *table_id, long long rows, long long size_bytes,
+                      const char *hash, const char *status, const char *error, agnes_error *err);
+
+#endif
