@@ -25,21 +25,20 @@ cleanup() {
 trap cleanup EXIT
 
 # --- cold start ---------------------------------------------------------------
-start_ns=$(date +%s%N)
-DATA_DIR="$work/data" AGNES_LISTEN="127.0.0.1:$agnes_port" AGNES_MIN_FREE_BYTES=1 AGNES_THREADS=2 \
-  "$agnes" serve >"$work/agnes.log" 2>&1 &
-agnes_pid=$!
-until curl -sf "http://127.0.0.1:$agnes_port/api/health" -o "$work/health.json"; do sleep 0.002; done
-ready_ns=$(date +%s%N)
-echo "cold start (first run: creates secrets and system.duckdb) to healthy: $(( (ready_ns - start_ns) / 1000000 )) ms"
+# Start agnes and print how long it took until /api/health answered.
+start_agnes() {
+  local label="$1" start_ns ready_ns
+  start_ns=$(date +%s%N)
+  DATA_DIR="$work/data" AGNES_LISTEN="127.0.0.1:$agnes_port" AGNES_MIN_FREE_BYTES=1 AGNES_THREADS=2 \
+    "$agnes" serve >"$work/agnes.log" 2>&1 &
+  agnes_pid=$!
+  until curl -sf "http://127.0.0.1:$agnes_port/api/health" -o "$work/health.json"; do sleep 0.002; done
+  ready_ns=$(date +%s%N)
+  printf '%-62s %d ms\n' "cold start ($label) to healthy:" $(( (ready_ns - start_ns) / 1000000 ))
+}
+start_agnes "first run: creates secrets and system.duckdb"
 kill "$agnes_pid"; wait "$agnes_pid" || true
-start_ns=$(date +%s%N)
-DATA_DIR="$work/data" AGNES_LISTEN="127.0.0.1:$agnes_port" AGNES_MIN_FREE_BYTES=1 AGNES_THREADS=2 \
-  "$agnes" serve >"$work/agnes.log" 2>&1 &
-agnes_pid=$!
-until curl -sf "http://127.0.0.1:$agnes_port/api/health" -o "$work/health.json"; do sleep 0.002; done
-ready_ns=$(date +%s%N)
-echo "cold start (existing state) to healthy:                      $(( (ready_ns - start_ns) / 1000000 )) ms   (target < 200)"
+start_agnes "existing state; target < 200"
 sleep 1
 echo "idle RSS of agnes serve:                                       $(awk '/VmRSS/ {printf "%.1f MB", $2/1024}' /proc/$agnes_pid/status)   (target < 60)"
 

@@ -179,8 +179,8 @@ int command_serve(int argc, char **argv)
         agnes_error_set(&err, AGNES_ERR_NOMEM, "cannot create a mutex");
         goto fail;
     }
-    json_t *catalog = NULL; /* build the catalog from whatever extracts exist before accepting queries */
-    if (catalog_rebuild(&state.context, &catalog, &err) != AGNES_OK)
+    json_t *catalog = NULL; /* bring the catalog up to date with the extracts before accepting queries */
+    if (catalog_rebuild(&state.context, true, &catalog, &err) != AGNES_OK)
         goto fail;
     json_decref(catalog);
     if (seed_admin(&rt, &db, &err) || ensure_scheduler_user(&state.context, &err) ||

@@ -299,3 +299,55 @@ fail:
     json_decref(rb.collisions);
     return err->code;
 }
+
+/* "name size mtime_ns" per source, one line each: changes whenever an
+ * extract is added, removed or rewritten (writers rename a new file in). */
+static char *sources_fingerprint(const agnes_paths *paths, json_t *names)
+{
+    size_t cap = 64 + json_array_size(names) * 128, len = 0;
+    char *text = malloc(cap);
+    if (text == NULL)
+        return NULL;
+    text[0] = '\0';
+    size_t i;
+    json_t *name;
+    json_array_foreach(names, i, name) {
+        char path[AGNES_PATH_MAX];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/extracts/%s/extract.duckdb", paths->data_dir, json_string_value(name));
+        if (stat(path, &st) != 0)
+            memset(&st, 0, sizeof st);
+        len += (size_t)snprintf(text + len, cap - len, "%s %lld %lld.%09ld\n", json_string_value(name),
+                                (long long)st.st_size, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+    }
+    return text;
+}
+
+int orchestrator_rebuild_if_changed(const agnes_paths *paths, system_db *db, const contract_allowlists *allow,
+                                    json_t **report, agnes_error *err)
+{
+    char catalog[AGNES_PATH_MAX], stamp[AGNES_PATH_MAX + 16];
+    json_t *names = NULL;
+    char *current = NULL, *previous = NULL;
+    *report = NULL;
+    if (paths_data_file(paths, DATA_ANALYTICS_DIR, catalog, sizeof catalog, err) ||
+        orchestrator_list_sources(paths, &names, err))
+        return err->code;
+    snprintf(stamp, sizeof stamp, "%s/server.duckdb.sources", catalog);
+    strncat(catalog, "/server.duckdb", sizeof catalog - strlen(catalog) - 1);
+    current = sources_fingerprint(paths, names);
+    json_decref(names);
+    if (current == NULL)
+        return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+    agnes_error ignored;
+    bool unchanged = util_file_exists(catalog) &&
+                     util_read_file(stamp, 1 << 20, &previous, NULL, &ignored) == AGNES_OK &&
+                     strcmp(previous, current) == 0;
+    int rc = AGNES_OK;
+    if (!unchanged && (rc = orchestrator_rebuild(paths, db, allow, report, err)) == AGNES_OK &&
+        util_write_file_atomic(stamp, current, strlen(current), 0644, &ignored) != AGNES_OK)
+        log_warn("msg=\"cannot record the catalog fingerprint\" detail=\"%s\"", ignored.message);
+    free(current);
+    free(previous);
+    return rc;
+}

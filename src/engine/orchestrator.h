@@ -36,6 +36,13 @@
 int orchestrator_rebuild(const agnes_paths *paths, system_db *db, const contract_allowlists *allow, json_t **report,
                          agnes_error *err);
 
+/* As orchestrator_rebuild, but only when some extract was added, removed or
+ * rewritten since the last rebuild (or the catalog is missing); *report is
+ * NULL when nothing needed doing.  The fingerprint lives in
+ * analytics/server.duckdb.sources. */
+int orchestrator_rebuild_if_changed(const agnes_paths *paths, system_db *db, const contract_allowlists *allow,
+                                    json_t **report, agnes_error *err);
+
 /* The source names (valid identifiers with an extract.duckdb), sorted;
  * a JSON array of strings (new reference). */
 int orchestrator_list_sources(const agnes_paths *paths, json_t **sources, agnes_error *err);

@@ -6,12 +6,13 @@
 
 #include "engine/orchestrator.h"
 
-int catalog_rebuild(http_context *ctx, json_t **report, agnes_error *err)
+int catalog_rebuild(http_context *ctx, bool only_if_changed, json_t **report, agnes_error *err)
 {
     contract_allowlists allow;
     contract_allowlists_from_env(&allow);
     pthread_mutex_lock(&ctx->rebuild_lock);
-    int rc = orchestrator_rebuild(&ctx->runtime->paths, ctx->db, &allow, report, err);
+    int rc = only_if_changed ? orchestrator_rebuild_if_changed(&ctx->runtime->paths, ctx->db, &allow, report, err)
+                             : orchestrator_rebuild(&ctx->runtime->paths, ctx->db, &allow, report, err);
     pthread_mutex_unlock(&ctx->rebuild_lock);
     return rc;
 }
@@ -20,7 +21,7 @@ void catalog_handle_rebuild(http_context *ctx, const http_request *req, http_res
 {
     json_t *report = NULL;
     agnes_error err;
-    if (catalog_rebuild(ctx, &report, &err) != AGNES_OK)
+    if (catalog_rebuild(ctx, false, &report, &err) != AGNES_OK)
         http_respond_internal(resp, req, &err);
     else
         http_respond_json(resp, 200, report);

@@ -4,8 +4,9 @@
 
 #include "http/http.h"
 
-/* Rebuild the catalog under ctx->rebuild_lock; *report as orchestrator_rebuild. */
-int catalog_rebuild(http_context *ctx, json_t **report, agnes_error *err);
+/* Rebuild the catalog under ctx->rebuild_lock; *report as orchestrator_rebuild.
+ * only_if_changed skips the work (report NULL) when no extract changed. */
+int catalog_rebuild(http_context *ctx, bool only_if_changed, json_t **report, agnes_error *err);
 
 void catalog_handle_rebuild(http_context *ctx, const http_request *req, http_response *resp);
 

@@ -105,3 +105,16 @@ def test_a_briefly_broken_owner_keeps_its_names(env, workdir):
     report = rebuild(env)
     # beta could not be read, so nothing is released: alpha still may not take 'orders'.
     assert report["collisions"] == [{"view": "orders", "owner": "beta", "skipped_source": "alpha"}]
+
+
+def test_start_rebuilds_only_when_an_extract_changed(server_factory, env, workdir):
+    make_extract(extracts(workdir), "first", rows=(("orders", "local"),))
+    server = server_factory(env)
+    assert "catalog rebuilt" in server.wait_for_log("agnes is serving")
+    server.stop()
+    server = server_factory(env)
+    assert "catalog rebuilt" not in server.wait_for_log("agnes is serving")  # nothing changed
+    server.stop()
+    make_extract(extracts(workdir), "second", rows=(("customers", "local"),))
+    server = server_factory(env)
+    assert "catalog rebuilt sources=2" in server.wait_for_log("agnes is serving").replace('"', "")
