@@ -93,7 +93,8 @@ unit-build: $(BUILD)/agnes $(UNIT_BIN) $(TOOL_BIN)
 
 run: deps
 	@$(MAKE) --no-print-directory all
-	DATA_DIR=$${DATA_DIR:-./data} AGNES_LISTEN=$${AGNES_LISTEN:-127.0.0.1:8000} $(BUILD)/agnes serve
+	DATA_DIR=$${DATA_DIR:-./data} AGNES_LISTEN=$${AGNES_LISTEN:-127.0.0.1:8000} AGNES_DEMO=$${AGNES_DEMO:-1} \
+	  $(BUILD)/agnes serve
 
 test: deps
 	@$(MAKE) --no-print-directory unit-build

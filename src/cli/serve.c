@@ -14,6 +14,7 @@
 #include "cli/commands.h"
 #include "core/log.h"
 #include "core/runtime.h"
+#include "engine/demo.h"
 #include "http/catalog_admin.h"
 #include "http/health.h"
 #include "http/rate_limit.h"
@@ -179,6 +180,9 @@ int command_serve(int argc, char **argv)
         agnes_error_set(&err, AGNES_ERR_NOMEM, "cannot create a mutex");
         goto fail;
     }
+    bool demo_created = false;
+    if (config_get_bool(&rt.config, CFG_DEMO) && demo_seed_if_empty(&rt.paths, &demo_created, &err))
+        goto fail;
     json_t *catalog = NULL; /* bring the catalog up to date with the extracts before accepting queries */
     if (catalog_rebuild(&state.context, true, &catalog, &err) != AGNES_OK)
         goto fail;

@@ -52,6 +52,8 @@ static const config_key_spec specs[CFG_KEY_COUNT] = {
                              false, "Requests per minute one client address may make to /auth/ (0 = no limit)"},
     [CFG_TRUST_PROXY] = {"server.trust_proxy", "AGNES_TRUST_PROXY", CONFIG_BOOL, "false", 0, 0, NULL, false,
                          "Take the client address from X-Forwarded-For (only behind your own reverse proxy)"},
+    [CFG_DEMO] = {"demo.enabled", "AGNES_DEMO", CONFIG_BOOL, "false", 0, 0, NULL, false,
+                  "Seed a small demo source into an empty DATA_DIR at start (make run turns it on)"},
     [CFG_RELEASE_INDEX] = {"release.index", "AGNES_RELEASE_INDEX", CONFIG_STRING, "", 0, 0, NULL, false,
                            "File path or http(s) URL of the release index that lists deprecated versions"},
     [CFG_RELEASE_CHECK_INTERVAL] = {"release.check_interval_seconds", "AGNES_RELEASE_CHECK_INTERVAL", CONFIG_INT,
