@@ -14,6 +14,7 @@
 #include "cli/commands.h"
 #include "core/log.h"
 #include "core/runtime.h"
+#include "engine/analytics.h"
 #include "engine/demo.h"
 #include "http/catalog_admin.h"
 #include "http/health.h"
@@ -158,6 +159,7 @@ int command_serve(int argc, char **argv)
     health_monitor health = {0};
     http_server server = {0};
     rate_limiter *auth_limiter = NULL; /* 4096 buckets: heap, owned here */
+    analytics catalog_reader = {0};
     agnes_error err;
     agnes_error_clear(&err);
     int exit_code = 1;
@@ -180,6 +182,9 @@ int command_serve(int argc, char **argv)
         agnes_error_set(&err, AGNES_ERR_NOMEM, "cannot create a mutex");
         goto fail;
     }
+    if (analytics_init(&catalog_reader, &err))
+        goto fail;
+    state.context.analytics = &catalog_reader;
     bool demo_created = false;
     if (config_get_bool(&rt.config, CFG_DEMO) && demo_seed_if_empty(&rt.paths, &demo_created, &err))
         goto fail;
@@ -214,6 +219,7 @@ fail:
     fprintf(stderr, "agnes: %s\n", err.message);
     server_stop(&server, 0);
 done:
+    analytics_free(&catalog_reader);
     system_db_close(&db); /* CHECKPOINT, then close */
     health_monitor_free(&health);
     if (auth_limiter) {

@@ -118,6 +118,16 @@ static void publish_table(rebuild *rb, const char *source, const char *table, lo
     if (rc == AGNES_OK)
         rc = duck_exec(rb->catalog, sql, &err);
     if (rc == AGNES_OK) {
+        const char *params[] = {table, source};
+        char describe[300];
+        snprintf(describe, sizeof describe,
+                 "INSERT INTO agnes.tables SELECT table_name, $2, description, rows, size_bytes, extracted_at,"
+                 " coalesce(query_mode, 'local'), current_timestamp::TIMESTAMP FROM \"%s\"._meta"
+                 " WHERE table_name = $1 LIMIT 1",
+                 source);
+        rc = duck_exec_params(rb->catalog, describe, params, 2, &err);
+    }
+    if (rc == AGNES_OK) {
         data_hash(rb->paths, source, table, hash);
         rc = sync_state_record(writer, table, rows, size, hash, "ok", NULL, &err);
         json_array_append_new(json_object_get(entry, "views"), json_string(table));
@@ -250,6 +260,14 @@ int orchestrator_rebuild(const agnes_paths *paths, system_db *db, const contract
     if (duck_session_open(&session, tmp, false, err))
         goto fail;
     rb.catalog = session.connection;
+    /* The catalog describes itself: one row per published view, in a schema
+     * of its own so no source can publish over it. */
+    if (duck_exec(rb.catalog,
+                  "CREATE SCHEMA agnes; CREATE TABLE agnes.tables (table_name VARCHAR PRIMARY KEY, source VARCHAR,"
+                  " description VARCHAR, rows BIGINT, size_bytes BIGINT, extracted_at TIMESTAMP, query_mode VARCHAR,"
+                  " published_at TIMESTAMP)",
+                  err))
+        goto fail;
     /* Vet every source first, so names an owner stopped publishing are
      * released before anyone publishes in this same rebuild. */
     size_t i;

@@ -4,6 +4,7 @@
  */
 #include "http/catalog_admin.h"
 
+#include "engine/analytics.h"
 #include "engine/orchestrator.h"
 
 int catalog_rebuild(http_context *ctx, bool only_if_changed, json_t **report, agnes_error *err)
@@ -13,6 +14,9 @@ int catalog_rebuild(http_context *ctx, bool only_if_changed, json_t **report, ag
     pthread_mutex_lock(&ctx->rebuild_lock);
     int rc = only_if_changed ? orchestrator_rebuild_if_changed(&ctx->runtime->paths, ctx->db, &allow, report, err)
                              : orchestrator_rebuild(&ctx->runtime->paths, ctx->db, &allow, report, err);
+    /* Readers move to the new catalog; queries in flight keep the old one. */
+    if (rc == AGNES_OK && ctx->analytics != NULL && (*report != NULL || ctx->analytics->current == NULL))
+        rc = analytics_reload(ctx->analytics, &ctx->runtime->paths, err);
     pthread_mutex_unlock(&ctx->rebuild_lock);
     return rc;
 }

@@ -19,6 +19,7 @@
 
 struct health_monitor;
 struct rate_limiter;
+struct analytics;
 struct MHD_Connection;
 struct auth_identity;
 
@@ -29,6 +30,7 @@ typedef struct http_context {
     /* True until the first admin with a password exists (see auth.h). */
     atomic_bool setup_required;
     struct rate_limiter *auth_limiter;
+    struct analytics *analytics; /* the read side of the catalog (engine/analytics.h) */
     /* One catalog rebuild at a time (they share analytics/server.duckdb.tmp). */
     pthread_mutex_t rebuild_lock;
     /* users.id of scheduler@system.local when SCHEDULER_API_TOKEN is set, else "". */

@@ -6,6 +6,7 @@
  */
 #include "http/access.h"
 #include "http/auth.h"
+#include "http/catalog.h"
 #include "http/catalog_admin.h"
 #include "http/health.h"
 #include "http/pages.h"
@@ -52,6 +53,7 @@ const route http_routes[] = {
     {"GET", "/api/admin/grants", grants_handle_list, ROUTE_ADMIN, "Grants, filtered by resource_type / group_id"},
     {"POST", "/api/admin/grants", grants_handle_create, ROUTE_ADMIN, "Grant a group a table {group_id, resource_type, resource_id}"},
     {"DELETE", "/api/admin/grants/{id}", grants_handle_delete, ROUTE_ADMIN, "Remove a grant"},
+    {"GET", "/api/catalog/tables", catalog_handle_list, ROUTE_USER, "Tables the caller may see"},
     {"POST", "/api/admin/rebuild", catalog_handle_rebuild, ROUTE_ADMIN, "Rebuild the analytics catalog from every extract now"},
     {"GET", "/api/admin/audit", audit_handle_list, ROUTE_ADMIN, "The audit log, newest first (limit, offset, action)"},
 };

@@ -221,6 +221,25 @@ int grants_delete(duckdb_connection conn, const char *grant_id, bool *deleted, a
     return AGNES_OK;
 }
 
+int grants_table_ids_json(duckdb_connection conn, const char *user_id, json_t **out, agnes_error *err)
+{
+    json_t *rows = NULL;
+    const char *params[] = {user_id};
+    *out = NULL;
+    if (duck_query_json(conn,
+                        "SELECT DISTINCT r.resource_id AS id FROM resource_grants r JOIN user_group_members m"
+                        " ON m.group_id = r.group_id WHERE m.user_id = $1 AND r.resource_type = 'table'",
+                        params, 1, &rows, err))
+        return err->code;
+    *out = json_array();
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+        json_array_append(*out, json_object_get(row, "id"));
+    json_decref(rows);
+    return AGNES_OK;
+}
+
 int access_effective_json(duckdb_connection conn, const char *user_id, json_t **out, agnes_error *err)
 {
     bool is_admin = false;

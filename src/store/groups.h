@@ -56,6 +56,9 @@ int grants_create(duckdb_connection conn, const char *group_id, const char *reso
                   const char *assigned_by, char id[37], agnes_error *err);
 int grants_delete(duckdb_connection conn, const char *grant_id, bool *deleted, agnes_error *err);
 
+/* The table ids the user may see through group grants: a JSON array of strings. */
+int grants_table_ids_json(duckdb_connection conn, const char *user_id, json_t **out, agnes_error *err);
+
 /* {is_admin, items:[{resource_type, resource_id, via_groups:[{group_id, group_name}]}]} */
 int access_effective_json(duckdb_connection conn, const char *user_id, json_t **out, agnes_error *err);
 

@@ -239,8 +239,10 @@ def test_forwarded_for_is_used_only_when_the_proxy_is_trusted(server_factory, en
     assert post(server, "/auth/token", json=wrong, headers=other).status_code == 401
 
 
-def test_setup_mode_answers_503_even_for_routes_that_arrive_later(server):
-    r = server.get("/api/catalog/tables")
-    assert r.status_code == 503 and r.json()["setup_required"] is True
+def test_setup_mode_answers_503_even_for_paths_that_do_not_exist(server):
+    for path in ("/api/catalog/tables", "/api/not-built-yet"):
+        r = server.get(path)
+        assert r.status_code == 503 and r.json()["setup_required"] is True
     bootstrap(server)
-    assert server.get("/api/catalog/tables").status_code == 404
+    assert server.get("/api/catalog/tables").status_code == 401
+    assert server.get("/api/not-built-yet").status_code == 404

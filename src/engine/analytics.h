@@ -1,0 +1,42 @@
+/*
+ * analytics.h - the read side of the catalog.
+ *
+ * One read-only DuckDB instance ("snapshot") on analytics/server.duckdb with
+ * every extract ATTACHed under its source name, because the catalog's views
+ * read "<source>"."<table>".  Opening that costs tens of milliseconds, so it
+ * is done once per rebuild, not per request: requests acquire the current
+ * snapshot, open their own connection, and release it.  A reload swaps in a
+ * new snapshot; the old one closes when its last user releases it, so a
+ * query running across a rebuild finishes on the data it started with.
+ */
+#ifndef AGNES_ENGINE_ANALYTICS_H
+#define AGNES_ENGINE_ANALYTICS_H
+
+#include <duckdb.h>
+#include <pthread.h>
+
+#include "core/error.h"
+#include "core/paths.h"
+
+typedef struct analytics_snapshot {
+    duckdb_database database;
+    int users; /* guarded by analytics.lock; +1 while it is the current one */
+} analytics_snapshot;
+
+typedef struct analytics {
+    pthread_mutex_t lock;
+    analytics_snapshot *current; /* NULL until a catalog exists */
+} analytics;
+
+int analytics_init(analytics *a, agnes_error *err);
+
+/* Open a snapshot of the catalog as it is on disk now and make it current. */
+int analytics_reload(analytics *a, const agnes_paths *paths, agnes_error *err);
+
+/* The current snapshot with a reference taken, or NULL when there is no catalog. */
+analytics_snapshot *analytics_acquire(analytics *a);
+void analytics_release(analytics *a, analytics_snapshot *snapshot);
+
+void analytics_free(analytics *a);
+
+#endif
