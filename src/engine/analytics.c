@@ -29,17 +29,9 @@ static void attach_sources(duckdb_connection conn, const agnes_paths *paths)
     size_t i;
     json_t *name;
     json_array_foreach(sources, i, name) {
-        char sql[AGNES_PATH_MAX * 2 + 64], path[AGNES_PATH_MAX], quoted[AGNES_PATH_MAX * 2];
-        snprintf(path, sizeof path, "%s/extracts/%s/extract.duckdb", paths->data_dir, json_string_value(name));
-        size_t q = 0;
-        for (const char *p = path; *p && q < sizeof quoted - 2; p++) {
-            if (*p == '\'')
-                quoted[q++] = '\'';
-            quoted[q++] = *p;
-        }
-        quoted[q] = '\0';
-        snprintf(sql, sizeof sql, "ATTACH '%s' AS \"%s\" (READ_ONLY)", quoted, json_string_value(name));
-        if (duck_exec(conn, sql, &err) != AGNES_OK)
+        char path[AGNES_PATH_MAX];
+        orchestrator_extract_path(paths, json_string_value(name), path, sizeof path);
+        if (duck_attach_read_only(conn, path, json_string_value(name), &err) != AGNES_OK)
             log_warn("msg=\"cannot attach source\" source=%s detail=\"%s\"", json_string_value(name), err.message);
     }
     json_decref(sources);

@@ -30,6 +30,11 @@ static int compare_strings(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+void orchestrator_extract_path(const agnes_paths *paths, const char *source, char *out, size_t out_size)
+{
+    snprintf(out, out_size, "%s/extracts/%s/extract.duckdb", paths->data_dir, source);
+}
+
 int orchestrator_list_sources(const agnes_paths *paths, json_t **sources, agnes_error *err)
 {
     char dir[AGNES_PATH_MAX], file[AGNES_PATH_MAX];
@@ -143,17 +148,9 @@ static void publish_table(rebuild *rb, const char *source, const char *table, lo
 
 static void publish_source(rebuild *rb, const char *source, const char *path, json_t *entry)
 {
-    char sql[AGNES_PATH_MAX * 2 + 100], quoted[AGNES_PATH_MAX * 2];
-    size_t q = 0;
-    for (const char *p = path; *p && q < sizeof quoted - 2; p++) {
-        if (*p == '\'')
-            quoted[q++] = '\'';
-        quoted[q++] = *p;
-    }
-    quoted[q] = '\0';
-    snprintf(sql, sizeof sql, "ATTACH '%s' AS \"%s\" (READ_ONLY)", quoted, source);
+    char sql[600];
     agnes_error err;
-    if (duck_exec(rb->catalog, sql, &err)) {
+    if (duck_attach_read_only(rb->catalog, path, source, &err)) {
         source_error(entry, "error", err.message);
         return;
     }
@@ -277,7 +274,7 @@ int orchestrator_rebuild(const agnes_paths *paths, system_db *db, const contract
         json_t *entry = new_source_entry(source);
         char path[AGNES_PATH_MAX];
         agnes_error vet_err;
-        snprintf(path, sizeof path, "%s/extracts/%s/extract.duckdb", paths->data_dir, source);
+        orchestrator_extract_path(paths, source, path, sizeof path);
         bool usable = vet_source(path, source, allow, entry, published, &vet_err);
         all_readable = all_readable && usable;
         json_object_set_new(entry, "_usable", json_boolean(usable));
@@ -288,7 +285,7 @@ int orchestrator_rebuild(const agnes_paths *paths, system_db *db, const contract
     json_array_foreach(entries, i, entry) {
         const char *source = json_string_value(json_object_get(entry, "name"));
         char path[AGNES_PATH_MAX];
-        snprintf(path, sizeof path, "%s/extracts/%s/extract.duckdb", paths->data_dir, source);
+        orchestrator_extract_path(paths, source, path, sizeof path);
         if (json_is_true(json_object_get(entry, "_usable")))
             publish_source(&rb, source, path, entry);
         json_object_del(entry, "_usable");
@@ -332,7 +329,7 @@ static char *sources_fingerprint(const agnes_paths *paths, json_t *names)
     json_array_foreach(names, i, name) {
         char path[AGNES_PATH_MAX];
         struct stat st;
-        snprintf(path, sizeof path, "%s/extracts/%s/extract.duckdb", paths->data_dir, json_string_value(name));
+        orchestrator_extract_path(paths, json_string_value(name), path, sizeof path);
         if (stat(path, &st) != 0)
             memset(&st, 0, sizeof st);
         len += (size_t)snprintf(text + len, cap - len, "%s %lld %lld.%09ld\n", json_string_value(name),

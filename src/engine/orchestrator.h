@@ -43,6 +43,9 @@ int orchestrator_rebuild(const agnes_paths *paths, system_db *db, const contract
 int orchestrator_rebuild_if_changed(const agnes_paths *paths, system_db *db, const contract_allowlists *allow,
                                     json_t **report, agnes_error *err);
 
+/* ${DATA_DIR}/extracts/<source>/extract.duckdb */
+void orchestrator_extract_path(const agnes_paths *paths, const char *source, char *out, size_t out_size);
+
 /* The source names (valid identifiers with an extract.duckdb), sorted;
  * a JSON array of strings (new reference). */
 int orchestrator_list_sources(const agnes_paths *paths, json_t **sources, agnes_error *err);

@@ -4,10 +4,10 @@
  * writer connection under its lock and are audited; store functions report
  * "not found" and "conflict" as codes that map to 404 and 409 here.
  */
-#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "engine/contract.h"
 #include "http/access.h"
 #include "http/auth.h"
 #include "http/json_body.h"
@@ -216,18 +216,6 @@ void grants_handle_list(http_context *ctx, const http_request *req, http_respons
                  http_request_query(req, "group_id"), 200, "Grant not found");
 }
 
-/* A table's id is its view name (SPEC §7): ^[A-Za-z_][A-Za-z0-9_]{0,63}$ */
-static bool valid_table_id(const char *id)
-{
-    size_t n = strlen(id);
-    if (n == 0 || n > 64 || !(isalpha((unsigned char)id[0]) || id[0] == '_'))
-        return false;
-    for (size_t i = 1; i < n; i++)
-        if (!(isalnum((unsigned char)id[i]) || id[i] == '_'))
-            return false;
-    return true;
-}
-
 void grants_handle_create(http_context *ctx, const http_request *req, http_response *resp)
 {
     json_t *body = json_body_parse_object(req, resp);
@@ -242,7 +230,7 @@ void grants_handle_create(http_context *ctx, const http_request *req, http_respo
         http_respond_error(resp, 422, "Field 'resource_type' must be one of: table.", NULL);
         goto done;
     }
-    if (!valid_table_id(resource_id)) {
+    if (!contract_is_identifier(resource_id)) { /* a table's id is its view name (SPEC §7) */
         http_respond_error(resp, 422,
                            "Field 'resource_id' must be a table id: a letter or _ then letters, digits or _ "
                            "(at most 64), e.g. orders_2026.",

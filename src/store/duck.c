@@ -217,3 +217,19 @@ int duck_query_json(duckdb_connection conn, const char *sql, const char *const *
     *rows = array;
     return AGNES_OK;
 }
+
+int duck_attach_read_only(duckdb_connection conn, const char *path, const char *alias, agnes_error *err)
+{
+    char quoted[2 * 4096 + 1], sql[2 * 4096 + 160];
+    size_t q = 0;
+    for (const char *p = path; *p; p++) {
+        if (q + 3 >= sizeof quoted)
+            return agnes_error_set(err, AGNES_ERR_INVALID, "path %s is too long to attach", path);
+        if (*p == '\'')
+            quoted[q++] = '\'';
+        quoted[q++] = *p;
+    }
+    quoted[q] = '\0';
+    snprintf(sql, sizeof sql, "ATTACH '%s' AS \"%s\" (READ_ONLY)", quoted, alias);
+    return duck_exec(conn, sql, err);
+}

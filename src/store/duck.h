@@ -26,6 +26,10 @@ typedef struct duck_session {
 int duck_session_open(duck_session *session, const char *path, bool read_only, agnes_error *err);
 void duck_session_close(duck_session *session);
 
+/* ATTACH the DuckDB file at path read-only under alias (an identifier the
+ * caller has validated); the path is quoted here, once. */
+int duck_attach_read_only(duckdb_connection conn, const char *path, const char *alias, agnes_error *err);
+
 /* Run one or more statements, discarding results. */
 int duck_exec(duckdb_connection conn, const char *sql, agnes_error *err);
 
