@@ -61,10 +61,12 @@ static const char *pat_problem(http_context *ctx, duckdb_connection conn, const 
         [TOKEN_EXPIRED] = "Token expired", [TOKEN_MISMATCH] = "Token mismatch"};
     char hash[65];
     enum token_state state = TOKEN_UNKNOWN;
+    bool touch_due = false;
     tokens_hash(token, hash);
-    if ((*rc = tokens_check(conn, claims->jti, hash, util_unix_now(), &state, err)) != AGNES_OK)
+    if ((*rc = tokens_check(conn, claims->jti, hash, util_unix_now(), req->client_ip, &state, &touch_due, err)) !=
+        AGNES_OK)
         return NULL;
-    if (state == TOKEN_VALID) {
+    if (touch_due) { /* at most once a minute per token and address: no write lock on every request */
         agnes_error ignored;
         duckdb_connection writer = system_db_writer_acquire(ctx->db);
         if (tokens_touch(writer, claims->jti, req->client_ip, &ignored) != AGNES_OK)

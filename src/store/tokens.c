@@ -29,18 +29,23 @@ int tokens_insert(duckdb_connection conn, const char *id, const char *user_id, c
                             params, 6, err);
 }
 
-int tokens_check(duckdb_connection conn, const char *id, const char *token_hash, int64_t now, enum token_state *state,
-                 agnes_error *err)
+/* The condition under which a use is worth recording (see tokens_touch). */
+#define TOUCH_DUE "(last_used_at IS NULL OR last_used_ip IS DISTINCT FROM $2" \
+                  " OR last_used_at < current_timestamp - INTERVAL 1 MINUTE)"
+
+int tokens_check(duckdb_connection conn, const char *id, const char *token_hash, int64_t now, const char *ip,
+                 enum token_state *state, bool *touch_due, agnes_error *err)
 {
     char now_text[32];
     snprintf(now_text, sizeof now_text, "%lld", (long long)now);
-    const char *params[] = {id, token_hash, now_text};
+    const char *params[] = {id, ip, token_hash, now_text};
     duckdb_result result;
+    *touch_due = false;
     if (duck_query_params(conn,
                           "SELECT revoked_at IS NOT NULL,"
-                          " expires_at IS NOT NULL AND expires_at <= make_timestamp(CAST($3 AS BIGINT) * 1000000),"
-                          " token_hash = $2 FROM personal_access_tokens WHERE id = $1",
-                          params, 3, &result, err))
+                          " expires_at IS NOT NULL AND expires_at <= make_timestamp(CAST($4 AS BIGINT) * 1000000),"
+                          " token_hash = $3, " TOUCH_DUE " FROM personal_access_tokens WHERE id = $1",
+                          params, 4, &result, err))
         return err->code;
     if (duckdb_row_count(&result) == 0)
         *state = TOKEN_UNKNOWN;
@@ -52,6 +57,7 @@ int tokens_check(duckdb_connection conn, const char *id, const char *token_hash,
         *state = TOKEN_MISMATCH;
     else
         *state = TOKEN_VALID;
+    *touch_due = *state == TOKEN_VALID && duckdb_value_boolean(&result, 3, 0);
     duckdb_destroy_result(&result);
     return AGNES_OK;
 }
@@ -61,8 +67,7 @@ int tokens_touch(duckdb_connection conn, const char *id, const char *ip, agnes_e
     const char *params[] = {id, ip};
     return duck_exec_params(conn,
                             "UPDATE personal_access_tokens SET last_used_at = current_timestamp, last_used_ip = $2"
-                            " WHERE id = $1 AND (last_used_at IS NULL OR last_used_ip IS DISTINCT FROM $2"
-                            " OR last_used_at < current_timestamp - INTERVAL 1 MINUTE)",
+                            " WHERE id = $1 AND " TOUCH_DUE,
                             params, 2, err);
 }
 

@@ -11,6 +11,7 @@
 
 #include <duckdb.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/error.h"
@@ -24,9 +25,11 @@ void tokens_hash(const char *token, char out[65]);
 int tokens_insert(duckdb_connection conn, const char *id, const char *user_id, const char *name,
                   const char *token_hash, const char *prefix, int64_t expires_at, agnes_error *err);
 
-/* Is the token with row id `id` and hash `token_hash` usable at `now`? */
-int tokens_check(duckdb_connection conn, const char *id, const char *token_hash, int64_t now, enum token_state *state,
-                 agnes_error *err);
+/* Is the token with row id `id` and hash `token_hash` usable at `now`?
+ * *touch_due says whether tokens_touch would record anything for a use from
+ * `ip` (so callers skip the write lock when it would not). */
+int tokens_check(duckdb_connection conn, const char *id, const char *token_hash, int64_t now, const char *ip,
+                 enum token_state *state, bool *touch_due, agnes_error *err);
 
 /* Record a use; cheap to call per request: writes only when the last use is
  * older than a minute or came from another address. */
