@@ -16,6 +16,7 @@
 #include "core/runtime.h"
 #include "engine/analytics.h"
 #include "engine/demo.h"
+#include "engine/query_pool.h"
 #include "http/catalog_admin.h"
 #include "http/health.h"
 #include "http/rate_limit.h"
@@ -160,6 +161,8 @@ int command_serve(int argc, char **argv)
     http_server server = {0};
     rate_limiter *auth_limiter = NULL; /* 4096 buckets: heap, owned here */
     analytics catalog_reader = {0};
+    query_pool queries = {0};
+    bool requests_abandoned = false;
     agnes_error err;
     agnes_error_clear(&err);
     int exit_code = 1;
@@ -182,9 +185,15 @@ int command_serve(int argc, char **argv)
         agnes_error_set(&err, AGNES_ERR_NOMEM, "cannot create a mutex");
         goto fail;
     }
-    if (analytics_init(&catalog_reader, &err))
+    if (analytics_init(&catalog_reader, config_get_string(&rt.config, CFG_QUERY_MEMORY_LIMIT), &err))
         goto fail;
     state.context.analytics = &catalog_reader;
+    /* One query slot per HTTP worker: a worker runs one handler at a time. */
+    if (query_pool_init(&queries, &catalog_reader, (size_t)config_get_int(&rt.config, CFG_SERVER_THREADS),
+                        (int)config_get_int(&rt.config, CFG_QUERY_MAX_PER_USER),
+                        (double)config_get_int(&rt.config, CFG_QUERY_TIMEOUT), &err))
+        goto fail;
+    state.context.queries = &queries;
     bool demo_created = false;
     if (config_get_bool(&rt.config, CFG_DEMO) && demo_seed_if_empty(&rt.paths, &demo_created, &err))
         goto fail;
@@ -210,8 +219,11 @@ int command_serve(int argc, char **argv)
     log_info("msg=\"shutting down\" signal=%d grace_seconds=%lld", sig,
              config_get_int(&rt.config, CFG_SERVER_SHUTDOWN_GRACE));
     int abandoned = server_stop(&server, (unsigned)config_get_int(&rt.config, CFG_SERVER_SHUTDOWN_GRACE));
-    if (abandoned > 0)
+    if (abandoned > 0) {
+        /* Their threads may still hold catalog connections: leave those to exit(). */
         log_warn("msg=\"grace period ended with requests still running\" requests=%d", abandoned);
+        requests_abandoned = true;
+    }
     exit_code = 0;
     goto done;
 fail:
@@ -219,7 +231,10 @@ fail:
     fprintf(stderr, "agnes: %s\n", err.message);
     server_stop(&server, 0);
 done:
-    analytics_free(&catalog_reader);
+    if (!requests_abandoned) {
+        query_pool_free(&queries);
+        analytics_free(&catalog_reader);
+    }
     system_db_close(&db); /* CHECKPOINT, then close */
     health_monitor_free(&health);
     if (auth_limiter) {

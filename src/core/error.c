@@ -51,6 +51,9 @@ const char *agnes_status_name(int code)
     case AGNES_ERR_STATE: return "state";
     case AGNES_ERR_NETWORK: return "network";
     case AGNES_ERR_NOT_FOUND: return "not_found";
+    case AGNES_ERR_FORBIDDEN: return "forbidden";
+    case AGNES_ERR_TIMEOUT: return "timeout";
+    case AGNES_ERR_BUSY: return "busy";
     default: return "unknown";
     }
 }

@@ -26,6 +26,9 @@ enum agnes_status {
     AGNES_ERR_STATE = -6,   /* on-disk state forbids continuing (newer schema, shadow mount) */
     AGNES_ERR_NETWORK = -7, /* outbound request failed */
     AGNES_ERR_NOT_FOUND = -8,
+    AGNES_ERR_FORBIDDEN = -9, /* the caller may not do or see this */
+    AGNES_ERR_TIMEOUT = -10,  /* a deadline passed; the work was interrupted */
+    AGNES_ERR_BUSY = -11,     /* a concurrency limit was reached; retry later */
 };
 
 #define AGNES_ERROR_MESSAGE_MAX 1024

@@ -9,9 +9,11 @@
 #include "engine/orchestrator.h"
 #include "store/duck.h"
 
-int analytics_init(analytics *a, agnes_error *err)
+int analytics_init(analytics *a, const char *memory_limit, agnes_error *err)
 {
     memset(a, 0, sizeof *a);
+    if (util_format(a->memory_limit, sizeof a->memory_limit, err, "%s", memory_limit))
+        return err->code;
     if (pthread_mutex_init(&a->lock, NULL) != 0)
         return agnes_error_set(err, AGNES_ERR_NOMEM, "cannot create a mutex");
     return AGNES_OK;
@@ -40,7 +42,89 @@ static void attach_sources(duckdb_connection conn, const agnes_paths *paths)
 static void close_snapshot(analytics_snapshot *snapshot)
 {
     duckdb_close(&snapshot->database);
+    json_decref(snapshot->tables);
+    json_decref(snapshot->table_names);
     free(snapshot);
+}
+
+/* A path as a SQL string literal body: single quotes doubled. */
+static void sql_quote_path(const char *path, char *out, size_t out_size)
+{
+    size_t n = 0;
+    for (const char *p = path; *p != '\0' && n + 2 < out_size; p++) {
+        if (*p == '\'')
+            out[n++] = '\'';
+        out[n++] = *p;
+    }
+    out[n] = '\0';
+}
+
+static int lock_down(duckdb_connection conn, const agnes_paths *paths, const char *memory_limit, agnes_error *err)
+{
+    char extracts[AGNES_PATH_MAX], tmp[AGNES_PATH_MAX], quoted_extracts[2 * AGNES_PATH_MAX],
+        quoted_tmp[2 * AGNES_PATH_MAX], sql[6 * AGNES_PATH_MAX];
+    if (paths_data_file(paths, DATA_EXTRACTS_DIR, extracts, sizeof extracts, err) ||
+        paths_data_file(paths, DATA_TMP_DIR, tmp, sizeof tmp, err))
+        return err->code;
+    sql_quote_path(extracts, quoted_extracts, sizeof quoted_extracts);
+    sql_quote_path(tmp, quoted_tmp, sizeof quoted_tmp);
+    /* temp_directory is set explicitly: DuckDB's default is
+     * "<database>.tmp", the very name the orchestrator builds into. */
+    if (util_format(sql, sizeof sql, err,
+                    "SET temp_directory='%s/duckdb_spill'; SET allowed_directories=['%s/', '%s/'];"
+                    " SET enable_external_access=false; SET memory_limit='%s'; SET lock_configuration=true;",
+                    quoted_tmp, quoted_extracts, quoted_tmp, memory_limit))
+        return err->code;
+    return duck_exec(conn, sql, err);
+}
+
+static int load_tables(duckdb_connection conn, analytics_snapshot *snapshot, agnes_error *err)
+{
+    if (duck_query_json(conn,
+                        "SELECT table_name AS id, table_name AS name, description, source AS source_type,"
+                        " query_mode, rows, size_bytes, published_at AS last_sync FROM agnes.tables"
+                        " ORDER BY table_name",
+                        NULL, 0, &snapshot->tables, err))
+        return err->code;
+    if ((snapshot->table_names = json_array()) == NULL)
+        return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+    size_t i;
+    json_t *table;
+    json_array_foreach(snapshot->tables, i, table)
+        json_array_append(snapshot->table_names, json_object_get(table, "id"));
+    return AGNES_OK;
+}
+
+/* Open, attach, lock down and describe one snapshot of the file at path. */
+static int open_snapshot(const char *path, const agnes_paths *paths, const char *memory_limit,
+                         analytics_snapshot **out, agnes_error *err)
+{
+    analytics_snapshot *fresh = calloc(1, sizeof *fresh);
+    duckdb_connection conn = NULL;
+    *out = NULL;
+    if (fresh == NULL)
+        return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+    if (duck_open(path, true, &fresh->database, err) != AGNES_OK) {
+        free(fresh);
+        return err->code;
+    }
+    int rc = AGNES_OK;
+    if (duckdb_connect(fresh->database, &conn) != DuckDBSuccess)
+        rc = agnes_error_set(err, AGNES_ERR_DB, "cannot connect to %s", path);
+    else {
+        attach_sources(conn, paths);
+        rc = load_tables(conn, fresh, err);
+        if (rc == AGNES_OK)
+            rc = lock_down(conn, paths, memory_limit, err);
+        duckdb_disconnect(&conn);
+    }
+    if (rc != AGNES_OK) {
+        close_snapshot(fresh);
+        return rc;
+    }
+    fresh->users = 1; /* the reference held by being current */
+    *out = fresh;
+    return AGNES_OK;
 }
 
 int analytics_reload(analytics *a, const agnes_paths *paths, agnes_error *err)
@@ -50,22 +134,8 @@ int analytics_reload(analytics *a, const agnes_paths *paths, agnes_error *err)
         return err->code;
     strncat(path, "/server.duckdb", sizeof path - strlen(path) - 1);
     analytics_snapshot *fresh = NULL;
-    if (util_file_exists(path)) {
-        if ((fresh = calloc(1, sizeof *fresh)) == NULL)
-            return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
-        duckdb_connection conn = NULL;
-        if (duck_open(path, true, &fresh->database, err) != AGNES_OK) {
-            free(fresh);
-            return err->code;
-        }
-        if (duckdb_connect(fresh->database, &conn) != DuckDBSuccess) {
-            close_snapshot(fresh);
-            return agnes_error_set(err, AGNES_ERR_DB, "cannot connect to %s", path);
-        }
-        attach_sources(conn, paths);
-        duckdb_disconnect(&conn);
-        fresh->users = 1; /* the reference held by being current */
-    }
+    if (util_file_exists(path) && open_snapshot(path, paths, a->memory_limit, &fresh, err) != AGNES_OK)
+        return err->code;
     pthread_mutex_lock(&a->lock);
     analytics_snapshot *old = a->current;
     a->current = fresh;

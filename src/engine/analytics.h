@@ -13,6 +13,7 @@
 #define AGNES_ENGINE_ANALYTICS_H
 
 #include <duckdb.h>
+#include <jansson.h>
 #include <pthread.h>
 
 #include "core/error.h"
@@ -20,17 +21,30 @@
 
 typedef struct analytics_snapshot {
     duckdb_database database;
+    /* agnes.tables as JSON objects {id, name, description, source_type,
+     * query_mode, rows, size_bytes, last_sync}, ordered by name, and the
+     * bare names: read once here so requests do not query for them. */
+    json_t *tables;
+    json_t *table_names;
     int users; /* guarded by analytics.lock; +1 while it is the current one */
 } analytics_snapshot;
 
 typedef struct analytics {
     pthread_mutex_t lock;
     analytics_snapshot *current; /* NULL until a catalog exists */
+    char memory_limit[32];       /* DuckDB memory_limit of every snapshot */
 } analytics;
 
-int analytics_init(analytics *a, agnes_error *err);
+/* memory_limit is DuckDB's syntax ("2GB", "512MB"). */
+int analytics_init(analytics *a, const char *memory_limit, agnes_error *err);
 
-/* Open a snapshot of the catalog as it is on disk now and make it current. */
+/* Open a snapshot of the catalog as it is on disk now and make it current.
+ *
+ * The snapshot is locked down before anyone else sees it, because
+ * /api/query runs callers' SQL on it: external access is off except for
+ * the extracts tree (the views read their Parquet there) and DATA_DIR/tmp
+ * (Parquet results are written there), a memory limit is set, and the
+ * configuration is locked so SQL cannot undo any of it. */
 int analytics_reload(analytics *a, const agnes_paths *paths, agnes_error *err);
 
 /* The current snapshot with a reference taken, or NULL when there is no catalog. */

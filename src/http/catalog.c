@@ -13,8 +13,7 @@
 #include "store/duck.h"
 #include "store/groups.h"
 
-/* The ids this user may see, or NULL for "everything" (admins). */
-static int visible_ids(http_context *ctx, const auth_identity *who, json_t **ids, agnes_error *err)
+int catalog_visible_ids(http_context *ctx, const auth_identity *who, json_t **ids, agnes_error *err)
 {
     *ids = NULL;
     if (who->is_admin)
@@ -38,35 +37,25 @@ static bool contains(json_t *ids, const char *id)
     return false;
 }
 
-static int all_tables(http_context *ctx, json_t **tables, agnes_error *err)
+/* Every table of the current catalog (new reference; empty before the first build). */
+static json_t *all_tables(http_context *ctx)
 {
     analytics_snapshot *snapshot = analytics_acquire(ctx->analytics);
-    duckdb_connection conn = NULL;
-    int rc = AGNES_OK;
-    *tables = NULL;
-    if (snapshot == NULL) {
-        *tables = json_array(); /* no catalog yet */
-        return AGNES_OK;
-    }
-    if (duckdb_connect(snapshot->database, &conn) != DuckDBSuccess)
-        rc = agnes_error_set(err, AGNES_ERR_DB, "cannot connect to the catalog");
-    else
-        rc = duck_query_json(conn,
-                             "SELECT table_name AS id, table_name AS name, description, source AS source_type,"
-                             " query_mode, rows, size_bytes, published_at AS last_sync FROM agnes.tables"
-                             " ORDER BY table_name",
-                             NULL, 0, tables, err);
-    if (conn)
-        duckdb_disconnect(&conn);
+    json_t *tables = snapshot ? json_deep_copy(snapshot->tables) : json_array();
     analytics_release(ctx->analytics, snapshot);
-    return rc;
+    return tables;
 }
 
 void catalog_handle_list(http_context *ctx, const http_request *req, http_response *resp)
 {
-    json_t *tables = NULL, *ids = NULL, *visible = json_array();
+    json_t *tables = all_tables(ctx), *ids = NULL, *visible = json_array();
     agnes_error err;
-    if (all_tables(ctx, &tables, &err) || visible_ids(ctx, req->identity, &ids, &err)) {
+    if (tables == NULL || visible == NULL) {
+        agnes_error_set(&err, AGNES_ERR_NOMEM, "out of memory");
+        http_respond_internal(resp, req, &err);
+        goto done;
+    }
+    if (catalog_visible_ids(ctx, req->identity, &ids, &err)) {
         http_respond_internal(resp, req, &err);
         goto done;
     }

@@ -2,7 +2,16 @@
 #ifndef AGNES_HTTP_CATALOG_H
 #define AGNES_HTTP_CATALOG_H
 
+#include <jansson.h>
+
 #include "http/http.h"
+
+struct auth_identity;
+
+/* The table ids `who` may read (new reference), or NULL for "every table"
+ * (admins).  The one place the catalog, the query guard and downloads
+ * learn what a caller may see. */
+int catalog_visible_ids(http_context *ctx, const struct auth_identity *who, json_t **ids, agnes_error *err);
 
 void catalog_handle_list(http_context *ctx, const http_request *req, http_response *resp);
 

@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "core/runtime.h"
 #include "store/system_db.h"
@@ -20,6 +21,7 @@
 struct health_monitor;
 struct rate_limiter;
 struct analytics;
+struct query_pool;
 struct MHD_Connection;
 struct auth_identity;
 
@@ -31,6 +33,7 @@ typedef struct http_context {
     atomic_bool setup_required;
     struct rate_limiter *auth_limiter;
     struct analytics *analytics; /* the read side of the catalog (engine/analytics.h) */
+    struct query_pool *queries;  /* connections and limits of /api/query (engine/query_pool.h) */
     /* One catalog rebuild at a time (they share analytics/server.duckdb.tmp). */
     pthread_mutex_t rebuild_lock;
     /* users.id of scheduler@system.local when SCHEDULER_API_TOKEN is set, else "". */
@@ -66,8 +69,23 @@ typedef struct http_header {
     char value[2048];
 } http_header;
 
+/* A body produced while it is sent (query results, file downloads).
+ * read fills buf with up to max bytes and returns the count, 0 at the end,
+ * or -1 to cut the connection (the client then sees an incomplete body,
+ * never a complete-looking wrong one).  release runs exactly once, after
+ * the last read or when the response is abandoned. */
+typedef ssize_t (*http_stream_read)(void *cls, char *buf, size_t max);
+typedef void (*http_stream_release)(void *cls);
+
+typedef struct http_stream {
+    http_stream_read read;
+    http_stream_release release;
+    void *cls;
+} http_stream;
+
 typedef struct http_response {
     unsigned status;
+    http_stream stream; /* when stream.read is set, the body comes from it */
     char *body; /* malloc'd, owned by the response */
     size_t body_len;
     const char *content_type;
@@ -90,6 +108,9 @@ void http_respond_error(http_response *resp, unsigned status, const char *detail
 void http_respond_raw(http_response *resp, unsigned status, const char *content_type, char *body, size_t len);
 
 int http_response_add_header(http_response *resp, const char *name, const char *value);
+
+/* Answer with a streamed body; the response owns `stream` from here on. */
+void http_respond_stream(http_response *resp, unsigned status, const char *content_type, http_stream stream);
 
 /* 500 for a failure the caller could not cause: the details go to the log
  * under the request id, the client gets the id to quote. */

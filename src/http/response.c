@@ -36,6 +36,16 @@ void http_respond_raw(http_response *resp, unsigned status, const char *content_
     resp->body_len = len;
 }
 
+void http_respond_stream(http_response *resp, unsigned status, const char *content_type, http_stream stream)
+{
+    free(resp->body);
+    resp->body = NULL;
+    resp->body_len = 0;
+    resp->status = status;
+    resp->content_type = content_type;
+    resp->stream = stream;
+}
+
 void http_respond_json(http_response *resp, unsigned status, json_t *body)
 {
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;

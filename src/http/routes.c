@@ -10,6 +10,7 @@
 #include "http/catalog_admin.h"
 #include "http/health.h"
 #include "http/pages.h"
+#include "http/query.h"
 #include "http/tokens.h"
 #include "http/users.h"
 #include "http/router.h"
@@ -54,6 +55,8 @@ const route http_routes[] = {
     {"POST", "/api/admin/grants", grants_handle_create, ROUTE_ADMIN, "Grant a group a table {group_id, resource_type, resource_id}"},
     {"DELETE", "/api/admin/grants/{id}", grants_handle_delete, ROUTE_ADMIN, "Remove a grant"},
     {"GET", "/api/catalog/tables", catalog_handle_list, ROUTE_USER, "Tables the caller may see"},
+    {"POST", "/api/query", query_handle_post, ROUTE_USER,
+     "Run one read-only SELECT on the catalog {sql, limit?, format?: json|ndjson|csv|parquet}"},
     {"POST", "/api/admin/rebuild", catalog_handle_rebuild, ROUTE_ADMIN, "Rebuild the analytics catalog from every extract now"},
     {"GET", "/api/admin/audit", audit_handle_list, ROUTE_ADMIN, "The audit log, newest first (limit, offset, action)"},
 };

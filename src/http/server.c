@@ -250,13 +250,56 @@ static void route_request(http_server *server, struct MHD_Connection *connection
     }
 }
 
+/* MHD's side of an http_stream. */
+typedef struct stream_state {
+    http_stream stream;
+} stream_state;
+
+static ssize_t stream_read(void *cls, uint64_t position, char *buf, size_t max)
+{
+    (void)position;
+    stream_state *s = cls;
+    ssize_t n = s->stream.read(s->stream.cls, buf, max);
+    if (n == 0)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    return n < 0 ? MHD_CONTENT_READER_END_WITH_ERROR : n;
+}
+
+static void stream_release(void *cls)
+{
+    stream_state *s = cls;
+    s->stream.release(s->stream.cls);
+    free(s);
+}
+
+#define STREAM_BLOCK_BYTES (64 * 1024)
+
+static struct MHD_Response *create_stream_response(http_response *resp)
+{
+    stream_state *s = malloc(sizeof *s);
+    if (s == NULL) {
+        resp->stream.release(resp->stream.cls);
+        return NULL;
+    }
+    s->stream = resp->stream;
+    resp->stream.read = NULL; /* owned by MHD (or released below) from here */
+    struct MHD_Response *response =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK_BYTES, stream_read, s, stream_release);
+    if (response == NULL)
+        stream_release(s);
+    return response;
+}
+
 static enum MHD_Result send_response(http_server *server, struct MHD_Connection *connection, request_state *state,
                                      http_response *resp)
 {
-    /* An empty body (204) must not be handed over as MUST_FREE: MHD would free it. */
-    struct MHD_Response *response =
-        resp->body ? MHD_create_response_from_buffer(resp->body_len, resp->body, MHD_RESPMEM_MUST_FREE)
-                   : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *response;
+    if (resp->stream.read != NULL)
+        response = create_stream_response(resp);
+    else
+        /* An empty body (204) must not be handed over as MUST_FREE: MHD would free it. */
+        response = resp->body ? MHD_create_response_from_buffer(resp->body_len, resp->body, MHD_RESPMEM_MUST_FREE)
+                              : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     if (response == NULL) {
         free(resp->body);
         return MHD_NO;

@@ -1,0 +1,51 @@
+/*
+ * result_format.h - DuckDB values as JSON and CSV text.
+ *
+ * Values are read straight from a result chunk's vectors (no per-value
+ * string conversion by DuckDB) and written into a strbuf.  The mapping is
+ * chosen so a client gets back exactly what is stored:
+ *
+ *   BOOLEAN                 true / false
+ *   integers                numbers; beyond +-2^53 (what a double holds
+ *                           exactly) strings, so JavaScript clients do not
+ *                           silently round ids
+ *   FLOAT, DOUBLE           shortest text that reads back to the same value;
+ *                           NaN and infinities as the strings "NaN",
+ *                           "Infinity", "-Infinity"
+ *   DECIMAL                 strings ("12.50"): exact, scale kept
+ *   DATE, TIME, TIMESTAMP   ISO-8601 strings; TIMESTAMP WITH TIME ZONE ends
+ *                           in "Z" (DuckDB stores it in UTC)
+ *   INTERVAL                ISO-8601 durations ("P1M2DT3.5S")
+ *   UUID, ENUM, VARCHAR     strings; BLOB as DuckDB prints it ("\xAB")
+ *   LIST, ARRAY             arrays; STRUCT objects; MAP arrays of
+ *                           {"key", "value"}; UNION the active member
+ *   NULL                    null (an empty field in CSV)
+ *
+ * Types outside this list (BIT, BIGNUM, ...) are refused before the first
+ * row is sent, with the column named, so a stream never dies halfway.
+ */
+#ifndef AGNES_ENGINE_RESULT_FORMAT_H
+#define AGNES_ENGINE_RESULT_FORMAT_H
+
+#include <duckdb.h>
+#include <stdbool.h>
+
+#include "core/error.h"
+#include "core/strbuf.h"
+
+/* AGNES_OK when every value of `type` can be formatted; otherwise
+ * AGNES_ERR_INVALID naming `column` and the CAST that fixes it. */
+int result_format_supported(duckdb_logical_type type, const char *column, agnes_error *err);
+
+/* The type's SQL name ("BIGINT", "DECIMAL(18,2)", "VARCHAR[]",
+ * "STRUCT(a INTEGER)"). */
+void result_format_type_name(duckdb_logical_type type, strbuf *out);
+
+/* Append row `row` of `vector` as a JSON value. */
+void result_format_json(strbuf *out, duckdb_vector vector, duckdb_logical_type type, idx_t row);
+
+/* Append row `row` of `vector` as one CSV field (RFC 4180 quoting; nested
+ * values as their JSON text). */
+void result_format_csv(strbuf *out, duckdb_vector vector, duckdb_logical_type type, idx_t row);
+
+#endif

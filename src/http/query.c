@@ -1,0 +1,158 @@
+/*
+ * POST /api/query {sql, limit?=1000, format?="json"} (SPEC §8).
+ *
+ * The handler validates the body, takes a slot from the query pool (the
+ * per-user cap and the deadline live there), starts the run - which checks
+ * the SQL and fetches the first rows, so every caller error is a 4xx with
+ * a sentence - and then answers with a stream that formats the rest chunk
+ * by chunk while the client reads.  The slot is held until the stream is
+ * released, so a slow reader counts against its own user's cap.
+ */
+#include "http/query.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "engine/analytics.h"
+#include "engine/query.h"
+#include "http/auth.h"
+#include "http/catalog.h"
+#include "http/json_body.h"
+
+#define QUERY_DEFAULT_LIMIT 1000
+#define QUERY_MAX_LIMIT 1000000000LL
+
+typedef struct query_stream {
+    query_pool *pool;
+    query_slot *slot;
+    query_run *run;
+    char request_id[HTTP_REQUEST_ID_MAX + 1];
+} query_stream;
+
+static ssize_t stream_read(void *cls, char *buf, size_t max)
+{
+    query_stream *s = cls;
+    agnes_error err;
+    ssize_t n = query_run_read(s->run, buf, max, &err);
+    if (n < 0)
+        log_warn("msg=\"query stream cut off\" request_id=%s rows=%lld detail=\"%s\"", s->request_id,
+                 query_run_rows(s->run), err.message);
+    return n;
+}
+
+static void stream_release(void *cls)
+{
+    query_stream *s = cls;
+    query_run_free(s->run);
+    query_pool_release(s->pool, s->slot);
+    free(s);
+}
+
+typedef struct query_body {
+    const char *sql;
+    long long limit;
+    query_format format;
+} query_body;
+
+/* Field-by-field validation; on failure resp holds the 4xx. */
+static int parse_body(json_t *body, query_body *out, http_response *resp)
+{
+    json_t *sql = json_object_get(body, "sql");
+    if (!json_is_string(sql) || json_string_length(sql) == 0) {
+        http_respond_error(resp, 422, "Field \"sql\" is required: one SELECT statement as a string.", NULL);
+        return -1;
+    }
+    out->sql = json_string_value(sql);
+    if (strlen(out->sql) != json_string_length(sql)) {
+        http_respond_error(resp, 422, "Field \"sql\" contains a NUL character; remove it.", NULL);
+        return -1;
+    }
+    enum json_field_presence presence;
+    out->limit = QUERY_DEFAULT_LIMIT;
+    if (json_body_optional_int(body, "limit", 1, QUERY_MAX_LIMIT, &presence, &out->limit, resp) != 0)
+        return -1;
+    if (presence != JSON_FIELD_SET)
+        out->limit = QUERY_DEFAULT_LIMIT;
+    out->format = QUERY_FORMAT_JSON;
+    json_t *format = json_object_get(body, "format");
+    if (format != NULL && !json_is_null(format) &&
+        (!json_is_string(format) || !query_format_parse(json_string_value(format), &out->format))) {
+        http_respond_error(resp, 422,
+                           "Field \"format\" must be one of \"json\", \"ndjson\", \"csv\", \"parquet\".", NULL);
+        return -1;
+    }
+    return 0;
+}
+
+static void respond_run_error(http_response *resp, const http_request *req, int rc, const agnes_error *err)
+{
+    switch (rc) {
+    case AGNES_ERR_INVALID: http_respond_error(resp, 400, err->message, NULL); break;
+    case AGNES_ERR_FORBIDDEN: http_respond_error(resp, 403, err->message, NULL); break;
+    case AGNES_ERR_TIMEOUT: http_respond_error(resp, 408, err->message, NULL); break;
+    case AGNES_ERR_BUSY:
+        http_respond_error(resp, 429, err->message, NULL);
+        http_response_add_header(resp, "Retry-After", "1");
+        break;
+    case AGNES_ERR_STATE: http_respond_error(resp, 503, err->message, NULL); break;
+    default: http_respond_internal(resp, req, err);
+    }
+}
+
+void query_handle_post(http_context *ctx, const http_request *req, http_response *resp)
+{
+    const auth_identity *who = req->identity;
+    json_t *body = json_body_parse_object(req, resp), *visible = NULL;
+    query_slot *slot = NULL;
+    query_run *run = NULL;
+    query_stream *stream = NULL;
+    query_body q;
+    agnes_error err;
+    int rc;
+    char tmp_dir[AGNES_PATH_MAX];
+    if (body == NULL || parse_body(body, &q, resp) != 0)
+        goto done;
+    if ((rc = catalog_visible_ids(ctx, who, &visible, &err)) != AGNES_OK ||
+        (rc = paths_data_file(&ctx->runtime->paths, DATA_TMP_DIR, tmp_dir, sizeof tmp_dir, &err)) != AGNES_OK ||
+        (rc = query_pool_acquire(ctx->queries, who->user_id, &slot, &err)) != AGNES_OK) {
+        respond_run_error(resp, req, rc, &err);
+        goto done;
+    }
+    query_guard_policy policy = {
+        .is_admin = who->is_admin,
+        .catalog = slot->snapshot->table_names,
+        .visible = visible,
+    };
+    query_request request = {
+        .sql = q.sql,
+        .limit = q.limit,
+        .format = q.format,
+        .policy = &policy,
+        .tmp_dir = tmp_dir,
+        .request_id = req->request_id,
+    };
+    if ((rc = query_run_start(ctx->queries, slot, &request, &run, &err)) != AGNES_OK) {
+        if (rc == AGNES_ERR_FORBIDDEN || rc == AGNES_ERR_TIMEOUT)
+            log_info("msg=\"query refused\" request_id=%s user=%s reason=%s detail=\"%s\"", req->request_id,
+                     who->email, agnes_status_name(rc), err.message);
+        respond_run_error(resp, req, rc, &err);
+        goto done;
+    }
+    if ((stream = calloc(1, sizeof *stream)) == NULL) {
+        agnes_error_set(&err, AGNES_ERR_NOMEM, "out of memory");
+        http_respond_internal(resp, req, &err);
+        goto done;
+    }
+    *stream = (query_stream){.pool = ctx->queries, .slot = slot, .run = run};
+    snprintf(stream->request_id, sizeof stream->request_id, "%s", req->request_id);
+    http_respond_stream(resp, 200, query_format_content_type(q.format),
+                        (http_stream){.read = stream_read, .release = stream_release, .cls = stream});
+    slot = NULL; /* the stream owns them now */
+    run = NULL;
+done:
+    query_run_free(run);
+    query_pool_release(ctx->queries, slot);
+    json_decref(visible);
+    json_decref(body);
+}
