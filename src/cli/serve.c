@@ -188,8 +188,7 @@ int command_serve(int argc, char **argv)
     if (analytics_init(&catalog_reader, config_get_string(&rt.config, CFG_QUERY_MEMORY_LIMIT), &err))
         goto fail;
     state.context.analytics = &catalog_reader;
-    /* One query slot per HTTP worker: a worker runs one handler at a time. */
-    if (query_pool_init(&queries, &catalog_reader, (size_t)config_get_int(&rt.config, CFG_SERVER_THREADS),
+    if (query_pool_init(&queries, &catalog_reader, (size_t)config_get_int(&rt.config, CFG_QUERY_MAX_CONCURRENT),
                         (int)config_get_int(&rt.config, CFG_QUERY_MAX_PER_USER),
                         (double)config_get_int(&rt.config, CFG_QUERY_TIMEOUT), &err))
         goto fail;
@@ -208,6 +207,7 @@ int command_serve(int argc, char **argv)
     server_options options = {
         .listen = config_get_string(&rt.config, CFG_SERVER_LISTEN),
         .threads = (unsigned)config_get_int(&rt.config, CFG_SERVER_THREADS),
+        .max_connections = (unsigned)config_get_int(&rt.config, CFG_SERVER_MAX_CONNECTIONS),
         .max_body_bytes = (size_t)config_get_int(&rt.config, CFG_SERVER_MAX_BODY_BYTES),
     };
     if (server_start(&server, &state.context, http_routes, http_route_count, &options, &err))

@@ -9,6 +9,8 @@
 #include "core/util.h"
 
 #define WATCHDOG_TICK_MS 50
+/* How long a query waits for a free slot before the server says 429. */
+#define SLOT_WAIT_MS 5000
 
 /* Drop the slot's connection and its snapshot reference.  Pool lock held. */
 static void slot_disconnect(query_pool *pool, query_slot *slot)
@@ -59,18 +61,25 @@ static void watchdog_tick(query_pool *pool)
     analytics_release(pool->analytics, current);
 }
 
+static struct timespec deadline_after_ms(long ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    return until;
+}
+
 static void *watchdog_main(void *arg)
 {
     query_pool *pool = arg;
     pthread_mutex_lock(&pool->lock);
     while (!pool->stopping) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += WATCHDOG_TICK_MS * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = deadline_after_ms(WATCHDOG_TICK_MS);
         int rc = pthread_cond_timedwait(&pool->wake, &pool->lock, &until);
         if (rc == ETIMEDOUT || rc == 0)
             watchdog_tick(pool);
@@ -89,7 +98,8 @@ int query_pool_init(query_pool *pool, analytics *catalog, size_t slot_count, int
     pool->timeout_ms = timeout_seconds * 1000.0;
     if ((pool->slots = calloc(slot_count, sizeof *pool->slots)) == NULL)
         return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
-    if (pthread_mutex_init(&pool->lock, NULL) != 0 || pthread_cond_init(&pool->wake, NULL) != 0) {
+    if (pthread_mutex_init(&pool->lock, NULL) != 0 || pthread_cond_init(&pool->wake, NULL) != 0 ||
+        pthread_cond_init(&pool->slot_freed, NULL) != 0) {
         free(pool->slots);
         pool->slots = NULL;
         return agnes_error_set(err, AGNES_ERR_NOMEM, "cannot create the query pool's lock");
@@ -102,35 +112,49 @@ int query_pool_init(query_pool *pool, analytics *catalog, size_t slot_count, int
     return AGNES_OK;
 }
 
+/* The user's running count and the first idle slot.  Pool lock held. */
+static query_slot *scan_slots(query_pool *pool, const char *user_id, int *mine)
+{
+    query_slot *idle = NULL;
+    *mine = 0;
+    for (size_t i = 0; i < pool->slot_count; i++) {
+        query_slot *slot = &pool->slots[i];
+        if (slot->busy && strcmp(slot->user_id, user_id) == 0)
+            (*mine)++;
+        else if (!slot->busy && idle == NULL)
+            idle = slot;
+    }
+    return idle;
+}
+
 int query_pool_acquire(query_pool *pool, const char *user_id, query_slot **out, agnes_error *err)
 {
     int rc = AGNES_OK;
     int mine = 0;
-    query_slot *free_slot = NULL;
     *out = NULL;
     pthread_mutex_lock(&pool->lock);
-    for (size_t i = 0; i < pool->slot_count; i++) {
-        query_slot *slot = &pool->slots[i];
-        if (slot->busy && strcmp(slot->user_id, user_id) == 0)
-            mine++;
-        else if (!slot->busy && free_slot == NULL)
-            free_slot = slot;
-    }
+    query_slot *slot = scan_slots(pool, user_id, &mine);
+    /* A full server is nobody's fault: wait a little for a slot.  A user
+     * over their own cap is told at once. */
+    struct timespec until = deadline_after_ms(SLOT_WAIT_MS);
+    while (slot == NULL && mine < pool->max_per_user &&
+           pthread_cond_timedwait(&pool->slot_freed, &pool->lock, &until) == 0)
+        slot = scan_slots(pool, user_id, &mine);
     if (mine >= pool->max_per_user)
         rc = agnes_error_set(err, AGNES_ERR_BUSY,
                              "You already have %d queries running, the most one user may run at once. Wait for one "
                              "to finish, then retry.",
                              mine);
-    else if (free_slot == NULL)
+    else if (slot == NULL)
         rc = agnes_error_set(err, AGNES_ERR_BUSY,
                              "The server is running its maximum of %zu queries. Retry in a few seconds.",
                              pool->slot_count);
-    else if ((rc = slot_refresh(pool, free_slot, err)) == AGNES_OK) {
-        free_slot->busy = true;
-        free_slot->timed_out = false;
-        free_slot->deadline_ms = util_monotonic_ms() + pool->timeout_ms;
-        snprintf(free_slot->user_id, sizeof free_slot->user_id, "%s", user_id);
-        *out = free_slot;
+    else if ((rc = slot_refresh(pool, slot, err)) == AGNES_OK) {
+        slot->busy = true;
+        slot->timed_out = false;
+        slot->deadline_ms = util_monotonic_ms() + pool->timeout_ms;
+        snprintf(slot->user_id, sizeof slot->user_id, "%s", user_id);
+        *out = slot;
     }
     pthread_mutex_unlock(&pool->lock);
     return rc;
@@ -147,6 +171,7 @@ void query_pool_release(query_pool *pool, query_slot *slot)
         slot_disconnect(pool, slot);
     slot->busy = false;
     slot->user_id[0] = '\0';
+    pthread_cond_broadcast(&pool->slot_freed);
     pthread_mutex_unlock(&pool->lock);
 }
 
@@ -172,6 +197,7 @@ void query_pool_free(query_pool *pool)
     for (size_t i = 0; i < pool->slot_count; i++)
         slot_disconnect(pool, &pool->slots[i]);
     pthread_cond_destroy(&pool->wake);
+    pthread_cond_destroy(&pool->slot_freed);
     pthread_mutex_destroy(&pool->lock);
     free(pool->slots);
     pool->slots = NULL;

@@ -5,7 +5,9 @@
  * catalog snapshot it was made on.  The pool is also where the limits
  * live, because it is the one place that sees every running query:
  *
- *   per-user cap   a user may hold at most max_per_user slots (429 beyond)
+ *   per-user cap   a user may hold at most max_per_user slots (429 at once)
+ *   server cap     slot_count queries in all; a query waits up to 5 s for
+ *                  a slot before it is told 429
  *   deadline       a watchdog thread calls duckdb_interrupt() on a slot
  *                  whose deadline passed (408); the deadline covers the
  *                  whole response, streaming included
@@ -35,7 +37,8 @@ typedef struct query_slot {
 
 typedef struct query_pool {
     pthread_mutex_t lock; /* guards every slot field and `stopping` */
-    pthread_cond_t wake;
+    pthread_cond_t wake;       /* stops the watchdog */
+    pthread_cond_t slot_freed; /* a slot became idle */
     pthread_t watchdog;
     bool watchdog_started;
     bool stopping;

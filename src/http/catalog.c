@@ -1,15 +1,19 @@
 /*
- * GET /api/catalog/tables (SPEC §8): the tables the caller may see.  The
- * list comes from the catalog's own description (agnes.tables, written by
- * the orchestrator together with the views), filtered by the caller's table
- * grants; admins see everything.
+ * GET /api/catalog/tables[/{id}[/sample]] (SPEC §8): the tables the caller
+ * may see.  The list comes from the catalog's own description
+ * (agnes.tables, written by the orchestrator together with the views and
+ * read once per snapshot), filtered by the caller's table grants; admins
+ * see everything.
  */
 #include "http/catalog.h"
 
+#include <stdlib.h>
 #include <string.h>
 
+#include "core/util.h"
 #include "engine/analytics.h"
 #include "http/auth.h"
+#include "http/query.h"
 #include "store/duck.h"
 #include "store/groups.h"
 
@@ -70,4 +74,100 @@ done:
     json_decref(visible);
     json_decref(tables);
     json_decref(ids);
+}
+
+#define SAMPLE_DEFAULT_ROWS 10
+#define SAMPLE_MAX_ROWS 100
+
+/* The catalog entry of {id} when the caller may read it (new reference);
+ * otherwise NULL with resp holding the 404 or 403. */
+static json_t *readable_table(http_context *ctx, const http_request *req, http_response *resp)
+{
+    const char *id = http_request_param(req, "id");
+    json_t *tables = all_tables(ctx), *ids = NULL, *found = NULL;
+    agnes_error err;
+    char detail[512];
+    size_t i;
+    json_t *table;
+    json_array_foreach(tables, i, table) {
+        if (strcmp(json_string_value(json_object_get(table, "id")), id) == 0)
+            found = json_incref(table);
+    }
+    if (found == NULL) {
+        snprintf(detail, sizeof detail, "Table '%s' not found. GET /api/catalog/tables lists the tables you can see.",
+                 id);
+        http_respond_error(resp, 404, detail, NULL);
+    } else if (catalog_visible_ids(ctx, req->identity, &ids, &err) != AGNES_OK) {
+        http_respond_internal(resp, req, &err);
+        json_decref(found);
+        found = NULL;
+    } else if (ids != NULL && !contains(ids, id)) {
+        snprintf(detail, sizeof detail,
+                 "Access denied to table '%s'. Ask an admin to grant one of your groups access to it.", id);
+        http_respond_error(resp, 403, detail, NULL);
+        json_decref(found);
+        found = NULL;
+    }
+    json_decref(ids);
+    json_decref(tables);
+    return found;
+}
+
+/* [{name, type, nullable, description}] of a catalog view. */
+static int table_columns(http_context *ctx, const char *id, json_t **columns, agnes_error *err)
+{
+    analytics_snapshot *snapshot = analytics_acquire(ctx->analytics);
+    duckdb_connection conn = NULL;
+    int rc;
+    const char *params[] = {id};
+    *columns = NULL;
+    if (snapshot == NULL)
+        return agnes_error_set(err, AGNES_ERR_NOT_FOUND, "no catalog");
+    if (duckdb_connect(snapshot->database, &conn) != DuckDBSuccess)
+        rc = agnes_error_set(err, AGNES_ERR_DB, "cannot connect to the catalog");
+    else
+        rc = duck_query_json(conn,
+                             "SELECT column_name AS name, data_type AS type, is_nullable AS nullable,"
+                             " coalesce(comment, '') AS description FROM duckdb_columns()"
+                             " WHERE database_name = current_database() AND schema_name = 'main' AND table_name = $1"
+                             " ORDER BY column_index",
+                             params, 1, columns, err);
+    if (conn)
+        duckdb_disconnect(&conn);
+    analytics_release(ctx->analytics, snapshot);
+    return rc;
+}
+
+void catalog_handle_get(http_context *ctx, const http_request *req, http_response *resp)
+{
+    json_t *table = readable_table(ctx, req, resp), *columns = NULL;
+    agnes_error err;
+    if (table == NULL)
+        return;
+    if (table_columns(ctx, http_request_param(req, "id"), &columns, &err) != AGNES_OK) {
+        http_respond_internal(resp, req, &err);
+    } else {
+        json_object_set_new(table, "columns", columns);
+        json_object_set_new(table, "column_count", json_integer((json_int_t)json_array_size(columns)));
+        http_respond_json(resp, 200, json_incref(table));
+    }
+    json_decref(table);
+}
+
+void catalog_handle_sample(http_context *ctx, const http_request *req, http_response *resp)
+{
+    long long rows = SAMPLE_DEFAULT_ROWS;
+    const char *n = http_request_query(req, "n");
+    if (n != NULL && (!util_parse_long(n, &rows) || rows < 1 || rows > SAMPLE_MAX_ROWS)) {
+        http_respond_error(resp, 422, "Query parameter n must be a whole number from 1 to 100.", NULL);
+        return;
+    }
+    json_t *table = readable_table(ctx, req, resp);
+    if (table == NULL)
+        return;
+    /* The id is a catalog view name (an identifier by the contract), so quoting it is enough. */
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT * FROM \"%s\"", json_string_value(json_object_get(table, "id")));
+    json_decref(table);
+    query_respond(ctx, req, resp, sql, rows, QUERY_FORMAT_JSON, true);
 }

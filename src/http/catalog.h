@@ -14,5 +14,7 @@ struct auth_identity;
 int catalog_visible_ids(http_context *ctx, const struct auth_identity *who, json_t **ids, agnes_error *err);
 
 void catalog_handle_list(http_context *ctx, const http_request *req, http_response *resp);
+void catalog_handle_get(http_context *ctx, const http_request *req, http_response *resp);
+void catalog_handle_sample(http_context *ctx, const http_request *req, http_response *resp);
 
 #endif

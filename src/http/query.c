@@ -30,22 +30,37 @@ typedef struct query_stream {
     char request_id[HTTP_REQUEST_ID_MAX + 1];
 } query_stream;
 
+/* Give the slot back.  Done at the end of the stream, before the last
+ * bytes reach the client: a client that sends its next query the moment
+ * this one ends must find its slot free, not still held until MHD gets
+ * round to releasing the response. */
+static void stream_finish(query_stream *s)
+{
+    query_run_free(s->run);
+    s->run = NULL;
+    query_pool_release(s->pool, s->slot);
+    s->slot = NULL;
+}
+
 static ssize_t stream_read(void *cls, char *buf, size_t max)
 {
     query_stream *s = cls;
     agnes_error err;
+    if (s->run == NULL)
+        return 0;
     ssize_t n = query_run_read(s->run, buf, max, &err);
     if (n < 0)
         log_warn("msg=\"query stream cut off\" request_id=%s rows=%lld detail=\"%s\"", s->request_id,
                  query_run_rows(s->run), err.message);
+    if (n <= 0)
+        stream_finish(s);
     return n;
 }
 
 static void stream_release(void *cls)
 {
     query_stream *s = cls;
-    query_run_free(s->run);
-    query_pool_release(s->pool, s->slot);
+    stream_finish(s);
     free(s);
 }
 
@@ -100,34 +115,32 @@ static void respond_run_error(http_response *resp, const http_request *req, int 
     }
 }
 
-void query_handle_post(http_context *ctx, const http_request *req, http_response *resp)
+void query_respond(http_context *ctx, const http_request *req, http_response *resp, const char *sql,
+                   long long limit, query_format format, bool trusted)
 {
     const auth_identity *who = req->identity;
-    json_t *body = json_body_parse_object(req, resp), *visible = NULL;
+    json_t *visible = NULL;
     query_slot *slot = NULL;
     query_run *run = NULL;
     query_stream *stream = NULL;
-    query_body q;
     agnes_error err;
     int rc;
     char tmp_dir[AGNES_PATH_MAX];
-    if (body == NULL || parse_body(body, &q, resp) != 0)
-        goto done;
-    if ((rc = catalog_visible_ids(ctx, who, &visible, &err)) != AGNES_OK ||
+    if ((!trusted && (rc = catalog_visible_ids(ctx, who, &visible, &err)) != AGNES_OK) ||
         (rc = paths_data_file(&ctx->runtime->paths, DATA_TMP_DIR, tmp_dir, sizeof tmp_dir, &err)) != AGNES_OK ||
         (rc = query_pool_acquire(ctx->queries, who->user_id, &slot, &err)) != AGNES_OK) {
         respond_run_error(resp, req, rc, &err);
         goto done;
     }
     query_guard_policy policy = {
-        .is_admin = who->is_admin,
+        .is_admin = who->is_admin || trusted,
         .catalog = slot->snapshot->table_names,
         .visible = visible,
     };
     query_request request = {
-        .sql = q.sql,
-        .limit = q.limit,
-        .format = q.format,
+        .sql = sql,
+        .limit = limit,
+        .format = format,
         .policy = &policy,
         .tmp_dir = tmp_dir,
         .request_id = req->request_id,
@@ -146,7 +159,7 @@ void query_handle_post(http_context *ctx, const http_request *req, http_response
     }
     *stream = (query_stream){.pool = ctx->queries, .slot = slot, .run = run};
     snprintf(stream->request_id, sizeof stream->request_id, "%s", req->request_id);
-    http_respond_stream(resp, 200, query_format_content_type(q.format),
+    http_respond_stream(resp, 200, query_format_content_type(format),
                         (http_stream){.read = stream_read, .release = stream_release, .cls = stream});
     slot = NULL; /* the stream owns them now */
     run = NULL;
@@ -154,5 +167,13 @@ done:
     query_run_free(run);
     query_pool_release(ctx->queries, slot);
     json_decref(visible);
+}
+
+void query_handle_post(http_context *ctx, const http_request *req, http_response *resp)
+{
+    json_t *body = json_body_parse_object(req, resp);
+    query_body q;
+    if (body != NULL && parse_body(body, &q, resp) == 0)
+        query_respond(ctx, req, resp, q.sql, q.limit, q.format, false);
     json_decref(body);
 }

@@ -55,9 +55,13 @@ const route http_routes[] = {
     {"POST", "/api/admin/grants", grants_handle_create, ROUTE_ADMIN, "Grant a group a table {group_id, resource_type, resource_id}"},
     {"DELETE", "/api/admin/grants/{id}", grants_handle_delete, ROUTE_ADMIN, "Remove a grant"},
     {"GET", "/api/catalog/tables", catalog_handle_list, ROUTE_USER, "Tables the caller may see"},
+    {"GET", "/api/catalog/tables/{id}", catalog_handle_get, ROUTE_USER, "One table with its columns"},
+    {"GET", "/api/catalog/tables/{id}/sample", catalog_handle_sample, ROUTE_USER,
+     "Up to n (1-100, default 10) rows of a table", ROUTE_BLOCKING},
     {"POST", "/api/query", query_handle_post, ROUTE_USER,
-     "Run one read-only SELECT on the catalog {sql, limit?, format?: json|ndjson|csv|parquet}"},
-    {"POST", "/api/admin/rebuild", catalog_handle_rebuild, ROUTE_ADMIN, "Rebuild the analytics catalog from every extract now"},
+     "Run one read-only SELECT on the catalog {sql, limit?, format?: json|ndjson|csv|parquet}", ROUTE_BLOCKING},
+    {"POST", "/api/admin/rebuild", catalog_handle_rebuild, ROUTE_ADMIN,
+     "Rebuild the analytics catalog from every extract now", ROUTE_BLOCKING},
     {"GET", "/api/admin/audit", audit_handle_list, ROUTE_ADMIN, "The audit log, newest first (limit, offset, action)"},
 };
 

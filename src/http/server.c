@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -35,6 +36,9 @@ typedef struct request_state {
     char client_ip[INET6_ADDRSTRLEN];
     char method[16];
     char path[512];
+    bool offloaded;          /* a blocking route: its handler runs on a thread of its own */
+    bool response_ready;     /* set by that thread before it resumes the connection */
+    http_response response;  /* what that thread produced */
 } request_state;
 
 int server_parse_listen(const char *listen, struct sockaddr_storage *out, agnes_error *err)
@@ -320,6 +324,66 @@ static enum MHD_Result send_response(http_server *server, struct MHD_Connection 
     return result;
 }
 
+/*
+ * Blocking routes (queries, rebuilds, uploads) can run for seconds.  MHD's
+ * workers each multiplex many connections, so running such a handler on a
+ * worker would stall every other connection of that worker - health checks
+ * included.  Instead the connection is suspended, the handler runs on a
+ * thread of its own, and the connection is resumed with the response.
+ */
+typedef struct offload_job {
+    http_server *server;
+    struct MHD_Connection *connection;
+    request_state *state;
+} offload_job;
+
+static void *offload_main(void *arg)
+{
+    offload_job *job = arg;
+    route_request(job->server, job->connection, job->state, &job->state->response);
+    job->state->response_ready = true;
+    MHD_resume_connection(job->connection);
+    free(job);
+    return NULL;
+}
+
+static bool route_blocks(http_server *server, const request_state *state)
+{
+    http_request probe = {0};
+    const route *matched = NULL;
+    char allow[128];
+    return router_match(server->routes, server->route_count, state->method, state->path, &probe, &matched, allow,
+                        sizeof allow) == ROUTE_MATCHED &&
+           (matched->flags & ROUTE_BLOCKING) != 0;
+}
+
+/* True when the request now runs elsewhere; false to run it here. */
+static bool offload(http_server *server, struct MHD_Connection *connection, request_state *state)
+{
+    offload_job *job = malloc(sizeof *job);
+    if (job == NULL)
+        return false;
+    *job = (offload_job){server, connection, state};
+    state->offloaded = true;
+    atomic_fetch_add(&server->offloaded_in_flight, 1);
+    MHD_suspend_connection(connection); /* before the thread exists, so it cannot resume first */
+    pthread_attr_t attributes;
+    pthread_t thread;
+    bool started = pthread_attr_init(&attributes) == 0 &&
+                   pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED) == 0 &&
+                   pthread_create(&thread, &attributes, offload_main, job) == 0;
+    pthread_attr_destroy(&attributes);
+    if (!started) {
+        state->offloaded = false;
+        atomic_fetch_sub(&server->offloaded_in_flight, 1);
+        MHD_resume_connection(connection);
+        free(job);
+        log_warn("msg=\"cannot start a thread for a blocking request; running it inline\" request_id=%s",
+                 state->request_id);
+    }
+    return started;
+}
+
 static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connection, const char *url,
                                       const char *method, const char *version, const char *upload_data,
                                       size_t *upload_data_size, void **con_cls)
@@ -341,6 +405,15 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connecti
         *upload_data_size = 0;
         return MHD_YES;
     }
+    if (state->response_ready) {
+        http_response resp = state->response;
+        memset(&state->response, 0, sizeof state->response);
+        state->response_ready = false;
+        return send_response(server, connection, state, &resp);
+    }
+    if (!state->offloaded && !state->body_too_large && route_blocks(server, state) &&
+        offload(server, connection, state))
+        return MHD_YES;
     http_response resp = {0};
     route_request(server, connection, state, &resp);
     return send_response(server, connection, state, &resp);
@@ -358,6 +431,13 @@ static void request_completed(void *cls, struct MHD_Connection *connection, void
     log_info("msg=request request_id=%s method=%s path=\"%s\" status=%u bytes=%zu duration_ms=%.2f client=%s%s",
              state->request_id, state->method, state->path, state->status, state->response_bytes, elapsed,
              state->client_ip, code == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=true");
+    if (state->response_ready) { /* the client left before an offloaded response was sent */
+        free(state->response.body);
+        if (state->response.stream.read != NULL)
+            state->response.stream.release(state->response.stream.cls);
+    }
+    if (state->offloaded)
+        atomic_fetch_sub(&server->offloaded_in_flight, 1);
     free(state->body);
     free(state);
     *con_cls = NULL;
@@ -395,16 +475,18 @@ int server_start(http_server *server, http_context *ctx, const route *routes, si
     server->max_body_bytes = options->max_body_bytes;
     atomic_init(&server->in_flight, 0);
     atomic_init(&server->draining, false);
+    atomic_init(&server->offloaded_in_flight, 0);
     struct sockaddr_storage address;
     if (server_parse_listen(options->listen, &address, err))
         return err->code;
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (address.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     server->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, access_handler, server, MHD_OPTION_EXTERNAL_LOGGER, log_mhd_error, NULL,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&address,
-        MHD_OPTION_THREAD_POOL_SIZE, options->threads, MHD_OPTION_NOTIFY_COMPLETED, request_completed, server,
+        MHD_OPTION_THREAD_POOL_SIZE, options->threads, MHD_OPTION_CONNECTION_LIMIT, options->max_connections,
+        MHD_OPTION_NOTIFY_COMPLETED, request_completed, server,
         /* No MHD_OPTION_LISTENING_ADDRESS_REUSE: it enables SO_REUSEPORT, which would let a second
          * agnes bind the same port and silently take half the traffic. */
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_IDLE_TIMEOUT_SECONDS, MHD_OPTION_END);
@@ -453,7 +535,10 @@ int server_stop(http_server *server, unsigned grace_seconds)
         nanosleep(&ten_ms, NULL);
     }
     int left = atomic_load(&server->in_flight);
-    MHD_stop_daemon(server->daemon);
+    /* MHD must not be stopped under a suspended connection; one whose
+     * handler is still running past the grace period is left to exit(). */
+    if (atomic_load(&server->offloaded_in_flight) == 0)
+        MHD_stop_daemon(server->daemon);
     server->daemon = NULL;
     return left;
 }

@@ -33,12 +33,14 @@ typedef struct http_server {
     size_t max_body_bytes;
     unsigned short port; /* the bound port (useful when 0 was asked for) */
     atomic_int in_flight;
+    atomic_int offloaded_in_flight; /* requests whose handler runs on a thread of its own */
     atomic_bool draining;
 } http_server;
 
 typedef struct server_options {
     const char *listen; /* "HOST:PORT", "[v6]:PORT" or ":PORT" */
-    unsigned threads;
+    unsigned threads;         /* event-loop workers; blocking routes run on threads of their own */
+    unsigned max_connections;
     size_t max_body_bytes;
 } server_options;
 

@@ -55,3 +55,34 @@ def test_a_rebuild_shows_new_extracts_and_an_empty_instance_lists_nothing(server
     r = requests.post(server.url + "/api/admin/rebuild", headers={"Authorization": f"Bearer {token}"}, timeout=60)
     assert r.status_code == 200
     assert [t["id"] for t in tables(server, token)] == ["events"]
+
+
+def test_one_table_with_its_columns_and_a_sample(server_factory, env, workdir):
+    make_extract(extracts(workdir), "shop", rows=(("orders", "local"), ("customers", "local")))
+    server = server_factory(env)
+    admin, _, analyst = setup_admin_and_analyst(server)
+    token = admin["access_token"]
+    r = call(server, "GET", "/api/catalog/tables/orders", token)
+    assert r.status_code == 200, r.text
+    table = r.json()
+    assert table["id"] == "orders" and table["source_type"] == "shop" and table["rows"] == 10
+    assert table["size_bytes"] == 1000 and table["last_sync"].endswith("Z") and table["column_count"] == 2
+    assert table["columns"] == [{"name": "id", "type": "BIGINT", "nullable": True, "description": ""},
+                                {"name": "label", "type": "VARCHAR", "nullable": True, "description": ""}]
+    sample = call(server, "GET", "/api/catalog/tables/orders/sample?n=3", token).json()
+    assert sample["columns"] == ["id", "label"] and sample["row_count"] == 3 and sample["rows"][0] == [0, "item 0"]
+    assert call(server, "GET", "/api/catalog/tables/orders/sample", token).json()["row_count"] == 10
+    for n in ("0", "101", "x", "-1"):
+        bad = call(server, "GET", f"/api/catalog/tables/orders/sample?n={n}", token)
+        assert bad.status_code == 422 and "1 to 100" in bad.json()["detail"]
+    missing = call(server, "GET", "/api/catalog/tables/nope", token)
+    assert missing.status_code == 404 and "'nope'" in missing.json()["detail"]
+    # The analyst has no grant: 403 naming the table, for the details and the sample alike.
+    for path in ("/api/catalog/tables/orders", "/api/catalog/tables/orders/sample?n=1"):
+        denied = call(server, "GET", path, analyst["access_token"])
+        assert denied.status_code == 403 and "'orders'" in denied.json()["detail"]
+        assert "item" not in denied.text
+    call(server, "POST", "/api/admin/grants", token,
+         json={"group_id": everyone_id(server, token), "resource_type": "table", "resource_id": "orders"})
+    assert call(server, "GET", "/api/catalog/tables/orders/sample?n=1", analyst["access_token"]).json()[
+        "rows"] == [[0, "item 0"]]

@@ -232,21 +232,24 @@ def test_a_query_past_its_deadline_is_stopped_with_408(server_factory, env):
 def test_one_user_may_not_run_more_than_the_cap_at_once(server_factory, env):
     server = server_factory(dict(env, AGNES_QUERY_TIMEOUT="3", AGNES_QUERY_MAX_PER_USER="1"))
     admin, _, analyst = setup_admin_and_analyst(server)
-    slow = threading.Thread(target=query, args=(server, admin["access_token"], SLOW_SQL))
+    slow_result = []
+    slow = threading.Thread(target=lambda: slow_result.append(query(server, admin["access_token"], SLOW_SQL)))
     slow.start()
     try:
+        time.sleep(0.5)  # let the slow query take its slot first
         deadline = time.monotonic() + 2
         while True:
             r = query(server, admin["access_token"], "SELECT 1")
             if r.status_code == 429 or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
-        assert r.status_code == 429 and r.headers["Retry-After"] == "1"
+        assert r.status_code == 429 and r.headers["Retry-After"] == "1", (slow_result, r.text)
         assert "1 queries running" in r.json()["detail"]
         # Another user is not held back by it.
         assert query(server, analyst["access_token"], "SELECT 2 AS two").json()["rows"] == [[2]]
     finally:
         slow.join()
+    assert slow_result[0].status_code == 408
     assert query(server, admin["access_token"], "SELECT 3 AS three").json()["rows"] == [[3]]
 
 
@@ -275,3 +278,20 @@ def test_queries_running_across_rebuilds_never_fail(shop, workdir):
             t.join()
     assert failures == []
     assert query(server, admin, "SELECT count(*) FROM events5").json()["rows"] == [[10]]
+
+
+def test_a_long_query_never_stalls_other_requests(server_factory, env):
+    # One event-loop worker: if queries ran on it, health would wait for the query.
+    server = server_factory(dict(env, AGNES_THREADS="1", AGNES_QUERY_TIMEOUT="4"))
+    admin, _, _ = setup_admin_and_analyst(server)
+    slow = threading.Thread(target=query, args=(server, admin["access_token"], SLOW_SQL))
+    slow.start()
+    try:
+        time.sleep(0.5)
+        with requests.Session() as keep_alive:
+            for _ in range(3):
+                started = time.monotonic()
+                assert keep_alive.get(server.url + "/api/health", timeout=10).status_code == 200
+                assert time.monotonic() - started < 1
+    finally:
+        slow.join()
