@@ -181,7 +181,8 @@ int command_serve(int argc, char **argv)
         goto fail;
     }
     state.context.auth_limiter = auth_limiter;
-    if (pthread_mutex_init(&state.context.rebuild_lock, NULL) != 0) {
+    if (pthread_mutex_init(&state.context.rebuild_lock, NULL) != 0 ||
+        pthread_mutex_init(&state.context.upload_lock, NULL) != 0) {
         agnes_error_set(&err, AGNES_ERR_NOMEM, "cannot create a mutex");
         goto fail;
     }

@@ -47,35 +47,32 @@ static void close_snapshot(analytics_snapshot *snapshot)
     free(snapshot);
 }
 
-/* A path as a SQL string literal body: single quotes doubled. */
-static void sql_quote_path(const char *path, char *out, size_t out_size)
-{
-    size_t n = 0;
-    for (const char *p = path; *p != '\0' && n + 2 < out_size; p++) {
-        if (*p == '\'')
-            out[n++] = '\'';
-        out[n++] = *p;
-    }
-    out[n] = '\0';
-}
-
 static int lock_down(duckdb_connection conn, const agnes_paths *paths, const char *memory_limit, agnes_error *err)
 {
-    char extracts[AGNES_PATH_MAX], tmp[AGNES_PATH_MAX], quoted_extracts[2 * AGNES_PATH_MAX],
-        quoted_tmp[2 * AGNES_PATH_MAX], sql[6 * AGNES_PATH_MAX];
+    char extracts[AGNES_PATH_MAX], tmp[AGNES_PATH_MAX], spill[AGNES_PATH_MAX + 16];
     if (paths_data_file(paths, DATA_EXTRACTS_DIR, extracts, sizeof extracts, err) ||
         paths_data_file(paths, DATA_TMP_DIR, tmp, sizeof tmp, err))
         return err->code;
-    sql_quote_path(extracts, quoted_extracts, sizeof quoted_extracts);
-    sql_quote_path(tmp, quoted_tmp, sizeof quoted_tmp);
+    snprintf(spill, sizeof spill, "%s/duckdb_spill", tmp);
+    strncat(extracts, "/", sizeof extracts - strlen(extracts) - 1);
+    strncat(tmp, "/", sizeof tmp - strlen(tmp) - 1);
+    strbuf sql;
+    strbuf_init(&sql);
     /* temp_directory is set explicitly: DuckDB's default is
      * "<database>.tmp", the very name the orchestrator builds into. */
-    if (util_format(sql, sizeof sql, err,
-                    "SET temp_directory='%s/duckdb_spill'; SET allowed_directories=['%s/', '%s/'];"
-                    " SET enable_external_access=false; SET memory_limit='%s'; SET lock_configuration=true;",
-                    quoted_tmp, quoted_extracts, quoted_tmp, memory_limit))
-        return err->code;
-    return duck_exec(conn, sql, err);
+    strbuf_append_str(&sql, "SET temp_directory=");
+    duck_append_literal(&sql, spill);
+    strbuf_append_str(&sql, "; SET allowed_directories=[");
+    duck_append_literal(&sql, extracts);
+    strbuf_append_char(&sql, ',');
+    duck_append_literal(&sql, tmp);
+    strbuf_append_str(&sql, "]; SET enable_external_access=false; SET memory_limit=");
+    duck_append_literal(&sql, memory_limit);
+    strbuf_append_str(&sql, "; SET lock_configuration=true;");
+    int rc = strbuf_failed(&sql) ? agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory")
+                                 : duck_exec(conn, sql.data, err);
+    strbuf_free(&sql);
+    return rc;
 }
 
 static int load_tables(duckdb_connection conn, analytics_snapshot *snapshot, agnes_error *err)

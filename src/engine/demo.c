@@ -7,6 +7,7 @@
 
 #include "core/log.h"
 #include "core/util.h"
+#include "engine/contract.h"
 #include "engine/orchestrator.h"
 #include "store/duck.h"
 
@@ -28,8 +29,7 @@ static const char demo_sql[] =
     "  FROM range(1, 5001) t(i)) TO '%1$s/orders.parquet' (FORMAT PARQUET);";
 
 static const char demo_meta_sql[] =
-    "CREATE TABLE _meta (table_name VARCHAR NOT NULL, description VARCHAR, rows BIGINT, size_bytes BIGINT,"
-    " extracted_at TIMESTAMP, query_mode VARCHAR DEFAULT 'local');"
+    CONTRACT_META_DDL ";"
     "CREATE VIEW customers AS SELECT * FROM read_parquet('%1$s/customers.parquet');"
     "CREATE VIEW products AS SELECT * FROM read_parquet('%1$s/products.parquet');"
     "CREATE VIEW orders AS SELECT * FROM read_parquet('%1$s/orders.parquet');"

@@ -10,6 +10,7 @@
 #include "core/strbuf.h"
 #include "core/util.h"
 #include "engine/result_format.h"
+#include "store/duck.h"
 
 enum run_phase { PHASE_HEADER, PHASE_ROWS, PHASE_FOOTER, PHASE_DONE };
 
@@ -188,13 +189,9 @@ static int start_parquet(query_run *run, const query_request *request, agnes_err
     if ((select = bare_select(request->sql)) == NULL)
         return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
     /* Newlines around the SELECT: a trailing "-- comment" cannot eat the ')'. */
-    strbuf_appendf(&sql, "COPY (SELECT * FROM (\n%s\n) LIMIT %lld) TO '", select, request->limit);
-    for (const char *p = path; *p; p++) {
-        if (*p == '\'')
-            strbuf_append_char(&sql, '\'');
-        strbuf_append_char(&sql, *p);
-    }
-    strbuf_append_str(&sql, "' (FORMAT parquet)");
+    strbuf_appendf(&sql, "COPY (SELECT * FROM (\n%s\n) LIMIT %lld) TO ", select, request->limit);
+    duck_append_literal(&sql, path);
+    strbuf_append_str(&sql, " (FORMAT parquet)");
     free(select);
     int rc = strbuf_failed(&sql) ? agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory")
                                  : prepare(run, sql.data, DUCKDB_STATEMENT_TYPE_COPY, err);

@@ -24,6 +24,7 @@ struct analytics;
 struct query_pool;
 struct MHD_Connection;
 struct auth_identity;
+struct http_upload;
 
 typedef struct http_context {
     agnes_runtime *runtime;
@@ -36,6 +37,8 @@ typedef struct http_context {
     struct query_pool *queries;  /* connections and limits of /api/query (engine/query_pool.h) */
     /* One catalog rebuild at a time (they share analytics/server.duckdb.tmp). */
     pthread_mutex_t rebuild_lock;
+    /* One upload at a time writes extracts/local (sync/local_files.h). */
+    pthread_mutex_t upload_lock;
     /* users.id of scheduler@system.local when SCHEDULER_API_TOKEN is set, else "". */
     char scheduler_user_id[64];
 } http_context;
@@ -60,6 +63,7 @@ typedef struct http_request {
     int param_count;
     struct MHD_Connection *connection; /* for header and query lookups only */
     const struct auth_identity *identity; /* set by auth_gate on USER/ADMIN routes */
+    const struct http_upload *upload;     /* ROUTE_UPLOAD routes: the received file */
 } http_request;
 
 #define HTTP_MAX_RESPONSE_HEADERS 8

@@ -12,6 +12,7 @@
 #include "http/pages.h"
 #include "http/query.h"
 #include "http/tokens.h"
+#include "http/upload.h"
 #include "http/users.h"
 #include "http/router.h"
 
@@ -62,6 +63,9 @@ const route http_routes[] = {
      "Run one read-only SELECT on the catalog {sql, limit?, format?: json|ndjson|csv|parquet}", ROUTE_BLOCKING},
     {"POST", "/api/admin/rebuild", catalog_handle_rebuild, ROUTE_ADMIN,
      "Rebuild the analytics catalog from every extract now", ROUTE_BLOCKING},
+    {"POST", "/api/upload/tables", upload_handle_table, ROUTE_ADMIN,
+     "Register or replace a local table from a CSV/TSV/Parquet/JSON/NDJSON file (multipart or raw; ?name=)",
+     ROUTE_BLOCKING | ROUTE_UPLOAD},
     {"GET", "/api/admin/audit", audit_handle_list, ROUTE_ADMIN, "The audit log, newest first (limit, offset, action)"},
 };
 

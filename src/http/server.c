@@ -19,6 +19,7 @@
 #include "core/util.h"
 #include "http/auth.h"
 #include "http/rate_limit.h"
+#include "http/upload_body.h"
 
 #define CONNECTION_IDLE_TIMEOUT_SECONDS 60
 
@@ -36,6 +37,8 @@ typedef struct request_state {
     char client_ip[INET6_ADDRSTRLEN];
     char method[16];
     char path[512];
+    const route *matched;    /* the route, found when the request began; NULL when none */
+    upload_body *upload;     /* ROUTE_UPLOAD: the body goes to a file instead of `body` */
     bool offloaded;          /* a blocking route: its handler runs on a thread of its own */
     bool response_ready;     /* set by that thread before it resumes the connection */
     http_response response;  /* what that thread produced */
@@ -82,6 +85,19 @@ int server_parse_listen(const char *listen, struct sockaddr_storage *out, agnes_
         return agnes_error_set(err, AGNES_ERR_CONFIG,
                                "server.listen \"%s\": host must be an IP address (0.0.0.0, 127.0.0.1, [::])", listen);
     return AGNES_OK;
+}
+
+static bool route_has(const request_state *state, unsigned flag)
+{
+    return state->matched != NULL && (state->matched->flags & flag) != 0;
+}
+
+/* Uploads are capped by upload.max_bytes, plus room for multipart framing. */
+static size_t max_body_for(const http_server *server, const request_state *state)
+{
+    if (route_has(state, ROUTE_UPLOAD))
+        return (size_t)config_get_int(&server->context->runtime->config, CFG_UPLOAD_MAX_BYTES) + 64 * 1024;
+    return server->max_body_bytes;
 }
 
 /* A client's X-Request-ID is kept only if it is 1-64 chars of [A-Za-z0-9_-];
@@ -153,11 +169,16 @@ static request_state *begin_request(http_server *server, struct MHD_Connection *
     record_client_ip(connection, state);
     if (config_get_bool(&server->context->runtime->config, CFG_TRUST_PROXY))
         apply_forwarded_for(connection, state);
+    http_request probe = {0};
+    char allow[128];
+    if (router_match(server->routes, server->route_count, state->method, state->path, &probe, &state->matched, allow,
+                     sizeof allow) != ROUTE_MATCHED)
+        state->matched = NULL;
     const char *length = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     long long declared = 0;
     if (length != NULL && util_parse_long(length, &declared) && declared > 0) {
         state->declared_length = (size_t)declared;
-        state->body_too_large = (size_t)declared > server->max_body_bytes;
+        state->body_too_large = (size_t)declared > max_body_for(server, state);
     }
     atomic_fetch_add(&server->in_flight, 1);
     return state;
@@ -193,12 +214,33 @@ static void route_request(http_server *server, struct MHD_Connection *connection
 {
     if (state->body_too_large) {
         char detail[256];
-        snprintf(detail, sizeof detail,
-                 "Request body is larger than the %zu bytes this server accepts. Send a smaller body, or raise "
-                 "server.max_body_bytes (AGNES_MAX_BODY_BYTES).",
-                 server->max_body_bytes);
+        if (route_has(state, ROUTE_UPLOAD))
+            snprintf(detail, sizeof detail,
+                     "The file is larger than the %lld bytes this server accepts. Split it, or ask an admin to raise "
+                     "upload.max_bytes (AGNES_UPLOAD_MAX_BYTES).",
+                     config_get_int(&server->context->runtime->config, CFG_UPLOAD_MAX_BYTES));
+        else
+            snprintf(detail, sizeof detail,
+                     "Request body is larger than the %zu bytes this server accepts. Send a smaller body, or raise "
+                     "server.max_body_bytes (AGNES_MAX_BODY_BYTES).",
+                     server->max_body_bytes);
         http_respond_error(resp, MHD_HTTP_CONTENT_TOO_LARGE, detail, NULL);
         return;
+    }
+    const http_upload *upload = NULL;
+    if (state->upload != NULL) {
+        agnes_error err;
+        int rc = upload_body_finish(state->upload, &upload, &err);
+        if (rc == AGNES_ERR_INVALID) {
+            http_respond_error(resp, MHD_HTTP_CONTENT_TOO_LARGE, err.message, NULL);
+            return;
+        }
+        if (rc != AGNES_OK) {
+            log_error("msg=\"cannot store an upload\" request_id=%s detail=\"%s\"", state->request_id, err.message);
+            http_respond_error(resp, 507, "The server could not store the upload (its disk may be full). Retry later "
+                                          "or ask an admin to free space in DATA_DIR.", NULL);
+            return;
+        }
     }
     http_request req = {
         .method = state->method,
@@ -208,6 +250,7 @@ static void route_request(http_server *server, struct MHD_Connection *connection
         .request_id = state->request_id,
         .client_ip = state->client_ip,
         .connection = connection,
+        .upload = upload,
     };
     const route *matched = NULL;
     char allow[128];
@@ -347,16 +390,6 @@ static void *offload_main(void *arg)
     return NULL;
 }
 
-static bool route_blocks(http_server *server, const request_state *state)
-{
-    http_request probe = {0};
-    const route *matched = NULL;
-    char allow[128];
-    return router_match(server->routes, server->route_count, state->method, state->path, &probe, &matched, allow,
-                        sizeof allow) == ROUTE_MATCHED &&
-           (matched->flags & ROUTE_BLOCKING) != 0;
-}
-
 /* True when the request now runs elsewhere; false to run it here. */
 static bool offload(http_server *server, struct MHD_Connection *connection, request_state *state)
 {
@@ -384,6 +417,35 @@ static bool offload(http_server *server, struct MHD_Connection *connection, requ
     return started;
 }
 
+/* Before an upload's first byte is stored: the caller must be allowed to
+ * send it (nobody streams a gigabyte to learn their token expired), and
+ * the file must have somewhere to go.  False with *resp filled otherwise. */
+static bool begin_upload(http_server *server, struct MHD_Connection *connection, request_state *state,
+                         http_response *resp)
+{
+    http_request req = {
+        .method = state->method,
+        .path = state->path,
+        .body = "",
+        .request_id = state->request_id,
+        .client_ip = state->client_ip,
+        .connection = connection,
+    };
+    auth_identity identity;
+    if (!auth_gate(server->context, state->matched, &req, &identity, resp))
+        return false;
+    char uploads[AGNES_PATH_MAX];
+    agnes_error err;
+    if (paths_data_file(&server->context->runtime->paths, DATA_UPLOADS_DIR, uploads, sizeof uploads, &err) ||
+        upload_body_begin(&state->upload, connection, uploads, state->request_id,
+                          (uint64_t)config_get_int(&server->context->runtime->config, CFG_UPLOAD_MAX_BYTES),
+                          &err)) {
+        http_respond_internal(resp, &req, &err);
+        return false;
+    }
+    return true;
+}
+
 static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connection, const char *url,
                                       const char *method, const char *version, const char *upload_data,
                                       size_t *upload_data_size, void **con_cls)
@@ -396,11 +458,18 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connecti
         if (state == NULL)
             return MHD_NO;
         *con_cls = state;
+        if (!state->body_too_large && route_has(state, ROUTE_UPLOAD)) {
+            http_response early = {0};
+            if (!begin_upload(server, connection, state, &early))
+                return send_response(server, connection, state, &early);
+        }
         if (!state->body_too_large)
             return MHD_YES; /* come back with the body */
         /* Declared too large: answer now instead of reading it all. */
     } else if (*upload_data_size > 0) {
-        if (append_body(server, state, upload_data, *upload_data_size) != 0)
+        if (state->upload != NULL)
+            upload_body_append(state->upload, upload_data, *upload_data_size);
+        else if (append_body(server, state, upload_data, *upload_data_size) != 0)
             return MHD_NO;
         *upload_data_size = 0;
         return MHD_YES;
@@ -411,7 +480,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connecti
         state->response_ready = false;
         return send_response(server, connection, state, &resp);
     }
-    if (!state->offloaded && !state->body_too_large && route_blocks(server, state) &&
+    if (!state->offloaded && !state->body_too_large && route_has(state, ROUTE_BLOCKING) &&
         offload(server, connection, state))
         return MHD_YES;
     http_response resp = {0};
@@ -438,6 +507,7 @@ static void request_completed(void *cls, struct MHD_Connection *connection, void
     }
     if (state->offloaded)
         atomic_fetch_sub(&server->offloaded_in_flight, 1);
+    upload_body_free(state->upload);
     free(state->body);
     free(state);
     *con_cls = NULL;

@@ -233,3 +233,14 @@ int duck_attach_read_only(duckdb_connection conn, const char *path, const char *
     snprintf(sql, sizeof sql, "ATTACH '%s' AS \"%s\" (READ_ONLY)", quoted, alias);
     return duck_exec(conn, sql, err);
 }
+
+void duck_append_literal(strbuf *out, const char *text)
+{
+    strbuf_append_char(out, '\'');
+    for (const char *p = text; *p != '\0'; p++) {
+        if (*p == '\'')
+            strbuf_append_char(out, '\'');
+        strbuf_append_char(out, *p);
+    }
+    strbuf_append_char(out, '\'');
+}

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 
 #include "core/error.h"
+#include "core/strbuf.h"
 
 /* Open a database file; read_only opens without taking the write lock and
  * without modifying the file. */
@@ -53,6 +54,11 @@ int duck_query_params(duckdb_connection conn, const char *sql, const char *const
  * strings.  For list endpoints: the SQL chooses and names the fields. */
 int duck_query_json(duckdb_connection conn, const char *sql, const char *const *params, size_t count, json_t **rows,
                     agnes_error *err);
+
+/* Append text as a SQL string literal ('...', quotes doubled).  For the
+ * places DuckDB takes no parameter - file paths in COPY, ATTACH, SET -
+ * and only for paths the server chose, never for caller text. */
+void duck_append_literal(strbuf *out, const char *text);
 
 /* Copy row/col of a result as text into out ("" for NULL); false if NULL. */
 bool duck_result_text(duckdb_result *result, idx_t col, idx_t row, char *out, size_t out_size);

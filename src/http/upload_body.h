@@ -1,0 +1,57 @@
+/*
+ * upload_body.h - a request body streamed to a file instead of memory.
+ *
+ * Routes flagged ROUTE_UPLOAD receive files that may be far larger than
+ * server.max_body_bytes.  server.c hands each piece of the body to
+ * upload_body_append() as it arrives; the bytes go straight to a file in
+ * DATA_DIR/uploads, so memory use does not depend on the file's size.
+ * A multipart/form-data body is parsed by libmicrohttpd's post processor
+ * on the way: the part named "file" becomes the file, the small text
+ * fields (name, format, description) are kept.  Any other body is the file
+ * itself, with the fields taken from the query string by the handler.
+ *
+ * The file is removed when the body is freed; the handler copies what it
+ * keeps.
+ */
+#ifndef AGNES_HTTP_UPLOAD_BODY_H
+#define AGNES_HTTP_UPLOAD_BODY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+struct MHD_Connection;
+
+#define UPLOAD_FIELD_MAX 1024
+
+/* What the handler sees (http_request.upload). */
+typedef struct http_upload {
+    const char *path;   /* the received file */
+    uint64_t size;      /* its bytes */
+    bool multipart;     /* fields below came from form parts */
+    bool has_file;      /* a multipart body carried a "file" part */
+    char filename[256]; /* the part's filename, if any */
+    char name[UPLOAD_FIELD_MAX];
+    char format[64];
+    char description[UPLOAD_FIELD_MAX];
+} http_upload;
+
+typedef struct upload_body upload_body;
+
+/* Open DATA_DIR/uploads/incoming-<request_id> for a body of at most
+ * max_bytes (file bytes; multipart framing is not counted). */
+int upload_body_begin(upload_body **out, struct MHD_Connection *connection, const char *uploads_dir,
+                      const char *request_id, uint64_t max_bytes, agnes_error *err);
+
+/* Take the next piece.  Failures are sticky and reported by finish. */
+void upload_body_append(upload_body *body, const char *data, size_t size);
+
+/* The body is complete.  AGNES_OK with *out pointing into body;
+ * AGNES_ERR_INVALID when it is over max_bytes (answer 413);
+ * AGNES_ERR_IO when it could not be written (disk full: answer 507). */
+int upload_body_finish(upload_body *body, const http_upload **out, agnes_error *err);
+
+void upload_body_free(upload_body *body);
+
+#endif
