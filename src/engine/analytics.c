@@ -44,6 +44,7 @@ static void close_snapshot(analytics_snapshot *snapshot)
     duckdb_close(&snapshot->database);
     json_decref(snapshot->tables);
     json_decref(snapshot->table_names);
+    json_decref(snapshot->rebuild);
     free(snapshot);
 }
 
@@ -89,6 +90,16 @@ static int load_tables(duckdb_connection conn, analytics_snapshot *snapshot, agn
     json_t *table;
     json_array_foreach(snapshot->tables, i, table)
         json_array_append(snapshot->table_names, json_object_get(table, "id"));
+    json_t *rows = NULL;
+    agnes_error ignored; /* catalogs from before reports were kept have no agnes.rebuild */
+    if (duck_query_json(conn, "SELECT built_at, report FROM agnes.rebuild", NULL, 0, &rows, &ignored) == AGNES_OK &&
+        json_array_size(rows) == 1) {
+        json_t *row = json_array_get(rows, 0);
+        snapshot->rebuild = json_deep_copy(json_object_get(row, "report"));
+        if (json_is_object(snapshot->rebuild))
+            json_object_set(snapshot->rebuild, "built_at", json_object_get(row, "built_at"));
+    }
+    json_decref(rows);
     return AGNES_OK;
 }
 

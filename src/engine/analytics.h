@@ -26,6 +26,9 @@ typedef struct analytics_snapshot {
      * bare names: read once here so requests do not query for them. */
     json_t *tables;
     json_t *table_names;
+    /* The rebuild's own report {built_at, sources, collisions, views}, or
+     * NULL for a catalog built before reports were kept. */
+    json_t *rebuild;
     int users; /* guarded by analytics.lock; +1 while it is the current one */
 } analytics_snapshot;
 

@@ -100,6 +100,23 @@ static void data_hash(const agnes_paths *paths, const char *source, const char *
     memcpy(out, hex, 17);
 }
 
+/* The outcome is kept inside the catalog (agnes.rebuild) so health can show
+ * collisions and broken sources after a restart that did not rebuild. */
+static int record_report(duckdb_connection catalog, json_t *sources, json_t *collisions, int views,
+                         agnes_error *err)
+{
+    json_t *report = json_pack("{s:O, s:O, s:i}", "sources", sources, "collisions", collisions, "views", views);
+    char *text = report ? json_dumps(report, JSON_COMPACT) : NULL;
+    json_decref(report);
+    if (text == NULL)
+        return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+    const char *params[] = {text};
+    int rc = duck_exec_params(catalog, "INSERT INTO agnes.rebuild VALUES (current_timestamp::TIMESTAMP, $1::JSON)",
+                              params, 1, err);
+    free(text);
+    return rc;
+}
+
 /* Publish one _meta row of source as a view, honouring ownership. */
 static void publish_table(rebuild *rb, const char *source, const char *table, long long rows, long long size,
                           json_t *entry)
@@ -262,7 +279,8 @@ int orchestrator_rebuild(const agnes_paths *paths, system_db *db, const contract
     if (duck_exec(rb.catalog,
                   "CREATE SCHEMA agnes; CREATE TABLE agnes.tables (table_name VARCHAR PRIMARY KEY, source VARCHAR,"
                   " description VARCHAR, rows BIGINT, size_bytes BIGINT, extracted_at TIMESTAMP, query_mode VARCHAR,"
-                  " published_at TIMESTAMP)",
+                  " published_at TIMESTAMP);"
+                  "CREATE TABLE agnes.rebuild (built_at TIMESTAMP, report JSON)",
                   err))
         goto fail;
     /* Vet every source first, so names an owner stopped publishing are
@@ -293,7 +311,8 @@ int orchestrator_rebuild(const agnes_paths *paths, system_db *db, const contract
             log_warn("msg=\"source not fully published\" source=%s status=%s", source,
                      json_string_value(json_object_get(entry, "status")));
     }
-    if (duck_exec(session.connection, "CHECKPOINT", err))
+    if (record_report(rb.catalog, entries, rb.collisions, rb.views, err) ||
+        duck_exec(session.connection, "CHECKPOINT", err))
         goto fail;
     duck_session_close(&session);
     if (swap_in(tmp, final, err))

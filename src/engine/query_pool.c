@@ -183,6 +183,16 @@ bool query_pool_timed_out(query_pool *pool, const query_slot *slot)
     return timed_out;
 }
 
+size_t query_pool_running(query_pool *pool)
+{
+    size_t running = 0;
+    pthread_mutex_lock(&pool->lock);
+    for (size_t i = 0; i < pool->slot_count; i++)
+        running += pool->slots[i].busy ? 1 : 0;
+    pthread_mutex_unlock(&pool->lock);
+    return running;
+}
+
 void query_pool_free(query_pool *pool)
 {
     if (pool->slots == NULL)

@@ -61,6 +61,9 @@ void query_pool_release(query_pool *pool, query_slot *slot);
 /* True once the watchdog has interrupted the slot's query. */
 bool query_pool_timed_out(query_pool *pool, const query_slot *slot);
 
+/* Queries running now (for health). */
+size_t query_pool_running(query_pool *pool);
+
 /* Stop the watchdog and close every connection (no slot may be busy). */
 void query_pool_free(query_pool *pool);
 

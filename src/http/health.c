@@ -1,11 +1,15 @@
 #include "http/health.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "core/log.h"
+#include "engine/analytics.h"
+#include "engine/query_pool.h"
+#include "store/duck.h"
 #include "store/migrations.h"
 
 enum check_level { CHECK_OK, CHECK_SKIPPED, CHECK_WARNING, CHECK_ERROR };
@@ -239,4 +243,99 @@ void version_handle_get(http_context *ctx, const http_request *req, http_respons
                              "schema_version", migrations_latest(), "built_at", v->built_at, "started_at", started_at,
                              "deployed_at", started_at);
     http_respond_json(resp, 200, body);
+}
+
+/* VmRSS and VmHWM of this process, in bytes. */
+static json_t *memory_json(void)
+{
+    long long rss_kb = -1, peak_kb = -1;
+    FILE *status = fopen("/proc/self/status", "r");
+    char line[256];
+    while (status != NULL && fgets(line, sizeof line, status) != NULL) {
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            rss_kb = atoll(line + 6);
+        else if (strncmp(line, "VmHWM:", 6) == 0)
+            peak_kb = atoll(line + 6);
+    }
+    if (status != NULL)
+        fclose(status);
+    return json_pack("{s:I, s:I}", "rss_bytes", (json_int_t)(rss_kb * 1024), "peak_rss_bytes",
+                     (json_int_t)(peak_kb * 1024));
+}
+
+static json_t *stale_tables(analytics_snapshot *snapshot, long long hours)
+{
+    duckdb_connection conn = NULL;
+    json_t *rows = NULL;
+    char text[32];
+    const char *params[] = {text};
+    agnes_error err;
+    snprintf(text, sizeof text, "%lld", hours);
+    if (duckdb_connect(snapshot->database, &conn) != DuckDBSuccess)
+        return json_array();
+    if (duck_query_json(conn,
+                        "SELECT table_name AS id, source, extracted_at FROM agnes.tables"
+                        " WHERE extracted_at < current_timestamp::TIMESTAMP - to_hours($1::BIGINT) ORDER BY 1",
+                        params, 1, &rows, &err) != AGNES_OK)
+        log_warn("msg=\"cannot list stale tables\" detail=\"%s\"", err.message);
+    duckdb_disconnect(&conn);
+    return rows ? rows : json_array();
+}
+
+/* What the last rebuild said, plus a warning per collision and per source
+ * that did not publish cleanly: they must be visible, not only logged. */
+static json_t *catalog_json(http_context *ctx, json_t *warnings)
+{
+    analytics_snapshot *snapshot = analytics_acquire(ctx->analytics);
+    if (snapshot == NULL) {
+        json_array_append_new(warnings, json_string("There is no catalog yet; POST /api/admin/rebuild builds it."));
+        return json_pack("{s:b}", "built", false);
+    }
+    json_t *catalog = snapshot->rebuild ? json_deep_copy(snapshot->rebuild) : json_object();
+    json_object_set_new(catalog, "built", json_true());
+    json_object_set_new(catalog, "tables", json_integer((json_int_t)json_array_size(snapshot->tables)));
+    long long hours = config_get_int(&ctx->runtime->config, CFG_HEALTH_STALE_AFTER_HOURS);
+    json_t *stale = stale_tables(snapshot, hours);
+    if (json_array_size(stale) > 0)
+        json_array_append_new(warnings, json_sprintf("%zu table(s) were extracted more than %lld hours ago; see "
+                                                     "catalog.stale_tables.",
+                                                     json_array_size(stale), hours));
+    json_object_set_new(catalog, "stale_tables", stale);
+    analytics_release(ctx->analytics, snapshot);
+    size_t i;
+    json_t *item;
+    json_array_foreach(json_object_get(catalog, "collisions"), i, item)
+        json_array_append_new(warnings,
+                              json_sprintf("View '%s' of source '%s' is not published: source '%s' owns that name. "
+                                           "Rename the table in one of the sources.",
+                                           json_string_value(json_object_get(item, "view")),
+                                           json_string_value(json_object_get(item, "skipped_source")),
+                                           json_string_value(json_object_get(item, "owner"))));
+    json_array_foreach(json_object_get(catalog, "sources"), i, item) {
+        const char *status = json_string_value(json_object_get(item, "status"));
+        const char *first_error = json_string_value(json_array_get(json_object_get(item, "errors"), 0));
+        if (status != NULL && strcmp(status, "ok") != 0 && strcmp(status, "partial") != 0)
+            json_array_append_new(warnings, json_sprintf("Source '%s' is %s: %s",
+                                                         json_string_value(json_object_get(item, "name")), status,
+                                                         first_error ? first_error : "see catalog.sources"));
+    }
+    return catalog;
+}
+
+void health_handle_detailed(http_context *ctx, const http_request *req, http_response *resp)
+{
+    (void)req;
+    json_t *doc = NULL;
+    unsigned code = health_build(ctx, &doc);
+    json_t *warnings = json_object_get(doc, "warnings");
+    size_t before = json_array_size(warnings);
+    json_object_set_new(doc, "catalog", catalog_json(ctx, warnings));
+    if (json_array_size(warnings) > before && strcmp(json_string_value(json_object_get(doc, "status")), "ok") == 0)
+        json_object_set_new(doc, "status", json_string("degraded"));
+    json_object_set_new(doc, "uptime_seconds", json_integer((json_int_t)(util_unix_now() - ctx->runtime->started_at)));
+    json_object_set_new(doc, "memory", memory_json());
+    json_object_set_new(doc, "queries", json_pack("{s:I, s:I}", "running", (json_int_t)query_pool_running(ctx->queries),
+                                                  "max", (json_int_t)ctx->queries->slot_count));
+    http_respond_json(resp, code, doc);
+    http_response_add_header(resp, "Cache-Control", "no-store");
 }

@@ -34,6 +34,10 @@ unsigned health_build(http_context *ctx, json_t **out);
 void health_monitor_free(health_monitor *monitor);
 
 void health_handle_get(http_context *ctx, const http_request *req, http_response *resp);
+/* GET /api/health/detailed (signed in): the health document plus the
+ * catalog's last rebuild (sources, collisions, stale tables), memory,
+ * uptime and running queries. */
+void health_handle_detailed(http_context *ctx, const http_request *req, http_response *resp);
 void version_handle_get(http_context *ctx, const http_request *req, http_response *resp);
 
 #endif

@@ -19,6 +19,8 @@
 const route http_routes[] = {
     {"GET", "/api/health", health_handle_get, ROUTE_PUBLIC, "Instance health for load balancers and operators"},
     {"GET", "/api/version", version_handle_get, ROUTE_PUBLIC, "Running version, channel, commit and schema"},
+    {"GET", "/api/health/detailed", health_handle_detailed, ROUTE_USER,
+     "Health plus catalog sources, collisions, stale tables, memory, uptime, running queries"},
     {"POST", "/auth/bootstrap", auth_handle_bootstrap, ROUTE_PUBLIC, "Create the first admin (setup mode only)"},
     {"POST", "/auth/token", auth_handle_token, ROUTE_ANONYMOUS, "Log in with email and password; returns a bearer token"},
     {"POST", "/auth/login", auth_handle_login_form, ROUTE_ANONYMOUS, "Web form login: sets the access_token cookie"},

@@ -86,3 +86,35 @@ def test_one_table_with_its_columns_and_a_sample(server_factory, env, workdir):
          json={"group_id": everyone_id(server, token), "resource_type": "table", "resource_id": "orders"})
     assert call(server, "GET", "/api/catalog/tables/orders/sample?n=1", analyst["access_token"]).json()[
         "rows"] == [[0, "item 0"]]
+
+
+def test_health_detailed_shows_collisions_broken_sources_and_stale_tables(server_factory, env, workdir):
+    make_extract(extracts(workdir), "shop_a", rows=(("orders", "local"),))
+    make_extract(extracts(workdir), "shop_b", rows=(("orders", "local"), ("refunds", "local")),
+                 extra_sql="UPDATE _meta SET extracted_at = now()::TIMESTAMP - INTERVAL 100 HOUR "
+                           "WHERE table_name = 'refunds'")
+    (extracts(workdir) / "corrupt").mkdir()
+    (extracts(workdir) / "corrupt" / "extract.duckdb").write_bytes(b"half-written" * 1000)
+    server = server_factory(env)
+    _, _, analyst = setup_admin_and_analyst(server)
+    assert requests.get(server.url + "/api/health/detailed", timeout=10).status_code == 401
+    r = call(server, "GET", "/api/health/detailed", analyst["access_token"])
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["status"] == "degraded"
+    catalog = doc["catalog"]
+    assert catalog["collisions"] == [{"view": "orders", "owner": "shop_a", "skipped_source": "shop_b"}]
+    assert {s["name"]: s["status"] for s in catalog["sources"]} == {"corrupt": "error", "shop_a": "ok",
+                                                                   "shop_b": "partial"}
+    assert [t["id"] for t in catalog["stale_tables"]] == ["refunds"] and catalog["tables"] == 2
+    warnings = " ".join(doc["warnings"])
+    assert "View 'orders' of source 'shop_b' is not published: source 'shop_a' owns that name" in warnings
+    assert "Source 'corrupt' is error" in warnings and "extracted more than 48 hours ago" in warnings
+    assert doc["uptime_seconds"] >= 0 and doc["memory"]["rss_bytes"] > 0
+    assert doc["queries"] == {"running": 0, "max": 8}
+    # The report lives in the catalog: a restart that does not rebuild still shows it.
+    server.stop()
+    server.start()
+    again = call(server, "GET", "/api/health/detailed", analyst["access_token"]).json()
+    assert again["catalog"]["collisions"] == catalog["collisions"]
+    assert requests.get(server.url + "/api/health", timeout=10).json()["status"] == "ok"  # load balancers unaffected
