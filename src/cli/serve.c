@@ -17,6 +17,7 @@
 #include "engine/analytics.h"
 #include "engine/demo.h"
 #include "engine/query_pool.h"
+#include "http/auth_cache.h"
 #include "http/catalog_admin.h"
 #include "http/health.h"
 #include "http/rate_limit.h"
@@ -160,6 +161,7 @@ int command_serve(int argc, char **argv)
     health_monitor health = {0};
     http_server server = {0};
     rate_limiter *auth_limiter = NULL; /* 4096 buckets: heap, owned here */
+    auth_cache *identities = NULL;     /* 256 entries: heap, owned here */
     analytics catalog_reader = {0};
     query_pool queries = {0};
     bool requests_abandoned = false;
@@ -181,6 +183,13 @@ int command_serve(int argc, char **argv)
         goto fail;
     }
     state.context.auth_limiter = auth_limiter;
+    if ((identities = malloc(sizeof *identities)) == NULL || auth_cache_init(identities) != 0) {
+        free(identities);
+        identities = NULL;
+        agnes_error_set(&err, AGNES_ERR_NOMEM, "cannot create the identity cache");
+        goto fail;
+    }
+    state.context.identities = identities;
     if (pthread_mutex_init(&state.context.rebuild_lock, NULL) != 0 ||
         pthread_mutex_init(&state.context.upload_lock, NULL) != 0) {
         agnes_error_set(&err, AGNES_ERR_NOMEM, "cannot create a mutex");
@@ -241,6 +250,10 @@ done:
     if (auth_limiter) {
         rate_limiter_free(auth_limiter);
         free(auth_limiter);
+    }
+    if (identities) {
+        auth_cache_free(identities);
+        free(identities);
     }
     runtime_free(&rt);
     if (exit_code == 0)

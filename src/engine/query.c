@@ -226,7 +226,7 @@ int query_run_start(query_pool *pool, query_slot *slot, const query_request *req
     run->started_ms = util_monotonic_ms();
     run->fd = -1;
     strbuf_init(&run->out);
-    int rc = query_guard_check(slot->connection, request->sql, request->policy, err);
+    int rc = query_guard_check(slot->parser, request->sql, request->policy, err);
     if (rc == AGNES_OK)
         rc = request->format == QUERY_FORMAT_PARQUET ? start_parquet(run, request, err)
                                                       : start_streaming(run, request->sql, err);

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "core/util.h"
+#include "store/duck.h"
 
 #define WATCHDOG_TICK_MS 50
 /* How long a query waits for a free slot before the server says 429. */
@@ -88,6 +89,21 @@ static void *watchdog_main(void *arg)
     return NULL;
 }
 
+static int open_parser(query_pool *pool, agnes_error *err)
+{
+    duckdb_connection conn = NULL;
+    if (duck_open(NULL, false, &pool->parser_db, err) != AGNES_OK)
+        return err->code;
+    if (duckdb_connect(pool->parser_db, &conn) != DuckDBSuccess)
+        return agnes_error_set(err, AGNES_ERR_DB, "cannot connect to the parser database");
+    int rc = duck_exec(conn, "SET threads = 1; SET enable_external_access = false; SET lock_configuration = true", err);
+    duckdb_disconnect(&conn);
+    for (size_t i = 0; rc == AGNES_OK && i < pool->slot_count; i++)
+        if (duckdb_connect(pool->parser_db, &pool->slots[i].parser) != DuckDBSuccess)
+            rc = agnes_error_set(err, AGNES_ERR_DB, "cannot connect to the parser database");
+    return rc;
+}
+
 int query_pool_init(query_pool *pool, analytics *catalog, size_t slot_count, int max_per_user, double timeout_seconds,
                     agnes_error *err)
 {
@@ -103,6 +119,10 @@ int query_pool_init(query_pool *pool, analytics *catalog, size_t slot_count, int
         free(pool->slots);
         pool->slots = NULL;
         return agnes_error_set(err, AGNES_ERR_NOMEM, "cannot create the query pool's lock");
+    }
+    if (open_parser(pool, err) != AGNES_OK) {
+        query_pool_free(pool);
+        return err->code;
     }
     if (pthread_create(&pool->watchdog, NULL, watchdog_main, pool) != 0) {
         query_pool_free(pool);
@@ -204,8 +224,13 @@ void query_pool_free(query_pool *pool)
         pthread_mutex_unlock(&pool->lock);
         pthread_join(pool->watchdog, NULL);
     }
-    for (size_t i = 0; i < pool->slot_count; i++)
+    for (size_t i = 0; i < pool->slot_count; i++) {
         slot_disconnect(pool, &pool->slots[i]);
+        if (pool->slots[i].parser != NULL)
+            duckdb_disconnect(&pool->slots[i].parser);
+    }
+    if (pool->parser_db != NULL)
+        duckdb_close(&pool->parser_db);
     pthread_cond_destroy(&pool->wake);
     pthread_cond_destroy(&pool->slot_freed);
     pthread_mutex_destroy(&pool->lock);

@@ -28,6 +28,7 @@
 
 typedef struct query_slot {
     duckdb_connection connection;  /* NULL until first use */
+    duckdb_connection parser;      /* on the pool's parser database: for the guard */
     analytics_snapshot *snapshot;  /* the snapshot `connection` belongs to (a reference is held) */
     bool busy;
     bool timed_out;                /* the watchdog interrupted it */
@@ -43,6 +44,10 @@ typedef struct query_pool {
     bool watchdog_started;
     bool stopping;
     analytics *analytics;
+    /* An empty in-memory DuckDB on one thread, where the guard parses SQL
+     * (json_serialize_sql needs no catalog): a tiny query there costs no
+     * thread wake-ups on the catalog's scheduler. */
+    duckdb_database parser_db;
     query_slot *slots;
     size_t slot_count;
     int max_per_user;

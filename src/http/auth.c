@@ -9,6 +9,7 @@
 #include "core/auth_token.h"
 #include "core/log.h"
 #include "core/password.h"
+#include "http/auth_cache.h"
 #include "http/form.h"
 #include "http/json_body.h"
 #include "store/duck.h"
@@ -95,6 +96,13 @@ static bool authenticate(http_context *ctx, const http_request *req, auth_identi
         respond_unauthorized(resp, "Invalid or expired token");
         return false;
     }
+    bool is_pat = strcmp(claims.typ, "pat") == 0;
+    /* Read before the database, so a write racing this request invalidates what we cache. */
+    unsigned generation = system_db_write_generation(ctx->db);
+    if (!is_pat && auth_cache_get(ctx->identities, claims.sub, generation, identity)) {
+        snprintf(identity->token_type, sizeof identity->token_type, "%s", claims.typ);
+        return true;
+    }
     duckdb_connection conn = NULL;
     user_record user;
     bool ok = false;
@@ -103,7 +111,7 @@ static bool authenticate(http_context *ctx, const http_request *req, auth_identi
         return false;
     }
     int rc = AGNES_OK;
-    const char *problem = strcmp(claims.typ, "pat") == 0 ? pat_problem(ctx, conn, req, &claims, token, &err, &rc) : NULL;
+    const char *problem = is_pat ? pat_problem(ctx, conn, req, &claims, token, &err, &rc) : NULL;
     if (rc != AGNES_OK || problem != NULL) {
         if (rc != AGNES_OK)
             http_respond_internal(resp, req, &err);
@@ -128,6 +136,8 @@ static bool authenticate(http_context *ctx, const http_request *req, auth_identi
         snprintf(identity->user_id, sizeof identity->user_id, "%s", user.id);
         snprintf(identity->email, sizeof identity->email, "%s", user.email);
         snprintf(identity->token_type, sizeof identity->token_type, "%s", claims.typ);
+        if (!is_pat)
+            auth_cache_put(ctx->identities, generation, identity);
     }
     return ok;
 }

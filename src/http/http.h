@@ -22,6 +22,7 @@ struct health_monitor;
 struct rate_limiter;
 struct analytics;
 struct query_pool;
+struct auth_cache;
 struct MHD_Connection;
 struct auth_identity;
 struct http_upload;
@@ -33,6 +34,7 @@ typedef struct http_context {
     /* True until the first admin with a password exists (see auth.h). */
     atomic_bool setup_required;
     struct rate_limiter *auth_limiter;
+    struct auth_cache *identities; /* session identities by write generation (http/auth_cache.h) */
     struct analytics *analytics; /* the read side of the catalog (engine/analytics.h) */
     struct query_pool *queries;  /* connections and limits of /api/query (engine/query_pool.h) */
     /* One catalog rebuild at a time (they share analytics/server.duckdb.tmp). */

@@ -19,6 +19,10 @@ int system_db_open(system_db *db, const char *path, int expected_version, agnes_
         agnes_error_set(err, AGNES_ERR_DB, "cannot connect to %s", path);
         goto fail;
     }
+    /* Every query here touches a handful of rows; handing its tasks to a
+     * second thread costs a wake-up that took longer than the query. */
+    if (duck_exec(db->writer, "SET threads = 1", err))
+        goto fail;
     int version = 0;
     if (system_db_schema_version(db, &version, err))
         goto fail;
@@ -46,8 +50,14 @@ duckdb_connection system_db_writer_acquire(system_db *db)
     return db->writer;
 }
 
+unsigned system_db_write_generation(system_db *db)
+{
+    return atomic_load(&db->write_generation);
+}
+
 void system_db_writer_release(system_db *db)
 {
+    atomic_fetch_add(&db->write_generation, 1);
     pthread_mutex_unlock(&db->writer_lock);
 }
 

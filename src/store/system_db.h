@@ -13,6 +13,7 @@
 
 #include <duckdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "core/error.h"
 #include "core/util.h"
@@ -22,6 +23,11 @@ typedef struct system_db {
     duckdb_database database;
     duckdb_connection writer;
     pthread_mutex_t writer_lock;
+    /* Bumped each time the writer is released: anything cached from this
+     * database (auth identities) is valid only for the generation it was
+     * read at, so a deactivation or a removed admin takes effect on the
+     * very next request. */
+    atomic_uint write_generation;
 } system_db;
 
 /* Open an already-migrated file; fails unless its version equals
@@ -32,6 +38,7 @@ int system_db_connect_reader(system_db *db, duckdb_connection *out, agnes_error 
 
 /* Borrow the writer connection; always pair with system_db_writer_release. */
 duckdb_connection system_db_writer_acquire(system_db *db);
+unsigned system_db_write_generation(system_db *db);
 void system_db_writer_release(system_db *db);
 
 int system_db_checkpoint(system_db *db, agnes_error *err);
