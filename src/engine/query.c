@@ -248,17 +248,7 @@ static void write_header(query_run *run)
             const char *name = duckdb_column_name(&run->result, i);
             if (i)
                 strbuf_append_char(out, ',');
-            if (strpbrk(name, ",\"\r\n") == NULL) {
-                strbuf_append_str(out, name);
-            } else {
-                strbuf_append_char(out, '"');
-                for (const char *p = name; *p; p++) {
-                    if (*p == '"')
-                        strbuf_append_char(out, '"');
-                    strbuf_append_char(out, *p);
-                }
-                strbuf_append_char(out, '"');
-            }
+            result_format_csv_text(out, name, strlen(name));
         }
         strbuf_append_char(out, '\n');
         return;

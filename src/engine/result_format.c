@@ -616,22 +616,27 @@ void result_format_json(strbuf *out, duckdb_vector vector, duckdb_logical_type t
     format_value(out, vector, type, row, true);
 }
 
+void result_format_csv_text(strbuf *out, const char *text, size_t len)
+{
+    if (memchr(text, ',', len) == NULL && memchr(text, '"', len) == NULL && memchr(text, '\n', len) == NULL &&
+        memchr(text, '\r', len) == NULL) {
+        strbuf_append(out, text, len);
+        return;
+    }
+    strbuf_append_char(out, '"');
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] == '"')
+            strbuf_append_char(out, '"');
+        strbuf_append_char(out, text[i]);
+    }
+    strbuf_append_char(out, '"');
+}
+
 void result_format_csv(strbuf *out, duckdb_vector vector, duckdb_logical_type type, idx_t row)
 {
     strbuf field;
     strbuf_init(&field);
     format_value(&field, vector, type, row, false);
-    const char *text = field.data ? field.data : "";
-    if (strpbrk(text, ",\"\r\n") == NULL) {
-        strbuf_append(out, text, field.len);
-    } else {
-        strbuf_append_char(out, '"');
-        for (size_t i = 0; i < field.len; i++) {
-            if (text[i] == '"')
-                strbuf_append_char(out, '"');
-            strbuf_append_char(out, text[i]);
-        }
-        strbuf_append_char(out, '"');
-    }
+    result_format_csv_text(out, field.data ? field.data : "", field.len);
     strbuf_free(&field);
 }

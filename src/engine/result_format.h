@@ -44,6 +44,10 @@ void result_format_type_name(duckdb_logical_type type, strbuf *out);
 /* Append row `row` of `vector` as a JSON value. */
 void result_format_json(strbuf *out, duckdb_vector vector, duckdb_logical_type type, idx_t row);
 
+/* Append text as one CSV field: quoted (quotes doubled) when it holds a
+ * comma, quote or line break. */
+void result_format_csv_text(strbuf *out, const char *text, size_t len);
+
 /* Append row `row` of `vector` as one CSV field (RFC 4180 quoting; nested
  * values as their JSON text). */
 void result_format_csv(strbuf *out, duckdb_vector vector, duckdb_logical_type type, idx_t row);
