@@ -9,6 +9,7 @@
 
 #include "core/strbuf.h"
 #include "core/util.h"
+#include "engine/arrow_ipc.h"
 #include "engine/result_format.h"
 #include "store/duck.h"
 
@@ -30,6 +31,8 @@ struct query_run {
     idx_t chunk_row;         /* next row of `chunk` to format */
     idx_t column_count;
     duckdb_logical_type *types;
+    duckdb_arrow_options arrow_options; /* arrow: DuckDB's conversion settings */
+    struct ArrowSchema arrow_schema;    /* arrow: released in query_run_free */
     strbuf out; /* formatted, not yet handed out from `sent` on */
     size_t sent;
     int fd; /* parquet: the result file, already unlinked */
@@ -41,7 +44,7 @@ bool query_format_parse(const char *name, query_format *out)
         const char *name;
         query_format format;
     } formats[] = {{"json", QUERY_FORMAT_JSON}, {"ndjson", QUERY_FORMAT_NDJSON}, {"csv", QUERY_FORMAT_CSV},
-                   {"parquet", QUERY_FORMAT_PARQUET}};
+                   {"parquet", QUERY_FORMAT_PARQUET}, {"arrow", QUERY_FORMAT_ARROW}};
     for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++) {
         if (strcmp(name, formats[i].name) == 0) {
             *out = formats[i].format;
@@ -57,6 +60,7 @@ const char *query_format_content_type(query_format format)
     case QUERY_FORMAT_NDJSON: return "application/x-ndjson";
     case QUERY_FORMAT_CSV: return "text/csv; charset=utf-8";
     case QUERY_FORMAT_PARQUET: return "application/vnd.apache.parquet";
+    case QUERY_FORMAT_ARROW: return "application/vnd.apache.arrow.stream";
     default: return "application/json";
     }
 }
@@ -98,6 +102,10 @@ void query_run_free(query_run *run)
         duckdb_destroy_prepare(&run->statement);
     if (run->fd >= 0)
         close(run->fd);
+    if (run->arrow_schema.release != NULL)
+        run->arrow_schema.release(&run->arrow_schema);
+    if (run->arrow_options != NULL)
+        duckdb_destroy_arrow_options(&run->arrow_options);
     strbuf_free(&run->out);
     free(run);
 }
@@ -113,6 +121,30 @@ static int prepare(query_run *run, const char *sql, duckdb_statement_type expect
     return AGNES_OK;
 }
 
+/* Convert DuckDB's error_data into ours (and free it); AGNES_OK when none. */
+static int arrow_error(duckdb_error_data error, const char *what, agnes_error *err)
+{
+    int rc = AGNES_OK;
+    if (duckdb_error_data_has_error(error))
+        rc = agnes_error_set(err, AGNES_ERR_INVALID, "Query error: cannot convert %s to Arrow: %s", what,
+                             duckdb_error_data_message(error));
+    duckdb_destroy_error_data(&error);
+    return rc;
+}
+
+static int arrow_schema(query_run *run, agnes_error *err)
+{
+    const char *names[run->column_count ? run->column_count : 1];
+    for (idx_t i = 0; i < run->column_count; i++)
+        names[i] = duckdb_column_name(&run->result, i);
+    run->arrow_options = duckdb_result_get_arrow_options(&run->result);
+    if (arrow_error(duckdb_to_arrow_schema(run->arrow_options, run->types, names, run->column_count,
+                                           &run->arrow_schema),
+                    "the result's columns", err) != AGNES_OK)
+        return err->code;
+    return arrow_ipc_check(&run->arrow_schema, err);
+}
+
 static int describe_columns(query_run *run, agnes_error *err)
 {
     run->column_count = duckdb_column_count(&run->result);
@@ -120,10 +152,11 @@ static int describe_columns(query_run *run, agnes_error *err)
         return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
     for (idx_t i = 0; i < run->column_count; i++) {
         run->types[i] = duckdb_column_logical_type(&run->result, i);
-        if (result_format_supported(run->types[i], duckdb_column_name(&run->result, i), err) != AGNES_OK)
+        if (run->format != QUERY_FORMAT_ARROW &&
+            result_format_supported(run->types[i], duckdb_column_name(&run->result, i), err) != AGNES_OK)
             return err->code;
     }
-    return AGNES_OK;
+    return run->format == QUERY_FORMAT_ARROW ? arrow_schema(run, err) : AGNES_OK;
 }
 
 /* The next chunk with rows into run->chunk (NULL at the end). */
@@ -238,11 +271,13 @@ int query_run_start(query_pool *pool, query_slot *slot, const query_request *req
     return AGNES_OK;
 }
 
-static void write_header(query_run *run)
+static int write_header(query_run *run, agnes_error *err)
 {
     strbuf *out = &run->out;
+    if (run->format == QUERY_FORMAT_ARROW)
+        return arrow_ipc_write_schema(out, &run->arrow_schema, err);
     if (run->format == QUERY_FORMAT_NDJSON)
-        return;
+        return AGNES_OK;
     if (run->format == QUERY_FORMAT_CSV) {
         for (idx_t i = 0; i < run->column_count; i++) {
             const char *name = duckdb_column_name(&run->result, i);
@@ -251,7 +286,7 @@ static void write_header(query_run *run)
             result_format_csv_text(out, name, strlen(name));
         }
         strbuf_append_char(out, '\n');
-        return;
+        return AGNES_OK;
     }
     strbuf_append_str(out, "{\"columns\":[");
     for (idx_t i = 0; i < run->column_count; i++) {
@@ -272,6 +307,7 @@ static void write_header(query_run *run)
     }
     strbuf_free(&type_name);
     strbuf_append_str(out, "],\"rows\":[");
+    return AGNES_OK;
 }
 
 static void write_row(query_run *run, duckdb_vector *vectors, idx_t row)
@@ -310,6 +346,25 @@ static void write_row(query_run *run, duckdb_vector *vectors, idx_t row)
     run->rows++;
 }
 
+/* The current chunk (cut at the limit) as one Arrow record batch. */
+static int write_arrow_batch(query_run *run, idx_t size, agnes_error *err)
+{
+    if ((long long)size > run->limit - run->rows) {
+        size = (idx_t)(run->limit - run->rows);
+        duckdb_data_chunk_set_size(run->chunk, size);
+    }
+    struct ArrowArray array = {0};
+    if (arrow_error(duckdb_data_chunk_to_arrow(run->arrow_options, run->chunk, &array), "a result chunk", err) !=
+        AGNES_OK)
+        return err->code;
+    int rc = arrow_ipc_write_batch(&run->out, &run->arrow_schema, &array, err);
+    if (array.release != NULL)
+        array.release(&array);
+    run->chunk_row = size; /* consumed */
+    run->rows += (long long)size;
+    return rc;
+}
+
 /* Format the rest of the current chunk (up to the limit). */
 static int write_rows(query_run *run, agnes_error *err)
 {
@@ -331,6 +386,8 @@ static int write_rows(query_run *run, agnes_error *err)
         }
     }
     idx_t size = duckdb_data_chunk_get_size(run->chunk);
+    if (run->format == QUERY_FORMAT_ARROW)
+        return write_arrow_batch(run, size, err);
     duckdb_vector vectors[run->column_count ? run->column_count : 1];
     for (idx_t c = 0; c < run->column_count; c++)
         vectors[c] = duckdb_data_chunk_get_vector(run->chunk, c);
@@ -341,6 +398,8 @@ static int write_rows(query_run *run, agnes_error *err)
 
 static void write_footer(query_run *run)
 {
+    if (run->format == QUERY_FORMAT_ARROW)
+        arrow_ipc_write_end(&run->out);
     if (run->format == QUERY_FORMAT_JSON)
         strbuf_appendf(&run->out, "],\"row_count\":%lld,\"truncated\":%s,\"elapsed_ms\":%.1f}", run->rows,
                        run->truncated ? "true" : "false", util_monotonic_ms() - run->started_ms);
@@ -351,9 +410,8 @@ static int produce(query_run *run, agnes_error *err)
 {
     switch (run->phase) {
     case PHASE_HEADER:
-        write_header(run);
         run->phase = PHASE_ROWS;
-        return AGNES_OK;
+        return write_header(run, err);
     case PHASE_ROWS:
         return write_rows(run, err);
     case PHASE_FOOTER:

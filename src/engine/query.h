@@ -13,6 +13,8 @@
  *   csv      a header line, then RFC 4180 rows
  *   parquet  DuckDB writes the file into DATA_DIR/tmp; it is streamed from
  *            an unlinked descriptor, so nothing is left behind
+ *   arrow    an Arrow IPC stream: the schema, one record batch per chunk
+ *            (engine/arrow_ipc.h)
  *
  * `limit` caps the rows of every format; only json can say it cut
  * ("truncated"), the streamed formats simply stop at the limit.
@@ -32,9 +34,10 @@ typedef enum query_format {
     QUERY_FORMAT_NDJSON,
     QUERY_FORMAT_CSV,
     QUERY_FORMAT_PARQUET,
+    QUERY_FORMAT_ARROW,
 } query_format;
 
-/* "json", "ndjson", "csv", "parquet"; false for anything else. */
+/* "json", "ndjson", "csv", "parquet", "arrow"; false for anything else. */
 bool query_format_parse(const char *name, query_format *out);
 const char *query_format_content_type(query_format format);
 

@@ -94,7 +94,7 @@ static int parse_body(json_t *body, query_body *out, http_response *resp)
     if (format != NULL && !json_is_null(format) &&
         (!json_is_string(format) || !query_format_parse(json_string_value(format), &out->format))) {
         http_respond_error(resp, 422,
-                           "Field \"format\" must be one of \"json\", \"ndjson\", \"csv\", \"parquet\".", NULL);
+                           "Field \"format\" must be one of \"json\", \"ndjson\", \"csv\", \"parquet\", \"arrow\".", NULL);
         return -1;
     }
     return 0;

@@ -62,7 +62,7 @@ const route http_routes[] = {
     {"GET", "/api/catalog/tables/{id}/sample", catalog_handle_sample, ROUTE_USER,
      "Up to n (1-100, default 10) rows of a table", ROUTE_BLOCKING},
     {"POST", "/api/query", query_handle_post, ROUTE_USER,
-     "Run one read-only SELECT on the catalog {sql, limit?, format?: json|ndjson|csv|parquet}", ROUTE_BLOCKING},
+     "Run one read-only SELECT on the catalog {sql, limit?, format?: json|ndjson|csv|parquet|arrow}", ROUTE_BLOCKING},
     {"POST", "/api/admin/rebuild", catalog_handle_rebuild, ROUTE_ADMIN,
      "Rebuild the analytics catalog from every extract now", ROUTE_BLOCKING},
     {"POST", "/api/upload/tables", upload_handle_table, ROUTE_ADMIN,

@@ -2,6 +2,8 @@
 import csv
 import io
 import json
+import os
+import subprocess
 import threading
 import time
 
@@ -14,6 +16,7 @@ from test_contract import make_extract
 from test_orchestrator import extracts
 from test_users import call, setup_admin_and_analyst
 
+READ_ARROW = os.path.join(os.path.dirname(__file__), "..", "js", "read_arrow.mjs")
 SLOW_SQL = "SELECT sum(a.range * b.range) FROM range(1000000) a, range(1000000) b"
 
 
@@ -295,3 +298,40 @@ def test_a_long_query_never_stalls_other_requests(server_factory, env):
                 assert time.monotonic() - started < 1
     finally:
         slow.join()
+
+
+def read_arrow(path):
+    """Decode an Arrow IPC stream with apache-arrow (tests/js), an independent reader."""
+    out = subprocess.run(["node", READ_ARROW, str(path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_arrow_streams_record_batches_an_arrow_reader_decodes(shop, workdir):
+    server, admin, _ = shop
+    sql = """SELECT range AS i, CASE WHEN range % 2 = 0 THEN NULL ELSE range END AS maybe,
+        (range / 4)::DECIMAL(10, 2) AS amount, [range, NULL] AS pair, {'a': range, 'b': 'x' || range} AS rec,
+        MAP {'k': range} AS m, DATE '2024-01-01' + range::INT AS day, range % 3 = 0 AS flag,
+        'text ' || range AS label, TIMESTAMPTZ '2024-01-02 03:04:05+00' AS at FROM range(5000)"""
+    r = query(server, admin, sql, format="arrow", limit=3000)
+    assert r.status_code == 200 and r.headers["Content-Type"] == "application/vnd.apache.arrow.stream"
+    path = workdir / "result.arrow"
+    path.write_bytes(r.content)
+    decoded = read_arrow(path)
+    assert [(f["name"], f["type"]) for f in decoded["fields"]] == [
+        ("i", "Int64"), ("maybe", "Int64"), ("amount", "Decimal[10e+2]"), ("pair", "List<Int64>"),
+        ("rec", "Struct<{a:Int64, b:Utf8}>"), ("m", "Map<{key:Utf8, value:Int64}>"), ("day", "Date32<DAY>"),
+        ("flag", "Bool"), ("label", "Utf8"), ("at", "Timestamp<MICROSECOND, Etc/UTC>")]
+    assert decoded["batches"] == 2 and len(decoded["rows"]) == 3000  # one batch per chunk, cut at the limit
+    first, second, last = decoded["rows"][0], decoded["rows"][1], decoded["rows"][-1]
+    assert first["maybe"] is None and second["maybe"] == "1" and last["i"] == "2999"
+    assert first["pair"] == ["0", None] and second["rec"] == {"a": "1", "b": "x1"} and second["m"] == {"k": "1"}
+    assert last["amount"] == '"74975"'  # 749.75, unscaled
+    assert first["day"] == 1704067200000 and first["flag"] is True and second["flag"] is False
+    assert last["label"] == "text 2999" and first["at"] == 1704164645000
+    empty = query(server, admin, "SELECT id FROM orders WHERE id < 0", format="arrow")
+    path.write_bytes(empty.content)
+    decoded = read_arrow(path)
+    assert decoded["rows"] == [] and decoded["fields"] == [{"name": "id", "type": "Int64", "nullable": True}]
+    enum = query(server, admin, "SELECT 'a'::ENUM('a', 'b') AS e", format="arrow")
+    assert enum.status_code == 400 and "CAST it to VARCHAR" in enum.json()["detail"]
