@@ -34,8 +34,26 @@ typedef struct serve_state {
     double next_health_ms;
     double next_checkpoint_ms;
     double next_release_ms;
+    double next_catalog_ms;
     unsigned release_generation_seen;
 } serve_state;
+
+/* An extract written by anything - a sync, a custom connector's cron job,
+ * a person copying files - reaches the catalog without anyone asking:
+ * the fingerprint check is a stat per source, the rebuild only runs when
+ * something changed. */
+static void watch_extracts(serve_state *state, double now)
+{
+    long long interval = config_get_int(&state->context.runtime->config, CFG_CATALOG_WATCH_INTERVAL);
+    if (interval == 0 || now < state->next_catalog_ms)
+        return;
+    state->next_catalog_ms = now + 1000.0 * (double)interval;
+    json_t *report = NULL;
+    agnes_error err;
+    if (catalog_rebuild(&state->context, true, &report, &err) != AGNES_OK)
+        log_warn("msg=\"catalog rebuild after an extract changed failed\" detail=\"%s\"", err.message);
+    json_decref(report);
+}
 
 /* Periodic work, run by the main thread about once a second. */
 static void serve_tick(void *arg)
@@ -58,6 +76,7 @@ static void serve_tick(void *arg)
         state->release_generation_seen = generation;
         state->next_health_ms = 0; /* publish a finished release check at once */
     }
+    watch_extracts(state, now);
     if (now >= state->next_health_ms) {
         health_monitor_refresh(state->context.health, &state->context);
         state->next_health_ms = now + 1000.0 * HEALTH_REFRESH_SECONDS;

@@ -1,5 +1,6 @@
 """The orchestrator: every extract stitched into one catalog (SPEC §7)."""
 import json
+import time
 
 import requests
 
@@ -118,3 +119,26 @@ def test_start_rebuilds_only_when_an_extract_changed(server_factory, env, workdi
     make_extract(extracts(workdir), "second", rows=(("customers", "local"),))
     server = server_factory(env)
     assert "catalog rebuilt sources=2" in server.wait_for_log("agnes is serving").replace('"', "")
+
+
+def test_an_extract_dropped_into_a_running_server_is_published(server_factory, env, workdir):
+    server = server_factory(dict(env, AGNES_CATALOG_WATCH="1"))
+    token = bootstrap(server).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def names():
+        r = requests.get(server.url + "/api/catalog/tables", headers=headers, timeout=10)
+        return [t["id"] for t in r.json()["tables"]]
+
+    assert names() == []
+    # Written the way connectors must: complete file first, then renamed into place.
+    make_extract(extracts(workdir), "staging", rows=(("events", "local"),))
+    (extracts(workdir) / "dropped").mkdir()
+    (extracts(workdir) / "staging" / "extract.duckdb").rename(extracts(workdir) / "dropped" / "extract.duckdb")
+    deadline = time.monotonic() + 10
+    while names() != ["events"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert names() == ["events"]
+    r = requests.post(server.url + "/api/query", headers=headers, json={"sql": "SELECT count(*) FROM events"},
+                      timeout=10)
+    assert r.json()["rows"] == [[10]]
