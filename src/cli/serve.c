@@ -16,6 +16,7 @@
 #include "core/runtime.h"
 #include "engine/analytics.h"
 #include "engine/demo.h"
+#include "engine/query.h"
 #include "engine/query_pool.h"
 #include "http/auth_cache.h"
 #include "http/catalog_admin.h"
@@ -28,6 +29,7 @@
 #include "store/migrations.h"
 #include "store/users.h"
 #include "store/system_db.h"
+#include "sync/local_files.h"
 
 typedef struct serve_state {
     http_context context;
@@ -222,6 +224,8 @@ int command_serve(int argc, char **argv)
                         (double)config_get_int(&rt.config, CFG_QUERY_TIMEOUT), &err))
         goto fail;
     state.context.queries = &queries;
+    local_files_sweep(&rt.paths); /* leftovers of a killed upload or parquet query */
+    query_sweep_results(&rt.paths);
     bool demo_created = false;
     if (config_get_bool(&rt.config, CFG_DEMO) && demo_seed_if_empty(&rt.paths, &demo_created, &err))
         goto fail;

@@ -1,5 +1,6 @@
 #include "engine/query.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -454,4 +455,22 @@ ssize_t query_run_read(query_run *run, char *buf, size_t max, agnes_error *err)
 long long query_run_rows(const query_run *run)
 {
     return run->rows;
+}
+
+void query_sweep_results(const agnes_paths *paths)
+{
+    char tmp[AGNES_PATH_MAX], path[AGNES_PATH_MAX + 256];
+    agnes_error err;
+    if (paths_data_file(paths, DATA_TMP_DIR, tmp, sizeof tmp, &err) != AGNES_OK)
+        return;
+    DIR *dir = opendir(tmp);
+    struct dirent *entry;
+    while (dir != NULL && (entry = readdir(dir)) != NULL) {
+        if (strncmp(entry->d_name, "query-", 6) != 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", tmp, entry->d_name);
+        unlink(path); /* results are written whole and unlinked once open: any left is garbage */
+    }
+    if (dir != NULL)
+        closedir(dir);
 }

@@ -26,6 +26,7 @@
 #include <sys/types.h>
 
 #include "core/error.h"
+#include "core/paths.h"
 #include "engine/query_guard.h"
 #include "engine/query_pool.h"
 
@@ -65,5 +66,8 @@ ssize_t query_run_read(query_run *run, char *buf, size_t max, agnes_error *err);
 long long query_run_rows(const query_run *run);
 
 void query_run_free(query_run *run);
+
+/* Remove Parquet results a killed server left in DATA_DIR/tmp (run at start). */
+void query_sweep_results(const agnes_paths *paths);
 
 #endif

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/log.h"
 #include "core/strbuf.h"
 #include "core/util.h"
 #include "engine/contract.h"
@@ -413,4 +414,41 @@ int local_files_import(const agnes_paths *paths, const local_import *in, local_i
     if ((rc = util_fsync_parent_dir(final, err)) == AGNES_OK)
         rc = write_extract(source_dir, data_dir, in, err);
     return rc;
+}
+
+/* Unlink every entry of dir whose name starts with prefix and ends with suffix. */
+static void sweep_dir(const char *dir, const char *prefix, const char *suffix)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return;
+    struct dirent *entry;
+    size_t prefix_len = strlen(prefix), suffix_len = strlen(suffix);
+    while ((entry = readdir(d)) != NULL) {
+        size_t len = strlen(entry->d_name);
+        if (len < prefix_len + suffix_len || strncmp(entry->d_name, prefix, prefix_len) != 0 ||
+            strcmp(entry->d_name + len - suffix_len, suffix) != 0)
+            continue;
+        char path[AGNES_PATH_MAX + 256];
+        snprintf(path, sizeof path, "%s/%s", dir, entry->d_name);
+        if (unlink(path) == 0)
+            log_info("msg=\"removed a leftover of an interrupted upload\" path=\"%s\"", path);
+        else
+            log_warn("msg=\"cannot remove a leftover\" path=\"%s\" detail=\"%s\"", path, strerror(errno));
+    }
+    closedir(d);
+}
+
+void local_files_sweep(const agnes_paths *paths)
+{
+    char uploads[AGNES_PATH_MAX], extracts[AGNES_PATH_MAX], dir[AGNES_PATH_MAX + 32];
+    agnes_error err;
+    if (paths_data_file(paths, DATA_UPLOADS_DIR, uploads, sizeof uploads, &err) == AGNES_OK)
+        sweep_dir(uploads, "incoming-", "");
+    if (paths_data_file(paths, DATA_EXTRACTS_DIR, extracts, sizeof extracts, &err) != AGNES_OK)
+        return;
+    snprintf(dir, sizeof dir, "%s/%s", extracts, LOCAL_SOURCE_NAME);
+    sweep_dir(dir, "extract.duckdb", ".tmp");
+    snprintf(dir, sizeof dir, "%s/%s/data", extracts, LOCAL_SOURCE_NAME);
+    sweep_dir(dir, "", ".parquet.tmp");
 }

@@ -44,4 +44,9 @@ typedef struct local_import_result {
  * the server's failures. */
 int local_files_import(const agnes_paths *paths, const local_import *in, local_import_result *out, agnes_error *err);
 
+/* Remove what a killed upload left behind: spooled bodies in
+ * DATA_DIR/uploads and half-written .tmp files of the local source.  Run at
+ * start, before any upload can be in flight; failures are logged only. */
+void local_files_sweep(const agnes_paths *paths);
+
 #endif

@@ -1,6 +1,9 @@
 """POST /api/upload/tables: files become tables of the `local` source (issue 4, SPEC §7)."""
 import json
 import os
+import signal
+import socket
+import time
 
 import pytest
 import requests
@@ -182,3 +185,24 @@ def test_a_large_upload_streams_to_disk_not_memory(server_factory, env, workdir)
                           data=body, timeout=300)
     assert r.status_code == 201, r.text
     assert r.json()["table"]["rows"] == 4000000
+
+
+def test_kill_9_during_an_upload_keeps_the_old_table_and_the_next_start_cleans_up(server_factory, env, workdir):
+    server = server_factory(env)
+    token = setup_admin_and_analyst(server)[0]["access_token"]
+    assert upload_raw(server, token, SALES_V1, name="sales").status_code == 201
+    body = SALES_V2 * 1000
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(f"POST /api/upload/tables?name=sales HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                     f"Content-Length: {len(body)}\r\n\r\n".encode() + body[: len(body) // 2])
+        uploads = workdir / "data" / "uploads"
+        deadline = time.monotonic() + 10
+        while not list(uploads.glob("incoming-*")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert list(uploads.glob("incoming-*")), "the body is spooled to disk as it arrives"
+        server.stop(sig=signal.SIGKILL)
+    (workdir / "data" / "extracts" / "local" / "data" / "other.parquet.tmp").write_bytes(b"half")
+    server.start()
+    assert list((workdir / "data" / "uploads").iterdir()) == []
+    assert not (workdir / "data" / "extracts" / "local" / "data" / "other.parquet.tmp").exists()
+    assert rows(server, token, "SELECT count(*) FROM sales") == [[2]]
