@@ -253,9 +253,11 @@ int command_serve(int argc, char **argv)
              config_get_int(&rt.config, CFG_SERVER_SHUTDOWN_GRACE));
     int abandoned = server_stop(&server, (unsigned)config_get_int(&rt.config, CFG_SERVER_SHUTDOWN_GRACE));
     if (abandoned > 0) {
-        /* Their threads may still hold catalog connections: leave those to exit(). */
         log_warn("msg=\"grace period ended with requests still running\" requests=%d", abandoned);
-        requests_abandoned = true;
+        /* A blocking handler still running on its own thread may hold catalog
+         * connections: leave those to exit().  Event-loop requests are gone
+         * once the server stopped. */
+        requests_abandoned = atomic_load(&server.offloaded_in_flight) > 0;
     }
     exit_code = 0;
     goto done;
