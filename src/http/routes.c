@@ -11,6 +11,7 @@
 #include "http/health.h"
 #include "http/pages.h"
 #include "http/query.h"
+#include "http/sync_status.h"
 #include "http/tokens.h"
 #include "http/upload.h"
 #include "http/users.h"
@@ -65,6 +66,8 @@ const route http_routes[] = {
      "Run one read-only SELECT on the catalog {sql, limit?, format?: json|ndjson|csv|parquet|arrow}", ROUTE_BLOCKING},
     {"POST", "/api/admin/rebuild", catalog_handle_rebuild, ROUTE_ADMIN,
      "Rebuild the analytics catalog from every extract now", ROUTE_BLOCKING},
+    {"GET", "/api/sync/status", sync_status_handle_get, ROUTE_USER,
+     "Per table: rows, bytes, state, error, last sync; catalog collisions and sources"},
     {"POST", "/api/upload/tables", upload_handle_table, ROUTE_ADMIN,
      "Register or replace a local table from a CSV/TSV/Parquet/JSON/NDJSON file (multipart or raw; ?name=)",
      ROUTE_BLOCKING | ROUTE_UPLOAD},

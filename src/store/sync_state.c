@@ -60,3 +60,11 @@ int sync_state_record(duckdb_connection conn, const char *table_id, long long ro
                             " VALUES ($1, $2, current_timestamp, CAST($3 AS BIGINT), $4, $5)",
                             history, 5, err);
 }
+
+int sync_state_list_json(duckdb_connection conn, json_t **rows, agnes_error *err)
+{
+    return duck_query_json(conn,
+                           "SELECT table_id, last_sync, rows, file_size_bytes AS size_bytes, status AS state, error"
+                           " FROM sync_state ORDER BY table_id",
+                           NULL, 0, rows, err);
+}

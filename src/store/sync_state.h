@@ -10,6 +10,7 @@
 #define AGNES_STORE_SYNC_STATE_H
 
 #include <duckdb.h>
+#include <jansson.h>
 #include <stdint.h>
 
 #include "core/error.h"
@@ -28,5 +29,9 @@ int view_ownership_reconcile(duckdb_connection conn, const char *published_json,
 /* Record a table's state after a rebuild, and append to its history. */
 int sync_state_record(duckdb_connection conn, const char *table_id, long long rows, long long size_bytes,
                       const char *hash, const char *status, const char *error, agnes_error *err);
+
+/* Every table's last recorded state, ordered by id: a JSON array of
+ * {table_id, last_sync, rows, size_bytes, state, error} (new reference). */
+int sync_state_list_json(duckdb_connection conn, json_t **rows, agnes_error *err);
 
 #endif

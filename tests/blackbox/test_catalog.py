@@ -118,3 +118,25 @@ def test_health_detailed_shows_collisions_broken_sources_and_stale_tables(server
     again = call(server, "GET", "/api/health/detailed", analyst["access_token"]).json()
     assert again["catalog"]["collisions"] == catalog["collisions"]
     assert requests.get(server.url + "/api/health", timeout=10).json()["status"] == "ok"  # load balancers unaffected
+
+
+def test_sync_status_lists_tables_and_collisions_per_caller(server_factory, env, workdir):
+    make_extract(extracts(workdir), "shop_a", rows=(("orders", "local"), ("customers", "local")))
+    make_extract(extracts(workdir), "shop_b", rows=(("orders", "local"),))
+    server = server_factory(env)
+    admin, _, analyst = setup_admin_and_analyst(server)
+    token = admin["access_token"]
+    status = call(server, "GET", "/api/sync/status", token).json()
+    assert [(t["table_id"], t["source"], t["rows"], t["state"], t["published"]) for t in status["tables"]] == [
+        ("customers", "shop_a", 10, "ok", True), ("orders", "shop_a", 10, "ok", True)]
+    assert status["tables"][0]["last_sync"].endswith("Z") and status["tables"][0]["error"] is None
+    assert status["collisions"] == [{"view": "orders", "owner": "shop_a", "skipped_source": "shop_b"}]
+    assert {s["name"]: s["status"] for s in status["sources"]} == {"shop_a": "ok", "shop_b": "partial"}
+    assert status["last_rebuild"].endswith("Z")
+    # An analyst sees only what they may read, and nothing about broken sources.
+    mine = call(server, "GET", "/api/sync/status", analyst["access_token"]).json()
+    assert mine["tables"] == [] and mine["collisions"] == [] and "sources" not in mine
+    call(server, "POST", "/api/admin/grants", token,
+         json={"group_id": everyone_id(server, token), "resource_type": "table", "resource_id": "orders"})
+    mine = call(server, "GET", "/api/sync/status", analyst["access_token"]).json()
+    assert [t["table_id"] for t in mine["tables"]] == ["orders"] and len(mine["collisions"]) == 1
