@@ -55,7 +55,7 @@ static bool reserve(strbuf *b, size_t extra)
 
 void strbuf_append(strbuf *b, const char *data, size_t len)
 {
-    if (!reserve(b, len))
+    if (len == 0 || !reserve(b, len))
         return;
     memcpy(b->data + b->len, data, len);
     b->len += len;

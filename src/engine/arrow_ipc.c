@@ -49,7 +49,7 @@ static bool fb_reserve(fb *b, size_t n)
 
 static void fb_push(fb *b, const void *data, size_t n)
 {
-    if (!fb_reserve(b, n))
+    if (n == 0 || !fb_reserve(b, n))
         return;
     b->used += n;
     memcpy(b->buf + b->cap - b->used, data, n);
@@ -57,7 +57,7 @@ static void fb_push(fb *b, const void *data, size_t n)
 
 static void fb_zeros(fb *b, size_t n)
 {
-    if (!fb_reserve(b, n))
+    if (n == 0 || !fb_reserve(b, n))
         return;
     b->used += n;
     memset(b->buf + b->cap - b->used, 0, n);

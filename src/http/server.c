@@ -209,8 +209,21 @@ static int append_body(http_server *server, request_state *state, const char *da
     return 0;
 }
 
+static void route_request_now(http_server *server, struct MHD_Connection *connection, request_state *state,
+                              http_response *resp);
+
+/* Run the request; an upload's spooled file goes as soon as the handler is
+ * done with it, before the client can see the answer. */
 static void route_request(http_server *server, struct MHD_Connection *connection, request_state *state,
                           http_response *resp)
+{
+    route_request_now(server, connection, state, resp);
+    upload_body_free(state->upload);
+    state->upload = NULL;
+}
+
+static void route_request_now(http_server *server, struct MHD_Connection *connection, request_state *state,
+                              http_response *resp)
 {
     if (state->body_too_large) {
         char detail[256];
