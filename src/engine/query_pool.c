@@ -89,19 +89,33 @@ static void *watchdog_main(void *arg)
     return NULL;
 }
 
-static int open_parser(query_pool *pool, agnes_error *err)
+/* The parser database and the slot's connection to it, made on first use:
+ * opening a DuckDB costs ~15 ms, which a start should not pay for queries
+ * that may never come.  Pool lock held. */
+static int ensure_parser(query_pool *pool, query_slot *slot, agnes_error *err)
 {
-    duckdb_connection conn = NULL;
-    if (duck_open(NULL, false, &pool->parser_db, err) != AGNES_OK)
-        return err->code;
-    if (duckdb_connect(pool->parser_db, &conn) != DuckDBSuccess)
+    if (pool->parser_db == NULL) {
+        duckdb_database db = NULL;
+        duckdb_connection conn = NULL;
+        if (duck_open(NULL, false, &db, err) != AGNES_OK)
+            return err->code;
+        int rc = duckdb_connect(db, &conn) == DuckDBSuccess
+                     ? duck_exec(conn, "SET threads = 1; SET enable_external_access = false; SET lock_configuration = true",
+                                 err)
+                     : agnes_error_set(err, AGNES_ERR_DB, "cannot connect to the parser database");
+        if (conn != NULL)
+            duckdb_disconnect(&conn);
+        if (rc != AGNES_OK) {
+            duckdb_close(&db);
+            return rc;
+        }
+        pool->parser_db = db;
+    }
+    if (slot->parser == NULL && duckdb_connect(pool->parser_db, &slot->parser) != DuckDBSuccess) {
+        slot->parser = NULL;
         return agnes_error_set(err, AGNES_ERR_DB, "cannot connect to the parser database");
-    int rc = duck_exec(conn, "SET threads = 1; SET enable_external_access = false; SET lock_configuration = true", err);
-    duckdb_disconnect(&conn);
-    for (size_t i = 0; rc == AGNES_OK && i < pool->slot_count; i++)
-        if (duckdb_connect(pool->parser_db, &pool->slots[i].parser) != DuckDBSuccess)
-            rc = agnes_error_set(err, AGNES_ERR_DB, "cannot connect to the parser database");
-    return rc;
+    }
+    return AGNES_OK;
 }
 
 int query_pool_init(query_pool *pool, analytics *catalog, size_t slot_count, int max_per_user, double timeout_seconds,
@@ -119,10 +133,6 @@ int query_pool_init(query_pool *pool, analytics *catalog, size_t slot_count, int
         free(pool->slots);
         pool->slots = NULL;
         return agnes_error_set(err, AGNES_ERR_NOMEM, "cannot create the query pool's lock");
-    }
-    if (open_parser(pool, err) != AGNES_OK) {
-        query_pool_free(pool);
-        return err->code;
     }
     if (pthread_create(&pool->watchdog, NULL, watchdog_main, pool) != 0) {
         query_pool_free(pool);
@@ -169,7 +179,7 @@ int query_pool_acquire(query_pool *pool, const char *user_id, query_slot **out, 
         rc = agnes_error_set(err, AGNES_ERR_BUSY,
                              "The server is running its maximum of %zu queries. Retry in a few seconds.",
                              pool->slot_count);
-    else if ((rc = slot_refresh(pool, slot, err)) == AGNES_OK) {
+    else if ((rc = ensure_parser(pool, slot, err)) == AGNES_OK && (rc = slot_refresh(pool, slot, err)) == AGNES_OK) {
         slot->busy = true;
         slot->timed_out = false;
         slot->deadline_ms = util_monotonic_ms() + pool->timeout_ms;
