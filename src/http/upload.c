@@ -90,6 +90,14 @@ void upload_handle_table(http_context *ctx, const http_request *req, http_respon
         name_from_filename(upload->filename, derived, sizeof derived);
         table = derived;
     }
+    char lowered[UPLOAD_FIELD_MAX];
+    if (table != NULL && table != derived) { /* names are case-insensitive: store them in lower case */
+        size_t n = 0;
+        for (; table[n] != '\0' && n + 1 < sizeof lowered; n++)
+            lowered[n] = (char)tolower((unsigned char)table[n]);
+        lowered[n] = '\0';
+        table = lowered;
+    }
     if (table == NULL || table[0] == '\0') {
         http_respond_error(resp, 422,
                            "Say which table this is: add ?name=<table> (or a form field \"name\"), e.g. ?name=sales.",

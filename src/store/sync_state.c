@@ -12,7 +12,7 @@ int view_ownership_owner(duckdb_connection conn, const char *view_name, char *ow
     duckdb_result result;
     const char *params[] = {view_name};
     owner[0] = '\0';
-    if (duck_query_params(conn, "SELECT source_name FROM view_ownership WHERE view_name = $1", params, 1, &result,
+    if (duck_query_params(conn, "SELECT source_name FROM view_ownership WHERE lower(view_name) = lower($1)", params, 1, &result,
                           err))
         return err->code;
     if (duckdb_row_count(&result) > 0)

@@ -15,7 +15,9 @@
 
 #include "core/error.h"
 
-/* The owner of view_name into owner (size >= 65), "" when unclaimed. */
+/* The owner of view_name into owner (size >= 65), "" when unclaimed.
+ * Names compare case-insensitively, as DuckDB's catalog does: "Orders"
+ * from a second source would otherwise replace "orders" silently. */
 int view_ownership_owner(duckdb_connection conn, const char *view_name, char *owner, size_t owner_size,
                          agnes_error *err);
 

@@ -353,6 +353,16 @@ static int fsync_file(const char *path, agnes_error *err)
     return AGNES_OK;
 }
 
+/* Uploaded tables are named in lower case: DuckDB's catalog ignores case,
+ * so "Sales" and "sales" would be two files but one view. */
+static bool is_lower(const char *name)
+{
+    for (const char *p = name; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            return false;
+    return true;
+}
+
 /* A big conversion may spill; an in-memory DuckDB would spill into ./.tmp. */
 static int spill_to(duckdb_connection conn, const agnes_paths *paths, agnes_error *err)
 {
@@ -377,10 +387,10 @@ int local_files_import(const agnes_paths *paths, const local_import *in, local_i
     duck_session session = {0};
     int rc;
     memset(out, 0, sizeof *out);
-    if (!contract_is_identifier(in->table))
+    if (!contract_is_identifier(in->table) || !is_lower(in->table))
         return agnes_error_set(err, AGNES_ERR_INVALID,
-                               "Table name \"%s\" is not valid: use letters, digits and _, starting with a letter or "
-                               "_, at most 64 characters (e.g. sales_2024).",
+                               "Table name \"%s\" is not valid: use lower-case letters, digits and _, starting with a "
+                               "letter or _, at most 64 characters (e.g. sales_2024).",
                                in->table);
     if ((rc = choose_format(in, out->format, sizeof out->format, err)) != AGNES_OK)
         return rc;

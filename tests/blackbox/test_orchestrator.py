@@ -142,3 +142,13 @@ def test_an_extract_dropped_into_a_running_server_is_published(server_factory, e
     r = requests.post(server.url + "/api/query", headers=headers, json={"sql": "SELECT count(*) FROM events"},
                       timeout=10)
     assert r.json()["rows"] == [[10]]
+
+
+def test_names_differing_only_in_case_are_one_name(env, workdir):
+    # DuckDB's catalog ignores case: "Orders" from a second source must not replace "orders".
+    make_extract(extracts(workdir), "alpha", rows=(("orders", "local"),))
+    make_extract(extracts(workdir), "beta", rows=(("Orders", "local"),),
+                 extra_sql="CREATE OR REPLACE VIEW \"Orders\" AS SELECT 'beta' AS label")
+    report = rebuild(env)
+    assert report["collisions"] == [{"view": "Orders", "owner": "alpha", "skipped_source": "beta"}]
+    assert catalog_query(workdir, ["alpha", "beta"], "SELECT count(*) FROM orders") == "10"

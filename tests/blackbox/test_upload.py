@@ -206,3 +206,11 @@ def test_kill_9_during_an_upload_keeps_the_old_table_and_the_next_start_cleans_u
     assert list((workdir / "data" / "uploads").iterdir()) == []
     assert not (workdir / "data" / "extracts" / "local" / "data" / "other.parquet.tmp").exists()
     assert rows(server, token, "SELECT count(*) FROM sales") == [[2]]
+
+
+def test_upload_names_are_stored_in_lower_case(admin):
+    server, token = admin
+    assert upload_raw(server, token, SALES_V1, name="Sales").json()["table"]["id"] == "sales"
+    r = upload_raw(server, token, SALES_V2, name="SALES")
+    assert r.status_code == 200 and r.json()["replaced"] is True
+    assert rows(server, token, "SELECT count(*) FROM Sales") == [[3]]
