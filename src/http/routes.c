@@ -11,6 +11,7 @@
 #include "http/health.h"
 #include "http/pages.h"
 #include "http/query.h"
+#include "http/registry.h"
 #include "http/sync_status.h"
 #include "http/tokens.h"
 #include "http/upload.h"
@@ -71,6 +72,14 @@ const route http_routes[] = {
     {"POST", "/api/upload/tables", upload_handle_table, ROUTE_ADMIN,
      "Register or replace a local table from a CSV/TSV/Parquet/JSON/NDJSON file (multipart or raw; ?name=)",
      ROUTE_BLOCKING | ROUTE_UPLOAD},
+    {"POST", "/api/admin/register-table", registry_handle_register, ROUTE_ADMIN,
+     "Register a table to sync {name, source_type, query_mode, source_query?, sync_schedule?, ...}"},
+    {"POST", "/api/admin/register-table/precheck", registry_handle_precheck, ROUTE_ADMIN,
+     "Validate a registration without storing it"},
+    {"GET", "/api/admin/registry", registry_handle_list, ROUTE_ADMIN, "Every registered table with its last sync error"},
+    {"PUT", "/api/admin/registry/{id}", registry_handle_update, ROUTE_ADMIN, "Change fields of a registered table"},
+    {"DELETE", "/api/admin/registry/{id}", registry_handle_delete, ROUTE_ADMIN,
+     "Unregister a table (its sync state and materialized file go too)"},
     {"GET", "/api/admin/audit", audit_handle_list, ROUTE_ADMIN, "The audit log, newest first (limit, offset, action)"},
 };
 

@@ -64,6 +64,15 @@ static const migration migrations[] = {
              " id VARCHAR PRIMARY KEY, table_id VARCHAR NOT NULL, synced_at TIMESTAMP NOT NULL, rows BIGINT,"
              " duration_ms INTEGER, status VARCHAR, error TEXT);"
              "CREATE INDEX idx_sync_history_table ON sync_history(table_id, synced_at);"},
+    /* 5 */ {"table_registry",
+             /* The original's columns, so registries export and import unchanged;
+              * primary_key is a JSON array as text. */
+             "CREATE TABLE table_registry ("
+             " id VARCHAR PRIMARY KEY, name VARCHAR NOT NULL, source_type VARCHAR NOT NULL, bucket VARCHAR,"
+             " source_table VARCHAR, source_query TEXT, sync_strategy VARCHAR DEFAULT 'full_refresh',"
+             " query_mode VARCHAR NOT NULL DEFAULT 'local', sync_schedule VARCHAR,"
+             " profile_after_sync BOOLEAN DEFAULT true, primary_key VARCHAR, folder VARCHAR, description TEXT,"
+             " registered_by VARCHAR, registered_at TIMESTAMP NOT NULL DEFAULT current_timestamp);"},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))

@@ -1,0 +1,350 @@
+/*
+ * The table registry API (SPEC §9, reference §1.8), admin only:
+ *
+ *   POST   /api/admin/register-table            201 {id, name, status: "registered"}
+ *   POST   /api/admin/register-table/precheck   {ok, table}: the same validation, nothing stored
+ *   GET    /api/admin/registry                  {tables: [row + last_sync_error], count}
+ *   PUT    /api/admin/registry/{id}             partial update -> {id, updated: [fields]}
+ *   DELETE /api/admin/registry/{id}             204; the table's state and materialized file go too
+ *
+ * A table's id is its name lower-cased with spaces as "_", and must be a
+ * valid view name (SPEC §7: the id is the view name everywhere).  Rules:
+ * query_mode is local | materialized | remote; source_query only for
+ * materialized, which needs one; sync_schedule per core/schedule.h;
+ * source_type a built-in connector or an executable in CONNECTORS_DIR.
+ */
+#include "http/registry.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/schedule.h"
+#include "core/util.h"
+#include "engine/contract.h"
+#include "http/auth.h"
+#include "http/json_body.h"
+#include "store/registry.h"
+#include "store/sync_state.h"
+#include "store/users.h"
+
+#define SOURCE_QUERY_MAX 100000
+
+static const char *const builtin_sources[] = {"local", "postgres", "keboola", "bigquery", "jira"};
+
+static int unprocessable(http_response *resp, const char *fmt, const char *value)
+{
+    char detail[600];
+    snprintf(detail, sizeof detail, fmt, value);
+    http_respond_error(resp, 422, detail, NULL);
+    return -1;
+}
+
+/* A custom connector is a directory of CONNECTORS_DIR with an executable `extract`. */
+static bool custom_connector_exists(http_context *ctx, const char *name)
+{
+    char path[AGNES_PATH_MAX + 80];
+    if (!contract_is_identifier(name))
+        return false;
+    snprintf(path, sizeof path, "%s/%s/extract", ctx->runtime->paths.connectors_dir, name);
+    return access(path, X_OK) == 0;
+}
+
+static int check_source_type(http_context *ctx, const char *source_type, http_response *resp)
+{
+    for (size_t i = 0; i < sizeof builtin_sources / sizeof builtin_sources[0]; i++)
+        if (strcmp(source_type, builtin_sources[i]) == 0)
+            return 0;
+    if (custom_connector_exists(ctx, source_type))
+        return 0;
+    char detail[AGNES_PATH_MAX + 300];
+    snprintf(detail, sizeof detail,
+             "source_type '%s' is not a connector here: use local, postgres, keboola, bigquery, jira, or the name "
+             "of a custom connector with an executable %s/<name>/extract.",
+             source_type, ctx->runtime->paths.connectors_dir);
+    http_respond_error(resp, 422, detail, NULL);
+    return -1;
+}
+
+/* A string field that may hold line breaks (SQL): 1..max bytes, no NUL. */
+static int text_field(json_t *body, const char *field, size_t max, const char **out, http_response *resp)
+{
+    json_t *value = json_object_get(body, field);
+    *out = NULL;
+    if (value == NULL || json_is_null(value))
+        return 0;
+    if (!json_is_string(value) || json_string_length(value) == 0 || json_string_length(value) > max ||
+        strlen(json_string_value(value)) != json_string_length(value))
+        return unprocessable(resp, "Field \"%s\" must be a non-empty string (at most 100000 characters).", field);
+    *out = json_string_value(value);
+    return 0;
+}
+
+/* primary_key: a list of column names, or one name (kept as a list). */
+static int primary_key_field(json_t *body, json_t **out, http_response *resp)
+{
+    json_t *value = json_object_get(body, "primary_key");
+    *out = NULL;
+    if (value == NULL || json_is_null(value))
+        return 0;
+    if (json_is_string(value)) {
+        *out = json_pack("[O]", value);
+        return 0;
+    }
+    size_t i;
+    json_t *item;
+    if (!json_is_array(value))
+        return unprocessable(resp, "Field \"%s\" must be a list of column names.", "primary_key");
+    json_array_foreach(value, i, item) {
+        if (!json_is_string(item) || json_string_length(item) == 0)
+            return unprocessable(resp, "Field \"%s\" must be a list of column names.", "primary_key");
+    }
+    *out = json_incref(value);
+    return 0;
+}
+
+/* The id a name becomes: trimmed, lower-cased, spaces as "_". */
+static bool id_from_name(const char *name, char *id, size_t id_size)
+{
+    while (*name == ' ')
+        name++;
+    size_t n = 0, len = strlen(name);
+    while (len > 0 && name[len - 1] == ' ')
+        len--;
+    for (size_t i = 0; i < len && n + 1 < id_size; i++)
+        id[n++] = name[i] == ' ' ? '_' : (char)tolower((unsigned char)name[i]);
+    id[n] = '\0';
+    return n == len && contract_is_identifier(id);
+}
+
+/* Cross-field rules on a complete row (after defaults and merges). */
+static int check_row(http_context *ctx, json_t *row, http_response *resp)
+{
+    const char *mode = json_string_value(json_object_get(row, "query_mode"));
+    const char *query = json_string_value(json_object_get(row, "source_query"));
+    const char *schedule_text = json_string_value(json_object_get(row, "sync_schedule"));
+    if (strcmp(mode, "local") != 0 && strcmp(mode, "materialized") != 0 && strcmp(mode, "remote") != 0)
+        return unprocessable(resp, "query_mode '%s' is not one of local, materialized, remote.", mode);
+    if (query != NULL && strcmp(mode, "materialized") != 0)
+        return unprocessable(resp, "source_query is only for query_mode 'materialized' (this table is '%s').", mode);
+    if (query == NULL && strcmp(mode, "materialized") == 0)
+        return unprocessable(resp, "query_mode 'materialized' needs a source_query: the SQL whose result %s.",
+                             "is stored as the table");
+    if (schedule_text != NULL) {
+        schedule parsed;
+        agnes_error err;
+        if (schedule_parse(schedule_text, &parsed, &err) != AGNES_OK)
+            return unprocessable(resp, "%s", err.message);
+    }
+    return check_source_type(ctx, json_string_value(json_object_get(row, "source_type")), resp);
+}
+
+/* Copy the request's optional fields into row (absent = untouched, null = cleared). */
+static int merge_fields(json_t *body, json_t *row, json_t *updated, http_response *resp)
+{
+    static const struct {
+        const char *name;
+        size_t max;
+    } strings[] = {{"source_type", 64},  {"bucket", 256},          {"source_table", 256}, {"sync_strategy", 64},
+                   {"query_mode", 32},   {"sync_schedule", 200},   {"folder", 256},       {"description", 4000}};
+    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
+        json_t *value = json_object_get(body, strings[i].name);
+        const char *text = NULL;
+        if (value == NULL)
+            continue;
+        if (json_body_string(body, strings[i].name, false, strings[i].max, &text, resp))
+            return -1;
+        json_object_set_new(row, strings[i].name, text ? json_string(text) : json_null());
+        json_array_append_new(updated, json_string(strings[i].name));
+    }
+    const char *query = NULL;
+    if (json_object_get(body, "source_query") != NULL) {
+        if (text_field(body, "source_query", SOURCE_QUERY_MAX, &query, resp))
+            return -1;
+        json_object_set_new(row, "source_query", query ? json_string(query) : json_null());
+        json_array_append_new(updated, json_string("source_query"));
+    }
+    json_t *key = NULL;
+    if (json_object_get(body, "primary_key") != NULL) {
+        if (primary_key_field(body, &key, resp))
+            return -1;
+        json_object_set_new(row, "primary_key", key ? key : json_null());
+        json_array_append_new(updated, json_string("primary_key"));
+    }
+    enum json_field_presence presence;
+    bool profile = true;
+    if (json_body_optional_bool(body, "profile_after_sync", &presence, &profile, resp))
+        return -1;
+    if (presence == JSON_FIELD_SET)
+        json_object_set_new(row, "profile_after_sync", json_boolean(profile));
+    return 0;
+}
+
+/* A validated new row from a RegisterTableRequest, or NULL (resp filled). */
+static json_t *row_from_request(http_context *ctx, const http_request *req, http_response *resp)
+{
+    json_t *body = json_body_parse_object(req, resp), *row = NULL, *updated = json_array();
+    const char *name = NULL;
+    char id[128];
+    if (body == NULL || json_body_string(body, "name", true, 256, &name, resp))
+        goto done;
+    if (!id_from_name(name, id, sizeof id)) {
+        unprocessable(resp,
+                      "Table name \"%s\" does not make a valid id: use letters, digits, _ and spaces, starting "
+                      "with a letter or _, at most 64 characters (the id is the name in lower case, spaces as _).",
+                      name);
+        goto done;
+    }
+    row = json_pack("{s:s, s:s, s:s, s:s, s:b}", "id", id, "name", name, "source_type", "local", "query_mode",
+                    "local", "profile_after_sync", true);
+    if (merge_fields(body, row, updated, resp) != 0 || check_row(ctx, row, resp) != 0) {
+        json_decref(row);
+        row = NULL;
+    }
+done:
+    json_decref(updated);
+    json_decref(body);
+    return row;
+}
+
+/* 409 when the id's view name belongs to a different source. */
+static bool name_taken(duckdb_connection conn, json_t *row, const http_request *req, http_response *resp)
+{
+    char owner[128] = "", detail[400];
+    agnes_error err;
+    const char *id = json_string_value(json_object_get(row, "id"));
+    if (view_ownership_owner(conn, id, owner, sizeof owner, &err) != AGNES_OK) {
+        http_respond_internal(resp, req, &err);
+        return true;
+    }
+    if (owner[0] == '\0' || strcmp(owner, json_string_value(json_object_get(row, "source_type"))) == 0)
+        return false;
+    snprintf(detail, sizeof detail, "View name '%s' is already in use by source '%s'. Register it under another name.",
+             id, owner);
+    http_respond_error(resp, 409, detail, NULL);
+    return true;
+}
+
+void registry_handle_register(http_context *ctx, const http_request *req, http_response *resp)
+{
+    json_t *row = row_from_request(ctx, req, resp);
+    if (row == NULL)
+        return;
+    json_object_set_new(row, "registered_by", json_string(req->identity->email));
+    duckdb_connection conn = system_db_writer_acquire(ctx->db);
+    agnes_error err;
+    if (!name_taken(conn, row, req, resp)) {
+        const char *id = json_string_value(json_object_get(row, "id"));
+        int rc = registry_insert(conn, row, &err);
+        if (!http_respond_failure(resp, req, rc, &err, "Table not found")) {
+            audit_log_write(conn, req->identity->user_id, "table.register", id, NULL, "ok");
+            http_respond_json(resp, 201, json_pack("{s:s, s:O, s:s}", "id", id, "name", json_object_get(row, "name"),
+                                                   "status", "registered"));
+        }
+    }
+    system_db_writer_release(ctx->db);
+    json_decref(row);
+}
+
+void registry_handle_precheck(http_context *ctx, const http_request *req, http_response *resp)
+{
+    json_t *row = row_from_request(ctx, req, resp);
+    if (row == NULL)
+        return;
+    json_t *table = json_pack("{s:O, s:O, s:O, s:O, s:n, s:n, s:[], s:s}", "name", json_object_get(row, "name"),
+                              "source_type", json_object_get(row, "source_type"), "bucket",
+                              json_object_get(row, "bucket") ? json_object_get(row, "bucket") : json_null(),
+                              "source_table",
+                              json_object_get(row, "source_table") ? json_object_get(row, "source_table") : json_null(),
+                              "rows", "size_bytes", "columns", "note",
+                              "Valid. Rows and columns are known after the first sync.");
+    json_object_set(table, "id", json_object_get(row, "id"));
+    http_respond_json(resp, 200, json_pack("{s:b, s:o}", "ok", true, "table", table));
+    json_decref(row);
+}
+
+void registry_handle_list(http_context *ctx, const http_request *req, http_response *resp)
+{
+    duckdb_connection conn = NULL;
+    json_t *rows = NULL;
+    agnes_error err;
+    if (system_db_connect_reader(ctx->db, &conn, &err) != AGNES_OK ||
+        registry_list_json(conn, &rows, &err) != AGNES_OK)
+        http_respond_internal(resp, req, &err);
+    else
+        http_respond_json(resp, 200, json_pack("{s:O, s:I}", "tables", rows, "count", (json_int_t)json_array_size(rows)));
+    if (conn)
+        duckdb_disconnect(&conn);
+    json_decref(rows);
+}
+
+void registry_handle_update(http_context *ctx, const http_request *req, http_response *resp)
+{
+    const char *id = http_request_param(req, "id");
+    json_t *body = json_body_parse_object(req, resp), *row = NULL, *updated = json_array();
+    agnes_error err;
+    if (body == NULL)
+        goto done;
+    if (json_object_get(body, "name") != NULL && !json_is_null(json_object_get(body, "name"))) {
+        http_respond_error(resp, 422, "A table's name is its id and cannot change; register a new table instead.",
+                           NULL);
+        goto done;
+    }
+    duckdb_connection conn = system_db_writer_acquire(ctx->db);
+    int rc = registry_get_json(conn, id, &row, &err);
+    if (!http_respond_failure(resp, req, rc, &err, "Table not found") && merge_fields(body, row, updated, resp) == 0) {
+        /* Leaving materialized drops its query, as in the original. */
+        if (strcmp(json_string_value(json_object_get(row, "query_mode")), "materialized") != 0 &&
+            json_object_get(body, "source_query") == NULL)
+            json_object_set_new(row, "source_query", json_null());
+        if (check_row(ctx, row, resp) == 0 && !name_taken(conn, row, req, resp)) {
+            rc = registry_update(conn, id, row, &err);
+            if (!http_respond_failure(resp, req, rc, &err, "Table not found")) {
+                audit_log_write(conn, req->identity->user_id, "table.update", id, NULL, "ok");
+                http_respond_json(resp, 200, json_pack("{s:s, s:O}", "id", id, "updated", updated));
+            }
+        }
+    }
+    system_db_writer_release(ctx->db);
+done:
+    json_decref(updated);
+    json_decref(row);
+    json_decref(body);
+}
+
+/* A materialized table has no _meta row: its file is all there is. */
+static void remove_materialized_file(http_context *ctx, const json_t *row)
+{
+    const char *mode = json_string_value(json_object_get(row, "query_mode"));
+    const char *source = json_string_value(json_object_get(row, "source_type"));
+    const char *id = json_string_value(json_object_get(row, "id"));
+    char extracts[AGNES_PATH_MAX], path[AGNES_PATH_MAX + 300];
+    agnes_error err;
+    if (strcmp(mode, "materialized") != 0 || !contract_is_identifier(source) ||
+        paths_data_file(&ctx->runtime->paths, DATA_EXTRACTS_DIR, extracts, sizeof extracts, &err) != AGNES_OK)
+        return;
+    snprintf(path, sizeof path, "%s/%s/data/%s.parquet", extracts, source, id);
+    unlink(path);
+    strncat(path, ".tmp", sizeof path - strlen(path) - 1);
+    unlink(path);
+}
+
+void registry_handle_delete(http_context *ctx, const http_request *req, http_response *resp)
+{
+    const char *id = http_request_param(req, "id");
+    json_t *row = NULL;
+    agnes_error err;
+    duckdb_connection conn = system_db_writer_acquire(ctx->db);
+    int rc = registry_get_json(conn, id, &row, &err);
+    if (rc == AGNES_OK)
+        rc = registry_delete(conn, id, &err);
+    if (!http_respond_failure(resp, req, rc, &err, "Table not found")) {
+        remove_materialized_file(ctx, row);
+        audit_log_write(conn, req->identity->user_id, "table.unregister", id, NULL, "ok");
+        http_respond_raw(resp, 204, NULL, NULL, 0);
+    }
+    system_db_writer_release(ctx->db);
+    json_decref(row);
+}

@@ -1,0 +1,127 @@
+#include "store/registry.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/duck.h"
+
+/* Editable columns, in the order they are bound ($2.. after the id). */
+static const char *const editable[] = {"name",        "source_type",   "bucket",   "source_table",
+                                       "source_query", "sync_strategy", "query_mode", "sync_schedule",
+                                       "profile_after_sync", "primary_key", "folder",  "description"};
+#define EDITABLE_COUNT (sizeof editable / sizeof editable[0])
+
+static const char select_columns[] =
+    "SELECT id, name, source_type, bucket, source_table, source_query, sync_strategy, query_mode, sync_schedule,"
+    " profile_after_sync, CAST(primary_key AS JSON) AS primary_key, folder, description, registered_by,"
+    " registered_at FROM table_registry";
+
+/* The row's value for a column as bound text (NULL for absent/null). */
+static const char *text_of(const json_t *row, const char *key, char *scratch, size_t scratch_size)
+{
+    const json_t *value = json_object_get(row, key);
+    if (value == NULL || json_is_null(value))
+        return NULL;
+    if (json_is_string(value))
+        return json_string_value(value);
+    if (json_is_boolean(value))
+        return json_is_true(value) ? "true" : "false";
+    char *text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+    snprintf(scratch, scratch_size, "%s", text ? text : "null");
+    free(text);
+    return scratch;
+}
+
+static int bind_and_run(duckdb_connection conn, const char *sql, const char *id, const json_t *row,
+                        const char *registered_by, agnes_error *err)
+{
+    const char *params[EDITABLE_COUNT + 2];
+    char scratch[EDITABLE_COUNT][1024];
+    params[0] = id;
+    for (size_t i = 0; i < EDITABLE_COUNT; i++)
+        params[i + 1] = text_of(row, editable[i], scratch[i], sizeof scratch[i]);
+    params[EDITABLE_COUNT + 1] = registered_by;
+    return duck_exec_params(conn, sql, params, registered_by ? EDITABLE_COUNT + 2 : EDITABLE_COUNT + 1, err);
+}
+
+int registry_insert(duckdb_connection conn, const json_t *row, agnes_error *err)
+{
+    const char *id = json_string_value(json_object_get(row, "id"));
+    json_t *existing = NULL;
+    if (registry_get_json(conn, id, &existing, err) == AGNES_OK) {
+        json_decref(existing);
+        return agnes_error_set(err, AGNES_ERR_INVALID, "Table '%s' already registered", id);
+    }
+    if (err->code != AGNES_ERR_NOT_FOUND)
+        return err->code;
+    return bind_and_run(conn,
+                        "INSERT INTO table_registry (id, name, source_type, bucket, source_table, source_query,"
+                        " sync_strategy, query_mode, sync_schedule, profile_after_sync, primary_key, folder,"
+                        " description, registered_by) VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, 'full_refresh'),"
+                        " $8, $9, coalesce(CAST($10 AS BOOLEAN), true), $11, $12, $13, $14)",
+                        id, row, json_string_value(json_object_get(row, "registered_by")), err);
+}
+
+int registry_update(duckdb_connection conn, const char *id, const json_t *row, agnes_error *err)
+{
+    json_t *existing = NULL;
+    if (registry_get_json(conn, id, &existing, err) != AGNES_OK)
+        return err->code;
+    json_decref(existing);
+    return bind_and_run(conn,
+                        "UPDATE table_registry SET name = $2, source_type = $3, bucket = $4, source_table = $5,"
+                        " source_query = $6, sync_strategy = coalesce($7, 'full_refresh'), query_mode = $8,"
+                        " sync_schedule = $9, profile_after_sync = coalesce(CAST($10 AS BOOLEAN), true),"
+                        " primary_key = $11, folder = $12, description = $13 WHERE id = $1",
+                        id, row, NULL, err);
+}
+
+int registry_get_json(duckdb_connection conn, const char *id, json_t **row, agnes_error *err)
+{
+    char sql[sizeof select_columns + 32];
+    snprintf(sql, sizeof sql, "%s WHERE id = $1", select_columns);
+    const char *params[] = {id};
+    json_t *rows = NULL;
+    *row = NULL;
+    if (duck_query_json(conn, sql, params, 1, &rows, err) != AGNES_OK)
+        return err->code;
+    if (json_array_size(rows) == 0) {
+        json_decref(rows);
+        return agnes_error_set(err, AGNES_ERR_NOT_FOUND, "Table not found");
+    }
+    *row = json_incref(json_array_get(rows, 0));
+    json_decref(rows);
+    return AGNES_OK;
+}
+
+int registry_list_json(duckdb_connection conn, json_t **rows, agnes_error *err)
+{
+    char sql[sizeof select_columns + 256];
+    snprintf(sql, sizeof sql,
+             "SELECT r.*, CASE WHEN s.status = 'ok' THEN NULL ELSE s.error END AS last_sync_error FROM (%s) r"
+             " LEFT JOIN sync_state s ON s.table_id = r.id ORDER BY r.name, r.id",
+             select_columns);
+    return duck_query_json(conn, sql, NULL, 0, rows, err);
+}
+
+int registry_delete(duckdb_connection conn, const char *id, agnes_error *err)
+{
+    json_t *existing = NULL;
+    if (registry_get_json(conn, id, &existing, err) != AGNES_OK)
+        return err->code;
+    json_decref(existing);
+    const char *params[] = {id};
+    if (duck_exec(conn, "BEGIN TRANSACTION", err))
+        return err->code;
+    int rc = duck_exec_params(conn, "DELETE FROM table_registry WHERE id = $1", params, 1, err);
+    if (rc == AGNES_OK)
+        rc = duck_exec_params(conn, "DELETE FROM sync_state WHERE table_id = $1", params, 1, err);
+    if (rc == AGNES_OK)
+        rc = duck_exec_params(conn, "DELETE FROM sync_history WHERE table_id = $1", params, 1, err);
+    if (rc == AGNES_OK)
+        return duck_exec(conn, "COMMIT", err);
+    agnes_error ignored;
+    duck_exec(conn, "ROLLBACK", &ignored);
+    return rc;
+}
