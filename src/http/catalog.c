@@ -30,8 +30,10 @@ int catalog_visible_ids(http_context *ctx, const auth_identity *who, json_t **id
     return rc;
 }
 
-static bool contains(json_t *ids, const char *id)
+bool catalog_id_visible(const json_t *ids, const char *id)
 {
+    if (ids == NULL)
+        return true; /* admins */
     size_t i;
     json_t *value;
     json_array_foreach(ids, i, value) {
@@ -66,7 +68,7 @@ void catalog_handle_list(http_context *ctx, const http_request *req, http_respon
     size_t i;
     json_t *table;
     json_array_foreach(tables, i, table) {
-        if (ids == NULL || contains(ids, json_string_value(json_object_get(table, "id"))))
+        if (catalog_id_visible(ids, json_string_value(json_object_get(table, "id"))))
             json_array_append(visible, table);
     }
     http_respond_json(resp, 200, json_pack("{s:O, s:I}", "tables", visible, "count", (json_int_t)json_array_size(visible)));
@@ -101,7 +103,7 @@ static json_t *readable_table(http_context *ctx, const http_request *req, http_r
         http_respond_internal(resp, req, &err);
         json_decref(found);
         found = NULL;
-    } else if (ids != NULL && !contains(ids, id)) {
+    } else if (!catalog_id_visible(ids, id)) {
         snprintf(detail, sizeof detail,
                  "Access denied to table '%s'. Ask an admin to grant one of your groups access to it.", id);
         http_respond_error(resp, 403, detail, NULL);

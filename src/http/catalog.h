@@ -13,6 +13,9 @@ struct auth_identity;
  * learn what a caller may see. */
 int catalog_visible_ids(http_context *ctx, const struct auth_identity *who, json_t **ids, agnes_error *err);
 
+/* Whether id is among ids from catalog_visible_ids (NULL: every id is). */
+bool catalog_id_visible(const json_t *ids, const char *id);
+
 void catalog_handle_list(http_context *ctx, const http_request *req, http_response *resp);
 void catalog_handle_get(http_context *ctx, const http_request *req, http_response *resp);
 void catalog_handle_sample(http_context *ctx, const http_request *req, http_response *resp);

@@ -16,19 +16,6 @@
 #include "http/catalog.h"
 #include "store/sync_state.h"
 
-static bool visible(const json_t *ids, const char *id)
-{
-    if (ids == NULL)
-        return true; /* admins */
-    size_t i;
-    json_t *value;
-    json_array_foreach(ids, i, value) {
-        if (strcmp(json_string_value(value), id) == 0)
-            return true;
-    }
-    return false;
-}
-
 /* The source of each published table, from the catalog snapshot. */
 static const char *source_of(const analytics_snapshot *snapshot, const char *id)
 {
@@ -58,7 +45,7 @@ void sync_status_handle_get(http_context *ctx, const http_request *req, http_res
     json_t *row;
     json_array_foreach(states, i, row) {
         const char *id = json_string_value(json_object_get(row, "table_id"));
-        if (!visible(ids, id))
+        if (!catalog_id_visible(ids, id))
             continue;
         const char *source = source_of(snapshot, id);
         json_object_set_new(row, "source", source ? json_string(source) : json_null());
@@ -67,7 +54,7 @@ void sync_status_handle_get(http_context *ctx, const http_request *req, http_res
     }
     const json_t *report = snapshot ? snapshot->rebuild : NULL;
     json_array_foreach(json_object_get(report, "collisions"), i, row) {
-        if (visible(ids, json_string_value(json_object_get(row, "view"))))
+        if (catalog_id_visible(ids, json_string_value(json_object_get(row, "view"))))
             json_array_append(collisions, row);
     }
     json_t *built_at = json_object_get(report, "built_at");
