@@ -33,7 +33,15 @@ int system_db_open(system_db *db, const char *path, int expected_version, agnes_
     }
     return AGNES_OK;
 fail:
-    system_db_close(db);
+    /* Nothing was written: close without the CHECKPOINT system_db_close
+     * does, so a file we refuse (another schema version) stays byte-for-byte
+     * as it was. */
+    if (db->writer != NULL)
+        duckdb_disconnect(&db->writer);
+    if (db->database != NULL)
+        duckdb_close(&db->database);
+    pthread_mutex_destroy(&db->writer_lock);
+    memset(db, 0, sizeof *db);
     return err->code;
 }
 
