@@ -21,6 +21,7 @@
 #include "http/auth_cache.h"
 #include "http/catalog_admin.h"
 #include "http/health.h"
+#include "http/sync.h"
 #include "http/rate_limit.h"
 #include "http/router.h"
 #include "http/server.h"
@@ -195,6 +196,7 @@ int command_serve(int argc, char **argv)
     auth_cache *identities = NULL;     /* 256 entries: heap, owned here */
     analytics catalog_reader = {0};
     query_pool queries = {0};
+    sync_runs runs = {0};
     bool requests_abandoned = false;
     agnes_error err;
     agnes_error_clear(&err);
@@ -221,6 +223,11 @@ int command_serve(int argc, char **argv)
         goto fail;
     }
     state.context.identities = identities;
+    if (sync_runs_init(&runs) != 0) {
+        agnes_error_set(&err, AGNES_ERR_NOMEM, "cannot create the sync run table");
+        goto fail;
+    }
+    state.context.sync_runs = &runs;
     if (pthread_mutex_init(&state.context.rebuild_lock, NULL) != 0 ||
         pthread_mutex_init(&state.context.upload_lock, NULL) != 0) {
         agnes_error_set(&err, AGNES_ERR_NOMEM, "cannot create a mutex");
@@ -276,6 +283,9 @@ fail:
     fprintf(stderr, "agnes: %s\n", err.message);
     server_stop(&server, 0);
 done:
+    /* A running sync finishes first (within the grace period): it uses the catalog and system.duckdb. */
+    if (runs.runs != NULL && !sync_runs_free(&runs, (double)config_get_int(&rt.config, CFG_SERVER_SHUTDOWN_GRACE)))
+        requests_abandoned = true;
     if (!requests_abandoned) {
         query_pool_free(&queries);
         analytics_free(&catalog_reader);

@@ -62,6 +62,8 @@ static const config_key_spec specs[CFG_KEY_COUNT] = {
     [CFG_CATALOG_WATCH_INTERVAL] = {"catalog.watch_interval_seconds", "AGNES_CATALOG_WATCH", CONFIG_INT, "10", 0,
                                     86400, NULL, false,
                                     "Seconds between checks for changed extracts (rebuilds when one changed; 0 = off)"},
+    [CFG_SYNC_TIMEOUT] = {"sync.timeout_seconds", "AGNES_SYNC_TIMEOUT", CONFIG_INT, "1800", 1, 604800, NULL, false,
+                          "Longest one connector may run before it is stopped and its tables marked failed"},
     [CFG_QUERY_TIMEOUT] = {"query.timeout_seconds", "AGNES_QUERY_TIMEOUT", CONFIG_INT, "30", 1, 86400, NULL, false,
                            "Longest a /api/query response may take, streaming included (408 beyond)"},
     [CFG_QUERY_MAX_PER_USER] = {"query.max_concurrent_per_user", "AGNES_QUERY_MAX_PER_USER", CONFIG_INT, "3", 1, 256,

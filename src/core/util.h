@@ -55,6 +55,10 @@ int util_copy_file_atomic(const char *src, const char *dst, agnes_error *err);
 int util_mkdir_p(const char *path, mode_t mode, agnes_error *err);
 
 bool util_file_exists(const char *path);
+
+/* Remove a directory tree (symlinks are removed, never followed).
+ * A missing path is success. */
+int util_remove_tree(const char *path, agnes_error *err);
 bool util_is_directory(const char *path);
 
 /* fsync the directory that contains path (after a rename into it). */

@@ -44,13 +44,13 @@ typedef struct contract_allowlists {
 void contract_allowlists_from_env(contract_allowlists *allow);
 bool contract_allowlist_contains(const char *list, const char *name);
 
-/* ^[A-Za-z_][A-Za-z0-9_]{0,63}$: source names and table ids. */
 /* The _meta table exactly as contracts/extract_meta.sql declares it: what
  * the built-in writers (demo, local files) create. */
 #define CONTRACT_META_DDL                                                                                         \
     "CREATE TABLE _meta (table_name VARCHAR NOT NULL, description VARCHAR, rows BIGINT, size_bytes BIGINT,"     \
     " extracted_at TIMESTAMP, query_mode VARCHAR DEFAULT 'local')"
 
+/* ^[A-Za-z_][A-Za-z0-9_]{0,63}$: source names and table ids. */
 bool contract_is_identifier(const char *name);
 
 /* Check the extract at path; violations go into report (caller frees it with

@@ -81,17 +81,22 @@ static void source_error(json_t *entry, const char *status, const char *message)
     json_array_append_new(json_object_get(entry, "errors"), json_string(message));
 }
 
-/* Content-change marker for the data file: changes when it is rewritten. */
+/* Content-change marker: the table's data file when it sits where the
+ * built-in writers put it, else the extract itself (custom connectors keep
+ * data elsewhere, and republish the extract whenever data changes). */
 static void data_hash(const agnes_paths *paths, const char *source, const char *table, char out[17])
 {
     char file[AGNES_PATH_MAX];
     struct stat st;
     out[0] = '\0';
     snprintf(file, sizeof file, "%s/extracts/%s/data/%s.parquet", paths->data_dir, source, table);
-    if (stat(file, &st) != 0)
-        return;
-    char text[64];
-    snprintf(text, sizeof text, "%lld.%09ld:%lld", (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
+    if (stat(file, &st) != 0) {
+        orchestrator_extract_path(paths, source, file, sizeof file);
+        if (stat(file, &st) != 0)
+            return;
+    }
+    char text[160];
+    snprintf(text, sizeof text, "%s:%lld.%09ld:%lld", table, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
              (long long)st.st_size);
     char hex[65];
     uint8_t digest[32];

@@ -23,6 +23,7 @@ struct rate_limiter;
 struct analytics;
 struct query_pool;
 struct auth_cache;
+struct sync_runs;
 struct MHD_Connection;
 struct auth_identity;
 struct http_upload;
@@ -35,6 +36,7 @@ typedef struct http_context {
     atomic_bool setup_required;
     struct rate_limiter *auth_limiter;
     struct auth_cache *identities; /* session identities by write generation (http/auth_cache.h) */
+    struct sync_runs *sync_runs;   /* sync runs in progress and recent (http/sync.h) */
     struct analytics *analytics; /* the read side of the catalog (engine/analytics.h) */
     struct query_pool *queries;  /* connections and limits of /api/query (engine/query_pool.h) */
     /* One catalog rebuild at a time (they share analytics/server.duckdb.tmp). */

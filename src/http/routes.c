@@ -12,6 +12,7 @@
 #include "http/pages.h"
 #include "http/query.h"
 #include "http/registry.h"
+#include "http/sync.h"
 #include "http/sync_status.h"
 #include "http/tokens.h"
 #include "http/upload.h"
@@ -67,6 +68,9 @@ const route http_routes[] = {
      "Run one read-only SELECT on the catalog {sql, limit?, format?: json|ndjson|csv|parquet|arrow}", ROUTE_BLOCKING},
     {"POST", "/api/admin/rebuild", catalog_handle_rebuild, ROUTE_ADMIN,
      "Rebuild the analytics catalog from every extract now", ROUTE_BLOCKING},
+    {"POST", "/api/sync/trigger", sync_handle_trigger, ROUTE_ADMIN,
+     "Start a sync of every registered table, or of a JSON array of ids; returns a run_id at once"},
+    {"GET", "/api/sync/status/{run_id}", sync_handle_run_status, ROUTE_ADMIN, "One sync run: state per table"},
     {"GET", "/api/sync/status", sync_status_handle_get, ROUTE_USER,
      "Per table: rows, bytes, state, error, last sync; catalog collisions and sources"},
     {"POST", "/api/upload/tables", upload_handle_table, ROUTE_ADMIN,

@@ -14,6 +14,7 @@
 #include "engine/analytics.h"
 #include "http/auth.h"
 #include "http/catalog.h"
+#include "http/sync.h"
 #include "store/sync_state.h"
 
 /* The source of each published table, from the catalog snapshot. */
@@ -62,6 +63,8 @@ void sync_status_handle_get(http_context *ctx, const http_request *req, http_res
                              built_at ? built_at : json_null());
     if (ids == NULL && report != NULL) /* which sources are broken is an operator's business */
         json_object_set(body, "sources", json_object_get(report, "sources"));
+    if (ids == NULL)
+        json_object_set_new(body, "runs", sync_runs_recent(ctx->sync_runs, 10));
     analytics_release(ctx->analytics, snapshot);
     http_respond_json(resp, 200, body);
 done:

@@ -47,6 +47,19 @@ int sync_state_record(duckdb_connection conn, const char *table_id, long long ro
     util_uuid4(id);
     const char *state[] = {table_id, rows_text, size_text, hash, status, error};
     const char *history[] = {id, table_id, rows_text, status, error};
+    /* A rebuild republishes every table; only new data is news.  An
+     * unchanged table keeps its state - including a failed last sync,
+     * which must not be papered over by republishing the old data. */
+    const char *lookup[] = {table_id, hash};
+    long long same = 0;
+    duckdb_result result;
+    if (duck_query_params(conn, "SELECT count(*) FROM sync_state WHERE table_id = $1 AND hash = $2", lookup, 2,
+                          &result, err) != AGNES_OK)
+        return err->code;
+    same = duckdb_value_int64(&result, 0, 0);
+    duckdb_destroy_result(&result);
+    if (same > 0 && hash[0] != '\0')
+        return AGNES_OK;
     if (duck_exec_params(conn,
                          "INSERT INTO sync_state (table_id, last_sync, rows, file_size_bytes, hash, status, error)"
                          " VALUES ($1, current_timestamp, CAST($2 AS BIGINT), CAST($3 AS BIGINT), $4, $5, $6)"
@@ -67,4 +80,21 @@ int sync_state_list_json(duckdb_connection conn, json_t **rows, agnes_error *err
                            "SELECT table_id, last_sync, rows, file_size_bytes AS size_bytes, status AS state, error"
                            " FROM sync_state ORDER BY table_id",
                            NULL, 0, rows, err);
+}
+
+int sync_state_record_failure(duckdb_connection conn, const char *table_id, const char *error, agnes_error *err)
+{
+    char id[37];
+    util_uuid4(id);
+    const char *state[] = {table_id, error};
+    const char *history[] = {id, table_id, error};
+    if (duck_exec_params(conn,
+                         "INSERT INTO sync_state (table_id, status, error) VALUES ($1, 'error', $2)"
+                         " ON CONFLICT (table_id) DO UPDATE SET status = 'error', error = excluded.error",
+                         state, 2, err))
+        return err->code;
+    return duck_exec_params(conn,
+                            "INSERT INTO sync_history (id, table_id, synced_at, status, error)"
+                            " VALUES ($1, $2, current_timestamp, 'error', $3)",
+                            history, 3, err);
 }

@@ -28,9 +28,14 @@ int view_ownership_claim(duckdb_connection conn, const char *view_name, const ch
  * array of {"view": ..., "source": ...} (the complete current set). */
 int view_ownership_reconcile(duckdb_connection conn, const char *published_json, agnes_error *err);
 
-/* Record a table's state after a rebuild, and append to its history. */
+/* Record a table's state after a rebuild, and append to its history -
+ * unless the table's hash is the one already recorded (nothing changed). */
 int sync_state_record(duckdb_connection conn, const char *table_id, long long rows, long long size_bytes,
                       const char *hash, const char *status, const char *error, agnes_error *err);
+
+/* Record a failed sync of a table: status 'error' with the sentence; the
+ * last good rows, bytes and time stay (the table keeps serving them). */
+int sync_state_record_failure(duckdb_connection conn, const char *table_id, const char *error, agnes_error *err);
 
 /* Every table's last recorded state, ordered by id: a JSON array of
  * {table_id, last_sync, rows, size_bytes, state, error} (new reference). */

@@ -1,0 +1,397 @@
+#include "http/sync.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "http/auth.h"
+#include "http/catalog_admin.h"
+#include "store/registry.h"
+#include "store/sync_state.h"
+#include "store/users.h"
+#include "sync/custom_connector.h"
+#include "sync/local_files.h"
+
+/* ---- the run table (all under runs->lock) ------------------------------ */
+
+int sync_runs_init(sync_runs *runs)
+{
+    memset(runs, 0, sizeof *runs);
+    runs->runs = json_array();
+    return runs->runs != NULL && pthread_mutex_init(&runs->lock, NULL) == 0 ? 0 : -1;
+}
+
+bool sync_runs_free(sync_runs *runs, double grace_seconds)
+{
+    if (runs->runs == NULL)
+        return true;
+    double deadline = util_monotonic_ms() + grace_seconds * 1000.0;
+    for (;;) { /* a run thread uses the context: let it finish */
+        pthread_mutex_lock(&runs->lock);
+        int running = runs->running_threads;
+        pthread_mutex_unlock(&runs->lock);
+        if (running == 0)
+            break;
+        if (util_monotonic_ms() >= deadline) {
+            log_warn("msg=\"exiting with a sync still running; its tables keep their last good data\" runs=%d",
+                     running);
+            return false;
+        }
+        usleep(50 * 1000);
+    }
+    json_decref(runs->runs);
+    runs->runs = NULL;
+    pthread_mutex_destroy(&runs->lock);
+    return true;
+}
+
+static json_t *find_run(sync_runs *runs, const char *run_id)
+{
+    size_t i;
+    json_t *run;
+    json_array_foreach(runs->runs, i, run) {
+        if (strcmp(json_string_value(json_object_get(run, "run_id")), run_id) == 0)
+            return run;
+    }
+    return NULL;
+}
+
+json_t *sync_runs_recent(sync_runs *runs, size_t max)
+{
+    pthread_mutex_lock(&runs->lock);
+    json_t *recent = json_array();
+    size_t count = json_array_size(runs->runs);
+    for (size_t i = count > max ? count - max : 0; i < count; i++)
+        json_array_append_new(recent, json_deep_copy(json_array_get(runs->runs, i)));
+    pthread_mutex_unlock(&runs->lock);
+    return recent;
+}
+
+/* The run currently syncing `source`, or NULL. */
+static const char *busy_with(sync_runs *runs, const char *source)
+{
+    for (int i = 0; i < SYNC_BUSY_MAX; i++)
+        if (runs->busy[i][0] != '\0' && strcmp(runs->busy[i], source) == 0)
+            return runs->busy_run[i];
+    return NULL;
+}
+
+static bool claim_source(sync_runs *runs, const char *source, const char *run_id)
+{
+    for (int i = 0; i < SYNC_BUSY_MAX; i++) {
+        if (runs->busy[i][0] == '\0') {
+            snprintf(runs->busy[i], sizeof runs->busy[i], "%s", source);
+            snprintf(runs->busy_run[i], sizeof runs->busy_run[i], "%s", run_id);
+            return true;
+        }
+    }
+    return false;
+}
+
+static void release_source(sync_runs *runs, const char *source)
+{
+    pthread_mutex_lock(&runs->lock);
+    for (int i = 0; i < SYNC_BUSY_MAX; i++)
+        if (strcmp(runs->busy[i], source) == 0)
+            runs->busy[i][0] = runs->busy_run[i][0] = '\0';
+    pthread_mutex_unlock(&runs->lock);
+}
+
+/* Copy a source's outcome into the run's table entries. */
+static void record_outcome(sync_runs *runs, const char *run_id, const json_t *outcome)
+{
+    pthread_mutex_lock(&runs->lock);
+    json_t *run = find_run(runs, run_id);
+    size_t i, j;
+    json_t *entry, *result;
+    json_array_foreach(json_object_get(run, "tables"), i, entry) {
+        json_array_foreach(json_object_get(outcome, "tables"), j, result) {
+            if (strcmp(json_string_value(json_object_get(entry, "table_id")),
+                       json_string_value(json_object_get(result, "table_id"))) == 0) {
+                json_object_update(entry, result);
+                json_object_set(entry, "duration_ms", json_object_get(outcome, "duration_ms"));
+            }
+        }
+    }
+    pthread_mutex_unlock(&runs->lock);
+}
+
+static void set_source_state(sync_runs *runs, const char *run_id, const char *source, const char *state)
+{
+    pthread_mutex_lock(&runs->lock);
+    size_t i;
+    json_t *entry;
+    json_array_foreach(json_object_get(find_run(runs, run_id), "tables"), i, entry) {
+        if (strcmp(json_string_value(json_object_get(entry, "source")), source) == 0)
+            json_object_set_new(entry, "state", json_string(state));
+    }
+    pthread_mutex_unlock(&runs->lock);
+}
+
+/* ---- running ------------------------------------------------------------ */
+
+typedef struct run_job {
+    http_context *ctx;
+    char run_id[40];
+    json_t *sources; /* {source: [registry rows]} of the sources this run owns */
+} run_job;
+
+/* One source: its connector, then sync_state for what failed. */
+static json_t *sync_source(http_context *ctx, const char *run_id, const char *source, const json_t *rows)
+{
+    json_t *outcome = NULL;
+    agnes_error err;
+    char executable[AGNES_PATH_MAX + 128];
+    if (strcmp(source, LOCAL_SOURCE_NAME) == 0) { /* uploads change these; there is nothing to pull */
+        outcome = json_pack("{s:s, s:s, s:[]}", "source", source, "state", "done", "tables");
+        size_t i;
+        json_t *row;
+        json_array_foreach(rows, i, row)
+            json_array_append_new(json_object_get(outcome, "tables"),
+                                  json_pack("{s:O, s:s, s:s}", "table_id", json_object_get(row, "id"), "state",
+                                            "skipped", "note", "local tables change by POST /api/upload/tables"));
+        return outcome;
+    }
+    if (custom_connector_path(&ctx->runtime->paths, source, executable, sizeof executable)) {
+        double timeout = (double)config_get_int(&ctx->runtime->config, CFG_SYNC_TIMEOUT);
+        if (custom_connector_sync(&ctx->runtime->paths, source, run_id, rows, timeout, &outcome, &err) != AGNES_OK)
+            outcome = json_pack("{s:s, s:s, s:s, s:[]}", "source", source, "state", "failed", "error", err.message,
+                                "tables");
+    } else {
+        char why[300];
+        snprintf(why, sizeof why,
+                 "source '%s' has no connector that can sync in this build (custom connectors: an executable "
+                 "CONNECTORS_DIR/%s/extract)",
+                 source, source);
+        outcome = json_pack("{s:s, s:s, s:s, s:[]}", "source", source, "state", "failed", "error", why, "tables");
+    }
+    if (json_array_size(json_object_get(outcome, "tables")) == 0) { /* failed before any table: all failed */
+        size_t i;
+        json_t *row;
+        json_array_foreach(rows, i, row)
+            json_array_append_new(json_object_get(outcome, "tables"),
+                                  json_pack("{s:O, s:s, s:O}", "table_id", json_object_get(row, "id"), "state",
+                                            "failed", "error", json_object_get(outcome, "error")));
+    }
+    duckdb_connection writer = system_db_writer_acquire(ctx->db);
+    size_t i;
+    json_t *table;
+    json_array_foreach(json_object_get(outcome, "tables"), i, table) {
+        if (strcmp(json_string_value(json_object_get(table, "state")), "failed") == 0 &&
+            sync_state_record_failure(writer, json_string_value(json_object_get(table, "table_id")),
+                                      json_string_value(json_object_get(table, "error")), &err) != AGNES_OK)
+            log_warn("msg=\"cannot record a failed sync\" detail=\"%s\"", err.message);
+    }
+    system_db_writer_release(ctx->db);
+    log_info("msg=\"source synced\" run_id=%s source=%s state=%s", run_id, source,
+             json_string_value(json_object_get(outcome, "state")));
+    return outcome;
+}
+
+static void *run_main(void *arg)
+{
+    run_job *job = arg;
+    sync_runs *runs = job->ctx->sync_runs;
+    const char *source;
+    json_t *rows;
+    bool any_failed = false, any_done = false;
+    json_object_foreach(job->sources, source, rows) {
+        set_source_state(runs, job->run_id, source, "running");
+        json_t *outcome = sync_source(job->ctx, job->run_id, source, rows);
+        record_outcome(runs, job->run_id, outcome);
+        const char *state = json_string_value(json_object_get(outcome, "state"));
+        any_failed = any_failed || strcmp(state, "done") != 0;
+        any_done = any_done || strcmp(state, "failed") != 0;
+        json_decref(outcome);
+        release_source(runs, source);
+    }
+    json_t *report = NULL;
+    agnes_error err;
+    if (catalog_rebuild(job->ctx, false, &report, &err) != AGNES_OK)
+        log_warn("msg=\"catalog rebuild after a sync failed\" run_id=%s detail=\"%s\"", job->run_id, err.message);
+    json_decref(report);
+    char finished[32];
+    util_utc_now_iso(finished);
+    pthread_mutex_lock(&runs->lock);
+    json_t *run = find_run(runs, job->run_id);
+    json_object_set_new(run, "state", json_string(!any_failed ? "done" : any_done ? "partial" : "failed"));
+    json_object_set_new(run, "finished_at", json_string(finished));
+    runs->running_threads--;
+    pthread_mutex_unlock(&runs->lock);
+    json_decref(job->sources);
+    free(job);
+    return NULL;
+}
+
+/* ---- HTTP --------------------------------------------------------------- */
+
+/* The registry rows to sync: all, or the ids of a JSON array body. */
+static json_t *rows_to_sync(http_context *ctx, const http_request *req, http_response *resp, json_t **requested)
+{
+    duckdb_connection conn = NULL;
+    json_t *all = NULL, *chosen = NULL;
+    agnes_error err;
+    *requested = NULL;
+    if (req->body_len > 0) {
+        json_error_t parse_error;
+        *requested = json_loads(req->body, 0, &parse_error);
+        if (*requested != NULL && json_is_null(*requested)) {
+            json_decref(*requested);
+            *requested = NULL;
+        } else if (!json_is_array(*requested)) {
+            http_respond_error(resp, 422, "The body must be a JSON array of table ids, e.g. [\"orders\"], or empty "
+                                          "to sync every registered table.", NULL);
+            goto fail;
+        }
+    }
+    if (system_db_connect_reader(ctx->db, &conn, &err) != AGNES_OK || registry_list_json(conn, &all, &err)) {
+        http_respond_internal(resp, req, &err);
+        goto fail;
+    }
+    if (*requested == NULL) {
+        chosen = json_incref(all);
+    } else {
+        chosen = json_array();
+        size_t i, j;
+        json_t *id, *row;
+        json_array_foreach(*requested, i, id) {
+            json_t *found = NULL;
+            json_array_foreach(all, j, row) {
+                if (json_is_string(id) && strcmp(json_string_value(json_object_get(row, "id")), json_string_value(id)) == 0)
+                    found = row;
+            }
+            if (found == NULL) {
+                char detail[400];
+                snprintf(detail, sizeof detail, "Table '%s' is not registered; GET /api/admin/registry lists them.",
+                         json_is_string(id) ? json_string_value(id) : "?");
+                http_respond_error(resp, 404, detail, NULL);
+                json_decref(chosen);
+                chosen = NULL;
+                goto fail;
+            }
+            json_array_append(chosen, found);
+        }
+    }
+fail:
+    if (conn)
+        duckdb_disconnect(&conn);
+    json_decref(all);
+    return chosen;
+}
+
+static void new_run_id(char *out, size_t out_size)
+{
+    char stamp[32], id[37];
+    time_t now = time(NULL);
+    struct tm utc;
+    gmtime_r(&now, &utc);
+    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", &utc);
+    util_uuid4(id);
+    snprintf(out, out_size, "run_%s_%.8s", stamp, id);
+}
+
+void sync_handle_trigger(http_context *ctx, const http_request *req, http_response *resp)
+{
+    json_t *requested = NULL, *rows = rows_to_sync(ctx, req, resp, &requested);
+    if (rows == NULL) {
+        json_decref(requested);
+        return;
+    }
+    sync_runs *runs = ctx->sync_runs;
+    run_job *job = calloc(1, sizeof *job);
+    char started[32];
+    util_utc_now_iso(started);
+    json_t *entries = json_array(), *ids = json_array();
+    if (job == NULL) {
+        agnes_error err;
+        agnes_error_set(&err, AGNES_ERR_NOMEM, "out of memory");
+        http_respond_internal(resp, req, &err);
+        goto done;
+    }
+    job->ctx = ctx;
+    job->sources = json_object();
+    new_run_id(job->run_id, sizeof job->run_id);
+    pthread_mutex_lock(&runs->lock);
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row) {
+        const char *source = json_string_value(json_object_get(row, "source_type"));
+        const char *other = busy_with(runs, source);
+        json_t *entry = json_pack("{s:O, s:s, s:s}", "table_id", json_object_get(row, "id"), "source", source, "state",
+                                  "queued");
+        if (other != NULL && strcmp(other, job->run_id) != 0) {
+            json_object_set_new(entry, "state", json_string("joined"));
+            json_object_set_new(entry, "joined_run_id", json_string(other));
+        } else {
+            if (json_object_get(job->sources, source) == NULL) {
+                claim_source(runs, source, job->run_id);
+                json_object_set_new(job->sources, source, json_array());
+            }
+            json_array_append(json_object_get(job->sources, source), row);
+        }
+        json_array_append_new(entries, entry);
+        json_array_append(ids, json_object_get(row, "id"));
+    }
+    json_array_append_new(runs->runs, json_pack("{s:s, s:s, s:s, s:n, s:O}", "run_id", job->run_id, "state", "running",
+                                                "started_at", started, "finished_at", "tables", entries));
+    while (json_array_size(runs->runs) > SYNC_RUNS_KEPT)
+        json_array_remove(runs->runs, 0);
+    runs->running_threads++;
+    pthread_mutex_unlock(&runs->lock);
+    pthread_t thread;
+    pthread_attr_t attributes;
+    pthread_attr_init(&attributes);
+    pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
+    char run_id[40];
+    snprintf(run_id, sizeof run_id, "%s", job->run_id);
+    if (pthread_create(&thread, &attributes, run_main, job) != 0) {
+        agnes_error err;
+        agnes_error_set(&err, AGNES_ERR_NOMEM, "cannot start a sync thread");
+        pthread_mutex_lock(&runs->lock);
+        runs->running_threads--;
+        pthread_mutex_unlock(&runs->lock);
+        const char *source;
+        json_t *ignored;
+        json_object_foreach(job->sources, source, ignored)
+            release_source(runs, source);
+        json_decref(job->sources);
+        free(job);
+        http_respond_internal(resp, req, &err);
+    } else {
+        duckdb_connection writer = system_db_writer_acquire(ctx->db);
+        audit_log_write(writer, req->identity->user_id, "sync.trigger", run_id, NULL, "ok");
+        system_db_writer_release(ctx->db);
+        http_respond_json(resp, 200,
+                          json_pack("{s:s, s:s, s:o, s:s}", "status", "triggered", "run_id", run_id, "tables",
+                                    requested ? json_incref(ids) : json_string("all"), "message",
+                                    "Sync started in the background. Follow it at GET /api/sync/status/<run_id>."));
+    }
+    pthread_attr_destroy(&attributes);
+done:
+    json_decref(entries);
+    json_decref(ids);
+    json_decref(rows);
+    json_decref(requested);
+}
+
+void sync_handle_run_status(http_context *ctx, const http_request *req, http_response *resp)
+{
+    const char *run_id = http_request_param(req, "run_id");
+    sync_runs *runs = ctx->sync_runs;
+    pthread_mutex_lock(&runs->lock);
+    json_t *run = find_run(runs, run_id);
+    json_t *copy = run ? json_deep_copy(run) : NULL;
+    pthread_mutex_unlock(&runs->lock);
+    if (copy == NULL) {
+        char detail[200];
+        snprintf(detail, sizeof detail, "No sync run '%s' (the server keeps the last %d runs since it started).", run_id,
+                 SYNC_RUNS_KEPT);
+        http_respond_error(resp, 404, detail, NULL);
+        return;
+    }
+    http_respond_json(resp, 200, copy);
+}

@@ -1,0 +1,153 @@
+#include "sync/connector_process.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/util.h"
+
+#define KILL_GRACE_MS 2000
+#define POLL_MS 20
+
+/* In the child: wire up stdin/stdout/stderr and exec.  Never returns.
+ * Between fork and exec of a threaded process only async-signal-safe
+ * calls are allowed, hence write() of fixed text instead of printf. */
+static void exec_child(const connector_command *command, int stdin_read, int log_fd)
+{
+    static const char exec_failed[] = "agnes: cannot execute the connector (is it executable, with a #! line?)\n";
+    setpgid(0, 0); /* its own group: a deadline kills grandchildren too */
+    struct sigaction default_action;
+    memset(&default_action, 0, sizeof default_action);
+    default_action.sa_handler = SIG_DFL;
+    sigaction(SIGPIPE, &default_action, NULL); /* the server ignores it; ignoring is inherited across exec */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL); /* the server blocks SIGTERM; a connector must not inherit that */
+    if (dup2(stdin_read, STDIN_FILENO) < 0 || dup2(log_fd, STDOUT_FILENO) < 0 || dup2(log_fd, STDERR_FILENO) < 0)
+        _exit(127);
+    if (command->working_dir != NULL && chdir(command->working_dir) != 0)
+        _exit(127);
+    char *argv[] = {(char *)command->executable, NULL};
+    execve(command->executable, argv, (char *const *)command->env);
+    ssize_t ignored = write(STDERR_FILENO, exec_failed, sizeof exec_failed - 1);
+    (void)ignored;
+    _exit(127);
+}
+
+/* Feed the input; a connector that exits without reading it is not an error. */
+static void write_input(int fd, const char *input)
+{
+    size_t left = input ? strlen(input) : 0;
+    while (left > 0) {
+        ssize_t n = write(fd, input, left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        input += n;
+        left -= (size_t)n;
+    }
+    close(fd);
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Wait for pid until deadline_ms; kill its group past the deadline. */
+static int wait_bounded(pid_t pid, double deadline_ms, connector_outcome *out)
+{
+    int status = 0;
+    bool terminated = false;
+    double kill_at = 0;
+    for (;;) {
+        pid_t done = waitpid(pid, &status, WNOHANG);
+        if (done == pid)
+            break;
+        if (done < 0 && errno != EINTR)
+            return -1;
+        double now = util_monotonic_ms();
+        if (!terminated && now >= deadline_ms) {
+            out->timed_out = true;
+            kill(-pid, SIGTERM);
+            terminated = true;
+            kill_at = now + KILL_GRACE_MS;
+        } else if (terminated && now >= kill_at) {
+            kill(-pid, SIGKILL);
+            kill_at = now + 60000.0;
+        }
+        sleep_ms(POLL_MS);
+    }
+    if (out->timed_out)
+        kill(-pid, SIGKILL); /* anything of its group still around */
+    out->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return 0;
+}
+
+int connector_process_run(const connector_command *command, connector_outcome *out, agnes_error *err)
+{
+    memset(out, 0, sizeof *out);
+    int pipe_fds[2];
+    int log_fd = open(command->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (log_fd < 0)
+        return agnes_error_set(err, AGNES_ERR_IO, "cannot create the connector log %s: %s", command->log_path,
+                               strerror(errno));
+    if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
+        close(log_fd);
+        return agnes_error_set(err, AGNES_ERR_IO, "cannot create a pipe: %s", strerror(errno));
+    }
+    double started = util_monotonic_ms();
+    pid_t pid = fork();
+    if (pid < 0) {
+        int saved = errno;
+        close(log_fd);
+        close(pipe_fds[0]);
+        close(pipe_fds[1]);
+        return agnes_error_set(err, AGNES_ERR_IO, "cannot start %s: %s", command->executable, strerror(saved));
+    }
+    if (pid == 0)
+        exec_child(command, pipe_fds[0], log_fd);
+    setpgid(pid, pid); /* also here, so kill(-pid) works even if the child has not run yet */
+    close(pipe_fds[0]);
+    close(log_fd);
+    /* SIGPIPE is ignored process-wide (server.c), so a connector that exits
+     * without reading its input makes write() fail instead of killing us. */
+    write_input(pipe_fds[1], command->input);
+    int rc = wait_bounded(pid, started + command->timeout_seconds * 1000.0, out);
+    out->elapsed_ms = util_monotonic_ms() - started;
+    if (rc != 0)
+        return agnes_error_set(err, AGNES_ERR_IO, "lost track of connector process %d: %s", (int)pid, strerror(errno));
+    return AGNES_OK;
+}
+
+void connector_process_log_tail(const char *log_path, char *out, size_t max_bytes)
+{
+    out[0] = '\0';
+    FILE *f = fopen(log_path, "r");
+    if (f == NULL)
+        return;
+    if (fseek(f, 0, SEEK_END) == 0) {
+        long size = ftell(f);
+        long start = size > (long)max_bytes - 1 ? size - (long)max_bytes + 1 : 0;
+        if (fseek(f, start, SEEK_SET) == 0) {
+            size_t n = fread(out, 1, max_bytes - 1, f);
+            out[n] = '\0';
+        }
+    }
+    fclose(f);
+    size_t len = strlen(out);
+    while (len > 0 && (out[len - 1] == '\n' || out[len - 1] == '\r'))
+        out[--len] = '\0';
+    for (char *p = out; *p; p++)
+        if (*p == '\n' || *p == '\r' || *p == '"')
+            *p = *p == '"' ? '\'' : ' ';
+}

@@ -1,0 +1,227 @@
+#include "sync/custom_connector.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "core/util.h"
+#include "engine/contract.h"
+#include "store/duck.h"
+#include "sync/connector_process.h"
+
+#define KEEP_RUNS 2
+#define KEEP_LOGS 20
+
+bool custom_connector_path(const agnes_paths *paths, const char *name, char *out, size_t out_size)
+{
+    if (!contract_is_identifier(name))
+        return false;
+    snprintf(out, out_size, "%s/%s/extract", paths->connectors_dir, name);
+    return access(out, X_OK) == 0;
+}
+
+/* Variables the connector asked for in connector.json {"env": [...]}. */
+static json_t *requested_env(const agnes_paths *paths, const char *source)
+{
+    char path[AGNES_PATH_MAX + 128];
+    snprintf(path, sizeof path, "%s/%s/connector.json", paths->connectors_dir, source);
+    json_t *config = json_load_file(path, 0, NULL);
+    json_t *names = json_incref(json_object_get(config, "env"));
+    json_decref(config);
+    return json_is_array(names) ? names : (json_decref(names), json_array());
+}
+
+static json_t *base_result(const char *source, const char *state, const char *error)
+{
+    return json_pack("{s:s, s:s, s:s?, s:[]}", "source", source, "state", state, "error", error, "tables");
+}
+
+/* Every registry table failed with the same sentence. */
+static void fail_all(json_t *result, const json_t *tables, const char *error)
+{
+    size_t i;
+    json_t *row;
+    json_array_foreach(tables, i, row)
+        json_array_append_new(json_object_get(result, "tables"),
+                              json_pack("{s:O, s:s, s:n, s:n, s:s}", "table_id", json_object_get(row, "id"), "state",
+                                        "failed", "rows", "size_bytes", "error", error));
+}
+
+/* The published _meta's rows, to report each registry table's outcome. */
+static void table_outcomes(json_t *result, const json_t *tables, const char *extract)
+{
+    duck_session session;
+    json_t *meta = NULL;
+    agnes_error err;
+    if (duck_session_open(&session, extract, true, &err) == AGNES_OK) {
+        duck_query_json(session.connection, "SELECT table_name, rows, size_bytes FROM _meta", NULL, 0, &meta, &err);
+        duck_session_close(&session);
+    }
+    size_t i, j;
+    json_t *row, *produced;
+    json_array_foreach(tables, i, row) {
+        const char *id = json_string_value(json_object_get(row, "id"));
+        json_t *entry = NULL;
+        json_array_foreach(meta, j, produced) {
+            if (strcasecmp(json_string_value(json_object_get(produced, "table_name")), id) == 0)
+                entry = json_pack("{s:s, s:s, s:O, s:O, s:n}", "table_id", id, "state", "done", "rows",
+                                  json_object_get(produced, "rows"), "size_bytes",
+                                  json_object_get(produced, "size_bytes"), "error");
+        }
+        if (entry == NULL)
+            entry = json_pack("{s:s, s:s, s:n, s:n, s:s}", "table_id", id, "state", "failed", "rows", "size_bytes",
+                              "error", "the connector's extract has no _meta row for this table");
+        json_array_append_new(json_object_get(result, "tables"), entry);
+    }
+    json_decref(meta);
+}
+
+/* Keep the newest KEEP_RUNS run directories and KEEP_LOGS logs (run ids
+ * sort by time). */
+static void sweep_runs(const char *runs_dir)
+{
+    struct dirent **entries = NULL;
+    int count = scandir(runs_dir, &entries, NULL, alphasort);
+    int dirs = 0, logs = 0;
+    for (int i = count - 1; i >= 0; i--) {
+        const char *name = entries[i]->d_name;
+        char path[AGNES_PATH_MAX + 300];
+        agnes_error ignored;
+        snprintf(path, sizeof path, "%s/%s", runs_dir, name);
+        if (strncmp(name, "run_", 4) == 0) {
+            if (util_is_directory(path) ? ++dirs > KEEP_RUNS : ++logs > KEEP_LOGS)
+                util_remove_tree(path, &ignored);
+        }
+        free(entries[i]);
+    }
+    free(entries);
+}
+
+/* The connector's environment: fixed basics plus what it asked for. */
+static void build_env(const agnes_paths *paths, const char *source, const char *run_id, const char *run_dir,
+                      char storage[][AGNES_PATH_MAX + 64], const char **env)
+{
+    int n = 0;
+    snprintf(storage[n], sizeof storage[n], "PATH=/usr/local/bin:/usr/bin:/bin");
+    env[n] = storage[n], n++;
+    snprintf(storage[n], sizeof storage[n], "LANG=C.UTF-8");
+    env[n] = storage[n], n++;
+    snprintf(storage[n], sizeof storage[n], "HOME=%s", run_dir);
+    env[n] = storage[n], n++;
+    snprintf(storage[n], sizeof storage[n], "OUTPUT_DIR=%s", run_dir);
+    env[n] = storage[n], n++;
+    snprintf(storage[n], sizeof storage[n], "DATA_DIR=%s", paths->data_dir);
+    env[n] = storage[n], n++;
+    snprintf(storage[n], sizeof storage[n], "SOURCE_NAME=%s", source);
+    env[n] = storage[n], n++;
+    snprintf(storage[n], sizeof storage[n], "RUN_ID=%s", run_id);
+    env[n] = storage[n], n++;
+    json_t *names = requested_env(paths, source);
+    size_t i;
+    json_t *name;
+    json_array_foreach(names, i, name) {
+        const char *value = json_is_string(name) ? getenv(json_string_value(name)) : NULL;
+        if (value == NULL || n + 1 >= CONNECTOR_ENV_MAX)
+            continue;
+        snprintf(storage[n], sizeof storage[n], "%s=%s", json_string_value(name), value);
+        env[n] = storage[n], n++;
+    }
+    json_decref(names);
+    env[n] = NULL;
+}
+
+/* Exit code and contract check -> NULL when the output may be published,
+ * else the sentence saying why not (in buf). */
+static const char *verdict(const connector_outcome *outcome, const char *extract, const char *log_path,
+                           double timeout_seconds, char *buf, size_t buf_size, agnes_error *err)
+{
+    char tail[400];
+    if (outcome->timed_out) {
+        snprintf(buf, buf_size, "the connector ran longer than %.0f seconds and was stopped", timeout_seconds);
+        return buf;
+    }
+    if (outcome->exit_code != 0 && outcome->exit_code != 2) {
+        connector_process_log_tail(log_path, tail, sizeof tail);
+        snprintf(buf, buf_size, "the connector exited with %d%s%s", outcome->exit_code, tail[0] ? ": " : "", tail);
+        return buf;
+    }
+    if (!util_file_exists(extract)) {
+        snprintf(buf, buf_size, "the connector exited with %d but wrote no extract.duckdb into OUTPUT_DIR",
+                 outcome->exit_code);
+        return buf;
+    }
+    char wal[AGNES_PATH_MAX + 320];
+    snprintf(wal, sizeof wal, "%s.wal", extract);
+    if (util_file_exists(wal)) {
+        snprintf(buf, buf_size, "extract.duckdb was left open (extract.duckdb.wal exists); close the database "
+                                "(or CHECKPOINT) before the connector exits");
+        return buf;
+    }
+    contract_allowlists allow;
+    contract_allowlists_from_env(&allow);
+    contract_report report = {0};
+    if (contract_check(extract, &allow, &report, err) != AGNES_OK) {
+        snprintf(buf, buf_size, "the contract check could not run: %s", err->message);
+    } else if (report.count > 0) {
+        snprintf(buf, buf_size, "output rejected by the contract check (%zu violation%s): %s: %s. Fix: %s",
+                 report.count, report.count == 1 ? "" : "s", report.items[0].rule, report.items[0].message,
+                 report.items[0].fix);
+    } else {
+        buf[0] = '\0';
+    }
+    contract_report_free(&report);
+    return buf[0] ? buf : NULL;
+}
+
+int custom_connector_sync(const agnes_paths *paths, const char *source, const char *run_id, const json_t *tables,
+                          double timeout_seconds, json_t **result, agnes_error *err)
+{
+    char extracts[AGNES_PATH_MAX], executable[AGNES_PATH_MAX + 128], runs_dir[AGNES_PATH_MAX + 128],
+        run_dir[AGNES_PATH_MAX + 256], log_path[AGNES_PATH_MAX + 256], output[AGNES_PATH_MAX + 300],
+        published[AGNES_PATH_MAX + 128], why[1600];
+    char env_storage[CONNECTOR_ENV_MAX][AGNES_PATH_MAX + 64];
+    *result = NULL;
+    if (!custom_connector_path(paths, source, executable, sizeof executable)) {
+        *result = base_result(source, "failed", "no executable connector at CONNECTORS_DIR/<source>/extract");
+        fail_all(*result, tables, "no executable connector at CONNECTORS_DIR/<source>/extract");
+        return AGNES_OK;
+    }
+    if (paths_data_file(paths, DATA_EXTRACTS_DIR, extracts, sizeof extracts, err) ||
+        util_format(runs_dir, sizeof runs_dir, err, "%s/%s/runs", extracts, source) ||
+        util_format(run_dir, sizeof run_dir, err, "%s/%s", runs_dir, run_id) ||
+        util_format(log_path, sizeof log_path, err, "%s.log", run_dir) ||
+        util_format(output, sizeof output, err, "%s/extract.duckdb", run_dir) ||
+        util_format(published, sizeof published, err, "%s/%s/extract.duckdb", extracts, source) ||
+        util_mkdir_p(run_dir, 0755, err))
+        return err->code;
+    char *input = json_dumps(tables, JSON_COMPACT);
+    connector_command command = {.executable = executable, .working_dir = run_dir, .input = input,
+                                 .log_path = log_path, .timeout_seconds = timeout_seconds};
+    build_env(paths, source, run_id, run_dir, env_storage, command.env);
+    connector_outcome outcome;
+    int rc = connector_process_run(&command, &outcome, err);
+    free(input);
+    if (rc != AGNES_OK)
+        return rc;
+    const char *problem = verdict(&outcome, output, log_path, timeout_seconds, why, sizeof why, err);
+    if (problem == NULL && rename(output, published) != 0)
+        problem = strerror(errno);
+    if (problem != NULL) {
+        agnes_error ignored;
+        util_remove_tree(run_dir, &ignored);
+        *result = base_result(source, "failed", problem);
+        fail_all(*result, tables, problem);
+    } else {
+        util_fsync_parent_dir(published, err);
+        *result = base_result(source, outcome.exit_code == 2 ? "partial" : "done", NULL);
+        table_outcomes(*result, tables, published);
+    }
+    sweep_runs(runs_dir);
+    json_object_set_new(*result, "duration_ms", json_real(outcome.elapsed_ms));
+    json_object_set_new(*result, "log", json_string(log_path));
+    return AGNES_OK;
+}

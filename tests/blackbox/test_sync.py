@@ -1,0 +1,165 @@
+"""Sync runs with custom connectors (SPEC §9; issue 5): trigger, status, failures keep the last good data."""
+import json
+import os
+import stat
+import threading
+import time
+
+import pytest
+
+from conftest import AGNES_TOOLS
+from test_users import call, setup_admin_and_analyst
+
+DUCKDB_EXEC = os.path.join(AGNES_TOOLS, "duckdb_exec")
+
+GOOD = """#!/bin/sh
+set -e
+cat > "$OUTPUT_DIR/input.json"
+env > "$OUTPUT_DIR/env.txt"
+mkdir -p "$OUTPUT_DIR/data"
+ROWS=$(cat "{rows_file}")
+{exec} "$OUTPUT_DIR/extract.duckdb" "
+COPY (SELECT range AS id, 'account ' || range AS name FROM range($ROWS)) TO '$OUTPUT_DIR/data/accounts.parquet' (FORMAT parquet);
+CREATE VIEW accounts AS SELECT * FROM read_parquet('$OUTPUT_DIR/data/accounts.parquet');
+{meta_ddl};
+INSERT INTO _meta VALUES ('accounts', 'CRM accounts', $ROWS, 100, now()::TIMESTAMP, 'local');" > /dev/null
+exit {exit_code}
+"""
+META_DDL = ("CREATE TABLE _meta (table_name VARCHAR NOT NULL, description VARCHAR, rows BIGINT, size_bytes BIGINT, "
+            "extracted_at TIMESTAMP, query_mode VARCHAR DEFAULT 'local')")
+# The contract's columns in the wrong order: the insert works, the checker must refuse it.
+BAD_META_DDL = ("CREATE TABLE _meta (description VARCHAR, table_name VARCHAR, rows BIGINT, size_bytes BIGINT, "
+                "extracted_at TIMESTAMP, query_mode VARCHAR)")
+
+
+def write_connector(connectors, body):
+    path = connectors / "crm" / "extract"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(body)
+    os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR)
+
+
+def good_connector(connectors, workdir, rows=25, exit_code=0, meta_ddl=META_DDL):
+    (workdir / "rows.txt").write_text(str(rows))
+    write_connector(connectors, GOOD.format(rows_file=workdir / "rows.txt", exec=DUCKDB_EXEC, exit_code=exit_code,
+                                            meta_ddl=meta_ddl))
+
+
+@pytest.fixture
+def crm(server_factory, env, workdir):
+    connectors = workdir / "connectors"
+    good_connector(connectors, workdir)
+    (connectors / "crm" / "connector.json").write_text(json.dumps({"env": ["CRM_TOKEN"]}))
+    server = server_factory(dict(env, CONNECTORS_DIR=str(connectors), AGNES_SYNC_TIMEOUT="2",
+                                 CRM_TOKEN="token-for-crm", JWT_SECRET_KEY="x" * 64))
+    token = setup_admin_and_analyst(server)[0]["access_token"]
+    assert call(server, "POST", "/api/admin/register-table", token,
+                json={"name": "accounts", "source_type": "crm"}).status_code == 201
+    return server, token, connectors
+
+
+def trigger_and_wait(server, token, body=None):
+    r = call(server, "POST", "/api/sync/trigger", token, json=body) if body is not None else \
+        call(server, "POST", "/api/sync/trigger", token)
+    assert r.status_code == 200, r.text
+    run_id = r.json()["run_id"]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        run = call(server, "GET", f"/api/sync/status/{run_id}", token).json()
+        if run["state"] != "running":
+            return r.json(), run
+        time.sleep(0.1)
+    raise AssertionError("the run did not finish")
+
+
+def count(server, token):
+    r = call(server, "POST", "/api/query", token, json={"sql": "SELECT count(*) FROM accounts"})
+    return r.json()["rows"][0][0] if r.status_code == 200 else r.status_code
+
+
+def test_a_custom_connector_is_synced_and_queryable(crm, workdir):
+    server, token, connectors = crm
+    answer, run = trigger_and_wait(server, token)
+    assert answer["status"] == "triggered" and answer["tables"] == "all" and answer["run_id"].startswith("run_")
+    assert run["state"] == "done" and run["finished_at"].endswith("Z")
+    assert [(t["table_id"], t["state"], t["rows"]) for t in run["tables"]] == [("accounts", "done", 25)]
+    assert count(server, token) == 25
+    run_dir = workdir / "data" / "extracts" / "crm" / "runs" / run["run_id"]
+    rows = json.loads((run_dir / "input.json").read_text())
+    assert [r["id"] for r in rows] == ["accounts"] and rows[0]["source_type"] == "crm"
+    env = dict(line.split("=", 1) for line in (run_dir / "env.txt").read_text().splitlines() if "=" in line)
+    assert env["OUTPUT_DIR"] == str(run_dir) and env["SOURCE_NAME"] == "crm" and env["CRM_TOKEN"] == "token-for-crm"
+    assert "JWT_SECRET_KEY" not in env  # a clean environment: only what the connector asked for
+    status = call(server, "GET", "/api/sync/status", token).json()
+    assert status["runs"][-1]["run_id"] == run["run_id"]
+    assert [(t["table_id"], t["state"], t["rows"]) for t in status["tables"]] == [("accounts", "ok", 25)]
+
+
+FAILURES = [
+    ("exit 1", "#!/bin/sh\necho 'crm said: invalid token' >&2\nexit 1\n", "exited with 1: crm said: invalid token"),
+    ("timeout", "#!/bin/sh\nsleep 30\n", "longer than 2 seconds"),
+    ("no output", "#!/bin/sh\nexit 0\n", "wrote no extract.duckdb"),
+    ("not executable format", "not a script\n", "exited with 127"),
+]
+
+
+@pytest.mark.parametrize("label,script,words", FAILURES, ids=[f[0] for f in FAILURES])
+def test_a_failing_connector_keeps_the_last_good_data(crm, label, script, words):
+    server, token, connectors = crm
+    assert trigger_and_wait(server, token)[1]["state"] == "done"
+    write_connector(connectors, script)
+    _, run = trigger_and_wait(server, token)
+    assert run["state"] == "failed", run
+    table = run["tables"][0]
+    assert table["state"] == "failed" and words in table["error"], table
+    assert count(server, token) == 25  # still served
+    status = call(server, "GET", "/api/sync/status", token).json()["tables"][0]
+    assert status["state"] == "error" and words in status["error"] and status["rows"] == 25
+
+
+def test_output_that_breaks_the_contract_is_refused_with_the_checkers_message(crm, workdir):
+    server, token, connectors = crm
+    assert trigger_and_wait(server, token)[1]["state"] == "done"
+    good_connector(connectors, workdir, rows=99, meta_ddl=BAD_META_DDL)
+    _, run = trigger_and_wait(server, token)
+    error = run["tables"][0]["error"]
+    assert run["state"] == "failed" and "rejected by the contract check" in error and "meta_columns" in error
+    assert "Fix:" in error
+    assert count(server, token) == 25
+
+
+def test_partial_runs_publish_and_say_so(crm, workdir):
+    server, token, connectors = crm
+    good_connector(connectors, workdir, rows=7, exit_code=2)
+    _, run = trigger_and_wait(server, token)
+    assert run["state"] == "partial" and run["tables"][0]["state"] == "done"
+    assert count(server, token) == 7
+
+
+def test_old_run_directories_are_swept(crm, workdir):
+    server, token, _ = crm
+    for _ in range(4):
+        assert trigger_and_wait(server, token)[1]["state"] == "done"
+    runs = workdir / "data" / "extracts" / "crm" / "runs"
+    assert len([p for p in runs.iterdir() if p.is_dir()]) == 2
+    assert count(server, token) == 25
+
+
+def test_a_second_trigger_for_a_busy_source_joins_the_running_run(crm, workdir):
+    server, token, connectors = crm
+    write_connector(connectors, "#!/bin/sh\nsleep 1\nexit 1\n")
+    first = call(server, "POST", "/api/sync/trigger", token).json()["run_id"]
+    second = call(server, "POST", "/api/sync/trigger", token, json=["accounts"]).json()
+    assert second["tables"] == ["accounts"]
+    joined = call(server, "GET", f"/api/sync/status/{second['run_id']}", token).json()["tables"][0]
+    assert joined["state"] == "joined" and joined["joined_run_id"] == first
+
+
+def test_bad_triggers(crm):
+    server, token, _ = crm
+    r = call(server, "POST", "/api/sync/trigger", token, json=["nope"])
+    assert r.status_code == 404 and "'nope' is not registered" in r.json()["detail"]
+    r = call(server, "POST", "/api/sync/trigger", token, json={"tables": "x"})
+    assert r.status_code == 422 and "JSON array of table ids" in r.json()["detail"]
+    r = call(server, "GET", "/api/sync/status/run_nope", token)
+    assert r.status_code == 404
