@@ -38,6 +38,7 @@ typedef struct serve_state {
     double next_checkpoint_ms;
     double next_release_ms;
     double next_catalog_ms;
+    double next_schedule_ms;
     unsigned release_generation_seen;
 } serve_state;
 
@@ -57,6 +58,9 @@ static void watch_extracts(serve_state *state, double now)
         log_warn("msg=\"catalog rebuild after an extract changed failed\" detail=\"%s\"", err.message);
     json_decref(report);
 }
+
+/* How often the scheduler looks for due tables (the grammar's finest step is a minute). */
+#define SCHEDULE_CHECK_SECONDS 15
 
 /* Periodic work, run by the main thread about once a second. */
 static void serve_tick(void *arg)
@@ -80,6 +84,10 @@ static void serve_tick(void *arg)
         state->next_health_ms = 0; /* publish a finished release check at once */
     }
     watch_extracts(state, now);
+    if (config_get_bool(&rt->config, CFG_SCHEDULER) && now >= state->next_schedule_ms) {
+        sync_schedule_tick(&state->context);
+        state->next_schedule_ms = now + 1000.0 * SCHEDULE_CHECK_SECONDS;
+    }
     if (now >= state->next_health_ms) {
         health_monitor_refresh(state->context.health, &state->context);
         state->next_health_ms = now + 1000.0 * HEALTH_REFRESH_SECONDS;

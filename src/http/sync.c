@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/schedule.h"
 #include "core/util.h"
 #include "http/auth.h"
 #include "http/catalog_admin.h"
@@ -294,27 +295,22 @@ static void new_run_id(char *out, size_t out_size)
     snprintf(out, out_size, "run_%s_%.8s", stamp, id);
 }
 
-void sync_handle_trigger(http_context *ctx, const http_request *req, http_response *resp)
+/* Start a run for `rows` (registry rows): claim their sources (a busy
+ * source's tables join the run that has it), record the run, start its
+ * thread.  run_id receives the new id. */
+static int start_run(http_context *ctx, const json_t *rows, char run_id[40], agnes_error *err)
 {
-    json_t *requested = NULL, *rows = rows_to_sync(ctx, req, resp, &requested);
-    if (rows == NULL) {
-        json_decref(requested);
-        return;
-    }
     sync_runs *runs = ctx->sync_runs;
     run_job *job = calloc(1, sizeof *job);
     char started[32];
+    if (job == NULL)
+        return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
     util_utc_now_iso(started);
-    json_t *entries = json_array(), *ids = json_array();
-    if (job == NULL) {
-        agnes_error err;
-        agnes_error_set(&err, AGNES_ERR_NOMEM, "out of memory");
-        http_respond_internal(resp, req, &err);
-        goto done;
-    }
     job->ctx = ctx;
     job->sources = json_object();
     new_run_id(job->run_id, sizeof job->run_id);
+    snprintf(run_id, 40, "%s", job->run_id);
+    json_t *entries = json_array();
     pthread_mutex_lock(&runs->lock);
     size_t i;
     json_t *row;
@@ -334,9 +330,8 @@ void sync_handle_trigger(http_context *ctx, const http_request *req, http_respon
             json_array_append(json_object_get(job->sources, source), row);
         }
         json_array_append_new(entries, entry);
-        json_array_append(ids, json_object_get(row, "id"));
     }
-    json_array_append_new(runs->runs, json_pack("{s:s, s:s, s:s, s:n, s:O}", "run_id", job->run_id, "state", "running",
+    json_array_append_new(runs->runs, json_pack("{s:s, s:s, s:s, s:n, s:o}", "run_id", job->run_id, "state", "running",
                                                 "started_at", started, "finished_at", "tables", entries));
     while (json_array_size(runs->runs) > SYNC_RUNS_KEPT)
         json_array_remove(runs->runs, 0);
@@ -346,36 +341,103 @@ void sync_handle_trigger(http_context *ctx, const http_request *req, http_respon
     pthread_attr_t attributes;
     pthread_attr_init(&attributes);
     pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
-    char run_id[40];
-    snprintf(run_id, sizeof run_id, "%s", job->run_id);
-    if (pthread_create(&thread, &attributes, run_main, job) != 0) {
-        agnes_error err;
-        agnes_error_set(&err, AGNES_ERR_NOMEM, "cannot start a sync thread");
-        pthread_mutex_lock(&runs->lock);
-        runs->running_threads--;
-        pthread_mutex_unlock(&runs->lock);
+    int rc = pthread_create(&thread, &attributes, run_main, job) == 0 ? AGNES_OK
+             : agnes_error_set(err, AGNES_ERR_NOMEM, "cannot start a sync thread");
+    pthread_attr_destroy(&attributes);
+    if (rc != AGNES_OK) {
         const char *source;
         json_t *ignored;
         json_object_foreach(job->sources, source, ignored)
             release_source(runs, source);
+        pthread_mutex_lock(&runs->lock);
+        runs->running_threads--;
+        json_object_set_new(find_run(runs, run_id), "state", json_string("failed"));
+        pthread_mutex_unlock(&runs->lock);
         json_decref(job->sources);
         free(job);
+    }
+    return rc;
+}
+
+void sync_handle_trigger(http_context *ctx, const http_request *req, http_response *resp)
+{
+    json_t *requested = NULL, *rows = rows_to_sync(ctx, req, resp, &requested);
+    char run_id[40];
+    agnes_error err;
+    if (rows == NULL) {
+        json_decref(requested);
+        return;
+    }
+    if (start_run(ctx, rows, run_id, &err) != AGNES_OK) {
         http_respond_internal(resp, req, &err);
     } else {
+        json_t *ids = json_array();
+        size_t i;
+        json_t *row;
+        json_array_foreach(rows, i, row)
+            json_array_append(ids, json_object_get(row, "id"));
         duckdb_connection writer = system_db_writer_acquire(ctx->db);
         audit_log_write(writer, req->identity->user_id, "sync.trigger", run_id, NULL, "ok");
         system_db_writer_release(ctx->db);
         http_respond_json(resp, 200,
                           json_pack("{s:s, s:s, s:o, s:s}", "status", "triggered", "run_id", run_id, "tables",
-                                    requested ? json_incref(ids) : json_string("all"), "message",
+                                    requested ? ids : (json_decref(ids), json_string("all")), "message",
                                     "Sync started in the background. Follow it at GET /api/sync/status/<run_id>."));
     }
-    pthread_attr_destroy(&attributes);
-done:
-    json_decref(entries);
-    json_decref(ids);
     json_decref(rows);
     json_decref(requested);
+}
+
+/* Unix seconds of an ISO-8601 "YYYY-MM-DDTHH:MM:SSZ", or -1. */
+static int64_t parse_utc(const char *text)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    if (text == NULL || strptime(text, "%Y-%m-%dT%H:%M:%S", &tm) == NULL)
+        return -1;
+    return (int64_t)timegm(&tm);
+}
+
+void sync_schedule_tick(http_context *ctx)
+{
+    duckdb_connection conn = NULL;
+    json_t *rows = NULL, *due = json_array();
+    agnes_error err;
+    const char *fallback = config_get_string(&ctx->runtime->config, CFG_SYNC_DEFAULT_SCHEDULE);
+    if (system_db_connect_reader(ctx->db, &conn, &err) != AGNES_OK || registry_list_json(conn, &rows, &err)) {
+        log_warn("msg=\"scheduler cannot read the registry\" detail=\"%s\"", err.message);
+        goto done;
+    }
+    int64_t now = util_unix_now();
+    pthread_mutex_lock(&ctx->sync_runs->lock);
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row) {
+        const char *text = json_string_value(json_object_get(row, "sync_schedule"));
+        const char *source = json_string_value(json_object_get(row, "source_type"));
+        schedule parsed;
+        if (text == NULL)
+            text = fallback[0] ? fallback : NULL;
+        /* Local tables change by upload; a busy source is being synced now. */
+        if (text == NULL || strcmp(source, LOCAL_SOURCE_NAME) == 0 || busy_with(ctx->sync_runs, source) != NULL ||
+            schedule_parse(text, &parsed, &err) != AGNES_OK)
+            continue;
+        if (schedule_is_due(&parsed, parse_utc(json_string_value(json_object_get(row, "last_sync_attempt"))), now))
+            json_array_append(due, row);
+    }
+    pthread_mutex_unlock(&ctx->sync_runs->lock);
+    char run_id[40];
+    if (json_array_size(due) > 0) {
+        if (start_run(ctx, due, run_id, &err) != AGNES_OK)
+            log_warn("msg=\"scheduler cannot start a run\" detail=\"%s\"", err.message);
+        else
+            log_info("msg=\"scheduled sync started\" run_id=%s tables=%zu", run_id, json_array_size(due));
+    }
+done:
+    if (conn)
+        duckdb_disconnect(&conn);
+    json_decref(rows);
+    json_decref(due);
 }
 
 void sync_handle_run_status(http_context *ctx, const http_request *req, http_response *resp)

@@ -97,10 +97,11 @@ int registry_get_json(duckdb_connection conn, const char *id, json_t **row, agne
 
 int registry_list_json(duckdb_connection conn, json_t **rows, agnes_error *err)
 {
-    char sql[sizeof select_columns + 256];
+    char sql[sizeof select_columns + 400];
     snprintf(sql, sizeof sql,
-             "SELECT r.*, CASE WHEN s.status = 'ok' THEN NULL ELSE s.error END AS last_sync_error FROM (%s) r"
-             " LEFT JOIN sync_state s ON s.table_id = r.id ORDER BY r.name, r.id",
+             "SELECT r.*, CASE WHEN s.status = 'ok' THEN NULL ELSE s.error END AS last_sync_error,"
+             " (SELECT max(h.synced_at) FROM sync_history h WHERE h.table_id = r.id) AS last_sync_attempt"
+             " FROM (%s) r LEFT JOIN sync_state s ON s.table_id = r.id ORDER BY r.name, r.id",
              select_columns);
     return duck_query_json(conn, sql, NULL, 0, rows, err);
 }

@@ -25,7 +25,8 @@ int registry_update(duckdb_connection conn, const char *id, const json_t *row, a
 /* One row (new reference) or AGNES_ERR_NOT_FOUND. */
 int registry_get_json(duckdb_connection conn, const char *id, json_t **row, agnes_error *err);
 
-/* Every row ordered by name, each with last_sync_error from sync_state. */
+/* Every row ordered by name, each with last_sync_error (from sync_state)
+ * and last_sync_attempt (the newest sync_history entry, failures too). */
 int registry_list_json(duckdb_connection conn, json_t **rows, agnes_error *err);
 
 /* Remove the row and the table's sync_state and sync_history.

@@ -163,3 +163,25 @@ def test_bad_triggers(crm):
     assert r.status_code == 422 and "JSON array of table ids" in r.json()["detail"]
     r = call(server, "GET", "/api/sync/status/run_nope", token)
     assert r.status_code == 404
+
+
+def test_a_scheduled_table_syncs_again_without_a_trigger(server_factory, env, workdir):
+    connectors = workdir / "connectors"
+    good_connector(connectors, workdir, rows=3)
+    server = server_factory(dict(env, CONNECTORS_DIR=str(connectors), AGNES_SCHEDULER="on"))
+    token = setup_admin_and_analyst(server)[0]["access_token"]
+    assert call(server, "POST", "/api/admin/register-table", token,
+                json={"name": "accounts", "source_type": "crm", "sync_schedule": "every 1m"}).status_code == 201
+
+    def scheduled_runs():
+        return [r for r in call(server, "GET", "/api/sync/status", token).json()["runs"] if r["state"] != "running"]
+
+    deadline = time.monotonic() + 30  # never synced: due at the next check (every 15 s)
+    while not scheduled_runs() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert [r["state"] for r in scheduled_runs()] == ["done"] and count(server, token) == 3
+    (workdir / "rows.txt").write_text("5")
+    deadline = time.monotonic() + 120  # "every 1m": again within two minutes, with nobody asking
+    while len(scheduled_runs()) < 2 and time.monotonic() < deadline:
+        time.sleep(1)
+    assert [r["state"] for r in scheduled_runs()] == ["done", "done"] and count(server, token) == 5
