@@ -8,12 +8,12 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "core/log.h"
 #include "core/util.h"
 #include "engine/contract.h"
 #include "store/duck.h"
 #include "sync/connector_process.h"
 
-#define KEEP_RUNS 2
 #define KEEP_LOGS 20
 
 bool custom_connector_path(const agnes_paths *paths, const char *name, char *out, size_t out_size)
@@ -80,25 +80,50 @@ static void table_outcomes(json_t *result, const json_t *tables, const char *ext
     json_decref(meta);
 }
 
-/* Keep the newest KEEP_RUNS run directories and KEEP_LOGS logs (run ids
- * sort by time). */
-static void sweep_runs(const char *runs_dir)
+/* Remove run directories other than `keep_a` and `keep_b` (the run just
+ * published and the one published before it, which an open catalog
+ * snapshot may still read), and all but the newest KEEP_LOGS logs.  A run
+ * killed with the server is neither, so it goes too. */
+static void sweep_runs(const char *runs_dir, const char *keep_a, const char *keep_b)
 {
     struct dirent **entries = NULL;
     int count = scandir(runs_dir, &entries, NULL, alphasort);
-    int dirs = 0, logs = 0;
+    int logs = 0;
     for (int i = count - 1; i >= 0; i--) {
         const char *name = entries[i]->d_name;
         char path[AGNES_PATH_MAX + 300];
         agnes_error ignored;
         snprintf(path, sizeof path, "%s/%s", runs_dir, name);
         if (strncmp(name, "run_", 4) == 0) {
-            if (util_is_directory(path) ? ++dirs > KEEP_RUNS : ++logs > KEEP_LOGS)
+            bool kept = util_is_directory(path) ? strcmp(name, keep_a) == 0 || strcmp(name, keep_b) == 0
+                                                : ++logs <= KEEP_LOGS;
+            if (!kept)
                 util_remove_tree(path, &ignored);
         }
         free(entries[i]);
     }
     free(entries);
+}
+
+/* The run whose extract is published now, from runs/.published ("" if none). */
+static void read_published(const char *runs_dir, char *out, size_t out_size)
+{
+    char path[AGNES_PATH_MAX + 160], *text = NULL;
+    size_t len = 0;
+    agnes_error ignored;
+    out[0] = '\0';
+    snprintf(path, sizeof path, "%s/.published", runs_dir);
+    if (util_read_file(path, 128, &text, &len, &ignored) == AGNES_OK) {
+        snprintf(out, out_size, "%s", util_trim(text));
+        free(text);
+    }
+}
+
+static int write_published(const char *runs_dir, const char *run_id, agnes_error *err)
+{
+    char path[AGNES_PATH_MAX + 160];
+    snprintf(path, sizeof path, "%s/.published", runs_dir);
+    return util_write_file_atomic(path, run_id, strlen(run_id), 0644, err);
 }
 
 /* The connector's environment: fixed basics plus what it asked for. */
@@ -207,6 +232,8 @@ int custom_connector_sync(const agnes_paths *paths, const char *source, const ch
     free(input);
     if (rc != AGNES_OK)
         return rc;
+    char previous[128];
+    read_published(runs_dir, previous, sizeof previous);
     const char *problem = verdict(&outcome, output, log_path, timeout_seconds, why, sizeof why, err);
     if (problem == NULL && rename(output, published) != 0)
         problem = strerror(errno);
@@ -215,12 +242,16 @@ int custom_connector_sync(const agnes_paths *paths, const char *source, const ch
         util_remove_tree(run_dir, &ignored);
         *result = base_result(source, "failed", problem);
         fail_all(*result, tables, problem);
+        sweep_runs(runs_dir, previous, previous);
     } else {
-        util_fsync_parent_dir(published, err);
+        agnes_error ignored;
+        util_fsync_parent_dir(published, &ignored);
+        if (write_published(runs_dir, run_id, &ignored) != AGNES_OK)
+            log_warn("msg=\"cannot record the published run\" detail=\"%s\"", ignored.message);
         *result = base_result(source, outcome.exit_code == 2 ? "partial" : "done", NULL);
         table_outcomes(*result, tables, published);
+        sweep_runs(runs_dir, run_id, previous);
     }
-    sweep_runs(runs_dir);
     json_object_set_new(*result, "duration_ms", json_real(outcome.elapsed_ms));
     json_object_set_new(*result, "log", json_string(log_path));
     return AGNES_OK;

@@ -13,8 +13,9 @@
  *      `agnes contract check`; only then is it renamed over
  *      extracts/S/extract.duckdb - one atomic step, so readers see the old
  *      extract or the new one, never a mix;
- *   4. the run directories older than the previous one are removed (the
- *      previous stays: a catalog snapshot still open may read it).
+ *   4. run directories other than this one and the previously published
+ *      one (runs/.published names it; an open catalog snapshot may still
+ *      read it) are removed - a run killed with the server included.
  * Anything else leaves the published extract untouched and removes the
  * run's directory; the connector's output is kept in runs/<run_id>.log.
  */

@@ -136,12 +136,16 @@ def test_partial_runs_publish_and_say_so(crm, workdir):
     assert count(server, token) == 7
 
 
-def test_old_run_directories_are_swept(crm, workdir):
+def test_old_and_killed_run_directories_are_swept(crm, workdir):
     server, token, _ = crm
-    for _ in range(4):
-        assert trigger_and_wait(server, token)[1]["state"] == "done"
+    done = [trigger_and_wait(server, token)[1]["run_id"] for _ in range(3)]
     runs = workdir / "data" / "extracts" / "crm" / "runs"
-    assert len([p for p in runs.iterdir() if p.is_dir()]) == 2
+    assert {p.name for p in runs.iterdir() if p.is_dir()} == set(done[1:])  # published + the one before
+    # A run killed with the server leaves its directory, sorting newest of all.
+    (runs / "run_99991231T235959_killed" / "data").mkdir(parents=True)
+    latest = trigger_and_wait(server, token)[1]["run_id"]
+    assert {p.name for p in runs.iterdir() if p.is_dir()} == {done[2], latest}
+    assert (runs / ".published").read_text() == latest
     assert count(server, token) == 25
 
 
