@@ -17,6 +17,7 @@ typedef struct command {
 static const command commands[] = {
     {"serve", command_serve},     {"migrate", command_migrate}, {"doctor", command_doctor},   {"routes", command_routes},
     {"contract", command_contract}, {"rebuild", command_rebuild},
+    {"sync", command_sync},
     {"version", command_version}, {"--version", command_version}, {"-V", command_version},
     {"help", command_help},       {"--help", command_help},     {"-h", command_help},
 };

@@ -14,8 +14,8 @@
 #include "store/registry.h"
 #include "store/sync_state.h"
 #include "store/users.h"
-#include "sync/custom_connector.h"
 #include "sync/local_files.h"
+#include "sync/runner.h"
 
 /* ---- the run table (all under runs->lock) ------------------------------ */
 
@@ -141,58 +141,6 @@ typedef struct run_job {
     json_t *sources; /* {source: [registry rows]} of the sources this run owns */
 } run_job;
 
-/* One source: its connector, then sync_state for what failed. */
-static json_t *sync_source(http_context *ctx, const char *run_id, const char *source, const json_t *rows)
-{
-    json_t *outcome = NULL;
-    agnes_error err;
-    char executable[AGNES_PATH_MAX + 128];
-    if (strcmp(source, LOCAL_SOURCE_NAME) == 0) { /* uploads change these; there is nothing to pull */
-        outcome = json_pack("{s:s, s:s, s:[]}", "source", source, "state", "done", "tables");
-        size_t i;
-        json_t *row;
-        json_array_foreach(rows, i, row)
-            json_array_append_new(json_object_get(outcome, "tables"),
-                                  json_pack("{s:O, s:s, s:s}", "table_id", json_object_get(row, "id"), "state",
-                                            "skipped", "note", "local tables change by POST /api/upload/tables"));
-        return outcome;
-    }
-    if (custom_connector_path(&ctx->runtime->paths, source, executable, sizeof executable)) {
-        double timeout = (double)config_get_int(&ctx->runtime->config, CFG_SYNC_TIMEOUT);
-        if (custom_connector_sync(&ctx->runtime->paths, source, run_id, rows, timeout, &outcome, &err) != AGNES_OK)
-            outcome = json_pack("{s:s, s:s, s:s, s:[]}", "source", source, "state", "failed", "error", err.message,
-                                "tables");
-    } else {
-        char why[300];
-        snprintf(why, sizeof why,
-                 "source '%s' has no connector that can sync in this build (custom connectors: an executable "
-                 "CONNECTORS_DIR/%s/extract)",
-                 source, source);
-        outcome = json_pack("{s:s, s:s, s:s, s:[]}", "source", source, "state", "failed", "error", why, "tables");
-    }
-    if (json_array_size(json_object_get(outcome, "tables")) == 0) { /* failed before any table: all failed */
-        size_t i;
-        json_t *row;
-        json_array_foreach(rows, i, row)
-            json_array_append_new(json_object_get(outcome, "tables"),
-                                  json_pack("{s:O, s:s, s:O}", "table_id", json_object_get(row, "id"), "state",
-                                            "failed", "error", json_object_get(outcome, "error")));
-    }
-    duckdb_connection writer = system_db_writer_acquire(ctx->db);
-    size_t i;
-    json_t *table;
-    json_array_foreach(json_object_get(outcome, "tables"), i, table) {
-        if (strcmp(json_string_value(json_object_get(table, "state")), "failed") == 0 &&
-            sync_state_record_failure(writer, json_string_value(json_object_get(table, "table_id")),
-                                      json_string_value(json_object_get(table, "error")), &err) != AGNES_OK)
-            log_warn("msg=\"cannot record a failed sync\" detail=\"%s\"", err.message);
-    }
-    system_db_writer_release(ctx->db);
-    log_info("msg=\"source synced\" run_id=%s source=%s state=%s", run_id, source,
-             json_string_value(json_object_get(outcome, "state")));
-    return outcome;
-}
-
 static void *run_main(void *arg)
 {
     run_job *job = arg;
@@ -202,7 +150,7 @@ static void *run_main(void *arg)
     bool any_failed = false, any_done = false;
     json_object_foreach(job->sources, source, rows) {
         set_source_state(runs, job->run_id, source, "running");
-        json_t *outcome = sync_source(job->ctx, job->run_id, source, rows);
+        json_t *outcome = sync_run_source(job->ctx->runtime, job->ctx->db, job->run_id, source, rows);
         record_outcome(runs, job->run_id, outcome);
         const char *state = json_string_value(json_object_get(outcome, "state"));
         any_failed = any_failed || strcmp(state, "done") != 0;
@@ -284,16 +232,6 @@ fail:
     return chosen;
 }
 
-static void new_run_id(char *out, size_t out_size)
-{
-    char stamp[32], id[37];
-    time_t now = time(NULL);
-    struct tm utc;
-    gmtime_r(&now, &utc);
-    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", &utc);
-    util_uuid4(id);
-    snprintf(out, out_size, "run_%s_%.8s", stamp, id);
-}
 
 /* Start a run for `rows` (registry rows): claim their sources (a busy
  * source's tables join the run that has it), record the run, start its
@@ -308,7 +246,7 @@ static int start_run(http_context *ctx, const json_t *rows, char run_id[40], agn
     util_utc_now_iso(started);
     job->ctx = ctx;
     job->sources = json_object();
-    new_run_id(job->run_id, sizeof job->run_id);
+    sync_new_run_id(job->run_id, sizeof job->run_id);
     snprintf(run_id, 40, "%s", job->run_id);
     json_t *entries = json_array();
     pthread_mutex_lock(&runs->lock);

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import AGNES_TOOLS
+from conftest import AGNES_TOOLS, run_agnes
 from test_users import call, setup_admin_and_analyst
 
 DUCKDB_EXEC = os.path.join(AGNES_TOOLS, "duckdb_exec")
@@ -189,3 +189,23 @@ def test_a_scheduled_table_syncs_again_without_a_trigger(server_factory, env, wo
     while len(scheduled_runs()) < 2 and time.monotonic() < deadline:
         time.sleep(1)
     assert [r["state"] for r in scheduled_runs()] == ["done", "done"] and count(server, token) == 5
+
+
+def test_agnes_sync_does_the_same_from_the_shell(crm, workdir):
+    server, token, connectors = crm
+    busy = run_agnes(["sync"], server.env)
+    assert busy.returncode == 1 and "POST /api/sync/trigger" in busy.stderr
+    server.stop()
+    out = run_agnes(["sync", "accounts"], server.env)
+    assert out.returncode == 0, out.stderr
+    assert "accounts" in out.stdout and "done" in out.stdout and "every table synced" in out.stdout
+    unknown = run_agnes(["sync", "nope"], server.env)
+    assert unknown.returncode == 1 and "'nope' is not registered" in unknown.stderr
+    write_connector(connectors, "#!/bin/sh\necho 'no route to crm' >&2\nexit 1\n")
+    failed = run_agnes(["sync", "--json"], server.env)
+    assert failed.returncode == 1
+    doc = json.loads(failed.stdout)
+    assert doc["sources"][0]["tables"][0]["state"] == "failed"
+    assert "no route to crm" in doc["sources"][0]["tables"][0]["error"]
+    server.start()
+    assert count(server, token) == 25  # the shell run's data, kept through the failed one

@@ -1,0 +1,74 @@
+#include "sync/runner.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "store/sync_state.h"
+#include "sync/custom_connector.h"
+#include "sync/local_files.h"
+
+void sync_new_run_id(char *out, size_t out_size)
+{
+    char stamp[32], id[37];
+    time_t now = time(NULL);
+    struct tm utc;
+    gmtime_r(&now, &utc);
+    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", &utc);
+    util_uuid4(id);
+    snprintf(out, out_size, "run_%s_%.8s", stamp, id);
+}
+
+json_t *sync_run_source(agnes_runtime *rt, system_db *db, const char *run_id, const char *source, const json_t *rows)
+{
+    json_t *outcome = NULL;
+    agnes_error err;
+    char executable[AGNES_PATH_MAX + 128];
+    if (strcmp(source, LOCAL_SOURCE_NAME) == 0) { /* uploads change these; there is nothing to pull */
+        outcome = json_pack("{s:s, s:s, s:[]}", "source", source, "state", "done", "tables");
+        size_t i;
+        json_t *row;
+        json_array_foreach(rows, i, row)
+            json_array_append_new(json_object_get(outcome, "tables"),
+                                  json_pack("{s:O, s:s, s:s}", "table_id", json_object_get(row, "id"), "state",
+                                            "skipped", "note", "local tables change by POST /api/upload/tables"));
+        return outcome;
+    }
+    if (custom_connector_path(&rt->paths, source, executable, sizeof executable)) {
+        double timeout = (double)config_get_int(&rt->config, CFG_SYNC_TIMEOUT);
+        if (custom_connector_sync(&rt->paths, source, run_id, rows, timeout, &outcome, &err) != AGNES_OK)
+            outcome = json_pack("{s:s, s:s, s:s, s:[]}", "source", source, "state", "failed", "error", err.message,
+                                "tables");
+    } else {
+        char why[300];
+        snprintf(why, sizeof why,
+                 "source '%s' has no connector that can sync in this build (custom connectors: an executable "
+                 "CONNECTORS_DIR/%s/extract)",
+                 source, source);
+        outcome = json_pack("{s:s, s:s, s:s, s:[]}", "source", source, "state", "failed", "error", why, "tables");
+    }
+    if (json_array_size(json_object_get(outcome, "tables")) == 0) { /* failed before any table: all failed */
+        size_t i;
+        json_t *row;
+        json_array_foreach(rows, i, row)
+            json_array_append_new(json_object_get(outcome, "tables"),
+                                  json_pack("{s:O, s:s, s:O}", "table_id", json_object_get(row, "id"), "state",
+                                            "failed", "error", json_object_get(outcome, "error")));
+    }
+    duckdb_connection writer = system_db_writer_acquire(db);
+    size_t i;
+    json_t *table;
+    json_array_foreach(json_object_get(outcome, "tables"), i, table) {
+        if (strcmp(json_string_value(json_object_get(table, "state")), "failed") == 0 &&
+            sync_state_record_failure(writer, json_string_value(json_object_get(table, "table_id")),
+                                      json_string_value(json_object_get(table, "error")), &err) != AGNES_OK)
+            log_warn("msg=\"cannot record a failed sync\" detail=\"%s\"", err.message);
+    }
+    system_db_writer_release(db);
+    log_info("msg=\"source synced\" run_id=%s source=%s state=%s", run_id, source,
+             json_string_value(json_object_get(outcome, "state")));
+    return outcome;
+}
+

@@ -1,0 +1,25 @@
+/*
+ * runner.h - sync one source: pick its connector, run it, record failures.
+ *
+ * Shared by the server's runs (http/sync.c, on a thread per run) and
+ * `agnes sync` (the same work from the shell).  The caller owns run
+ * bookkeeping and the catalog rebuild that follows.
+ */
+#ifndef AGNES_SYNC_RUNNER_H
+#define AGNES_SYNC_RUNNER_H
+
+#include <jansson.h>
+
+#include "core/runtime.h"
+#include "store/system_db.h"
+
+/* Sync `source` for `rows` (its registry rows).  Returns the outcome (new
+ * reference): {source, state: done|partial|failed, error?, duration_ms?,
+ * tables: [{table_id, state: done|failed|skipped, rows, size_bytes, error}]}.
+ * Every failed table is recorded in sync_state / sync_history. */
+json_t *sync_run_source(agnes_runtime *rt, system_db *db, const char *run_id, const char *source, const json_t *rows);
+
+/* "run_<UTC stamp>_<8 hex>": an identifier, sortable by start second. */
+void sync_new_run_id(char *out, size_t out_size);
+
+#endif
