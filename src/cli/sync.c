@@ -106,7 +106,7 @@ int command_sync(int argc, char **argv)
     const char *source;
     json_t *rows;
     json_object_foreach(by_source, source, rows) {
-        json_t *outcome = sync_run_source(&rt, &db, run_id, source, rows);
+        json_t *outcome = sync_run_source(&rt, &db, run_id, source, rows, NULL);
         all_ok = print_outcome(outcome, as_json) && all_ok;
         json_array_append_new(outcomes, outcome);
     }

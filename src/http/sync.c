@@ -31,6 +31,7 @@ bool sync_runs_free(sync_runs *runs, double grace_seconds)
     if (runs->runs == NULL)
         return true;
     double deadline = util_monotonic_ms() + grace_seconds * 1000.0;
+    atomic_store(&runs->stopping, true); /* running connectors are stopped; their tables keep the last good data */
     for (;;) { /* a run thread uses the context: let it finish */
         pthread_mutex_lock(&runs->lock);
         int running = runs->running_threads;
@@ -150,7 +151,7 @@ static void *run_main(void *arg)
     bool any_failed = false, any_done = false;
     json_object_foreach(job->sources, source, rows) {
         set_source_state(runs, job->run_id, source, "running");
-        json_t *outcome = sync_run_source(job->ctx->runtime, job->ctx->db, job->run_id, source, rows);
+        json_t *outcome = sync_run_source(job->ctx->runtime, job->ctx->db, job->run_id, source, rows, &runs->stopping);
         record_outcome(runs, job->run_id, outcome);
         const char *state = json_string_value(json_object_get(outcome, "state"));
         any_failed = any_failed || strcmp(state, "done") != 0;

@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "http/http.h"
 
@@ -25,6 +26,7 @@ typedef struct sync_runs {
     char busy[SYNC_BUSY_MAX][65];      /* sources being synced now */
     char busy_run[SYNC_BUSY_MAX][40];  /* ... and by which run */
     int running_threads;
+    atomic_bool stopping; /* set at shutdown: connectors are stopped */
 } sync_runs;
 
 int sync_runs_init(sync_runs *runs);

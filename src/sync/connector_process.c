@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -23,6 +24,7 @@ static void exec_child(const connector_command *command, int stdin_read, int log
 {
     static const char exec_failed[] = "agnes: cannot execute the connector (is it executable, with a #! line?)\n";
     setpgid(0, 0); /* its own group: a deadline kills grandchildren too */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     struct sigaction default_action;
     memset(&default_action, 0, sizeof default_action);
     default_action.sa_handler = SIG_DFL;
@@ -63,8 +65,8 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-/* Wait for pid until deadline_ms; kill its group past the deadline. */
-static int wait_bounded(pid_t pid, double deadline_ms, connector_outcome *out)
+/* Wait for pid until deadline_ms (or cancel); then kill its group. */
+static int wait_bounded(pid_t pid, double deadline_ms, const atomic_bool *cancel, connector_outcome *out)
 {
     int status = 0;
     bool terminated = false;
@@ -76,8 +78,10 @@ static int wait_bounded(pid_t pid, double deadline_ms, connector_outcome *out)
         if (done < 0 && errno != EINTR)
             return -1;
         double now = util_monotonic_ms();
-        if (!terminated && now >= deadline_ms) {
-            out->timed_out = true;
+        bool cancelled = cancel != NULL && atomic_load(cancel);
+        if (!terminated && (now >= deadline_ms || cancelled)) {
+            out->timed_out = !cancelled;
+            out->cancelled = cancelled;
             kill(-pid, SIGTERM);
             terminated = true;
             kill_at = now + KILL_GRACE_MS;
@@ -87,7 +91,7 @@ static int wait_bounded(pid_t pid, double deadline_ms, connector_outcome *out)
         }
         sleep_ms(POLL_MS);
     }
-    if (out->timed_out)
+    if (terminated)
         kill(-pid, SIGKILL); /* anything of its group still around */
     out->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     return 0;
@@ -122,7 +126,7 @@ int connector_process_run(const connector_command *command, connector_outcome *o
     /* SIGPIPE is ignored process-wide (server.c), so a connector that exits
      * without reading its input makes write() fail instead of killing us. */
     write_input(pipe_fds[1], command->input);
-    int rc = wait_bounded(pid, started + command->timeout_seconds * 1000.0, out);
+    int rc = wait_bounded(pid, started + command->timeout_seconds * 1000.0, command->cancel, out);
     out->elapsed_ms = util_monotonic_ms() - started;
     if (rc != 0)
         return agnes_error_set(err, AGNES_ERR_IO, "lost track of connector process %d: %s", (int)pid, strerror(errno));

@@ -7,11 +7,14 @@
  * JSON on stdin, stdout+stderr in a log file, its own process group, and a
  * deadline after which the whole group gets SIGTERM and, two seconds later,
  * SIGKILL.  The exit code is the connector's verdict: 0 ok, 2 partial,
- * anything else failed.
+ * anything else failed.  It also dies with the server (PR_SET_PDEATHSIG),
+ * so a killed server leaves no connector behind writing into a run that
+ * will never be published.
  */
 #ifndef AGNES_SYNC_CONNECTOR_PROCESS_H
 #define AGNES_SYNC_CONNECTOR_PROCESS_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "core/error.h"
@@ -24,12 +27,14 @@ typedef struct connector_command {
     const char *input;    /* written to stdin, then closed */
     const char *log_path; /* stdout and stderr, truncated first */
     double timeout_seconds;
+    const atomic_bool *cancel; /* optional: when it turns true, stop the connector as at the deadline */
     const char *env[CONNECTOR_ENV_MAX]; /* "NAME=value" entries, NULL-terminated */
 } connector_command;
 
 typedef struct connector_outcome {
     int exit_code;  /* -1 when killed by a signal */
     bool timed_out;
+    bool cancelled; /* stopped because the server is shutting down */
     double elapsed_ms;
 } connector_outcome;
 

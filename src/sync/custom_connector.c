@@ -165,6 +165,10 @@ static const char *verdict(const connector_outcome *outcome, const char *extract
                            double timeout_seconds, char *buf, size_t buf_size, agnes_error *err)
 {
     char tail[400];
+    if (outcome->cancelled) {
+        snprintf(buf, buf_size, "the server shut down while the connector ran; it was stopped");
+        return buf;
+    }
     if (outcome->timed_out) {
         snprintf(buf, buf_size, "the connector ran longer than %.0f seconds and was stopped", timeout_seconds);
         return buf;
@@ -203,7 +207,7 @@ static const char *verdict(const connector_outcome *outcome, const char *extract
 }
 
 int custom_connector_sync(const agnes_paths *paths, const char *source, const char *run_id, const json_t *tables,
-                          double timeout_seconds, json_t **result, agnes_error *err)
+                          double timeout_seconds, const atomic_bool *cancel, json_t **result, agnes_error *err)
 {
     char extracts[AGNES_PATH_MAX], executable[AGNES_PATH_MAX + 128], runs_dir[AGNES_PATH_MAX + 128],
         run_dir[AGNES_PATH_MAX + 256], log_path[AGNES_PATH_MAX + 256], output[AGNES_PATH_MAX + 300],
@@ -225,7 +229,7 @@ int custom_connector_sync(const agnes_paths *paths, const char *source, const ch
         return err->code;
     char *input = json_dumps(tables, JSON_COMPACT);
     connector_command command = {.executable = executable, .working_dir = run_dir, .input = input,
-                                 .log_path = log_path, .timeout_seconds = timeout_seconds};
+                                 .log_path = log_path, .timeout_seconds = timeout_seconds, .cancel = cancel};
     build_env(paths, source, run_id, run_dir, env_storage, command.env);
     connector_outcome outcome;
     int rc = connector_process_run(&command, &outcome, err);

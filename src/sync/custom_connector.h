@@ -23,6 +23,7 @@
 #define AGNES_SYNC_CUSTOM_CONNECTOR_H
 
 #include <jansson.h>
+#include <stdatomic.h>
 
 #include "core/error.h"
 #include "core/paths.h"
@@ -36,6 +37,6 @@ bool custom_connector_path(const agnes_paths *paths, const char *name, char *out
  * A failing connector is a result, not an error: the return value is
  * AGNES_OK unless the run could not be attempted at all. */
 int custom_connector_sync(const agnes_paths *paths, const char *source, const char *run_id, const json_t *tables,
-                          double timeout_seconds, json_t **result, agnes_error *err);
+                          double timeout_seconds, const atomic_bool *cancel, json_t **result, agnes_error *err);
 
 #endif

@@ -21,7 +21,8 @@ void sync_new_run_id(char *out, size_t out_size)
     snprintf(out, out_size, "run_%s_%.8s", stamp, id);
 }
 
-json_t *sync_run_source(agnes_runtime *rt, system_db *db, const char *run_id, const char *source, const json_t *rows)
+json_t *sync_run_source(agnes_runtime *rt, system_db *db, const char *run_id, const char *source, const json_t *rows,
+                        const atomic_bool *cancel)
 {
     json_t *outcome = NULL;
     agnes_error err;
@@ -38,7 +39,7 @@ json_t *sync_run_source(agnes_runtime *rt, system_db *db, const char *run_id, co
     }
     if (custom_connector_path(&rt->paths, source, executable, sizeof executable)) {
         double timeout = (double)config_get_int(&rt->config, CFG_SYNC_TIMEOUT);
-        if (custom_connector_sync(&rt->paths, source, run_id, rows, timeout, &outcome, &err) != AGNES_OK)
+        if (custom_connector_sync(&rt->paths, source, run_id, rows, timeout, cancel, &outcome, &err) != AGNES_OK)
             outcome = json_pack("{s:s, s:s, s:s, s:[]}", "source", source, "state", "failed", "error", err.message,
                                 "tables");
     } else {

@@ -9,6 +9,7 @@
 #define AGNES_SYNC_RUNNER_H
 
 #include <jansson.h>
+#include <stdatomic.h>
 
 #include "core/runtime.h"
 #include "store/system_db.h"
@@ -16,8 +17,10 @@
 /* Sync `source` for `rows` (its registry rows).  Returns the outcome (new
  * reference): {source, state: done|partial|failed, error?, duration_ms?,
  * tables: [{table_id, state: done|failed|skipped, rows, size_bytes, error}]}.
- * Every failed table is recorded in sync_state / sync_history. */
-json_t *sync_run_source(agnes_runtime *rt, system_db *db, const char *run_id, const char *source, const json_t *rows);
+ * Every failed table is recorded in sync_state / sync_history.  `cancel`
+ * (may be NULL) stops a running connector, e.g. at shutdown. */
+json_t *sync_run_source(agnes_runtime *rt, system_db *db, const char *run_id, const char *source, const json_t *rows,
+                        const atomic_bool *cancel);
 
 /* "run_<UTC stamp>_<8 hex>": an identifier, sortable by start second. */
 void sync_new_run_id(char *out, size_t out_size);

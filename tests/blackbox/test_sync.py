@@ -2,6 +2,7 @@
 import json
 import os
 import stat
+import subprocess
 import threading
 import time
 
@@ -209,3 +210,23 @@ def test_agnes_sync_does_the_same_from_the_shell(crm, workdir):
     assert "no route to crm" in doc["sources"][0]["tables"][0]["error"]
     server.start()
     assert count(server, token) == 25  # the shell run's data, kept through the failed one
+
+
+def test_shutdown_stops_a_running_connector_and_keeps_the_data(crm, workdir):
+    server, token, connectors = crm
+    assert trigger_and_wait(server, token)[1]["state"] == "done"
+    marker = workdir / "still-running"
+    write_connector(connectors, f"#!/bin/sh\nsleep 29 && touch '{marker}'\nexit 0\n")
+    server.env["AGNES_SYNC_TIMEOUT"] = "120"
+    server.stop()
+    server.start()
+    assert call(server, "POST", "/api/sync/trigger", token).status_code == 200
+    time.sleep(0.5)
+    started = time.monotonic()
+    assert server.stop() == 0
+    assert time.monotonic() - started < 10  # not the connector's 29 s
+    time.sleep(0.5)
+    assert subprocess.run(["pgrep", "-f", "sleep 29"], capture_output=True).returncode == 1  # its group is gone
+    assert not marker.exists()
+    server.start()
+    assert count(server, token) == 25
