@@ -29,7 +29,9 @@
 #include "store/duck.h"
 #include "store/migrations.h"
 #include "store/users.h"
+#include "store/sync_state.h"
 #include "store/system_db.h"
+#include "sync/custom_connector.h"
 #include "sync/local_files.h"
 
 typedef struct serve_state {
@@ -57,6 +59,18 @@ static void watch_extracts(serve_state *state, double now)
     if (catalog_rebuild(&state->context, true, &report, &err) != AGNES_OK)
         log_warn("msg=\"catalog rebuild after an extract changed failed\" detail=\"%s\"", err.message);
     json_decref(report);
+}
+
+/* Syncs a killed server never finished are failures, said so in sync_state. */
+static int fail_interrupted_syncs(system_db *db, agnes_error *err)
+{
+    long long count = 0;
+    duckdb_connection writer = system_db_writer_acquire(db);
+    int rc = sync_state_fail_interrupted(writer, &count, err);
+    system_db_writer_release(db);
+    if (rc == AGNES_OK && count > 0)
+        log_warn("msg=\"syncs interrupted by the last stop are marked failed\" tables=%lld", count);
+    return rc;
 }
 
 /* How often the scheduler looks for due tables (the grammar's finest step is a minute). */
@@ -250,6 +264,9 @@ int command_serve(int argc, char **argv)
         goto fail;
     state.context.queries = &queries;
     local_files_sweep(&rt.paths); /* leftovers of a killed upload or parquet query */
+    custom_connectors_reap(&rt.paths);
+    if (fail_interrupted_syncs(&db, &err))
+        goto fail;
     query_sweep_results(&rt.paths);
     bool demo_created = false;
     if (config_get_bool(&rt.config, CFG_DEMO) && demo_seed_if_empty(&rt.paths, &demo_created, &err))

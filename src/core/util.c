@@ -104,14 +104,26 @@ int util_read_file(const char *path, size_t max_bytes, char **out, size_t *out_l
                              path, (long long)st.st_size, max_bytes);
         goto fail;
     }
-    buf = malloc((size_t)st.st_size + 1);
-    if (buf == NULL) {
+    /* Read to EOF, not to st_size: files under /proc report size 0. */
+    size_t cap = (size_t)st.st_size + 1 > 4096 ? (size_t)st.st_size + 1 : 4096, total = 0;
+    if ((buf = malloc(cap)) == NULL) {
         rc = agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory reading %s", path);
         goto fail;
     }
-    size_t total = 0;
-    while (total < (size_t)st.st_size) {
-        ssize_t got = read(fd, buf + total, (size_t)st.st_size - total);
+    for (;;) {
+        if (total + 1 == cap) {
+            char *grown = cap > max_bytes + 1 ? NULL : realloc(buf, cap * 2);
+            if (grown == NULL) {
+                rc = cap > max_bytes + 1
+                         ? agnes_error_set(err, AGNES_ERR_INVALID, "%s is larger than the %zu bytes allowed", path,
+                                           max_bytes)
+                         : agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory reading %s", path);
+                goto fail;
+            }
+            buf = grown;
+            cap *= 2;
+        }
+        ssize_t got = read(fd, buf + total, cap - 1 - total);
         if (got < 0 && errno == EINTR)
             continue;
         if (got < 0) {
@@ -119,8 +131,13 @@ int util_read_file(const char *path, size_t max_bytes, char **out, size_t *out_l
             goto fail;
         }
         if (got == 0)
-            break; /* file shrank under us: return what is there */
+            break;
         total += (size_t)got;
+    }
+    if (total > max_bytes) {
+        rc = agnes_error_set(err, AGNES_ERR_INVALID, "%s is %zu bytes, larger than the %zu allowed", path, total,
+                             max_bytes);
+        goto fail;
     }
     buf[total] = '\0';
     close(fd);

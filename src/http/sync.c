@@ -142,6 +142,24 @@ typedef struct run_job {
     json_t *sources; /* {source: [registry rows]} of the sources this run owns */
 } run_job;
 
+/* Durable start markers: a run killed with the server shows up as failed at the next start. */
+static void mark_started(run_job *job)
+{
+    agnes_error err;
+    duckdb_connection writer = system_db_writer_acquire(job->ctx->db);
+    const char *source;
+    json_t *rows;
+    json_object_foreach(job->sources, source, rows) {
+        size_t i;
+        json_t *row;
+        json_array_foreach(rows, i, row) {
+            if (sync_state_run_started(writer, json_string_value(json_object_get(row, "id")), job->run_id, &err))
+                log_warn("msg=\"cannot mark a table's sync as started\" detail=\"%s\"", err.message);
+        }
+    }
+    system_db_writer_release(job->ctx->db);
+}
+
 static void *run_main(void *arg)
 {
     run_job *job = arg;
@@ -149,6 +167,7 @@ static void *run_main(void *arg)
     const char *source;
     json_t *rows;
     bool any_failed = false, any_done = false;
+    mark_started(job);
     json_object_foreach(job->sources, source, rows) {
         set_source_state(runs, job->run_id, source, "running");
         json_t *outcome = sync_run_source(job->ctx->runtime, job->ctx->db, job->run_id, source, rows, &runs->stopping);
@@ -161,6 +180,10 @@ static void *run_main(void *arg)
     }
     json_t *report = NULL;
     agnes_error err;
+    duckdb_connection writer = system_db_writer_acquire(job->ctx->db);
+    if (sync_state_run_finished(writer, job->run_id, &err) != AGNES_OK)
+        log_warn("msg=\"cannot close the run's start markers\" run_id=%s detail=\"%s\"", job->run_id, err.message);
+    system_db_writer_release(job->ctx->db);
     if (catalog_rebuild(job->ctx, false, &report, &err) != AGNES_OK)
         log_warn("msg=\"catalog rebuild after a sync failed\" run_id=%s detail=\"%s\"", job->run_id, err.message);
     json_decref(report);

@@ -98,3 +98,46 @@ int sync_state_record_failure(duckdb_connection conn, const char *table_id, cons
                             " VALUES ($1, $2, current_timestamp, 'error', $3)",
                             history, 3, err);
 }
+
+int sync_state_run_started(duckdb_connection conn, const char *table_id, const char *run_id, agnes_error *err)
+{
+    char id[37];
+    util_uuid4(id);
+    const char *params[] = {id, table_id, run_id};
+    return duck_exec_params(conn,
+                            "INSERT INTO sync_history (id, table_id, synced_at, status, error)"
+                            " VALUES ($1, $2, current_timestamp, 'running', $3)",
+                            params, 3, err);
+}
+
+int sync_state_run_finished(duckdb_connection conn, const char *run_id, agnes_error *err)
+{
+    const char *params[] = {run_id};
+    return duck_exec_params(conn, "DELETE FROM sync_history WHERE status = 'running' AND error = $1", params, 1, err);
+}
+
+int sync_state_fail_interrupted(duckdb_connection conn, long long *count, agnes_error *err)
+{
+    json_t *rows = NULL;
+    *count = 0;
+    if (duck_query_json(conn, "SELECT DISTINCT table_id, error AS run_id FROM sync_history WHERE status = 'running'",
+                        NULL, 0, &rows, err) != AGNES_OK)
+        return err->code;
+    size_t i;
+    json_t *row;
+    int rc = AGNES_OK;
+    json_array_foreach(rows, i, row) {
+        char message[200];
+        snprintf(message, sizeof message,
+                 "sync run %s was interrupted: the server stopped before it finished; the table keeps its last good "
+                 "data (trigger it again)",
+                 json_string_value(json_object_get(row, "run_id")));
+        if ((rc = sync_state_record_failure(conn, json_string_value(json_object_get(row, "table_id")), message, err)))
+            break;
+        (*count)++;
+    }
+    json_decref(rows);
+    if (rc == AGNES_OK)
+        rc = duck_exec(conn, "DELETE FROM sync_history WHERE status = 'running'", err);
+    return rc;
+}

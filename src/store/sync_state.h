@@ -37,6 +37,14 @@ int sync_state_record(duckdb_connection conn, const char *table_id, long long ro
  * last good rows, bytes and time stay (the table keeps serving them). */
 int sync_state_record_failure(duckdb_connection conn, const char *table_id, const char *error, agnes_error *err);
 
+/* A run's start, per table: a 'running' row in sync_history, removed by
+ * sync_state_run_finished.  Rows still there at the next start are runs a
+ * dead server never finished: sync_state_fail_interrupted records them as
+ * failed (and returns how many). */
+int sync_state_run_started(duckdb_connection conn, const char *table_id, const char *run_id, agnes_error *err);
+int sync_state_run_finished(duckdb_connection conn, const char *run_id, agnes_error *err);
+int sync_state_fail_interrupted(duckdb_connection conn, long long *count, agnes_error *err);
+
 /* Every table's last recorded state, ordered by id: a JSON array of
  * {table_id, last_sync, rows, size_bytes, state, error} (new reference). */
 int sync_state_list_json(duckdb_connection conn, json_t **rows, agnes_error *err);

@@ -121,6 +121,12 @@ int connector_process_run(const connector_command *command, connector_outcome *o
     if (pid == 0)
         exec_child(command, pipe_fds[0], log_fd);
     setpgid(pid, pid); /* also here, so kill(-pid) works even if the child has not run yet */
+    if (command->pid_file != NULL) {
+        char text[32];
+        agnes_error ignored;
+        snprintf(text, sizeof text, "%d\n", (int)pid);
+        util_write_file_atomic(command->pid_file, text, strlen(text), 0644, &ignored);
+    }
     close(pipe_fds[0]);
     close(log_fd);
     /* SIGPIPE is ignored process-wide (server.c), so a connector that exits

@@ -28,6 +28,7 @@ typedef struct connector_command {
     const char *log_path; /* stdout and stderr, truncated first */
     double timeout_seconds;
     const atomic_bool *cancel; /* optional: when it turns true, stop the connector as at the deadline */
+    const char *pid_file;      /* optional: the process group id is written here while it runs */
     const char *env[CONNECTOR_ENV_MAX]; /* "NAME=value" entries, NULL-terminated */
 } connector_command;
 

@@ -2,6 +2,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <glob.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,25 +107,31 @@ static void sweep_runs(const char *runs_dir, const char *keep_a, const char *kee
     free(entries);
 }
 
-/* The run whose extract is published now, from runs/.published ("" if none). */
-static void read_published(const char *runs_dir, char *out, size_t out_size)
+/* runs/.published: the published run, then the one published before it. */
+static void read_published(const char *runs_dir, char *current, char *previous, size_t size)
 {
     char path[AGNES_PATH_MAX + 160], *text = NULL;
     size_t len = 0;
     agnes_error ignored;
-    out[0] = '\0';
+    current[0] = previous[0] = '\0';
     snprintf(path, sizeof path, "%s/.published", runs_dir);
-    if (util_read_file(path, 128, &text, &len, &ignored) == AGNES_OK) {
-        snprintf(out, out_size, "%s", util_trim(text));
-        free(text);
+    if (util_read_file(path, 256, &text, &len, &ignored) != AGNES_OK)
+        return;
+    char *newline = strchr(text, '\n');
+    if (newline != NULL) {
+        *newline = '\0';
+        snprintf(previous, size, "%s", util_trim(newline + 1));
     }
+    snprintf(current, size, "%s", util_trim(text));
+    free(text);
 }
 
-static int write_published(const char *runs_dir, const char *run_id, agnes_error *err)
+static int write_published(const char *runs_dir, const char *run_id, const char *previous, agnes_error *err)
 {
-    char path[AGNES_PATH_MAX + 160];
+    char path[AGNES_PATH_MAX + 160], text[200];
     snprintf(path, sizeof path, "%s/.published", runs_dir);
-    return util_write_file_atomic(path, run_id, strlen(run_id), 0644, err);
+    snprintf(text, sizeof text, "%s\n%s\n", run_id, previous);
+    return util_write_file_atomic(path, text, strlen(text), 0644, err);
 }
 
 /* The connector's environment: fixed basics plus what it asked for. */
@@ -225,19 +233,26 @@ int custom_connector_sync(const agnes_paths *paths, const char *source, const ch
         util_format(log_path, sizeof log_path, err, "%s.log", run_dir) ||
         util_format(output, sizeof output, err, "%s/extract.duckdb", run_dir) ||
         util_format(published, sizeof published, err, "%s/%s/extract.duckdb", extracts, source) ||
-        util_mkdir_p(run_dir, 0755, err))
+        util_mkdir_p(runs_dir, 0755, err))
+        return err->code;
+    char current[128], previous[128];
+    read_published(runs_dir, current, previous, sizeof current);
+    sweep_runs(runs_dir, current, previous); /* what a killed run left, before this one starts */
+    if (util_mkdir_p(run_dir, 0755, err))
         return err->code;
     char *input = json_dumps(tables, JSON_COMPACT);
     connector_command command = {.executable = executable, .working_dir = run_dir, .input = input,
                                  .log_path = log_path, .timeout_seconds = timeout_seconds, .cancel = cancel};
     build_env(paths, source, run_id, run_dir, env_storage, command.env);
     connector_outcome outcome;
+    char pid_path[AGNES_PATH_MAX + 300];
+    snprintf(pid_path, sizeof pid_path, "%s.pid", run_dir);
+    command.pid_file = pid_path;
     int rc = connector_process_run(&command, &outcome, err);
+    unlink(pid_path);
     free(input);
     if (rc != AGNES_OK)
         return rc;
-    char previous[128];
-    read_published(runs_dir, previous, sizeof previous);
     const char *problem = verdict(&outcome, output, log_path, timeout_seconds, why, sizeof why, err);
     if (problem == NULL && rename(output, published) != 0)
         problem = strerror(errno);
@@ -246,17 +261,83 @@ int custom_connector_sync(const agnes_paths *paths, const char *source, const ch
         util_remove_tree(run_dir, &ignored);
         *result = base_result(source, "failed", problem);
         fail_all(*result, tables, problem);
-        sweep_runs(runs_dir, previous, previous);
+        sweep_runs(runs_dir, current, previous);
     } else {
         agnes_error ignored;
         util_fsync_parent_dir(published, &ignored);
-        if (write_published(runs_dir, run_id, &ignored) != AGNES_OK)
+        if (write_published(runs_dir, run_id, current, &ignored) != AGNES_OK)
             log_warn("msg=\"cannot record the published run\" detail=\"%s\"", ignored.message);
         *result = base_result(source, outcome.exit_code == 2 ? "partial" : "done", NULL);
         table_outcomes(*result, tables, published);
-        sweep_runs(runs_dir, run_id, previous);
+        sweep_runs(runs_dir, run_id, current);
     }
     json_object_set_new(*result, "duration_ms", json_real(outcome.elapsed_ms));
     json_object_set_new(*result, "log", json_string(log_path));
     return AGNES_OK;
+}
+
+/* True when a process of group pgid has RUN_ID=<run_id> in its environment. */
+static bool group_is_run(long pgid, const char *run_id)
+{
+    char wanted[160];
+    snprintf(wanted, sizeof wanted, "RUN_ID=%s", run_id);
+    DIR *proc = opendir("/proc");
+    struct dirent *entry;
+    bool found = false;
+    while (!found && proc != NULL && (entry = readdir(proc)) != NULL) {
+        char path[300], *text = NULL;
+        size_t len = 0;
+        agnes_error ignored;
+        if (entry->d_name[0] < '0' || entry->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof path, "/proc/%s/stat", entry->d_name);
+        if (util_read_file(path, 4096, &text, &len, &ignored) != AGNES_OK)
+            continue;
+        const char *after_name = strrchr(text, ')'); /* the command name may hold spaces */
+        long group = 0;
+        char state;
+        long parent;
+        bool same = after_name && sscanf(after_name + 1, " %c %ld %ld", &state, &parent, &group) == 3 && group == pgid;
+        free(text);
+        if (!same)
+            continue;
+        snprintf(path, sizeof path, "/proc/%s/environ", entry->d_name);
+        if (util_read_file(path, 1 << 20, &text, &len, &ignored) != AGNES_OK)
+            continue;
+        for (size_t at = 0; at < len && !found; at += strlen(text + at) + 1)
+            found = strcmp(text + at, wanted) == 0;
+        free(text);
+    }
+    if (proc != NULL)
+        closedir(proc);
+    return found;
+}
+
+void custom_connectors_reap(const agnes_paths *paths)
+{
+    char extracts[AGNES_PATH_MAX], pattern[AGNES_PATH_MAX + 32];
+    agnes_error err;
+    if (paths_data_file(paths, DATA_EXTRACTS_DIR, extracts, sizeof extracts, &err) != AGNES_OK)
+        return;
+    snprintf(pattern, sizeof pattern, "%s/*/runs/run_*.pid", extracts);
+    glob_t found;
+    if (glob(pattern, 0, NULL, &found) != 0)
+        return;
+    for (size_t i = 0; i < found.gl_pathc; i++) {
+        const char *pid_path = found.gl_pathv[i];
+        char *text = NULL, run_id[128];
+        size_t len = 0;
+        const char *base = strrchr(pid_path, '/') + 1;
+        snprintf(run_id, sizeof run_id, "%.*s", (int)(strlen(base) - 4), base);
+        if (util_read_file(pid_path, 64, &text, &len, &err) == AGNES_OK) {
+            long pgid = atol(text);
+            if (pgid > 1 && group_is_run(pgid, run_id)) {
+                kill(-(pid_t)pgid, SIGKILL);
+                log_warn("msg=\"stopped a connector a killed server left running\" run_id=%s pgid=%ld", run_id, pgid);
+            }
+            free(text);
+        }
+        unlink(pid_path);
+    }
+    globfree(&found);
 }

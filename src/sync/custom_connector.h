@@ -39,4 +39,10 @@ bool custom_connector_path(const agnes_paths *paths, const char *name, char *out
 int custom_connector_sync(const agnes_paths *paths, const char *source, const char *run_id, const json_t *tables,
                           double timeout_seconds, const atomic_bool *cancel, json_t **result, agnes_error *err);
 
+/* At start: stop what connectors of a killed server left running.  A run
+ * records its process group in runs/<run_id>.pid; a group whose processes
+ * still carry RUN_ID=<run_id> in their environment is killed (a recycled
+ * process id is never hit), and the pid file is removed. */
+void custom_connectors_reap(const agnes_paths *paths);
+
 #endif

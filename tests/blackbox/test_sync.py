@@ -1,6 +1,7 @@
 """Sync runs with custom connectors (SPEC §9; issue 5): trigger, status, failures keep the last good data."""
 import json
 import os
+import signal
 import stat
 import subprocess
 import threading
@@ -146,7 +147,7 @@ def test_old_and_killed_run_directories_are_swept(crm, workdir):
     (runs / "run_99991231T235959_killed" / "data").mkdir(parents=True)
     latest = trigger_and_wait(server, token)[1]["run_id"]
     assert {p.name for p in runs.iterdir() if p.is_dir()} == {done[2], latest}
-    assert (runs / ".published").read_text() == latest
+    assert (runs / ".published").read_text().splitlines() == [latest, done[2]]
     assert count(server, token) == 25
 
 
@@ -230,3 +231,27 @@ def test_shutdown_stops_a_running_connector_and_keeps_the_data(crm, workdir):
     assert not marker.exists()
     server.start()
     assert count(server, token) == 25
+
+
+def test_kill_9_mid_sync_keeps_the_data_and_the_next_start_says_the_run_failed(crm, workdir):
+    server, token, connectors = crm
+    assert trigger_and_wait(server, token)[1]["state"] == "done"
+    write_connector(connectors, "#!/bin/sh\nmkdir -p \"$OUTPUT_DIR/data\"\nsleep 28\nexit 0\n")
+    server.env["AGNES_SYNC_TIMEOUT"] = "120"
+    server.stop()
+    server.start()
+    killed = call(server, "POST", "/api/sync/trigger", token).json()["run_id"]
+    runs = workdir / "data" / "extracts" / "crm" / "runs"
+    deadline = time.monotonic() + 10
+    while not (runs / killed / "data").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    server.stop(sig=signal.SIGKILL)
+    server.start()  # stops what the dead server's connector left running (its shell died with the server)
+    time.sleep(0.3)
+    assert subprocess.run(["pgrep", "-f", "sleep 28"], capture_output=True).returncode == 1
+    assert count(server, token) == 25
+    state = call(server, "GET", "/api/sync/status", token).json()["tables"][0]
+    assert state["state"] == "error" and killed in state["error"] and "interrupted" in state["error"]
+    good_connector(connectors, workdir, rows=30)
+    assert trigger_and_wait(server, token)[1]["state"] == "done"
+    assert not (runs / killed).exists() and count(server, token) == 30
