@@ -255,7 +255,8 @@ int command_serve(int argc, char **argv)
         agnes_error_set(&err, AGNES_ERR_NOMEM, "cannot create a mutex");
         goto fail;
     }
-    if (analytics_init(&catalog_reader, config_get_string(&rt.config, CFG_QUERY_MEMORY_LIMIT), &err))
+    if (analytics_init(&catalog_reader, config_get_string(&rt.config, CFG_QUERY_MEMORY_LIMIT), &rt.credentials,
+                       (int)config_get_int(&rt.config, CFG_QUERY_TIMEOUT), &err))
         goto fail;
     state.context.analytics = &catalog_reader;
     if (query_pool_init(&queries, &catalog_reader, (size_t)config_get_int(&rt.config, CFG_QUERY_MAX_CONCURRENT),

@@ -21,7 +21,7 @@ int runtime_load(agnes_runtime *rt, agnes_error *err)
     rt->started_at = util_unix_now();
     if (pthread_mutex_init(&rt->release_lock, NULL) != 0)
         return agnes_error_set(err, AGNES_ERR_NOMEM, "cannot create a mutex");
-    if (paths_resolve(&rt->paths, err))
+    if (credentials_init(&rt->credentials, err) || paths_resolve(&rt->paths, err))
         return err->code;
     char overlay_path[AGNES_PATH_MAX];
     if (paths_state_file(&rt->paths, STATE_ENV_OVERLAY, overlay_path, sizeof overlay_path, err) ||
@@ -109,5 +109,6 @@ void runtime_free(agnes_runtime *rt)
     secrets_wipe(&rt->secrets);
     config_free(&rt->config);
     env_overlay_free(&rt->overlay);
+    credentials_free(&rt->credentials);
     pthread_mutex_destroy(&rt->release_lock);
 }

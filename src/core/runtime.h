@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "core/config.h"
+#include "core/credentials.h"
 #include "core/env_overlay.h"
 #include "core/error.h"
 #include "core/paths.h"
@@ -29,6 +30,7 @@ typedef struct agnes_runtime {
     agnes_paths paths;
     env_overlay overlay;
     agnes_config config;
+    credentials credentials; /* secrets set while running (POST /api/admin/configure) */
     agnes_secrets secrets;
     agnes_version version;
     int64_t started_at;

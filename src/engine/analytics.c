@@ -6,12 +6,17 @@
 
 #include "core/log.h"
 #include "core/util.h"
+#include "engine/contract.h"
 #include "engine/orchestrator.h"
+#include "engine/postgres_query.h"
 #include "store/duck.h"
 
-int analytics_init(analytics *a, const char *memory_limit, agnes_error *err)
+int analytics_init(analytics *a, const char *memory_limit, credentials *store, int remote_timeout_seconds,
+                   agnes_error *err)
 {
     memset(a, 0, sizeof *a);
+    a->credentials = store;
+    a->remote_timeout_seconds = remote_timeout_seconds;
     if (util_format(a->memory_limit, sizeof a->memory_limit, err, "%s", memory_limit))
         return err->code;
     if (pthread_mutex_init(&a->lock, NULL) != 0)
@@ -104,8 +109,8 @@ static int load_tables(duckdb_connection conn, analytics_snapshot *snapshot, agn
 }
 
 /* Open, attach, lock down and describe one snapshot of the file at path. */
-static int open_snapshot(const char *path, const agnes_paths *paths, const char *memory_limit,
-                         analytics_snapshot **out, agnes_error *err)
+static int open_snapshot(const analytics *a, const char *path, const agnes_paths *paths, analytics_snapshot **out,
+                         agnes_error *err)
 {
     analytics_snapshot *fresh = calloc(1, sizeof *fresh);
     duckdb_connection conn = NULL;
@@ -120,10 +125,14 @@ static int open_snapshot(const char *path, const agnes_paths *paths, const char 
     if (duckdb_connect(fresh->database, &conn) != DuckDBSuccess)
         rc = agnes_error_set(err, AGNES_ERR_DB, "cannot connect to %s", path);
     else {
+        contract_allowlists allow;
+        contract_allowlists_from_env(&allow);
+        rc = postgres_query_register(conn, a->credentials, a->remote_timeout_seconds, allow.token_envs, err);
         attach_sources(conn, paths);
-        rc = load_tables(conn, fresh, err);
         if (rc == AGNES_OK)
-            rc = lock_down(conn, paths, memory_limit, err);
+            rc = load_tables(conn, fresh, err);
+        if (rc == AGNES_OK)
+            rc = lock_down(conn, paths, a->memory_limit, err);
         duckdb_disconnect(&conn);
     }
     if (rc != AGNES_OK) {
@@ -142,7 +151,7 @@ int analytics_reload(analytics *a, const agnes_paths *paths, agnes_error *err)
         return err->code;
     strncat(path, "/server.duckdb", sizeof path - strlen(path) - 1);
     analytics_snapshot *fresh = NULL;
-    if (util_file_exists(path) && open_snapshot(path, paths, a->memory_limit, &fresh, err) != AGNES_OK)
+    if (util_file_exists(path) && open_snapshot(a, path, paths, &fresh, err) != AGNES_OK)
         return err->code;
     pthread_mutex_lock(&a->lock);
     analytics_snapshot *old = a->current;

@@ -16,6 +16,7 @@
 #include <jansson.h>
 #include <pthread.h>
 
+#include "core/credentials.h"
 #include "core/error.h"
 #include "core/paths.h"
 
@@ -36,10 +37,15 @@ typedef struct analytics {
     pthread_mutex_t lock;
     analytics_snapshot *current; /* NULL until a catalog exists */
     char memory_limit[32];       /* DuckDB memory_limit of every snapshot */
+    credentials *credentials;    /* connection strings of remote sources (runtime-owned) */
+    int remote_timeout_seconds;  /* statement timeout of remote queries */
 } analytics;
 
-/* memory_limit is DuckDB's syntax ("2GB", "512MB"). */
-int analytics_init(analytics *a, const char *memory_limit, agnes_error *err);
+/* memory_limit is DuckDB's syntax ("2GB", "512MB").  store (outliving a)
+ * holds the connection strings remote views use; remote statements end
+ * after remote_timeout_seconds. */
+int analytics_init(analytics *a, const char *memory_limit, credentials *store, int remote_timeout_seconds,
+                   agnes_error *err);
 
 /* Open a snapshot of the catalog as it is on disk now and make it current.
  *

@@ -74,9 +74,9 @@ void contract_allowlists_from_env(contract_allowlists *allow)
 {
     const char *extensions = getenv("AGNES_REMOTE_ATTACH_EXTENSIONS");
     const char *tokens = getenv("AGNES_REMOTE_ATTACH_TOKEN_ENVS");
-    snprintf(allow->extensions, sizeof allow->extensions, "%s", extensions ? extensions : "keboola,bigquery");
+    snprintf(allow->extensions, sizeof allow->extensions, "%s", extensions ? extensions : "keboola,bigquery,postgres");
     snprintf(allow->token_envs, sizeof allow->token_envs, "%s",
-             tokens ? tokens : "KBC_TOKEN,KBC_STORAGE_TOKEN,KEBOOLA_STORAGE_TOKEN,GOOGLE_APPLICATION_CREDENTIALS");
+             tokens ? tokens : "KBC_TOKEN,KBC_STORAGE_TOKEN,KEBOOLA_STORAGE_TOKEN,GOOGLE_APPLICATION_CREDENTIALS,POSTGRES_DSN");
 }
 
 bool contract_allowlist_contains(const char *list, const char *name)

@@ -12,6 +12,7 @@
 
 #include "core/log.h"
 #include "core/util.h"
+#include "engine/postgres_query.h"
 #include "store/duck.h"
 #include "store/sync_state.h"
 
@@ -279,6 +280,10 @@ int orchestrator_rebuild(const agnes_paths *paths, system_db *db, const contract
     if (duck_session_open(&session, tmp, false, err))
         goto fail;
     rb.catalog = session.connection;
+    /* Remote PostgreSQL views bind here without connecting (they declare
+     * their columns), so no credentials are handed over. */
+    if (postgres_query_register(rb.catalog, NULL, 1, allow->token_envs, err))
+        goto fail;
     /* The catalog describes itself: one row per published view, in a schema
      * of its own so no source can publish over it. */
     if (duck_exec(rb.catalog,

@@ -244,3 +244,14 @@ void duck_append_literal(strbuf *out, const char *text)
     }
     strbuf_append_char(out, '\'');
 }
+
+void duck_append_identifier(strbuf *out, const char *name)
+{
+    strbuf_append_char(out, '"');
+    for (const char *p = name; *p != '\0'; p++) {
+        if (*p == '"')
+            strbuf_append_char(out, '"');
+        strbuf_append_char(out, *p);
+    }
+    strbuf_append_char(out, '"');
+}

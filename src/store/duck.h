@@ -60,6 +60,10 @@ int duck_query_json(duckdb_connection conn, const char *sql, const char *const *
  * and only for paths the server chose, never for caller text. */
 void duck_append_literal(strbuf *out, const char *text);
 
+/* Append name as a quoted SQL identifier ("...", quotes doubled); the same
+ * rule holds in DuckDB and PostgreSQL. */
+void duck_append_identifier(strbuf *out, const char *name);
+
 /* Copy row/col of a result as text into out ("" for NULL); false if NULL. */
 bool duck_result_text(duckdb_result *result, idx_t col, idx_t row, char *out, size_t out_size);
 

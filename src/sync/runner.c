@@ -1,12 +1,17 @@
 #include "sync/runner.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/log.h"
 #include "core/util.h"
 #include "store/sync_state.h"
+#include "sync/builtin_sync.h"
+#include "sync/connector.h"
 #include "sync/custom_connector.h"
 #include "sync/local_files.h"
 
@@ -19,6 +24,29 @@ void sync_new_run_id(char *out, size_t out_size)
     strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", &utc);
     util_uuid4(id);
     snprintf(out, out_size, "run_%s_%.8s", stamp, id);
+}
+
+/* One writer per source, across processes too (`agnes sync` beside the
+ * server): extracts/<source>/.sync.lock, held for the whole run.  The
+ * original let two syncs race on the same extract files. */
+static int source_lock(const agnes_paths *paths, const char *source)
+{
+    char dir[AGNES_PATH_MAX], path[AGNES_PATH_MAX + 100];
+    agnes_error err;
+    if (paths_data_file(paths, DATA_EXTRACTS_DIR, dir, sizeof dir, &err) != AGNES_OK)
+        return -1;
+    snprintf(path, sizeof path, "%s/%s", dir, source);
+    if (util_mkdir_p(path, 0755, &err) != AGNES_OK)
+        return -1;
+    strncat(path, "/.sync.lock", sizeof path - strlen(path) - 1);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0 && flock(fd, LOCK_EX) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    if (fd < 0)
+        log_warn("msg=\"cannot lock the source for its sync\" source=%s path=\"%s\"", source, path);
+    return fd;
 }
 
 json_t *sync_run_source(agnes_runtime *rt, system_db *db, const char *run_id, const char *source, const json_t *rows,
@@ -37,7 +65,13 @@ json_t *sync_run_source(agnes_runtime *rt, system_db *db, const char *run_id, co
                                             "skipped", "note", "local tables change by POST /api/upload/tables"));
         return outcome;
     }
-    if (custom_connector_path(&rt->paths, source, executable, sizeof executable)) {
+    const connector_ops *builtin = connector_find(source);
+    int lock_fd = source_lock(&rt->paths, source);
+    if (builtin != NULL) {
+        if (builtin_sync_source(rt, db, builtin, source, run_id, rows, cancel, &outcome, &err) != AGNES_OK)
+            outcome = json_pack("{s:s, s:s, s:s, s:[]}", "source", source, "state", "failed", "error", err.message,
+                                "tables");
+    } else if (custom_connector_path(&rt->paths, source, executable, sizeof executable)) {
         double timeout = (double)config_get_int(&rt->config, CFG_SYNC_TIMEOUT);
         if (custom_connector_sync(&rt->paths, source, run_id, rows, timeout, cancel, &outcome, &err) != AGNES_OK)
             outcome = json_pack("{s:s, s:s, s:s, s:[]}", "source", source, "state", "failed", "error", err.message,
@@ -50,6 +84,8 @@ json_t *sync_run_source(agnes_runtime *rt, system_db *db, const char *run_id, co
                  source, source);
         outcome = json_pack("{s:s, s:s, s:s, s:[]}", "source", source, "state", "failed", "error", why, "tables");
     }
+    if (lock_fd >= 0)
+        close(lock_fd); /* releases the flock */
     if (json_array_size(json_object_get(outcome, "tables")) == 0) { /* failed before any table: all failed */
         size_t i;
         json_t *row;

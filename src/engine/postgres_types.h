@@ -1,0 +1,61 @@
+/*
+ * postgres_types.h - PostgreSQL columns as DuckDB columns, faithfully.
+ *
+ * Rows cross from PostgreSQL to DuckDB as text (COPY ... TO STDOUT for
+ * syncs, single-row results for remote queries), so each column has two
+ * halves: an expression PostgreSQL evaluates to produce text DuckDB can
+ * parse, and a DuckDB expression that turns that text back into the typed
+ * value.  Keeping both here means a table synced to Parquet and the same
+ * table queried remotely have identical types.
+ *
+ *   PostgreSQL                    DuckDB          via
+ *   int2 / int4 / int8 / oid      SMALLINT / INTEGER / BIGINT / BIGINT
+ *   float4 / float8               FLOAT / DOUBLE  (NaN and infinities kept)
+ *   numeric(p,s), p <= 38         DECIMAL(p,s)
+ *   numeric (no or wider typmod)  DOUBLE          DuckDB has no unbounded decimal
+ *   bool                          BOOLEAN
+ *   date / timestamp / time       DATE / TIMESTAMP / TIME
+ *   timestamptz / timetz          TIMESTAMPTZ / TIMETZ (session TimeZone=UTC)
+ *   interval                      VARCHAR         "-1 days 02:00:00": CAST(x AS INTERVAL)
+ *                                                 reads it; Parquet cannot hold negative
+ *                                                 intervals, and local and remote agree
+ *   json / jsonb                  JSON
+ *   uuid                          UUID
+ *   bytea                         BLOB            encode(hex) -> unhex()
+ *   one-dimensional arrays        <element>[]     to_json() -> from_json()
+ *   anything else (enum, inet…)   VARCHAR         its text form
+ */
+#ifndef AGNES_ENGINE_POSTGRES_TYPES_H
+#define AGNES_ENGINE_POSTGRES_TYPES_H
+
+#include <libpq-fe.h>
+#include <stddef.h>
+
+#include "core/error.h"
+#include "core/strbuf.h"
+
+typedef struct postgres_column {
+    char name[256];        /* as PostgreSQL reports it */
+    char pg_type[128];     /* format_type(): "numeric(12,2)", "text[]" */
+    char duckdb_type[128]; /* "DECIMAL(12,2)", "VARCHAR[]" */
+    int kind;              /* internal: how the value travels as text */
+} postgres_column;
+
+/* Describe the result columns of `sql` without running it (PQprepare +
+ * PQdescribePrepared, then pg_type for each).  *columns is malloc'd. */
+int postgres_describe(PGconn *conn, const char *sql, postgres_column **columns, size_t *count, agnes_error *err);
+
+/* SELECT <text expressions> FROM (<sql>) AS agnes_source: what PostgreSQL
+ * runs, each column as text DuckDB can parse. */
+void postgres_append_text_select(strbuf *out, const char *sql, const postgres_column *columns, size_t count);
+
+/* <DuckDB expression over c<i>> AS "<name>", ...: the typed columns, read
+ * from a relation whose columns are c0..c<n-1>, all VARCHAR. */
+void postgres_append_typed_columns(strbuf *out, const postgres_column *columns, size_t count);
+
+/* A connection for a sync or a remote query: connect_timeout, UTC, ISO
+ * dates, full float precision, read-only transactions, a statement
+ * timeout.  The message never repeats the connection string. */
+int postgres_connect(const char *dsn, int statement_timeout_seconds, PGconn **out, agnes_error *err);
+
+#endif

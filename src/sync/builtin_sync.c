@@ -1,0 +1,423 @@
+#include "sync/builtin_sync.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "engine/contract.h"
+#include "engine/postgres_query.h"
+#include "store/duck.h"
+#include "store/registry.h"
+#include "sync/source_settings.h"
+
+#define NETWORK_ATTEMPTS 2
+
+typedef struct source_dirs {
+    char source_dir[AGNES_PATH_MAX];
+    char data_dir[AGNES_PATH_MAX + 8];
+    char work_dir[AGNES_PATH_MAX + 128];
+    char extract[AGNES_PATH_MAX + 32];
+    char extract_tmp[AGNES_PATH_MAX + 96];
+} source_dirs;
+
+static const char *row_text(const json_t *row, const char *key)
+{
+    const char *value = json_string_value(json_object_get(row, key));
+    return value ? value : "";
+}
+
+/* Remove "*.tmp-run_*" files of source_dir and data_dir: killed runs' leftovers. */
+static void sweep_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *entry;
+    while (d != NULL && (entry = readdir(d)) != NULL) {
+        if (strstr(entry->d_name, ".tmp-run_") == NULL)
+            continue;
+        char path[AGNES_PATH_MAX + 300];
+        snprintf(path, sizeof path, "%s/%s", dir, entry->d_name);
+        if (unlink(path) == 0)
+            log_info("msg=\"swept a killed sync's temp file\" path=\"%s\"", path);
+    }
+    if (d != NULL)
+        closedir(d);
+}
+
+static int prepare_dirs(const agnes_paths *paths, const char *source, const char *run_id, source_dirs *dirs,
+                        agnes_error *err)
+{
+    char extracts[AGNES_PATH_MAX], tmp[AGNES_PATH_MAX];
+    if (paths_data_file(paths, DATA_EXTRACTS_DIR, extracts, sizeof extracts, err) ||
+        paths_data_file(paths, DATA_TMP_DIR, tmp, sizeof tmp, err) ||
+        util_format(dirs->source_dir, sizeof dirs->source_dir, err, "%s/%s", extracts, source) ||
+        util_format(dirs->data_dir, sizeof dirs->data_dir, err, "%s/data", dirs->source_dir) ||
+        util_format(dirs->work_dir, sizeof dirs->work_dir, err, "%s/sync-%s-%s", tmp, source, run_id) ||
+        util_format(dirs->extract, sizeof dirs->extract, err, "%s/extract.duckdb", dirs->source_dir) ||
+        util_format(dirs->extract_tmp, sizeof dirs->extract_tmp, err, "%s/extract.duckdb.tmp-%s", dirs->source_dir,
+                    run_id) ||
+        util_mkdir_p(dirs->data_dir, 0755, err))
+        return err->code;
+    sweep_dir(dirs->source_dir);
+    sweep_dir(dirs->data_dir);
+    /* work dirs of killed runs of this source */
+    DIR *d = opendir(tmp);
+    struct dirent *entry;
+    char prefix[128];
+    snprintf(prefix, sizeof prefix, "sync-%s-run_", source);
+    while (d != NULL && (entry = readdir(d)) != NULL) {
+        if (strncmp(entry->d_name, prefix, strlen(prefix)) == 0) {
+            char path[AGNES_PATH_MAX + 300];
+            agnes_error ignored;
+            snprintf(path, sizeof path, "%s/%s", tmp, entry->d_name);
+            util_remove_tree(path, &ignored);
+        }
+    }
+    if (d != NULL)
+        closedir(d);
+    return util_mkdir_p(dirs->work_dir, 0700, err);
+}
+
+static long long file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+/* One table: connector -> temp file -> rename.  Returns its outcome entry. */
+static json_t *sync_table(const connector_ops *ops, const connector_settings *settings, const source_dirs *dirs,
+                          const char *run_id, const json_t *row, const atomic_bool *cancel)
+{
+    const char *id = row_text(row, "id");
+    char final[AGNES_PATH_MAX + 200], tmp[AGNES_PATH_MAX + 300];
+    snprintf(final, sizeof final, "%s/%s.parquet", dirs->data_dir, id);
+    snprintf(tmp, sizeof tmp, "%s.tmp-%s", final, run_id);
+    connector_job job = {.row = row, .parquet_path = tmp, .work_dir = dirs->work_dir, .cancel = cancel};
+    double started = util_monotonic_ms();
+    long long rows = 0;
+    agnes_error err;
+    int rc = AGNES_ERR_INVALID;
+    for (int attempt = 1; attempt <= NETWORK_ATTEMPTS; attempt++) {
+        unlink(tmp);
+        rc = ops->extract_table(settings, &job, &rows, &err);
+        if (rc != AGNES_ERR_NETWORK || (cancel && atomic_load(cancel)))
+            break;
+        if (attempt < NETWORK_ATTEMPTS)
+            log_warn("msg=\"table sync failed, retrying\" table=%s detail=\"%s\"", id, err.message);
+    }
+    agnes_error io_err;
+    if (rc == AGNES_OK && (util_fsync_parent_dir(tmp, &io_err) != AGNES_OK || rename(tmp, final) != 0)) {
+        rc = agnes_error_set(&err, AGNES_ERR_IO, "cannot move %s into place: %s", tmp, strerror(errno));
+    }
+    json_t *entry = json_pack("{s:s, s:s, s:f}", "table_id", id, "state", rc == AGNES_OK ? "done" : "failed",
+                              "duration_ms", util_monotonic_ms() - started);
+    if (rc == AGNES_OK) {
+        util_fsync_parent_dir(final, &io_err);
+        json_object_set_new(entry, "rows", json_integer(rows));
+        json_object_set_new(entry, "size_bytes", json_integer(file_size(final)));
+        json_object_set_new(entry, "error", json_null());
+    } else {
+        unlink(tmp);
+        json_object_set_new(entry, "rows", json_null());
+        json_object_set_new(entry, "size_bytes", json_null());
+        json_object_set_new(entry, "error", json_string(err.message));
+    }
+    return entry;
+}
+
+/* The registry rows of `source`, by id. */
+static int source_rows(system_db *db, const char *source, json_t **rows, agnes_error *err)
+{
+    duckdb_connection conn = NULL;
+    json_t *all = NULL;
+    *rows = json_array();
+    if (system_db_connect_reader(db, &conn, err) || registry_list_json(conn, &all, err)) {
+        if (conn)
+            duckdb_disconnect(&conn);
+        return err->code;
+    }
+    duckdb_disconnect(&conn);
+    size_t i;
+    json_t *row;
+    json_array_foreach(all, i, row)
+        if (strcmp(row_text(row, "source_type"), source) == 0)
+            json_array_append(*rows, row);
+    json_decref(all);
+    return AGNES_OK;
+}
+
+static bool is_remote(const json_t *row)
+{
+    return strcmp(row_text(row, "query_mode"), "remote") == 0;
+}
+
+/* The definition a view had in the previous extract (attached as
+ * "previous"), to keep serving it when it cannot be regenerated now. */
+static bool previous_view_sql(duckdb_connection conn, const char *id, strbuf *out)
+{
+    json_t *rows = NULL;
+    agnes_error ignored;
+    const char *params[] = {id};
+    bool found = duck_query_json(conn,
+                                 "SELECT sql FROM duckdb_views() WHERE database_name = 'previous' AND view_name = $1",
+                                 params, 1, &rows, &ignored) == AGNES_OK &&
+                 json_array_size(rows) == 1;
+    if (found)
+        strbuf_append_str(out, json_string_value(json_object_get(json_array_get(rows, 0), "sql")));
+    json_decref(rows);
+    return found;
+}
+
+static int insert_meta(duckdb_connection conn, const json_t *row, long long rows, long long size,
+                       const char *extracted_at, const char *mode, agnes_error *err)
+{
+    char rows_text[32], size_text[32];
+    snprintf(rows_text, sizeof rows_text, "%lld", rows);
+    snprintf(size_text, sizeof size_text, "%lld", size);
+    const char *params[] = {row_text(row, "id"), row_text(row, "description"), rows_text, size_text, extracted_at,
+                            mode};
+    return duck_exec_params(conn,
+                            "INSERT INTO _meta VALUES ($1, nullif($2, ''), CAST($3 AS BIGINT), CAST($4 AS BIGINT),"
+                            " CAST($5 AS TIMESTAMP), $6)",
+                            params, 6, err);
+}
+
+/* A synced table's view and _meta row; nothing when it never synced. */
+static int publish_local(duckdb_connection conn, const source_dirs *dirs, const json_t *row, const json_t *outcome,
+                         agnes_error *err)
+{
+    const char *id = row_text(row, "id");
+    char parquet[AGNES_PATH_MAX + 200], stamp[32];
+    snprintf(parquet, sizeof parquet, "%s/%s.parquet", dirs->data_dir, id);
+    struct stat st;
+    if (stat(parquet, &st) != 0)
+        return AGNES_OK;
+    strbuf sql;
+    strbuf_init(&sql);
+    strbuf_append_str(&sql, "CREATE OR REPLACE VIEW ");
+    duck_append_identifier(&sql, id);
+    strbuf_append_str(&sql, " AS SELECT * FROM read_parquet(");
+    duck_append_literal(&sql, parquet);
+    strbuf_append_char(&sql, ')');
+    long long rows = json_integer_value(json_object_get(outcome, "rows"));
+    bool found = json_is_integer(json_object_get(outcome, "rows"));
+    int rc = duck_exec(conn, sql.data, err);
+    if (rc == AGNES_OK && !found) { /* not synced in this run: Parquet's footer knows */
+        strbuf_reset(&sql);
+        strbuf_append_str(&sql, "SELECT count(*) FROM ");
+        duck_append_identifier(&sql, id);
+        rc = duck_query_int(conn, sql.data, &rows, &found, err);
+    }
+    util_utc_iso((int64_t)st.st_mtime, stamp);
+    if (rc == AGNES_OK)
+        rc = insert_meta(conn, row, rows, (long long)st.st_size, stamp, "local", err);
+    strbuf_free(&sql);
+    return rc;
+}
+
+/* A remote table's view, regenerated from the source's current shape; the
+ * previous definition stays when that fails.  Records the outcome. */
+static int publish_remote(duckdb_connection conn, const connector_ops *ops, const connector_settings *settings,
+                          const json_t *row, json_t *outcome, json_t *attach_rows, agnes_error *err)
+{
+    strbuf select, sql;
+    strbuf_init(&select);
+    strbuf_init(&sql);
+    json_t *attach = NULL;
+    agnes_error why;
+    const char *id = row_text(row, "id");
+    char now[32];
+    util_utc_now_iso(now);
+    bool fresh = ops->remote_view != NULL && ops->remote_view(settings, row, &select, &attach, &why) == AGNES_OK;
+    if (ops->remote_view == NULL)
+        snprintf(why.message, sizeof why.message, "this connector has no remote mode; use local or materialized");
+    if (fresh) {
+        strbuf_append_str(&sql, "CREATE OR REPLACE VIEW ");
+        duck_append_identifier(&sql, id);
+        strbuf_append_str(&sql, " AS ");
+        strbuf_append_str(&sql, select.data);
+        if (json_array_size(attach_rows) == 0)
+            json_array_append(attach_rows, attach);
+    } else {
+        previous_view_sql(conn, id, &sql);
+    }
+    json_decref(attach);
+    if (outcome != NULL) {
+        json_object_set_new(outcome, "state", json_string(fresh ? "done" : "failed"));
+        json_object_set_new(outcome, "rows", fresh ? json_integer(0) : json_null());
+        json_object_set_new(outcome, "size_bytes", fresh ? json_integer(0) : json_null());
+        json_object_set_new(outcome, "error", fresh ? json_null() : json_string(why.message));
+    } else if (!fresh) {
+        log_warn("msg=\"remote view not refreshed, previous one kept\" table=%s detail=\"%s\"", id, why.message);
+    }
+    int rc = AGNES_OK;
+    if (sql.len > 0 && (rc = duck_exec(conn, sql.data, err)) == AGNES_OK)
+        rc = insert_meta(conn, row, 0, 0, now, "remote", err);
+    strbuf_free(&select);
+    strbuf_free(&sql);
+    return rc;
+}
+
+static int write_remote_attach(duckdb_connection conn, const json_t *attach_rows, agnes_error *err)
+{
+    if (json_array_size(attach_rows) == 0)
+        return AGNES_OK;
+    if (duck_exec(conn, "CREATE TABLE _remote_attach (alias VARCHAR, extension VARCHAR, url VARCHAR, token_env VARCHAR)",
+                  err))
+        return err->code;
+    size_t i;
+    json_t *a;
+    json_array_foreach(attach_rows, i, a) {
+        const char *params[] = {row_text(a, "alias"), row_text(a, "extension"), row_text(a, "url"),
+                                row_text(a, "token_env")};
+        if (duck_exec_params(conn, "INSERT INTO _remote_attach VALUES ($1, $2, $3, $4)", params, 4, err))
+            return err->code;
+    }
+    return AGNES_OK;
+}
+
+/* Outcome entry of table id in this run, or NULL when it was not due. */
+static json_t *outcome_of(json_t *tables, const char *id)
+{
+    size_t i;
+    json_t *entry;
+    json_array_foreach(tables, i, entry)
+        if (strcmp(row_text(entry, "table_id"), id) == 0)
+            return entry;
+    return NULL;
+}
+
+/* extract.duckdb.tmp-<run> from every registered table of the source. */
+static int write_extract(const connector_ops *ops, const connector_settings *settings, const source_dirs *dirs,
+                         const json_t *all_rows, json_t *tables, agnes_error *err)
+{
+    duck_session session;
+    json_t *attach_rows = json_array();
+    unlink(dirs->extract_tmp);
+    if (duck_session_open(&session, dirs->extract_tmp, false, err)) {
+        json_decref(attach_rows);
+        return err->code;
+    }
+    duckdb_connection conn = session.connection;
+    contract_allowlists allow;
+    contract_allowlists_from_env(&allow);
+    int rc = postgres_query_register(conn, NULL, 1, allow.token_envs, err);
+    if (rc == AGNES_OK && util_file_exists(dirs->extract) && duck_attach_read_only(conn, dirs->extract, "previous", err))
+        log_warn("msg=\"previous extract unreadable\" detail=\"%s\"", err->message);
+    if (rc == AGNES_OK)
+        rc = duck_exec(conn, CONTRACT_META_DDL, err);
+    size_t i;
+    json_t *row;
+    json_array_foreach(all_rows, i, row) {
+        if (rc != AGNES_OK)
+            break;
+        json_t *outcome = outcome_of(tables, row_text(row, "id"));
+        rc = is_remote(row) ? publish_remote(conn, ops, settings, row, outcome, attach_rows, err)
+                            : publish_local(conn, dirs, row, outcome, err);
+    }
+    if (rc == AGNES_OK)
+        rc = write_remote_attach(conn, attach_rows, err);
+    agnes_error ignored;
+    duck_exec(conn, "DETACH DATABASE IF EXISTS previous", &ignored);
+    if (rc == AGNES_OK)
+        rc = duck_exec(conn, "CHECKPOINT", err);
+    duck_session_close(&session);
+    json_decref(attach_rows);
+    return rc;
+}
+
+/* Contract-check the new extract and rename it into place. */
+static int publish_extract(const source_dirs *dirs, agnes_error *err)
+{
+    contract_allowlists allow;
+    contract_allowlists_from_env(&allow);
+    contract_report report = {0};
+    char wal[AGNES_PATH_MAX + 128];
+    snprintf(wal, sizeof wal, "%s.wal", dirs->extract_tmp);
+    unlink(wal);
+    int rc = contract_check(dirs->extract_tmp, &allow, &report, err);
+    if (rc == AGNES_OK && report.count > 0)
+        rc = agnes_error_set(err, AGNES_ERR_INVALID, "the new extract failed the contract check: %s: %s",
+                             report.items[0].rule, report.items[0].message);
+    contract_report_free(&report);
+    if (rc == AGNES_OK && rename(dirs->extract_tmp, dirs->extract) != 0)
+        rc = agnes_error_set(err, AGNES_ERR_IO, "cannot move %s into place: %s", dirs->extract_tmp, strerror(errno));
+    if (rc == AGNES_OK)
+        rc = util_fsync_parent_dir(dirs->extract, err);
+    return rc;
+}
+
+static void fail_due(json_t *tables, const json_t *due_rows, const char *message)
+{
+    size_t i;
+    json_t *row;
+    json_array_foreach(due_rows, i, row) {
+        json_t *entry = outcome_of(tables, row_text(row, "id"));
+        if (entry == NULL) {
+            entry = json_pack("{s:s}", "table_id", row_text(row, "id"));
+            json_array_append_new(tables, entry);
+        }
+        json_object_set_new(entry, "state", json_string("failed"));
+        json_object_set_new(entry, "error", json_string(message));
+    }
+}
+
+static const char *overall_state(const json_t *tables)
+{
+    size_t i, failed = 0;
+    json_t *entry;
+    json_array_foreach(tables, i, entry)
+        failed += strcmp(row_text(entry, "state"), "failed") == 0;
+    return failed == 0 ? "done" : failed == json_array_size(tables) ? "failed" : "partial";
+}
+
+int builtin_sync_source(agnes_runtime *rt, system_db *db, const connector_ops *ops, const char *source,
+                        const char *run_id, const json_t *due_rows, const atomic_bool *cancel, json_t **result,
+                        agnes_error *err)
+{
+    source_dirs dirs;
+    connector_settings settings;
+    json_t *all_rows = NULL, *tables = json_array();
+    double started = util_monotonic_ms();
+    agnes_error why;
+    *result = NULL;
+    if (prepare_dirs(&rt->paths, source, run_id, &dirs, err)) {
+        json_decref(tables);
+        return err->code;
+    }
+    if (source_settings_load(rt, source, &settings, &why) != AGNES_OK ||
+        source_rows(db, source, &all_rows, &why) != AGNES_OK) {
+        fail_due(tables, due_rows, why.message);
+        goto done;
+    }
+    size_t i;
+    json_t *row;
+    json_array_foreach(due_rows, i, row) {
+        if (is_remote(row)) /* its view is made with the extract, below */
+            json_array_append_new(tables, json_pack("{s:s, s:s}", "table_id", row_text(row, "id"), "state", "queued"));
+        else
+            json_array_append_new(tables, sync_table(ops, &settings, &dirs, run_id, row, cancel));
+    }
+    if (write_extract(ops, &settings, &dirs, all_rows, tables, &why) != AGNES_OK ||
+        publish_extract(&dirs, &why) != AGNES_OK) {
+        /* Parquet already moved into place serves through the old extract's views. */
+        unlink(dirs.extract_tmp);
+        fail_due(tables, due_rows, why.message);
+    }
+done:
+    explicit_bzero(settings.secret, sizeof settings.secret);
+    agnes_error ignored;
+    util_remove_tree(dirs.work_dir, &ignored);
+    const char *state = overall_state(tables);
+    *result = json_pack("{s:s, s:s, s:f, s:o}", "source", source, "state", state, "duration_ms",
+                        util_monotonic_ms() - started, "tables", tables);
+    if (strcmp(state, "failed") == 0) /* the first table's sentence says why */
+        json_object_set(*result, "error", json_object_get(json_array_get(tables, 0), "error"));
+    json_decref(all_rows);
+    return AGNES_OK;
+}
