@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/strbuf.h"
 #include "core/util.h"
 
 #define ENV_OVERLAY_MAX_BYTES (1024 * 1024)
@@ -126,4 +127,40 @@ void env_overlay_free(env_overlay *overlay)
     free(overlay->entries);
     overlay->entries = NULL;
     overlay->count = 0;
+}
+
+int env_overlay_file_set(const char *path, const char *key, const char *value, agnes_error *err)
+{
+    if (!valid_key(key) || strpbrk(value, "\r\n") != NULL)
+        return agnes_error_set(err, AGNES_ERR_INVALID, "%s cannot be saved: a value may not span lines", key);
+    char *old = NULL;
+    size_t old_len = 0;
+    if (util_file_exists(path) && util_read_file(path, 1 << 20, &old, &old_len, err) != AGNES_OK)
+        return err->code;
+    strbuf text;
+    strbuf_init(&text);
+    size_t key_len = strlen(key);
+    for (char *line = old, *next; line != NULL && *line != '\0'; line = next) {
+        char *newline = strchr(line, '\n');
+        next = newline ? newline + 1 : NULL;
+        size_t len = newline ? (size_t)(newline - line) : strlen(line);
+        const char *start = line;
+        while (*start == ' ' || *start == '\t')
+            start++;
+        bool same_key = strncmp(start, key, key_len) == 0 && (start[key_len] == '=' || start[key_len] == ' ');
+        if (!same_key) {
+            strbuf_append(&text, line, len);
+            strbuf_append_char(&text, '\n');
+        }
+    }
+    strbuf_appendf(&text, "%s=\"%s\"\n", key, value);
+    int rc = strbuf_failed(&text) ? agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory")
+                                  : util_write_file_atomic(path, text.data, text.len, 0600, err);
+    if (old != NULL)
+        explicit_bzero(old, old_len);
+    free(old);
+    if (text.data != NULL)
+        explicit_bzero(text.data, text.len);
+    strbuf_free(&text);
+    return rc;
 }

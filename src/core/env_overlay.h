@@ -36,4 +36,10 @@ const char *env_overlay_get(const env_overlay *overlay, const char *key);
 
 void env_overlay_free(env_overlay *overlay);
 
+/* Set key in the file at path (other lines kept, earlier lines for key
+ * dropped), written atomically with mode 0600.  The value is quoted so it
+ * reads back exactly; a newline in it is AGNES_ERR_INVALID.  The caller
+ * serialises writers (POST /api/admin/configure holds a lock). */
+int env_overlay_file_set(const char *path, const char *key, const char *value, agnes_error *err);
+
 #endif

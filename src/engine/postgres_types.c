@@ -1,5 +1,6 @@
 #include "engine/postgres_types.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,10 +211,15 @@ int postgres_connect(const char *dsn, int statement_timeout_seconds, PGconn **ou
     *out = NULL;
     if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
         char message[600];
-        snprintf(message, sizeof message, "%s", safe_message(conn));
-        size_t len = strlen(message);
-        while (len > 0 && (message[len - 1] == '\n' || message[len - 1] == ' '))
-            message[--len] = '\0';
+        size_t len = 0;
+        for (const char *p = safe_message(conn); *p != '\0' && len + 1 < sizeof message; p++) {
+            bool space = *p == '\n' || *p == '\t' || *p == ' ';
+            if (!space || (len > 0 && message[len - 1] != ' ')) /* one line, single spaces */
+                message[len++] = space ? ' ' : *p;
+        }
+        while (len > 0 && (message[len - 1] == ' ' || message[len - 1] == '.' || message[len - 1] == '?'))
+            len--;
+        message[len] = '\0';
         PQfinish(conn);
         return agnes_error_set(err, AGNES_ERR_NETWORK, "cannot connect to PostgreSQL: %s", message);
     }

@@ -8,6 +8,7 @@
 #include "http/auth.h"
 #include "http/catalog.h"
 #include "http/catalog_admin.h"
+#include "http/configure.h"
 #include "http/health.h"
 #include "http/pages.h"
 #include "http/query.h"
@@ -84,6 +85,12 @@ const route http_routes[] = {
     {"PUT", "/api/admin/registry/{id}", registry_handle_update, ROUTE_ADMIN, "Change fields of a registered table"},
     {"DELETE", "/api/admin/registry/{id}", registry_handle_delete, ROUTE_ADMIN,
      "Unregister a table (its sync state and materialized file go too)"},
+    {"POST", "/api/admin/configure", configure_handle_post, ROUTE_ADMIN,
+     "Set the data source {data_source: postgres|local, postgres_dsn | postgres_host/port/database/user/password}; "
+     "credentials are tested before anything is saved",
+     ROUTE_BLOCKING},
+    {"POST", "/api/admin/discover-and-register", configure_handle_discover, ROUTE_ADMIN,
+     "Register every table the configured source lists {query_mode?, schemas?, sync_schedule?}", ROUTE_BLOCKING},
     {"GET", "/api/admin/audit", audit_handle_list, ROUTE_ADMIN, "The audit log, newest first (limit, offset, action)"},
 };
 

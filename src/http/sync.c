@@ -14,8 +14,11 @@
 #include "store/registry.h"
 #include "store/sync_state.h"
 #include "store/users.h"
+#include "sync/connector.h"
+#include "sync/discovery.h"
 #include "sync/local_files.h"
 #include "sync/runner.h"
+#include "sync/source_settings.h"
 
 /* ---- the run table (all under runs->lock) ------------------------------ */
 
@@ -115,7 +118,8 @@ static void record_outcome(sync_runs *runs, const char *run_id, const json_t *ou
             if (strcmp(json_string_value(json_object_get(entry, "table_id")),
                        json_string_value(json_object_get(result, "table_id"))) == 0) {
                 json_object_update(entry, result);
-                json_object_set(entry, "duration_ms", json_object_get(outcome, "duration_ms"));
+                if (json_object_get(result, "duration_ms") == NULL) /* connectors that time only the whole source */
+                    json_object_set(entry, "duration_ms", json_object_get(outcome, "duration_ms"));
             }
         }
     }
@@ -140,7 +144,48 @@ typedef struct run_job {
     http_context *ctx;
     char run_id[40];
     json_t *sources; /* {source: [registry rows]} of the sources this run owns */
+    char discover_source[64]; /* non-empty: register this source's tables first (nothing was registered) */
 } run_job;
+
+/* The first sync of a configured source with an empty registry discovers
+ * and registers its tables, then syncs them (the seed's promise). */
+static void discover_first(run_job *job)
+{
+    http_context *ctx = job->ctx;
+    discovery_options options = {.registered_by = "auto-discovery"};
+    json_t *summary = NULL, *all = NULL, *rows = json_array();
+    duckdb_connection conn = NULL;
+    agnes_error err;
+    int rc = discovery_register(ctx->runtime, ctx->db, &options, &summary, &err);
+    if (rc == AGNES_OK)
+        rc = system_db_connect_reader(ctx->db, &conn, &err);
+    if (rc == AGNES_OK)
+        rc = registry_list_json(conn, &all, &err);
+    if (conn)
+        duckdb_disconnect(&conn);
+    pthread_mutex_lock(&ctx->sync_runs->lock);
+    json_t *run = find_run(ctx->sync_runs, job->run_id);
+    if (rc != AGNES_OK) {
+        json_object_set_new(run, "error", json_string(err.message));
+        log_warn("msg=\"auto-discovery failed\" source=%s detail=\"%s\"", job->discover_source, err.message);
+    } else {
+        json_object_set(run, "discovered", summary);
+        size_t i;
+        json_t *row;
+        json_array_foreach(all, i, row) {
+            if (strcmp(json_string_value(json_object_get(row, "source_type")), job->discover_source) != 0)
+                continue;
+            json_array_append(rows, row);
+            json_array_append_new(json_object_get(run, "tables"),
+                                  json_pack("{s:O, s:s, s:s}", "table_id", json_object_get(row, "id"), "source",
+                                            job->discover_source, "state", "queued"));
+        }
+    }
+    json_object_set_new(job->sources, job->discover_source, rows);
+    pthread_mutex_unlock(&ctx->sync_runs->lock);
+    json_decref(summary);
+    json_decref(all);
+}
 
 /* Durable start markers: a run killed with the server shows up as failed at the next start. */
 static void mark_started(run_job *job)
@@ -167,6 +212,8 @@ static void *run_main(void *arg)
     const char *source;
     json_t *rows;
     bool any_failed = false, any_done = false;
+    if (job->discover_source[0] != '\0')
+        discover_first(job);
     mark_started(job);
     json_object_foreach(job->sources, source, rows) {
         set_source_state(runs, job->run_id, source, "running");
@@ -260,7 +307,8 @@ fail:
 /* Start a run for `rows` (registry rows): claim their sources (a busy
  * source's tables join the run that has it), record the run, start its
  * thread.  run_id receives the new id. */
-static int start_run(http_context *ctx, const json_t *rows, char run_id[40], agnes_error *err)
+static int start_run(http_context *ctx, const json_t *rows, const char *discover_source, char run_id[40],
+                     agnes_error *err)
 {
     sync_runs *runs = ctx->sync_runs;
     run_job *job = calloc(1, sizeof *job);
@@ -292,6 +340,11 @@ static int start_run(http_context *ctx, const json_t *rows, char run_id[40], agn
             json_array_append(json_object_get(job->sources, source), row);
         }
         json_array_append_new(entries, entry);
+    }
+    if (discover_source != NULL && busy_with(runs, discover_source) == NULL) {
+        snprintf(job->discover_source, sizeof job->discover_source, "%s", discover_source);
+        claim_source(runs, discover_source, job->run_id);
+        json_object_set_new(job->sources, discover_source, json_array());
     }
     json_array_append_new(runs->runs, json_pack("{s:s, s:s, s:s, s:n, s:o}", "run_id", job->run_id, "state", "running",
                                                 "started_at", started, "finished_at", "tables", entries));
@@ -330,7 +383,12 @@ void sync_handle_trigger(http_context *ctx, const http_request *req, http_respon
         json_decref(requested);
         return;
     }
-    if (start_run(ctx, rows, run_id, &err) != AGNES_OK) {
+    char discover[32] = "";
+    if (requested == NULL && json_array_size(rows) == 0 &&
+        source_settings_type(ctx->runtime, discover, sizeof discover, &err) == AGNES_OK &&
+        (connector_find(discover) == NULL || connector_find(discover)->discover == NULL))
+        discover[0] = '\0'; /* nothing registered and nothing to discover: an empty run */
+    if (start_run(ctx, rows, discover[0] ? discover : NULL, run_id, &err) != AGNES_OK) {
         http_respond_internal(resp, req, &err);
     } else {
         json_t *ids = json_array();
@@ -341,10 +399,17 @@ void sync_handle_trigger(http_context *ctx, const http_request *req, http_respon
         duckdb_connection writer = system_db_writer_acquire(ctx->db);
         audit_log_write(writer, req->identity->user_id, "sync.trigger", run_id, NULL, "ok");
         system_db_writer_release(ctx->db);
-        http_respond_json(resp, 200,
-                          json_pack("{s:s, s:s, s:o, s:s}", "status", "triggered", "run_id", run_id, "tables",
-                                    requested ? ids : (json_decref(ids), json_string("all")), "message",
-                                    "Sync started in the background. Follow it at GET /api/sync/status/<run_id>."));
+        json_t *reply = json_pack("{s:s, s:s, s:o, s:s}", "status", "triggered", "run_id", run_id, "tables",
+                                  requested ? ids : (json_decref(ids), json_string("all")), "message",
+                                  "Sync started in the background. Follow it at GET /api/sync/status/<run_id>.");
+        if (discover[0] != '\0') {
+            json_object_set_new(reply, "discovering", json_string(discover));
+            json_object_set_new(reply, "message",
+                                json_string("Nothing is registered yet: the configured source's tables are "
+                                            "discovered, registered and synced in the background. Follow it at "
+                                            "GET /api/sync/status/<run_id>."));
+        }
+        http_respond_json(resp, 200, reply);
     }
     json_decref(rows);
     json_decref(requested);
@@ -390,7 +455,7 @@ void sync_schedule_tick(http_context *ctx)
     pthread_mutex_unlock(&ctx->sync_runs->lock);
     char run_id[40];
     if (json_array_size(due) > 0) {
-        if (start_run(ctx, due, run_id, &err) != AGNES_OK)
+        if (start_run(ctx, due, NULL, run_id, &err) != AGNES_OK)
             log_warn("msg=\"scheduler cannot start a run\" detail=\"%s\"", err.message);
         else
             log_info("msg=\"scheduled sync started\" run_id=%s tables=%zu", run_id, json_array_size(due));

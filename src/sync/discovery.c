@@ -1,0 +1,152 @@
+#include "sync/discovery.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "engine/contract.h"
+#include "store/registry.h"
+#include "store/sync_state.h"
+#include "sync/connector.h"
+#include "sync/source_settings.h"
+
+void discovery_table_id(const char *schema, const char *table, char *id, size_t id_size)
+{
+    char joined[300];
+    if (strcmp(schema, "public") == 0)
+        snprintf(joined, sizeof joined, "%s", table);
+    else
+        snprintf(joined, sizeof joined, "%s_%s", schema, table);
+    size_t n = 0;
+    if (isdigit((unsigned char)joined[0]) && id_size > 3)
+        n = (size_t)snprintf(id, id_size, "t_");
+    for (const char *p = joined; *p != '\0' && n + 1 < id_size && n < 64; p++)
+        id[n++] = isalnum((unsigned char)*p) && (unsigned char)*p < 128 ? (char)tolower((unsigned char)*p) : '_';
+    id[n] = '\0';
+    if (n == 0)
+        snprintf(id, id_size, "_");
+}
+
+static bool schema_wanted(const json_t *schemas, const char *schema)
+{
+    if (schemas == NULL)
+        return true;
+    size_t i;
+    json_t *name;
+    json_array_foreach(schemas, i, name)
+        if (json_is_string(name) && strcmp(json_string_value(name), schema) == 0)
+            return true;
+    return false;
+}
+
+/* How many discovered tables map to `id`. */
+static size_t id_uses(const json_t *tables, const json_t *schemas, const char *id)
+{
+    size_t i, uses = 0;
+    json_t *t;
+    json_array_foreach(tables, i, t) {
+        char other[80];
+        const char *schema = json_string_value(json_object_get(t, "bucket"));
+        if (!schema_wanted(schemas, schema))
+            continue;
+        discovery_table_id(schema, json_string_value(json_object_get(t, "source_table")), other, sizeof other);
+        uses += strcmp(other, id) == 0;
+    }
+    return uses;
+}
+
+/* Register one discovered table, or say in summary why not. */
+static void register_one(duckdb_connection writer, const char *source, const json_t *table, const json_t *all,
+                         const discovery_options *options, json_t *summary)
+{
+    const char *schema = json_string_value(json_object_get(table, "bucket"));
+    const char *name = json_string_value(json_object_get(table, "source_table"));
+    char id[80], label[300], owner[128] = "", description[400];
+    agnes_error err;
+    json_t *existing = NULL;
+    discovery_table_id(schema, name, id, sizeof id);
+    snprintf(label, sizeof label, "%s.%s", schema, name);
+    const char *problem = NULL;
+    char why[400];
+    if (id_uses(all, options->schemas, id) > 1) {
+        snprintf(why, sizeof why, "several discovered tables become the id '%s'; register each by hand with its "
+                                  "own name (POST /api/admin/register-table)", id);
+        problem = why;
+    } else if (registry_get_json(writer, id, &existing, &err) == AGNES_OK) {
+        bool same = strcmp(json_string_value(json_object_get(existing, "source_type")), source) == 0 &&
+                    json_string_value(json_object_get(existing, "bucket")) &&
+                    strcmp(json_string_value(json_object_get(existing, "bucket")), schema) == 0 &&
+                    json_string_value(json_object_get(existing, "source_table")) &&
+                    strcmp(json_string_value(json_object_get(existing, "source_table")), name) == 0;
+        json_decref(existing);
+        if (same) {
+            json_array_append_new(json_object_get(summary, "skipped_tables"),
+                                  json_pack("{s:s, s:s, s:s}", "table", label, "id", id, "reason", "already registered"));
+            return;
+        }
+        snprintf(why, sizeof why, "the id '%s' is already registered for another table", id);
+        problem = why;
+    } else if (view_ownership_owner(writer, id, owner, sizeof owner, &err) == AGNES_OK && owner[0] != '\0' &&
+               strcmp(owner, source) != 0) {
+        snprintf(why, sizeof why, "the view name '%s' belongs to source '%s'", id, owner);
+        problem = why;
+    }
+    if (problem == NULL) {
+        snprintf(description, sizeof description, "Discovered in %s: %s (%s, about %lld rows)", source, label,
+                 json_string_value(json_object_get(table, "kind")),
+                 (long long)json_integer_value(json_object_get(table, "rows_estimate")));
+        json_t *row = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s?, s:b, s:s?}", "id", id, "name", id,
+                                "source_type", source, "bucket", schema, "source_table", name, "query_mode",
+                                options->query_mode ? options->query_mode : "local", "description", description,
+                                "sync_schedule", options->sync_schedule, "profile_after_sync", true, "registered_by",
+                                options->registered_by);
+        if (registry_insert(writer, row, &err) == AGNES_OK)
+            json_array_append_new(json_object_get(summary, "tables"), json_string(id));
+        else
+            problem = err.message;
+        json_decref(row);
+    }
+    if (problem != NULL)
+        json_array_append_new(json_object_get(summary, "error_details"),
+                              json_pack("{s:s, s:s, s:s}", "table", label, "id", id, "error", problem));
+}
+
+int discovery_register(agnes_runtime *rt, system_db *db, const discovery_options *options, json_t **summary,
+                       agnes_error *err)
+{
+    char type[32];
+    connector_settings settings;
+    json_t *tables = NULL;
+    *summary = NULL;
+    if (source_settings_type(rt, type, sizeof type, err))
+        return err->code;
+    const connector_ops *ops = connector_find(type);
+    if (ops == NULL || ops->discover == NULL)
+        return agnes_error_set(err, AGNES_ERR_INVALID,
+                               "the configured data source is '%s', which cannot list tables; configure one that "
+                               "can (POST /api/admin/configure {\"data_source\": \"postgres\", ...}) or register "
+                               "tables by hand",
+                               type);
+    int rc = source_settings_load(rt, type, &settings, err);
+    if (rc == AGNES_OK)
+        rc = ops->discover(&settings, &tables, err);
+    explicit_bzero(settings.secret, sizeof settings.secret);
+    if (rc != AGNES_OK)
+        return rc;
+    *summary = json_pack("{s:s, s:[], s:[], s:[]}", "source", type, "tables", "skipped_tables", "error_details");
+    duckdb_connection writer = system_db_writer_acquire(db);
+    size_t i;
+    json_t *table;
+    json_array_foreach(tables, i, table) {
+        if (schema_wanted(options->schemas, json_string_value(json_object_get(table, "bucket"))))
+            register_one(writer, type, table, tables, options, *summary);
+    }
+    system_db_writer_release(db);
+    json_object_set_new(*summary, "registered", json_integer((json_int_t)json_array_size(json_object_get(*summary, "tables"))));
+    json_object_set_new(*summary, "skipped",
+                        json_integer((json_int_t)json_array_size(json_object_get(*summary, "skipped_tables"))));
+    json_object_set_new(*summary, "errors",
+                        json_integer((json_int_t)json_array_size(json_object_get(*summary, "error_details"))));
+    json_decref(tables);
+    return AGNES_OK;
+}

@@ -1,0 +1,41 @@
+/*
+ * discovery.h - register what a configured source can list
+ * (POST /api/admin/discover-and-register, and the first sync of a
+ * configured source with nothing registered).
+ *
+ * A discovered table <schema>.<table> becomes the id <table> in schema
+ * public, <schema>_<table> elsewhere, lower-cased, with anything but
+ * [a-z0-9_] as "_" (and "t_" in front of a leading digit): always a valid
+ * view name.  The exact schema and table names are kept in bucket and
+ * source_table, so the connector reads the right object whatever its case.
+ * Two tables that would get one id are both reported, never registered
+ * one over the other; an id registered to anything else is left alone.
+ */
+#ifndef AGNES_SYNC_DISCOVERY_H
+#define AGNES_SYNC_DISCOVERY_H
+
+#include <jansson.h>
+
+#include "core/runtime.h"
+#include "store/system_db.h"
+
+typedef struct discovery_options {
+    const char *query_mode;    /* "local" (default) or "remote" */
+    const char *sync_schedule; /* NULL: none */
+    const json_t *schemas;     /* array of schema names to keep; NULL: all */
+    const char *registered_by;
+} discovery_options;
+
+/* The configured source's tables, registered.  *summary (new reference):
+ * {source, registered, skipped, errors, tables: [ids registered],
+ *  skipped_tables: [{table, id, reason}], error_details: [{table, id?, error}]}.
+ * AGNES_ERR_INVALID when the configured source cannot list tables,
+ * AGNES_ERR_CONFIG when it is not configured, AGNES_ERR_NETWORK when
+ * listing failed. */
+int discovery_register(agnes_runtime *rt, system_db *db, const discovery_options *options, json_t **summary,
+                       agnes_error *err);
+
+/* The id a discovered schema.table gets (see above). */
+void discovery_table_id(const char *schema, const char *table, char *id, size_t id_size);
+
+#endif
