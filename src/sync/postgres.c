@@ -156,6 +156,14 @@ static void stop_copy(PGconn *conn)
     }
 }
 
+static void copy_failed(copy_stream *stream, bool stopped)
+{
+    stream->failed = 1;
+    snprintf(stream->error, sizeof stream->error, "%s",
+             stopped ? "the sync was stopped" : "DuckDB stopped reading the stream");
+    stop_copy(stream->conn);
+}
+
 static void *copy_writer(void *arg)
 {
     copy_stream *stream = arg;
@@ -171,19 +179,34 @@ static void *copy_writer(void *arg)
     }
     char *buffer = NULL;
     int n;
+    /* libpq hands over one row per call; writing each would wake DuckDB
+     * per row, so rows are batched into large writes. */
+    static const size_t batch_size = 1 << 20;
+    char *batch = malloc(batch_size);
+    size_t batched = 0;
+    if (fd >= 0)
+        fcntl(fd, F_SETPIPE_SZ, (int)batch_size); /* best effort: fewer round trips */
     /* Read to the end even after a failure: libpq leaves COPY mode only
      * then, and the cancel makes the server end it quickly. */
-    while ((n = PQgetCopyData(stream->conn, &buffer, 0)) > 0) {
+    while ((n = PQgetCopyData(stream->conn, &buffer, 0)) > 0 || (n == -1 && batched > 0)) {
         bool stopped = stream->cancel && atomic_load(stream->cancel);
-        if (!stream->failed && (stopped || fd < 0 || !write_all(fd, buffer, (size_t)n))) {
-            stream->failed = 1;
-            snprintf(stream->error, sizeof stream->error, "%s",
-                     stopped ? "the sync was stopped" : "DuckDB stopped reading the stream");
-            stop_copy(stream->conn);
+        bool flush = n < 0 || batch == NULL || batched + (size_t)n > batch_size;
+        if (!stream->failed && flush && (stopped || fd < 0 || !write_all(fd, batch, batched)))
+            copy_failed(stream, stopped);
+        if (flush)
+            batched = 0;
+        if (n < 0)
+            break;
+        if (batch != NULL && (size_t)n <= batch_size) {
+            memcpy(batch + batched, buffer, (size_t)n);
+            batched += (size_t)n;
+        } else if (!stream->failed && (fd < 0 || !write_all(fd, buffer, (size_t)n))) {
+            copy_failed(stream, stopped);
         }
         PQfreemem(buffer);
         stream->bytes += n;
     }
+    free(batch);
     if (fd >= 0)
         close(fd); /* DuckDB sees the end of the file */
     PGresult *res;
