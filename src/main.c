@@ -17,7 +17,7 @@ typedef struct command {
 static const command commands[] = {
     {"serve", command_serve},     {"migrate", command_migrate}, {"doctor", command_doctor},   {"routes", command_routes},
     {"contract", command_contract}, {"rebuild", command_rebuild},
-    {"sync", command_sync},
+    {"sync", command_sync},       {"sql", command_sql},
     {"version", command_version}, {"--version", command_version}, {"-V", command_version},
     {"help", command_help},       {"--help", command_help},     {"-h", command_help},
 };

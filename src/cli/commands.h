@@ -15,6 +15,7 @@ int command_routes(int argc, char **argv);
 int command_contract(int argc, char **argv);
 int command_rebuild(int argc, char **argv);
 int command_sync(int argc, char **argv);
+int command_sql(int argc, char **argv);
 int command_version(int argc, char **argv);
 int command_help(int argc, char **argv);
 

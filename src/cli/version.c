@@ -32,6 +32,7 @@ int command_help(int argc, char **argv)
            "  routes [--json]       list every HTTP endpoint and who may call it\n"
            "  rebuild [--json]      rebuild the analytics catalog from every extract (server stopped)\n"
            "  sync [--json] [ID..]  sync registered tables now, then rebuild (server stopped)\n"
+           "  sql FILE SQL          run SQL on a DuckDB file (custom connectors write extract.duckdb with it)\n"
            "  contract check PATH [--json]\n"
            "                        validate an extract.duckdb against the extract contract (contracts/)\n"
            "\n"

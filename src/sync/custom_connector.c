@@ -153,6 +153,15 @@ static void build_env(const agnes_paths *paths, const char *source, const char *
     env[n] = storage[n], n++;
     snprintf(storage[n], sizeof storage[n], "RUN_ID=%s", run_id);
     env[n] = storage[n], n++;
+    /* The running binary: connectors write extract.duckdb with `$AGNES_BIN sql` and check it with
+     * `$AGNES_BIN contract check`, with no DuckDB of their own. */
+    char self[AGNES_PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len > 0) {
+        self[len] = '\0';
+        snprintf(storage[n], sizeof storage[n], "AGNES_BIN=%s", self);
+        env[n] = storage[n], n++;
+    }
     json_t *names = requested_env(paths, source);
     size_t i;
     json_t *name;

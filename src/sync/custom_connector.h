@@ -6,7 +6,7 @@
  *   1. OUTPUT_DIR = extracts/S/runs/<run_id>/ (inside the source, so the
  *      absolute Parquet paths its views use stay valid after publishing);
  *   2. the executable runs there (connector_process.h) with OUTPUT_DIR,
- *      DATA_DIR, SOURCE_NAME, RUN_ID, the variables named in
+ *      DATA_DIR, SOURCE_NAME, RUN_ID, AGNES_BIN, the variables named in
  *      CONNECTORS_DIR/S/connector.json {"env": [...]} and its registry rows
  *      as a JSON array on stdin, bounded by a timeout;
  *   3. exit 0 (ok) or 2 (partial): OUTPUT_DIR/extract.duckdb must pass
