@@ -29,6 +29,8 @@
 #include "store/registry.h"
 #include "store/sync_state.h"
 #include "store/users.h"
+#include "sync/connector.h"
+#include "sync/source_settings.h"
 
 #define SOURCE_QUERY_MAX 100000
 
@@ -248,6 +250,33 @@ void registry_handle_register(http_context *ctx, const http_request *req, http_r
     json_decref(row);
 }
 
+/* Built-in sources that can describe a table check it exists and list its
+ * columns; 400 with the source's own words when it cannot be read. */
+static int describe_at_source(http_context *ctx, const json_t *row, json_t *table, http_response *resp)
+{
+    const char *source = json_string_value(json_object_get(row, "source_type"));
+    const connector_ops *ops = connector_find(source);
+    connector_settings settings;
+    json_t *columns = NULL;
+    agnes_error err;
+    if (ops == NULL || ops->describe == NULL)
+        return 0;
+    if (source_settings_load(ctx->runtime, source, &settings, &err) != AGNES_OK)
+        return 0; /* not configured yet: registering is still allowed, there is nothing to ask */
+    int rc = ops->describe(&settings, row, &columns, &err);
+    explicit_bzero(settings.secret, sizeof settings.secret);
+    if (rc != AGNES_OK) {
+        char detail[AGNES_ERROR_MESSAGE_MAX + 64];
+        snprintf(detail, sizeof detail, "The table cannot be read at the source: %s", err.message);
+        http_respond_error(resp, 400, detail, NULL);
+        return -1;
+    }
+    json_object_set_new(table, "column_count", json_integer((json_int_t)json_array_size(columns)));
+    json_object_set_new(table, "columns", columns);
+    json_object_set_new(table, "note", json_string("Valid: the source answered with these columns."));
+    return 0;
+}
+
 void registry_handle_precheck(http_context *ctx, const http_request *req, http_response *resp)
 {
     json_t *row = row_from_request(ctx, req, resp);
@@ -261,6 +290,11 @@ void registry_handle_precheck(http_context *ctx, const http_request *req, http_r
                               "rows", "size_bytes", "columns", "note",
                               "Valid. Rows and columns are known after the first sync.");
     json_object_set(table, "id", json_object_get(row, "id"));
+    if (describe_at_source(ctx, row, table, resp) != 0) {
+        json_decref(table);
+        json_decref(row);
+        return;
+    }
     http_respond_json(resp, 200, json_pack("{s:b, s:o}", "ok", true, "table", table));
     json_decref(row);
 }

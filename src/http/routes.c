@@ -80,7 +80,7 @@ const route http_routes[] = {
     {"POST", "/api/admin/register-table", registry_handle_register, ROUTE_ADMIN,
      "Register a table to sync {name, source_type, query_mode, source_query?, sync_schedule?, ...}"},
     {"POST", "/api/admin/register-table/precheck", registry_handle_precheck, ROUTE_ADMIN,
-     "Validate a registration without storing it"},
+     "Validate a registration without storing it (built-in sources list the table's columns)", ROUTE_BLOCKING},
     {"GET", "/api/admin/registry", registry_handle_list, ROUTE_ADMIN, "Every registered table with its last sync error"},
     {"PUT", "/api/admin/registry/{id}", registry_handle_update, ROUTE_ADMIN, "Change fields of a registered table"},
     {"DELETE", "/api/admin/registry/{id}", registry_handle_delete, ROUTE_ADMIN,

@@ -12,6 +12,8 @@
  *   extract_table    write one registry row's data as Parquet to a path
  *   remote_view      (optional) the SQL of a view that reads the table at
  *                    query time, plus the _remote_attach row it needs
+ *   describe         (optional) the columns a registry row would have, so
+ *                    a registration can be checked before it is stored
  */
 #ifndef AGNES_SYNC_CONNECTOR_H
 #define AGNES_SYNC_CONNECTOR_H
@@ -54,6 +56,8 @@ typedef struct connector_ops {
      * row {alias, extension, url, token_env} it needs. */
     int (*remote_view)(const connector_settings *settings, const json_t *row, strbuf *view_sql, json_t **attach,
                        agnes_error *err);
+    /* NULL when not supported.  *columns (new reference): [{name, type, source_type}]. */
+    int (*describe)(const connector_settings *settings, const json_t *row, json_t **columns, agnes_error *err);
 } connector_ops;
 
 /* The built-in connector of that source type, or NULL. */

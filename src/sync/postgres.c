@@ -375,10 +375,35 @@ static int remote_view(const connector_settings *settings, const json_t *row, st
     return rc;
 }
 
+static int describe(const connector_settings *settings, const json_t *row, json_t **out, agnes_error *err)
+{
+    PGconn *conn = NULL;
+    postgres_column *columns = NULL;
+    size_t count = 0;
+    strbuf select;
+    strbuf_init(&select);
+    row_select(row, &select);
+    *out = NULL;
+    int rc = postgres_connect(settings->secret, settings->statement_timeout_seconds, &conn, err);
+    if (rc == AGNES_OK)
+        rc = postgres_describe(conn, select.data, &columns, &count, err);
+    if (rc == AGNES_OK) {
+        *out = json_array();
+        for (size_t i = 0; i < count; i++)
+            json_array_append_new(*out, json_pack("{s:s, s:s, s:s}", "name", columns[i].name, "type",
+                                                  columns[i].duckdb_type, "source_type", columns[i].pg_type));
+    }
+    free(columns);
+    PQfinish(conn);
+    strbuf_free(&select);
+    return rc;
+}
+
 const connector_ops postgres_connector = {
     .type = "postgres",
     .test_connection = test_connection,
     .discover = discover,
     .extract_table = extract_table,
     .remote_view = remote_view,
+    .describe = describe,
 };

@@ -310,3 +310,20 @@ def test_kill_9_mid_postgres_sync_keeps_data_and_sweeps_temp_files(agnes, fresh_
                  "DROP VIEW slow_source; ALTER TABLE slow_base RENAME TO slow_source;")
     assert trigger_and_wait(server, token)[1]["state"] == "done"
     assert not work.exists() and not list(data.glob("*.tmp-run_*"))  # ...swept before the next run
+
+
+def test_precheck_asks_the_configured_source(agnes, fresh_db):
+    server, token, _ = agnes
+    fresh_db.sql("CREATE TABLE invoices (id bigint, total numeric(8,2), issued date)")
+    assert configure(server, token, fresh_db).status_code == 200
+    r = call(server, "POST", "/api/admin/register-table/precheck", token,
+             json={"name": "invoices", "source_type": "postgres", "source_table": "invoices"})
+    assert r.status_code == 200, r.text
+    table = r.json()["table"]
+    assert [(c["name"], c["type"], c["source_type"]) for c in table["columns"]] == \
+        [("id", "BIGINT", "bigint"), ("total", "DECIMAL(8,2)", "numeric(8,2)"), ("issued", "DATE", "date")]
+    assert table["column_count"] == 3
+    r = call(server, "POST", "/api/admin/register-table/precheck", token,
+             json={"name": "nope", "source_type": "postgres", "source_table": "nope"})
+    assert r.status_code == 400 and 'relation "public.nope" does not exist' in r.json()["detail"], r.text
+    assert call(server, "GET", "/api/admin/registry", token).json()["count"] == 0
