@@ -29,6 +29,9 @@
 #include "store/registry.h"
 #include "store/sync_state.h"
 #include "store/users.h"
+#include "core/log.h"
+#include "http/catalog_admin.h"
+#include "sync/builtin_sync.h"
 #include "sync/connector.h"
 #include "sync/source_settings.h"
 
@@ -349,20 +352,42 @@ done:
 }
 
 /* A materialized table has no _meta row: its file is all there is. */
-static void remove_materialized_file(http_context *ctx, const json_t *row)
+/* The files an unregistered table leaves: a materialized table's Parquet
+ * (the original's rule) and, for built-in connectors, whatever the runner
+ * wrote for it.  Built-in sources then republish their extract without it
+ * and the catalog is rebuilt, so the table is gone from queries at once. */
+static void remove_table_files(http_context *ctx, const json_t *row)
 {
     const char *mode = json_string_value(json_object_get(row, "query_mode"));
     const char *source = json_string_value(json_object_get(row, "source_type"));
     const char *id = json_string_value(json_object_get(row, "id"));
+    const connector_ops *builtin = connector_find(source);
     char extracts[AGNES_PATH_MAX], path[AGNES_PATH_MAX + 300];
     agnes_error err;
-    if (strcmp(mode, "materialized") != 0 || !contract_is_identifier(source) ||
+    if ((strcmp(mode, "materialized") != 0 && builtin == NULL) || !contract_is_identifier(source) ||
         paths_data_file(&ctx->runtime->paths, DATA_EXTRACTS_DIR, extracts, sizeof extracts, &err) != AGNES_OK)
         return;
     snprintf(path, sizeof path, "%s/%s/data/%s.parquet", extracts, source, id);
     unlink(path);
     strncat(path, ".tmp", sizeof path - strlen(path) - 1);
     unlink(path);
+}
+
+static void republish(http_context *ctx, const json_t *row)
+{
+    const char *source = json_string_value(json_object_get(row, "source_type"));
+    const connector_ops *builtin = connector_find(source);
+    json_t *report = NULL;
+    agnes_error err;
+    if (builtin == NULL)
+        return;
+    int rc = builtin_republish_source(ctx->runtime, ctx->db, builtin, source, &err);
+    if (rc != AGNES_OK && rc != AGNES_ERR_BUSY)
+        log_warn("msg=\"cannot republish the source after an unregister\" source=%s detail=\"%s\"", source,
+                 err.message);
+    if (rc == AGNES_OK && catalog_rebuild(ctx, false, &report, &err) != AGNES_OK)
+        log_warn("msg=\"catalog rebuild after an unregister failed\" detail=\"%s\"", err.message);
+    json_decref(report);
 }
 
 void registry_handle_delete(http_context *ctx, const http_request *req, http_response *resp)
@@ -375,10 +400,12 @@ void registry_handle_delete(http_context *ctx, const http_request *req, http_res
     if (rc == AGNES_OK)
         rc = registry_delete(conn, id, &err);
     if (!http_respond_failure(resp, req, rc, &err, "Table not found")) {
-        remove_materialized_file(ctx, row);
+        remove_table_files(ctx, row);
         audit_log_write(conn, req->identity->user_id, "table.unregister", id, NULL, "ok");
         http_respond_raw(resp, 204, NULL, NULL, 0);
     }
     system_db_writer_release(ctx->db);
+    if (rc == AGNES_OK)
+        republish(ctx, row);
     json_decref(row);
 }

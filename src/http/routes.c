@@ -84,7 +84,8 @@ const route http_routes[] = {
     {"GET", "/api/admin/registry", registry_handle_list, ROUTE_ADMIN, "Every registered table with its last sync error"},
     {"PUT", "/api/admin/registry/{id}", registry_handle_update, ROUTE_ADMIN, "Change fields of a registered table"},
     {"DELETE", "/api/admin/registry/{id}", registry_handle_delete, ROUTE_ADMIN,
-     "Unregister a table (its sync state and materialized file go too)"},
+     "Unregister a table (its sync state and files go too; built-in sources stop serving it at once)",
+     ROUTE_BLOCKING},
     {"POST", "/api/admin/configure", configure_handle_post, ROUTE_ADMIN,
      "Set the data source {data_source: postgres|local, postgres_dsn | postgres_host/port/database/user/password}; "
      "credentials are tested before anything is saved",

@@ -14,6 +14,7 @@
 #include "engine/postgres_query.h"
 #include "store/duck.h"
 #include "store/registry.h"
+#include "sync/runner.h"
 #include "sync/source_settings.h"
 
 #define NETWORK_ATTEMPTS 2
@@ -233,9 +234,12 @@ static int publish_remote(duckdb_connection conn, const connector_ops *ops, cons
     const char *id = row_text(row, "id");
     char now[32];
     util_utc_now_iso(now);
-    bool fresh = ops->remote_view != NULL && ops->remote_view(settings, row, &select, &attach, &why) == AGNES_OK;
+    bool fresh = settings != NULL && ops->remote_view != NULL &&
+                 ops->remote_view(settings, row, &select, &attach, &why) == AGNES_OK;
     if (ops->remote_view == NULL)
         snprintf(why.message, sizeof why.message, "this connector has no remote mode; use local or materialized");
+    else if (settings == NULL)
+        snprintf(why.message, sizeof why.message, "republished without asking the source");
     if (fresh) {
         strbuf_append_str(&sql, "CREATE OR REPLACE VIEW ");
         duck_append_identifier(&sql, id);
@@ -243,8 +247,13 @@ static int publish_remote(duckdb_connection conn, const connector_ops *ops, cons
         strbuf_append_str(&sql, select.data);
         if (json_array_size(attach_rows) == 0)
             json_array_append(attach_rows, attach);
-    } else {
-        previous_view_sql(conn, id, &sql);
+    } else if (previous_view_sql(conn, id, &sql) && json_array_size(attach_rows) == 0) {
+        json_t *previous = NULL;
+        agnes_error ignored;
+        if (duck_query_json(conn, "SELECT alias, extension, url, token_env FROM previous._remote_attach", NULL, 0,
+                            &previous, &ignored) == AGNES_OK)
+            json_array_extend(attach_rows, previous);
+        json_decref(previous);
     }
     json_decref(attach);
     if (outcome != NULL) {
@@ -252,7 +261,7 @@ static int publish_remote(duckdb_connection conn, const connector_ops *ops, cons
         json_object_set_new(outcome, "rows", fresh ? json_integer(0) : json_null());
         json_object_set_new(outcome, "size_bytes", fresh ? json_integer(0) : json_null());
         json_object_set_new(outcome, "error", fresh ? json_null() : json_string(why.message));
-    } else if (!fresh) {
+    } else if (!fresh && settings != NULL) {
         log_warn("msg=\"remote view not refreshed, previous one kept\" table=%s detail=\"%s\"", id, why.message);
     }
     int rc = AGNES_OK;
@@ -420,4 +429,33 @@ done:
         json_object_set(*result, "error", json_object_get(json_array_get(tables, 0), "error"));
     json_decref(all_rows);
     return AGNES_OK;
+}
+
+int builtin_republish_source(agnes_runtime *rt, system_db *db, const connector_ops *ops, const char *source,
+                             agnes_error *err)
+{
+    source_dirs dirs;
+    char run_id[64];
+    json_t *all_rows = NULL, *tables = json_array();
+    int lock = sync_source_lock(&rt->paths, source, false);
+    if (lock < 0) {
+        json_decref(tables);
+        return agnes_error_set(err, AGNES_ERR_BUSY, "source '%s' is being synced; that run republishes it", source);
+    }
+    sync_new_run_id(run_id, sizeof run_id);
+    int rc = prepare_dirs(&rt->paths, source, run_id, &dirs, err);
+    if (rc == AGNES_OK)
+        rc = source_rows(db, source, &all_rows, err);
+    if (rc == AGNES_OK)
+        rc = write_extract(ops, NULL, &dirs, all_rows, tables, err);
+    if (rc == AGNES_OK)
+        rc = publish_extract(&dirs, err);
+    if (rc != AGNES_OK)
+        unlink(dirs.extract_tmp);
+    agnes_error ignored;
+    util_remove_tree(dirs.work_dir, &ignored);
+    close(lock);
+    json_decref(all_rows);
+    json_decref(tables);
+    return rc;
 }

@@ -29,4 +29,11 @@ int builtin_sync_source(agnes_runtime *rt, system_db *db, const connector_ops *o
                         const char *run_id, const json_t *due_rows, const atomic_bool *cancel, json_t **result,
                         agnes_error *err);
 
+/* Rewrite the source's extract from its registered tables as they are on
+ * disk, asking the source nothing (remote views keep their definitions):
+ * after a table was unregistered.  AGNES_ERR_BUSY when a run holds the
+ * source (that run's extract leaves the table out anyway). */
+int builtin_republish_source(agnes_runtime *rt, system_db *db, const connector_ops *ops, const char *source,
+                             agnes_error *err);
+
 #endif

@@ -29,7 +29,7 @@ void sync_new_run_id(char *out, size_t out_size)
 /* One writer per source, across processes too (`agnes sync` beside the
  * server): extracts/<source>/.sync.lock, held for the whole run.  The
  * original let two syncs race on the same extract files. */
-static int source_lock(const agnes_paths *paths, const char *source)
+int sync_source_lock(const agnes_paths *paths, const char *source, bool wait)
 {
     char dir[AGNES_PATH_MAX], path[AGNES_PATH_MAX + 100];
     agnes_error err;
@@ -40,9 +40,9 @@ static int source_lock(const agnes_paths *paths, const char *source)
         return -1;
     strncat(path, "/.sync.lock", sizeof path - strlen(path) - 1);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd >= 0 && flock(fd, LOCK_EX) != 0) {
+    if (fd >= 0 && flock(fd, wait ? LOCK_EX : LOCK_EX | LOCK_NB) != 0) {
         close(fd);
-        fd = -1;
+        return -1;
     }
     if (fd < 0)
         log_warn("msg=\"cannot lock the source for its sync\" source=%s path=\"%s\"", source, path);
@@ -66,7 +66,7 @@ json_t *sync_run_source(agnes_runtime *rt, system_db *db, const char *run_id, co
         return outcome;
     }
     const connector_ops *builtin = connector_find(source);
-    int lock_fd = source_lock(&rt->paths, source);
+    int lock_fd = sync_source_lock(&rt->paths, source, true);
     if (builtin != NULL) {
         if (builtin_sync_source(rt, db, builtin, source, run_id, rows, cancel, &outcome, &err) != AGNES_OK)
             outcome = json_pack("{s:s, s:s, s:s, s:[]}", "source", source, "state", "failed", "error", err.message,

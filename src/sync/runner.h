@@ -22,6 +22,11 @@
 json_t *sync_run_source(agnes_runtime *rt, system_db *db, const char *run_id, const char *source, const json_t *rows,
                         const atomic_bool *cancel);
 
+/* Hold extracts/<source>/.sync.lock (an flock) for a sync of source;
+ * close the descriptor to release it.  -1 when it cannot be had (or, with
+ * wait false, when another run holds it). */
+int sync_source_lock(const agnes_paths *paths, const char *source, bool wait);
+
 /* "run_<UTC stamp>_<8 hex>": an identifier, sortable by start second. */
 void sync_new_run_id(char *out, size_t out_size);
 

@@ -327,3 +327,24 @@ def test_precheck_asks_the_configured_source(agnes, fresh_db):
              json={"name": "nope", "source_type": "postgres", "source_table": "nope"})
     assert r.status_code == 400 and 'relation "public.nope" does not exist' in r.json()["detail"], r.text
     assert call(server, "GET", "/api/admin/registry", token).json()["count"] == 0
+
+
+def test_unregistering_a_table_removes_it_at_once_and_keeps_the_others(agnes, fresh_db, workdir):
+    server, token, _ = agnes
+    fresh_db.sql("CREATE TABLE keep (x int); CREATE TABLE gone (y int); CREATE TABLE live (z int);"
+                 "INSERT INTO keep VALUES (1); INSERT INTO gone VALUES (2); INSERT INTO live VALUES (3);")
+    assert configure(server, token, fresh_db).status_code == 200
+    register(server, token, name="keep", source_table="keep")
+    register(server, token, name="gone", source_table="gone")
+    register(server, token, name="live", source_table="live", query_mode="remote")
+    assert trigger_and_wait(server, token)[1]["state"] == "done"
+    data = workdir / "data" / "extracts" / "postgres" / "data"
+    assert (data / "gone.parquet").exists()
+    assert call(server, "DELETE", "/api/admin/registry/gone", token).status_code == 204
+    assert not (data / "gone.parquet").exists()
+    r = call(server, "POST", "/api/query", token, json={"sql": "SELECT * FROM gone"})
+    assert r.status_code == 400 and "gone does not exist" in r.json()["detail"], r.text
+    assert query(server, token, "SELECT x FROM keep")["rows"] == [[1]]
+    assert query(server, token, "SELECT z FROM live")["rows"] == [[3]]  # remote view republished as it was
+    ids = [t["id"] for t in call(server, "GET", "/api/catalog/tables", token).json()["tables"]]
+    assert ids == ["keep", "live"]
