@@ -8,13 +8,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <sodium.h>
 
 #include "core/log.h"
 #include "core/util.h"
 #include "engine/postgres_query.h"
 #include "store/duck.h"
 #include "store/sync_state.h"
+#include "store/table_files.h"
 
 /* Violations that make a whole extract unusable (vs one bad row). */
 static bool is_source_level(const char *rule)
@@ -85,25 +85,60 @@ static void source_error(json_t *entry, const char *status, const char *message)
 /* Content-change marker: the table's data file when it sits where the
  * built-in writers put it, else the extract itself (custom connectors keep
  * data elsewhere, and republish the extract whenever data changes). */
-static void data_hash(const agnes_paths *paths, const char *source, const char *table, char out[17])
+/* The single Parquet file a table's view reads, for downloads: the
+ * conventional extracts/<source>/data/<table>.parquet, else the one
+ * absolute path of a `read_parquet('...')` in the view's definition (custom
+ * connectors write into their run directory).  False when there is none
+ * (remote tables, views over several files). */
+static bool locate_file(rebuild *rb, const char *source, const char *table, table_file *file)
 {
-    char file[AGNES_PATH_MAX];
-    struct stat st;
-    out[0] = '\0';
-    snprintf(file, sizeof file, "%s/extracts/%s/data/%s.parquet", paths->data_dir, source, table);
-    if (stat(file, &st) != 0) {
-        orchestrator_extract_path(paths, source, file, sizeof file);
-        if (stat(file, &st) != 0)
-            return;
+    memset(file, 0, sizeof *file);
+    snprintf(file->table_id, sizeof file->table_id, "%s", table);
+    snprintf(file->source, sizeof file->source, "%s", source);
+    snprintf(file->path, sizeof file->path, "%s/extracts/%s/data/%s.parquet", rb->paths->data_dir, source, table);
+    if (table_file_stat(file))
+        return true;
+    json_t *rows = NULL;
+    agnes_error ignored;
+    const char *params[] = {source, table};
+    bool found = false;
+    if (duck_query_json(rb->catalog,
+                        "SELECT sql FROM duckdb_views() WHERE database_name = $1 AND lower(view_name) = lower($2)",
+                        params, 2, &rows, &ignored) == AGNES_OK &&
+        json_array_size(rows) == 1) {
+        const char *sql = json_string_value(json_object_get(json_array_get(rows, 0), "sql"));
+        const char *open = sql ? strstr(sql, "read_parquet('") : NULL;
+        const char *close = open ? strchr(open + 14, '\'') : NULL;
+        if (close != NULL && strstr(close, "read_parquet(") == NULL && (size_t)(close - open - 14) < sizeof file->path) {
+            snprintf(file->path, sizeof file->path, "%.*s", (int)(close - open - 14), open + 14);
+            char extracts[AGNES_PATH_MAX];
+            snprintf(extracts, sizeof extracts, "%s/extracts/", rb->paths->data_dir);
+            found = file->path[0] == '/' && strncmp(file->path, extracts, strlen(extracts)) == 0 &&
+                    strstr(file->path, "/../") == NULL && strpbrk(file->path, "*?[") == NULL &&
+                    table_file_stat(file);
+        }
     }
-    char text[160];
-    snprintf(text, sizeof text, "%s:%lld.%09ld:%lld", table, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
-             (long long)st.st_size);
-    char hex[65];
-    uint8_t digest[32];
-    crypto_hash_sha256(digest, (const uint8_t *)text, strlen(text));
-    util_hex_encode(digest, 8, hex);
-    memcpy(out, hex, 17);
+    json_decref(rows);
+    return found;
+}
+
+/* Fill file->sha256: the recorded hash while the file is the version that
+ * was hashed, else hash it now (outside the writer lock: it reads the file). */
+static void hash_file(rebuild *rb, table_file *file)
+{
+    duckdb_connection reader = NULL;
+    table_file known;
+    agnes_error err;
+    if (system_db_connect_reader(rb->db, &reader, &err) == AGNES_OK &&
+        table_files_get(reader, file->table_id, &known, &err) == AGNES_OK && strcmp(known.path, file->path) == 0 &&
+        known.size_bytes == file->size_bytes && known.mtime_ns == file->mtime_ns && known.inode == file->inode) {
+        snprintf(file->sha256, sizeof file->sha256, "%s", known.sha256);
+    } else if (table_file_hash(file, &err) != AGNES_OK || !table_file_is_current(file)) {
+        file->sha256[0] = '\0'; /* replaced while hashed: the next rebuild hashes the new one */
+        log_warn("msg=\"cannot hash a table's file\" table=%s detail=\"%s\"", file->table_id, err.message);
+    }
+    if (reader)
+        duckdb_disconnect(&reader);
 }
 
 /* The outcome is kept inside the catalog (agnes.rebuild) so health can show
@@ -127,8 +162,13 @@ static int record_report(duckdb_connection catalog, json_t *sources, json_t *col
 static void publish_table(rebuild *rb, const char *source, const char *table, long long rows, long long size,
                           json_t *entry)
 {
-    char owner[80], sql[300], message[700], hash[17];
+    char owner[80], sql[300], message[700], hash[17] = "";
     agnes_error err;
+    table_file file;
+    bool has_file = locate_file(rb, source, table, &file);
+    if (has_file)
+        hash_file(rb, &file);
+    has_file = has_file && file.sha256[0] != '\0';
     duckdb_connection writer = system_db_writer_acquire(rb->db);
     int rc = view_ownership_owner(writer, table, owner, sizeof owner, &err);
     if (rc == AGNES_OK && owner[0] == '\0' && (rc = view_ownership_claim(writer, table, source, &err)) == AGNES_OK)
@@ -156,7 +196,11 @@ static void publish_table(rebuild *rb, const char *source, const char *table, lo
         rc = duck_exec_params(rb->catalog, describe, params, 2, &err);
     }
     if (rc == AGNES_OK) {
-        data_hash(rb->paths, source, table, hash);
+        if (has_file) {
+            snprintf(hash, sizeof hash, "%.16s", file.sha256);
+            if (table_files_upsert(writer, &file, &err) != AGNES_OK)
+                log_warn("msg=\"cannot record a table's file\" table=%s detail=\"%s\"", table, err.message);
+        }
         rc = sync_state_record(writer, table, rows, size, hash, "ok", NULL, &err);
         json_array_append_new(json_object_get(entry, "views"), json_string(table));
         rb->views++;
@@ -241,7 +285,17 @@ static void reconcile(rebuild *rb, json_t *published, bool all_readable)
     duckdb_connection writer = system_db_writer_acquire(rb->db);
     if (text == NULL || view_ownership_reconcile(writer, text, &err) != AGNES_OK)
         log_warn("msg=\"cannot reconcile view ownership\" detail=\"%s\"", text ? err.message : "out of memory");
+    json_t *names = json_array();
+    size_t i;
+    json_t *item;
+    json_array_foreach(published, i, item)
+        json_array_append(names, json_object_get(item, "view"));
+    char *ids = json_dumps(names, JSON_COMPACT);
+    if (ids == NULL || table_files_retain(writer, ids, &err) != AGNES_OK) /* files of tables no longer published */
+        log_warn("msg=\"cannot forget unpublished tables' files\" detail=\"%s\"", ids ? err.message : "out of memory");
     system_db_writer_release(rb->db);
+    free(ids);
+    json_decref(names);
     free(text);
 }
 

@@ -83,7 +83,7 @@ done:
 
 /* The catalog entry of {id} when the caller may read it (new reference);
  * otherwise NULL with resp holding the 404 or 403. */
-static json_t *readable_table(http_context *ctx, const http_request *req, http_response *resp)
+json_t *catalog_readable_table(http_context *ctx, const http_request *req, http_response *resp)
 {
     const char *id = http_request_param(req, "id");
     json_t *tables = all_tables(ctx), *ids = NULL, *found = NULL;
@@ -142,7 +142,7 @@ static int table_columns(http_context *ctx, const char *id, json_t **columns, ag
 
 void catalog_handle_get(http_context *ctx, const http_request *req, http_response *resp)
 {
-    json_t *table = readable_table(ctx, req, resp), *columns = NULL;
+    json_t *table = catalog_readable_table(ctx, req, resp), *columns = NULL;
     agnes_error err;
     if (table == NULL)
         return;
@@ -164,7 +164,7 @@ void catalog_handle_sample(http_context *ctx, const http_request *req, http_resp
         http_respond_error(resp, 422, "Query parameter n must be a whole number from 1 to 100.", NULL);
         return;
     }
-    json_t *table = readable_table(ctx, req, resp);
+    json_t *table = catalog_readable_table(ctx, req, resp);
     if (table == NULL)
         return;
     /* The id is a catalog view name (an identifier by the contract), so quoting it is enough. */

@@ -16,6 +16,10 @@ int catalog_visible_ids(http_context *ctx, const struct auth_identity *who, json
 /* Whether id is among ids from catalog_visible_ids (NULL: every id is). */
 bool catalog_id_visible(const json_t *ids, const char *id);
 
+/* The catalog entry of the route's {id} when the caller may read it (new
+ * reference); otherwise NULL with resp holding the 404 or 403. */
+json_t *catalog_readable_table(http_context *ctx, const http_request *req, http_response *resp);
+
 void catalog_handle_list(http_context *ctx, const http_request *req, http_response *resp);
 void catalog_handle_get(http_context *ctx, const http_request *req, http_response *resp);
 void catalog_handle_sample(http_context *ctx, const http_request *req, http_response *resp);

@@ -99,6 +99,12 @@ typedef struct http_response {
     const char *content_type;
     http_header headers[HTTP_MAX_RESPONSE_HEADERS];
     int header_count;
+    /* when has_file is set, the body is file_length bytes of file_fd from
+     * file_offset, sent with sendfile; the response owns (closes) file_fd */
+    bool has_file;
+    int file_fd;
+    int64_t file_offset;
+    int64_t file_length;
 } http_response;
 
 /* Lookups on the request (NULL when absent). */
@@ -119,6 +125,11 @@ int http_response_add_header(http_response *resp, const char *name, const char *
 
 /* Answer with a streamed body; the response owns `stream` from here on. */
 void http_respond_stream(http_response *resp, unsigned status, const char *content_type, http_stream stream);
+
+/* Answer with length bytes of the open file fd from offset (sendfile);
+ * the response owns fd from here on. */
+void http_respond_file(http_response *resp, unsigned status, const char *content_type, int fd, int64_t offset,
+                       int64_t length);
 
 /* 500 for a failure the caller could not cause: the details go to the log
  * under the request id, the client gets the id to quote. */

@@ -36,6 +36,18 @@ void http_respond_raw(http_response *resp, unsigned status, const char *content_
     resp->body_len = len;
 }
 
+void http_respond_file(http_response *resp, unsigned status, const char *content_type, int fd, int64_t offset,
+                       int64_t length)
+{
+    resp->status = status;
+    resp->content_type = content_type;
+    resp->has_file = true;
+    resp->file_fd = fd;
+    resp->file_offset = offset;
+    resp->file_length = length;
+    resp->body_len = (size_t)length;
+}
+
 void http_respond_stream(http_response *resp, unsigned status, const char *content_type, http_stream stream)
 {
     free(resp->body);

@@ -9,6 +9,8 @@
 #include "http/catalog.h"
 #include "http/catalog_admin.h"
 #include "http/configure.h"
+#include "http/data.h"
+#include "http/sessions.h"
 #include "http/health.h"
 #include "http/pages.h"
 #include "http/query.h"
@@ -74,6 +76,14 @@ const route http_routes[] = {
     {"GET", "/api/sync/status/{run_id}", sync_handle_run_status, ROUTE_ADMIN, "One sync run: state per table"},
     {"GET", "/api/sync/status", sync_status_handle_get, ROUTE_USER,
      "Per table: rows, bytes, state, error, last sync; catalog collisions and sources"},
+    {"GET", "/api/sync/manifest", data_handle_manifest, ROUTE_USER,
+     "Tables the caller may read: {tables: {id: {hash, size_bytes, rows, updated, query_mode, source_type, "
+     "downloadable}}, count, server_time}"},
+    {"GET", "/api/data/{id}/download", data_handle_download, ROUTE_USER,
+     "A table's Parquet file (ETag = content hash, If-None-Match -> 304, Range -> 206; HEAD too)"},
+    {"POST", "/api/upload/sessions", sessions_handle_upload, ROUTE_USER,
+     "Keep an agent session's log or notes (multipart \"file\" or raw body with ?name=), per user, size-capped",
+     ROUTE_BLOCKING | ROUTE_UPLOAD | ROUTE_SMALL_UPLOAD},
     {"POST", "/api/upload/tables", upload_handle_table, ROUTE_ADMIN,
      "Register or replace a local table from a CSV/TSV/Parquet/JSON/NDJSON file (multipart or raw; ?name=)",
      ROUTE_BLOCKING | ROUTE_UPLOAD},

@@ -92,11 +92,19 @@ static bool route_has(const request_state *state, unsigned flag)
     return state->matched != NULL && (state->matched->flags & flag) != 0;
 }
 
-/* Uploads are capped by upload.max_bytes, plus room for multipart framing. */
+/* The file size an upload route accepts. */
+static long long upload_limit(const http_server *server, const request_state *state, enum config_key *key)
+{
+    *key = route_has(state, ROUTE_SMALL_UPLOAD) ? CFG_UPLOAD_SESSION_MAX_BYTES : CFG_UPLOAD_MAX_BYTES;
+    return config_get_int(&server->context->runtime->config, *key);
+}
+
+/* Uploads are capped by their limit, plus room for multipart framing. */
 static size_t max_body_for(const http_server *server, const request_state *state)
 {
+    enum config_key key;
     if (route_has(state, ROUTE_UPLOAD))
-        return (size_t)config_get_int(&server->context->runtime->config, CFG_UPLOAD_MAX_BYTES) + 64 * 1024;
+        return (size_t)upload_limit(server, state, &key) + 64 * 1024;
     return server->max_body_bytes;
 }
 
@@ -227,11 +235,13 @@ static void route_request_now(http_server *server, struct MHD_Connection *connec
 {
     if (state->body_too_large) {
         char detail[256];
+        enum config_key key;
+        long long limit = upload_limit(server, state, &key);
         if (route_has(state, ROUTE_UPLOAD))
             snprintf(detail, sizeof detail,
                      "The file is larger than the %lld bytes this server accepts. Split it, or ask an admin to raise "
-                     "upload.max_bytes (AGNES_UPLOAD_MAX_BYTES).",
-                     config_get_int(&server->context->runtime->config, CFG_UPLOAD_MAX_BYTES));
+                     "%s (%s).",
+                     limit, config_key_name(key), config_spec(key)->env_name);
         else
             snprintf(detail, sizeof detail,
                      "Request body is larger than the %zu bytes this server accepts. Send a smaller body, or raise "
@@ -354,9 +364,15 @@ static enum MHD_Result send_response(http_server *server, struct MHD_Connection 
                                      http_response *resp)
 {
     struct MHD_Response *response;
-    if (resp->stream.read != NULL)
+    if (resp->stream.read != NULL) {
         response = create_stream_response(resp);
-    else
+    } else if (resp->has_file) { /* MHD sends it with sendfile and closes the descriptor */
+        response = MHD_create_response_from_fd_at_offset64((uint64_t)resp->file_length, resp->file_fd,
+                                                           (uint64_t)resp->file_offset);
+        if (response == NULL)
+            close(resp->file_fd);
+        resp->has_file = false;
+    } else
         /* An empty body (204) must not be handed over as MUST_FREE: MHD would free it. */
         response = resp->body ? MHD_create_response_from_buffer(resp->body_len, resp->body, MHD_RESPMEM_MUST_FREE)
                               : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
@@ -449,10 +465,10 @@ static bool begin_upload(http_server *server, struct MHD_Connection *connection,
         return false;
     char uploads[AGNES_PATH_MAX];
     agnes_error err;
+    enum config_key limit_key;
     if (paths_data_file(&server->context->runtime->paths, DATA_UPLOADS_DIR, uploads, sizeof uploads, &err) ||
         upload_body_begin(&state->upload, connection, uploads, state->request_id,
-                          (uint64_t)config_get_int(&server->context->runtime->config, CFG_UPLOAD_MAX_BYTES),
-                          &err)) {
+                          (uint64_t)upload_limit(server, state, &limit_key), &err)) {
         http_respond_internal(resp, &req, &err);
         return false;
     }

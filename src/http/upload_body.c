@@ -129,7 +129,7 @@ int upload_body_finish(upload_body *body, const http_upload **out, agnes_error *
     if (body->too_large)
         return agnes_error_set(err, AGNES_ERR_INVALID,
                                "The file is larger than the %llu bytes this server accepts. Split it, or ask an admin "
-                               "to raise upload.max_bytes (AGNES_UPLOAD_MAX_BYTES).",
+                               "to raise the limit (upload.max_bytes for tables, upload.max_session_bytes for session logs).",
                                (unsigned long long)body->max_bytes);
     if (body->write_errno == EINVAL)
         return agnes_error_set(err, AGNES_ERR_INVALID,

@@ -73,6 +73,14 @@ static const migration migrations[] = {
              " query_mode VARCHAR NOT NULL DEFAULT 'local', sync_schedule VARCHAR,"
              " profile_after_sync BOOLEAN DEFAULT true, primary_key VARCHAR, folder VARCHAR, description TEXT,"
              " registered_by VARCHAR, registered_at TIMESTAMP NOT NULL DEFAULT current_timestamp);"},
+    /* 6 */ {"table_files",
+             /* The Parquet file behind each published table and the SHA-256 of its
+              * bytes, hashed once per version of the file (size, mtime, inode): the
+              * manifest's hash and the download's ETag. */
+             "CREATE TABLE table_files ("
+             " table_id VARCHAR PRIMARY KEY, source VARCHAR NOT NULL, path VARCHAR NOT NULL,"
+             " size_bytes BIGINT NOT NULL, mtime_ns BIGINT NOT NULL, inode BIGINT NOT NULL,"
+             " sha256 VARCHAR NOT NULL, hashed_at TIMESTAMP NOT NULL DEFAULT current_timestamp);"},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))
