@@ -23,7 +23,7 @@ VERSION  ?= $(if $(GIT_TAG),$(shell echo '$(GIT_TAG)' | sed -E 's/^[a-z]+-//'),d
 CHANNEL  ?= dev
 COMMIT   ?= $(shell git rev-parse --short=7 HEAD 2>/dev/null || echo unknown)
 
-SRC      := $(sort $(wildcard src/core/*.c src/store/*.c src/engine/*.c src/sync/*.c src/http/*.c src/web/*.c src/cli/*.c))
+SRC      := $(sort $(wildcard src/core/*.c src/store/*.c src/engine/*.c src/sync/*.c src/http/*.c src/web/*.c src/cli/*.c src/cli/client/*.c))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 TOOL_SRC := $(sort $(wildcard tests/tools/*.c))
 

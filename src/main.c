@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/client/commands.h"
 #include "cli/commands.h"
 
 typedef struct command {
@@ -18,6 +19,9 @@ static const command commands[] = {
     {"serve", command_serve},     {"migrate", command_migrate}, {"doctor", command_doctor},   {"routes", command_routes},
     {"contract", command_contract}, {"rebuild", command_rebuild},
     {"sync", command_sync},       {"sql", command_sql},
+    {"login", command_login},     {"logout", command_logout},   {"status", command_status},
+    {"pull", command_pull},       {"push", command_push},       {"query", command_query},
+    {"catalog", command_catalog}, {"init", command_init},
     {"version", command_version}, {"--version", command_version}, {"-V", command_version},
     {"help", command_help},       {"--help", command_help},     {"-h", command_help},
 };

@@ -1,0 +1,84 @@
+/*
+ * client.h - what every analyst command shares: where the server is, the
+ * token, and HTTP calls with libcurl (SPEC §10).
+ *
+ *   ${XDG_CONFIG_HOME:-~/.config}/agnes/config.yaml        server: URL
+ *   ${XDG_CONFIG_HOME:-~/.config}/agnes/credentials.json   {server, token, email}, 0600
+ *
+ * AGNES_SERVER and AGNES_TOKEN override both, for agents and CI.  Errors
+ * come back as agnes_error with one of the codes below so every command
+ * maps them to the same exit codes (client_exit_code).
+ */
+#ifndef AGNES_CLI_CLIENT_H
+#define AGNES_CLI_CLIENT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "core/error.h"
+#include "core/paths.h"
+#include "core/strbuf.h"
+
+/* Exit codes of the client commands (documented in `agnes help`). */
+enum client_exit {
+    CLIENT_EXIT_OK = 0,
+    CLIENT_EXIT_FAILED = 1,
+    CLIENT_EXIT_USAGE = 2,
+    CLIENT_EXIT_AUTH = 3,    /* not logged in, token rejected or not allowed */
+    CLIENT_EXIT_NETWORK = 4, /* the server could not be reached */
+    CLIENT_EXIT_SERVER = 5,  /* the server answered with an error */
+    CLIENT_EXIT_PARTIAL = 6, /* some tables failed, the rest succeeded */
+};
+
+typedef struct client {
+    char config_dir[AGNES_PATH_MAX];
+    char server[1024];    /* no trailing slash */
+    char token[4096];
+    char email[320];
+    const char *server_from; /* "AGNES_SERVER", "--server", "config.yaml", "credentials" */
+    bool quiet;
+} client;
+
+/* Resolve the config dir, the server (flag > AGNES_SERVER > config.yaml >
+ * credentials) and the token (AGNES_TOKEN > credentials for that server).
+ * server_flag may be NULL.  Never fails for a missing login: commands that
+ * need one call client_require_login. */
+int client_load(client *c, const char *server_flag, agnes_error *err);
+
+/* AGNES_ERR_INVALID naming `agnes login` when there is no server or token. */
+int client_require_login(const client *c, agnes_error *err);
+
+/* Save server and token (credentials.json 0600, config.yaml); logout removes the token. */
+int client_save_login(const client *c, agnes_error *err);
+int client_forget_login(const client *c, agnes_error *err);
+
+typedef struct client_response {
+    long status;
+    strbuf body;
+} client_response;
+
+/* One request to the server.  json_body may be NULL; *out's body is
+ * the response's (caller frees with client_response_free).  Transport
+ * failures are AGNES_ERR_NETWORK; HTTP errors are not errors here. */
+int client_call(const client *c, const char *method, const char *path, const char *json_body, client_response *out,
+                agnes_error *err);
+void client_response_free(client_response *r);
+
+/* client_call + parse: 2xx -> *json (new reference); 401/403 ->
+ * AGNES_ERR_FORBIDDEN, other statuses -> AGNES_ERR_DB ("server"), each with
+ * the server's detail sentence in err. */
+int client_call_json(const client *c, const char *method, const char *path, const char *json_body, json_t **json,
+                     agnes_error *err);
+
+/* The exit code for an error from the functions above. */
+int client_exit_code(int rc);
+
+/* Print "agnes <command>: <message>" to stderr and return the exit code. */
+int client_fail(const char *command, const agnes_error *err);
+
+/* Apply the curl options every request shares (auth header, timeouts). */
+struct curl_slist;
+struct curl_slist *client_headers(const client *c, struct curl_slist *extra);
+
+#endif

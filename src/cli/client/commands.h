@@ -1,0 +1,14 @@
+/* commands.h - the analyst commands (`agnes login`, `pull`, ...), one file each under src/cli/client/. */
+#ifndef AGNES_CLI_CLIENT_COMMANDS_H
+#define AGNES_CLI_CLIENT_COMMANDS_H
+
+int command_login(int argc, char **argv);
+int command_logout(int argc, char **argv);
+int command_status(int argc, char **argv);
+int command_pull(int argc, char **argv);
+int command_catalog(int argc, char **argv);
+int command_query(int argc, char **argv);
+int command_push(int argc, char **argv);
+int command_init(int argc, char **argv);
+
+#endif

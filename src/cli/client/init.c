@@ -1,0 +1,188 @@
+/*
+ * `agnes init [DIR]` - make DIR an AI agent's data workspace:
+ *
+ *   CLAUDE.md              the instance and every table the analyst may read,
+ *                          with its columns and how to query it, inside a
+ *                          marked block; text outside the block is the
+ *                          user's and is never touched
+ *   .claude/settings.json  hooks: SessionStart runs `agnes pull --quiet`,
+ *                          SessionEnd `agnes push --quiet`; other settings and
+ *                          hooks are kept, ours are added once
+ *
+ * Running it again refreshes the block and adds nothing twice.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/client/client.h"
+#include "cli/client/commands.h"
+#include "cli/client/workspace.h"
+#include "core/util.h"
+
+#define BLOCK_BEGIN "<!-- agnes:begin (written by `agnes init`; edits outside this block are kept) -->"
+#define BLOCK_END "<!-- agnes:end -->"
+
+static void describe_table(const client *c, const json_t *table, strbuf *out)
+{
+    const char *id = json_string_value(json_object_get(table, "id"));
+    const char *description = json_string_value(json_object_get(table, "description"));
+    char path[300];
+    json_t *detail = NULL;
+    agnes_error err;
+    strbuf_appendf(out, "\n### `%s`\n\n%s%s%lld rows, %s.\n\n", id, description ? description : "",
+                   description ? " - " : "", (long long)json_integer_value(json_object_get(table, "rows")),
+                   strcmp(json_string_value(json_object_get(table, "query_mode")), "remote") == 0
+                       ? "remote (query it with `agnes query`, it is not downloaded)"
+                       : "local (in `data/` and `agnes.duckdb` after `agnes pull`)");
+    snprintf(path, sizeof path, "/api/catalog/tables/%s", id);
+    if (client_call_json(c, "GET", path, NULL, &detail, &err) != AGNES_OK)
+        return;
+    strbuf_append_str(out, "| column | type |\n|---|---|\n");
+    size_t i;
+    json_t *column;
+    json_array_foreach(json_object_get(detail, "columns"), i, column)
+        strbuf_appendf(out, "| `%s` | %s |\n", json_string_value(json_object_get(column, "name")),
+                       json_string_value(json_object_get(column, "type")));
+    json_decref(detail);
+}
+
+static void compose_block(const client *c, const json_t *version, const json_t *tables, strbuf *out)
+{
+    strbuf_appendf(out,
+                   "%s\n## Data from Agnes\n\n"
+                   "This workspace mirrors the tables you may read on the Agnes server %s (version %s).\n\n"
+                   "- `agnes pull` downloads what changed into `data/<table>.parquet` and refreshes `agnes.duckdb`, "
+                   "which has one view per table (it runs at the start of every session).\n"
+                   "- Query locally: `agnes query --local \"SELECT ...\"`, or open `agnes.duckdb` with DuckDB.\n"
+                   "- Query the server (always current, includes remote tables): `agnes query \"SELECT ...\"`.\n"
+                   "- `agnes catalog` lists the tables; `agnes catalog <table>` shows one with its columns.\n"
+                   "- Put notes worth keeping in `.agnes/outbox/`; `agnes push` sends them (at session end).\n\n"
+                   "## Tables (%zu)\n",
+                   BLOCK_BEGIN, c->server, json_string_value(json_object_get(version, "version")),
+                   json_array_size(tables));
+    size_t i;
+    json_t *table;
+    json_array_foreach(tables, i, table)
+        describe_table(c, table, out);
+    strbuf_appendf(out, "\n%s\n", BLOCK_END);
+}
+
+/* Replace the marked block of CLAUDE.md, or append one. */
+static int write_claude_md(const char *dir, const strbuf *block, agnes_error *err)
+{
+    char path[AGNES_PATH_MAX + 16], *old = NULL;
+    size_t len = 0;
+    snprintf(path, sizeof path, "%s/CLAUDE.md", dir);
+    if (util_file_exists(path) && util_read_file(path, 4 << 20, &old, &len, err))
+        return err->code;
+    strbuf text;
+    strbuf_init(&text);
+    char *begin = old ? strstr(old, "<!-- agnes:begin") : NULL;
+    char *end = begin ? strstr(begin, BLOCK_END) : NULL;
+    if (begin != NULL && end != NULL) {
+        end += strlen(BLOCK_END);
+        if (*end == '\n')
+            end++;
+        strbuf_append(&text, old, (size_t)(begin - old));
+        strbuf_append(&text, block->data, block->len);
+        strbuf_append_str(&text, end);
+    } else {
+        if (old != NULL && len > 0) {
+            strbuf_append(&text, old, len);
+            strbuf_append_str(&text, old[len - 1] == '\n' ? "\n" : "\n\n");
+        }
+        strbuf_append(&text, block->data, block->len);
+    }
+    int rc = strbuf_failed(&text) ? agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory")
+                                  : util_write_file_atomic(path, text.data, text.len, 0644, err);
+    strbuf_free(&text);
+    free(old);
+    return rc;
+}
+
+/* Add {"hooks": [{"type": "command", "command": command}]} to event unless present. */
+static void ensure_hook(json_t *settings, const char *event, const char *command)
+{
+    json_t *hooks = json_object_get(settings, "hooks");
+    if (!json_is_object(hooks))
+        json_object_set_new(settings, "hooks", hooks = json_object());
+    json_t *entries = json_object_get(hooks, event);
+    if (!json_is_array(entries))
+        json_object_set_new(hooks, event, entries = json_array());
+    size_t i, j;
+    json_t *entry, *hook;
+    json_array_foreach(entries, i, entry) {
+        json_array_foreach(json_object_get(entry, "hooks"), j, hook) {
+            const char *existing = json_string_value(json_object_get(hook, "command"));
+            if (existing != NULL && strstr(existing, command) != NULL)
+                return;
+        }
+    }
+    json_array_append_new(entries, json_pack("{s:[{s:s, s:s}]}", "hooks", "type", "command", "command", command));
+}
+
+static int write_settings(const char *dir, agnes_error *err)
+{
+    char claude_dir[AGNES_PATH_MAX + 16], path[AGNES_PATH_MAX + 40];
+    snprintf(claude_dir, sizeof claude_dir, "%s/.claude", dir);
+    snprintf(path, sizeof path, "%s/settings.json", claude_dir);
+    json_error_t parse_error;
+    json_t *settings = util_file_exists(path) ? json_load_file(path, 0, &parse_error) : json_object();
+    if (!json_is_object(settings)) {
+        json_decref(settings);
+        return agnes_error_set(err, AGNES_ERR_INVALID, "%s is not a JSON object; fix or move it, then run again",
+                               path);
+    }
+    ensure_hook(settings, "SessionStart", "agnes pull --quiet");
+    ensure_hook(settings, "SessionEnd", "agnes push --quiet");
+    char *text = json_dumps(settings, JSON_INDENT(2));
+    int rc = util_mkdir_p(claude_dir, 0755, err);
+    if (rc == AGNES_OK)
+        rc = text ? util_write_file_atomic(path, text, strlen(text), 0644, err)
+                  : agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+    free(text);
+    json_decref(settings);
+    return rc;
+}
+
+int command_init(int argc, char **argv)
+{
+    if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {
+        fprintf(stderr, "usage: agnes init [DIR]\n"
+                        "  Write DIR/CLAUDE.md (the tables you may read, with columns) and DIR/.claude/settings.json\n"
+                        "  (hooks: pull at session start, push at session end). Safe to run again.\n");
+        return argc == 2 && strcmp(argv[1], "--help") == 0 ? 0 : CLIENT_EXIT_USAGE;
+    }
+    client c;
+    workspace ws = {0};
+    agnes_error err;
+    json_t *version = NULL, *catalog = NULL;
+    strbuf block;
+    strbuf_init(&block);
+    int rc = client_load(&c, NULL, &err);
+    if (rc == AGNES_OK)
+        rc = client_require_login(&c, &err);
+    if (rc == AGNES_OK)
+        rc = workspace_open(&ws, argc == 2 ? argv[1] : NULL, &err);
+    if (rc == AGNES_OK)
+        rc = client_call_json(&c, "GET", "/api/version", NULL, &version, &err);
+    if (rc == AGNES_OK)
+        rc = client_call_json(&c, "GET", "/api/catalog/tables", NULL, &catalog, &err);
+    if (rc == AGNES_OK) {
+        compose_block(&c, version, json_object_get(catalog, "tables"), &block);
+        rc = write_claude_md(ws.dir, &block, &err);
+    }
+    if (rc == AGNES_OK)
+        rc = write_settings(ws.dir, &err);
+    if (rc == AGNES_OK)
+        printf("Workspace %s: CLAUDE.md lists %zu tables; .claude/settings.json pulls at session start and pushes at "
+               "session end. Run `agnes pull` now for the data.\n",
+               ws.dir, json_array_size(json_object_get(catalog, "tables")));
+    strbuf_free(&block);
+    json_decref(version);
+    json_decref(catalog);
+    workspace_close(&ws);
+    return rc == AGNES_OK ? 0 : client_fail("init", &err);
+}

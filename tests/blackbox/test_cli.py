@@ -1,0 +1,200 @@
+"""The analyst CLI against a real server on loopback (SPEC §10; issue 6): login, pull, query, init, push -
+and the original's distribution bugs (reference original-connectors-cli.md §4.3, §8), each in a test."""
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import AGNES_BIN
+from test_catalog import everyone_id
+from test_upload import upload_raw
+from test_users import ANALYST, call, setup_admin_and_analyst
+
+ORDERS = b"id,item,amount\n" + b"".join(b"%d,item %d,%d.5\n" % (i, i, i) for i in range(500))
+CUSTOMERS = b"id,name\n1,Ada\n2,Bob\n"
+
+
+def agnes(home, *args, stdin=None, env=None, cwd=None, timeout=60):
+    e = {k: v for k, v in os.environ.items() if not k.startswith("AGNES_")}
+    e.update({"XDG_CONFIG_HOME": str(home / "xdg"), "HOME": str(home)}, **(env or {}))
+    return subprocess.run([AGNES_BIN, *args], input=stdin, capture_output=True, text=True, env=e,
+                          cwd=str(cwd or home / "ws"), timeout=timeout)
+
+
+@pytest.fixture
+def world(server_factory, env, workdir):
+    server = server_factory(env)
+    admin, _, _ = setup_admin_and_analyst(server)
+    token = admin["access_token"]
+    for name, content in (("orders", ORDERS), ("customers", CUSTOMERS)):
+        assert upload_raw(server, token, content, name=name).status_code in (200, 201)
+    grant = call(server, "POST", "/api/admin/grants", token,
+                 json={"group_id": everyone_id(server, token), "resource_type": "table", "resource_id": "orders"})
+    home = workdir / "analyst"
+    (home / "ws").mkdir(parents=True)
+    login = agnes(home, "login", "--server", server.url, "--email", ANALYST["email"], stdin=ANALYST["password"] + "\n")
+    assert login.returncode == 0, login.stderr
+    return server, token, home, grant.json()["id"]
+
+
+def pull_json(home, *args, **kw):
+    r = agnes(home, "pull", "--json", *args, **kw)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_login_pull_and_a_second_pull_that_moves_nothing(world):
+    server, _, home, _ = world
+    creds = home / "xdg" / "agnes" / "credentials.json"
+    assert oct(creds.stat().st_mode & 0o777) == "0o600" and ANALYST["password"] not in creds.read_text()
+    first = pull_json(home)
+    assert first["downloaded"] == ["orders"] and first["bytes_downloaded"] > 0 and first["failed"] == []
+    assert (home / "ws" / "data" / "orders.parquet").exists() and not (home / "ws" / "data" / "customers.parquet").exists()
+    second = pull_json(home)
+    assert second["downloaded"] == [] and second["unchanged"] == ["orders"] and second["bytes_downloaded"] == 0
+    plain = agnes(home, "pull")
+    assert plain.returncode == 0 and plain.stdout.startswith("Up to date: 1 tables, nothing downloaded")
+    local = agnes(home, "query", "--local", "--format", "json", "SELECT count(*) AS n, sum(amount) AS s FROM orders")
+    remote = agnes(home, "query", "--format", "json", "SELECT count(*) AS n, sum(amount) AS s FROM orders")
+    assert local.returncode == 0 and remote.returncode == 0, local.stderr + remote.stderr
+    mine, theirs = json.loads(local.stdout), json.loads(remote.stdout)
+    assert mine["rows"] == theirs["rows"] == [[500, 125000]] and mine["types"] == theirs["types"]
+    status = json.loads(agnes(home, "status", "--json").stdout)
+    assert status["user"] == ANALYST["email"].lower() and status["tables"] == 1 and status["last_pull"].endswith("Z")
+
+
+def test_only_a_changed_table_is_downloaded_and_a_revoked_one_disappears(world):
+    server, token, home, grant_id = world
+    call(server, "POST", "/api/admin/grants", token,
+         json={"group_id": everyone_id(server, token), "resource_type": "table", "resource_id": "customers"})
+    assert sorted(pull_json(home)["downloaded"]) == ["customers", "orders"]
+    assert upload_raw(server, token, CUSTOMERS + b"3,Cyd\n", name="customers").status_code in (200, 201)
+    changed = pull_json(home)
+    assert changed["downloaded"] == ["customers"] and changed["unchanged"] == ["orders"]
+    assert call(server, "DELETE", f"/api/admin/grants/{grant_id}", token).status_code in (200, 204)
+    revoked = pull_json(home)
+    assert revoked["removed"] == ["orders"] and not (home / "ws" / "data" / "orders.parquet").exists()
+    gone = agnes(home, "query", "--local", "SELECT * FROM orders")
+    assert gone.returncode != 0 and "orders" in gone.stderr
+
+
+def test_an_interrupted_download_resumes_where_it_stopped(world, server_factory):
+    server, token, home, _ = world
+    rng = random.Random(7)
+    big = b"id,blob\n" + b"".join(b"%d,%032x%032x\n" % (i, rng.getrandbits(128), rng.getrandbits(128))
+                                  for i in range(60000))
+    assert upload_raw(server, token, big, name="big").status_code in (200, 201)
+    call(server, "POST", "/api/admin/grants", token,
+         json={"group_id": everyone_id(server, token), "resource_type": "table", "resource_id": "big"})
+    size = call(server, "GET", "/api/sync/manifest", token).json()["tables"]["big"]["size_bytes"]
+    assert size > 1_000_000
+    e = {k: v for k, v in os.environ.items() if not k.startswith("AGNES_")}
+    e.update(XDG_CONFIG_HOME=str(home / "xdg"), HOME=str(home), AGNES_PULL_MAX_BYTES_PER_SECOND="400000")
+    slow = subprocess.Popen([AGNES_BIN, "pull", "--quiet", "big"], cwd=str(home / "ws"), env=e)
+    part = home / "ws" / "data" / ".big.parquet.part"
+    deadline = time.monotonic() + 30
+    while not (part.exists() and part.stat().st_size > size // 4):
+        assert time.monotonic() < deadline and slow.poll() is None, "the download never got going"
+        time.sleep(0.05)
+    slow.send_signal(signal.SIGKILL)
+    slow.wait()
+    kept = part.stat().st_size
+    assert 0 < kept < size
+    resumed = pull_json(home, "big")
+    assert resumed["downloaded"] == ["big"] and resumed["bytes_downloaded"] == size - kept  # only the rest moved
+    assert not part.exists() and (home / "ws" / "data" / "big.parquet").stat().st_size == size
+    assert agnes(home, "query", "--local", "--format", "csv", "SELECT count(*) FROM big").stdout.splitlines()[1] == "60000"
+
+
+def test_pitfall_each_workspace_has_its_own_state(world):
+    server, _, home, _ = world
+    assert pull_json(home)["downloaded"] == ["orders"]
+    other = home / "other"
+    other.mkdir()
+    second = pull_json(home, cwd=other)
+    assert second["downloaded"] == ["orders"] and (other / "data" / "orders.parquet").exists()
+    assert pull_json(home, "--workspace", str(other))["downloaded"] == []
+
+
+def test_pitfall_a_pull_keeps_the_users_own_views(world):
+    server, token, home, _ = world
+    pull_json(home)
+    own = subprocess.run([AGNES_BIN, "sql", str(home / "ws" / "agnes.duckdb"),
+                          "CREATE VIEW big_orders AS SELECT * FROM orders WHERE amount > 400"],
+                         capture_output=True, text=True)
+    assert own.returncode == 0, own.stderr
+    assert upload_raw(server, token, ORDERS + b"1000,item new,999.5\n", name="orders").status_code in (200, 201)
+    assert pull_json(home)["downloaded"] == ["orders"]
+    r = agnes(home, "query", "--local", "--format", "csv", "SELECT count(*) FROM big_orders")
+    assert r.returncode == 0 and r.stdout.splitlines()[1] == "101", r.stderr  # the new row too
+
+
+def test_init_writes_claude_md_and_hooks_and_is_idempotent(world):
+    server, _, home, _ = world
+    ws = home / "ws"
+    (ws / "CLAUDE.md").write_text("# My project\n\nMy own notes stay.\n")
+    (ws / ".claude").mkdir()
+    (ws / ".claude" / "settings.json").write_text(json.dumps(
+        {"model": "x", "hooks": {"SessionStart": [{"hooks": [{"type": "command", "command": "echo hi"}]}]}}))
+    first = agnes(home, "init")
+    assert first.returncode == 0, first.stderr
+    text = (ws / "CLAUDE.md").read_text()
+    assert text.startswith("# My project\n\nMy own notes stay.\n") and "### `orders`" in text
+    assert "| `amount` | DOUBLE |" in text and "customers" not in text  # only what the analyst may read
+    settings = json.loads((ws / ".claude" / "settings.json").read_text())
+    starts = [h["command"] for e in settings["hooks"]["SessionStart"] for h in e["hooks"]]
+    assert starts == ["echo hi", "agnes pull --quiet"] and settings["model"] == "x"
+    assert [h["command"] for e in settings["hooks"]["SessionEnd"] for h in e["hooks"]] == ["agnes push --quiet"]
+    assert agnes(home, "init").returncode == 0
+    assert (ws / "CLAUDE.md").read_text() == text
+    assert json.loads((ws / ".claude" / "settings.json").read_text()) == settings
+    # The hooks run: the commands Claude Code would run, in the workspace.
+    path = os.path.dirname(AGNES_BIN) + os.pathsep + os.environ["PATH"]
+    for command in starts[1:]:
+        r = subprocess.run(command, shell=True, cwd=str(ws), capture_output=True, text=True,
+                           env={"PATH": path, "HOME": str(home), "XDG_CONFIG_HOME": str(home / "xdg")})
+        assert r.returncode == 0 and r.stdout == "", r.stderr
+    assert (ws / "data" / "orders.parquet").exists()
+
+
+def test_push_sends_the_hook_transcript_and_the_outbox(world, workdir):
+    server, token, home, _ = world
+    transcript = home / "transcript.jsonl"
+    transcript.write_text('{"role": "user", "content": "hi"}\n')
+    outbox = home / "ws" / ".agnes" / "outbox"
+    outbox.mkdir(parents=True)
+    (outbox / "notes.md").write_text("orders.amount is in EUR\n")
+    r = agnes(home, "push", stdin=json.dumps({"session_id": "s1", "transcript_path": str(transcript)}))
+    assert r.returncode == 0 and "Pushed 2 files" in r.stdout, r.stderr
+    assert not (outbox / "notes.md").exists() and (outbox / "sent" / "notes.md").exists()
+    me = call(server, "GET", "/api/users", token).json()
+    analyst_id = next(u["id"] for u in me if u["email"] == ANALYST["email"].lower())
+    stored = sorted(p.name.split("-", 1)[1] for p in (workdir / "data" / "user_sessions" / analyst_id).iterdir())
+    assert stored == ["notes.md", "transcript.jsonl"]
+
+
+def test_errors_say_what_to_do_with_distinct_exit_codes(world, workdir):
+    server, _, home, _ = world
+    stranger = workdir / "stranger"
+    (stranger / "ws").mkdir(parents=True)
+    r = agnes(stranger, "pull")
+    assert r.returncode == 2 or r.returncode == 3
+    assert "agnes login" in r.stderr
+    r = agnes(home, "pull", env={"AGNES_TOKEN": "not-a-token"})
+    assert r.returncode == 3 and "agnes login" in r.stderr
+    r = agnes(home, "pull", env={"AGNES_SERVER": "http://127.0.0.1:9", "AGNES_TOKEN": "x"})
+    assert r.returncode == 4 and "cannot reach" in r.stderr
+    r = agnes(home, "query", "SELECT * FROM customers")
+    assert r.returncode == 3 and "customers" in r.stderr
+    r = agnes(home, "query", "SELEC 1")
+    assert r.returncode == 5 and "syntax" in r.stderr.lower()
+    r = agnes(home, "pull", "customers")
+    assert r.returncode == 3 and "customers" in r.stderr
+    assert agnes(home, "pull", "--bogus").returncode == 2
+    assert agnes(home, "pull", "--help").returncode == 0
+    assert agnes(home, "logout").returncode == 0
+    assert agnes(home, "status").returncode == 3
