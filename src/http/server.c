@@ -344,6 +344,48 @@ static void stream_release(void *cls)
 
 #define STREAM_BLOCK_BYTES (64 * 1024)
 
+/* File bodies.  libmicrohttpd 0.9.75 hands sendfile() 128 KiB per event-loop
+ * turn in our (epoll) mode, which measured 0.66x nginx on a 1 GiB file;
+ * pread() into large blocks costs a copy but far fewer turns. */
+#define FILE_BLOCK_BYTES (4 * 1024 * 1024)
+
+typedef struct file_state {
+    int fd;
+    int64_t offset;
+} file_state;
+
+static ssize_t file_read(void *cls, uint64_t position, char *buf, size_t max)
+{
+    file_state *f = cls;
+    ssize_t n = pread(f->fd, buf, max, (off_t)(f->offset + (int64_t)position));
+    if (n == 0)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    return n < 0 ? MHD_CONTENT_READER_END_WITH_ERROR : n;
+}
+
+static void file_release(void *cls)
+{
+    file_state *f = cls;
+    close(f->fd);
+    free(f);
+}
+
+static struct MHD_Response *create_file_response(http_response *resp)
+{
+    file_state *f = malloc(sizeof *f);
+    if (f == NULL) {
+        close(resp->file_fd);
+        return NULL;
+    }
+    f->fd = resp->file_fd;
+    f->offset = resp->file_offset;
+    struct MHD_Response *response = MHD_create_response_from_callback((uint64_t)resp->file_length, FILE_BLOCK_BYTES,
+                                                                      file_read, f, file_release);
+    if (response == NULL)
+        file_release(f);
+    return response;
+}
+
 static struct MHD_Response *create_stream_response(http_response *resp)
 {
     stream_state *s = malloc(sizeof *s);
@@ -366,11 +408,8 @@ static enum MHD_Result send_response(http_server *server, struct MHD_Connection 
     struct MHD_Response *response;
     if (resp->stream.read != NULL) {
         response = create_stream_response(resp);
-    } else if (resp->has_file) { /* MHD sends it with sendfile and closes the descriptor */
-        response = MHD_create_response_from_fd_at_offset64((uint64_t)resp->file_length, resp->file_fd,
-                                                           (uint64_t)resp->file_offset);
-        if (response == NULL)
-            close(resp->file_fd);
+    } else if (resp->has_file) {
+        response = create_file_response(resp);
         resp->has_file = false;
     } else
         /* An empty body (204) must not be handed over as MUST_FREE: MHD would free it. */
