@@ -11,6 +11,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "cli/client/commands.h"
 #include "cli/commands.h"
 #include "core/runtime.h"
 #include "store/migrations.h"
@@ -179,17 +180,42 @@ static void print_human(json_t *doc)
                json_string_value(json_object_get(value, "name")), json_string_value(json_object_get(value, "detail")));
 }
 
+/* No server directories in the environment, and an analyst login here. */
+static bool analyst_machine(void)
+{
+    if (getenv("DATA_DIR") != NULL || getenv("STATE_DIR") != NULL)
+        return false;
+    if (getenv("AGNES_SERVER") != NULL)
+        return true;
+    const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+    char path[AGNES_PATH_MAX + 64];
+    if (xdg != NULL && xdg[0] == '/')
+        snprintf(path, sizeof path, "%s/agnes/credentials.json", xdg);
+    else
+        snprintf(path, sizeof path, "%s/.config/agnes/credentials.json", home ? home : "");
+    return util_file_exists(path);
+}
+
 int command_doctor(int argc, char **argv)
 {
-    bool as_json = false;
+    bool as_json = false, client_side = false, server_side = false;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0) {
+        if (strcmp(argv[i], "--json") == 0)
             as_json = true;
-            continue;
+        else if (strcmp(argv[i], "--client") == 0)
+            client_side = true;
+        else if (strcmp(argv[i], "--server") == 0)
+            server_side = true;
+        else {
+            fprintf(stderr, "usage: agnes doctor [--json] [--server | --client]\n"
+                            "  --server: this instance's configuration and state tier (the default where DATA_DIR or\n"
+                            "  STATE_DIR is set, or no analyst login exists); --client: the analyst side (server\n"
+                            "  reachable, token valid, workspace consistent).\n");
+            return strcmp(argv[i], "--help") == 0 ? 0 : EXIT_USAGE;
         }
-        fprintf(stderr, "usage: agnes doctor [--json]\n");
-        return EXIT_USAGE;
     }
+    if (client_side || (!server_side && analyst_machine()))
+        return client_doctor(as_json);
     agnes_runtime rt = {0};
     agnes_error err;
     agnes_error_clear(&err);

@@ -198,3 +198,32 @@ def test_errors_say_what_to_do_with_distinct_exit_codes(world, workdir):
     assert agnes(home, "pull", "--help").returncode == 0
     assert agnes(home, "logout").returncode == 0
     assert agnes(home, "status").returncode == 3
+
+
+def test_admin_wrappers_and_the_client_doctor(world, workdir):
+    server, _, home, _ = world
+    boss = workdir / "boss"
+    (boss / "ws").mkdir(parents=True)
+    from test_users import ADMIN
+    assert agnes(boss, "login", "--server", server.url, "--email", ADMIN["email"],
+                 stdin=ADMIN["password"] + "\n").returncode == 0
+    assert json.loads(agnes(boss, "admin", "registry", "--json").stdout)["tables"] == []  # uploads need none
+    r = agnes(boss, "admin", "register-table", "Sales EU", "--source-type", "postgres", "--schedule", "every 1h")
+    assert r.returncode == 0 and "Registered sales_eu" in r.stdout, r.stderr
+    registry = json.loads(agnes(boss, "admin", "registry", "--json").stdout)
+    assert [(t["id"], t["sync_schedule"]) for t in registry["tables"]] == [("sales_eu", "every 1h")]
+    bad = agnes(boss, "admin", "register-table", "Sales EU", "--source-type", "postgres")
+    assert bad.returncode == 5 and "already registered" in bad.stderr
+    users = json.loads(agnes(boss, "admin", "users", "--json").stdout)
+    assert {u["email"] for u in users} == {ADMIN["email"].lower(), ANALYST["email"].lower()}
+    run = agnes(boss, "admin", "sync", "--wait", "--json")  # postgres is not configured: the run fails, and says so
+    assert run.returncode == 1 and json.loads(run.stdout)["state"] == "failed", run.stderr
+    assert "POST /api/admin/configure" in json.loads(run.stdout)["tables"][0]["error"]
+    assert agnes(home, "admin", "users").returncode == 3  # an analyst is not an admin
+    # The client doctor: fine after a pull, and says what to run when a file went missing.
+    pull_json(home)
+    ok = agnes(home, "doctor", "--json")
+    assert ok.returncode == 0 and json.loads(ok.stdout)["mode"] == "client", ok.stdout
+    (home / "ws" / "data" / "orders.parquet").unlink()
+    broken = agnes(home, "doctor")
+    assert broken.returncode == 1 and "agnes pull" in broken.stdout
