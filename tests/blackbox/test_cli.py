@@ -227,3 +227,14 @@ def test_admin_wrappers_and_the_client_doctor(world, workdir):
     (home / "ws" / "data" / "orders.parquet").unlink()
     broken = agnes(home, "doctor")
     assert broken.returncode == 1 and "agnes pull" in broken.stdout
+
+
+def test_pitfall_the_manifest_hash_is_the_one_the_cli_checks(world):
+    import hashlib
+    server, _, home, _ = world
+    pull_json(home)
+    manifest = call(server, "GET", "/api/sync/manifest",
+                    json.loads((home / "xdg" / "agnes" / "credentials.json").read_text())["token"]).json()
+    local = hashlib.sha256((home / "ws" / "data" / "orders.parquet").read_bytes()).hexdigest()
+    state = json.loads((home / "ws" / ".agnes" / "state.json").read_text())
+    assert manifest["tables"]["orders"]["hash"] == local == state["tables"]["orders"]["hash"]
