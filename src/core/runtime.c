@@ -39,6 +39,13 @@ int runtime_load(agnes_runtime *rt, agnes_error *err)
 
 int runtime_prepare_state(agnes_runtime *rt, agnes_error *err)
 {
+    /* Each layout overlay marks the container; both marks mean both overlays were combined, and
+     * one of the two layouts' mounts silently won.  Refuse before anything is written. */
+    if (getenv("AGNES_COMPOSE_LAYOUT_HOST_MOUNT") != NULL && getenv("AGNES_COMPOSE_LAYOUT_FLAT_MOUNT") != NULL)
+        return agnes_error_set(err, AGNES_ERR_STATE,
+                               "docker-compose.host-mount.yml (layout A) and docker-compose.flat-mount.yml (layout B) "
+                               "were combined; they are mutually exclusive. Use exactly one of them in COMPOSE_FILE / "
+                               "the -f list (docs/state-dir.md says which).");
     bool mount_required = strcmp(config_get_string(&rt->config, CFG_STATE_MOUNT), "required") == 0;
     /* The guard runs before anything is created: creating STATE_DIR on the
      * data disk is exactly the shadow write it exists to prevent. */

@@ -1,0 +1,51 @@
+# Agnes image: build on bookworm with scripts/bootstrap, run on bookworm-slim with only the runtime
+# libraries.  Build args bake the version shown by /api/version and /api/health:
+#   docker build --build-arg AGNES_VERSION=2026.11.8 --build-arg RELEASE_CHANNEL=stable \
+#                --build-arg AGNES_COMMIT_SHA=$(git rev-parse HEAD) --build-arg AGNES_TAG=stable-2026.11.8 .
+FROM debian:bookworm AS build
+ARG AGNES_VERSION=dev
+ARG RELEASE_CHANNEL=dev
+ARG AGNES_COMMIT_SHA=unknown
+WORKDIR /src
+COPY scripts/bootstrap scripts/bootstrap
+COPY third_party/duckdb/package.json third_party/duckdb/package-lock.json third_party/duckdb/
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends ca-certificates sudo \
+    && scripts/bootstrap --build-only && rm -rf /var/lib/apt/lists/*
+COPY . .
+RUN make VERSION="$AGNES_VERSION" CHANNEL="$RELEASE_CHANNEL" COMMIT="$AGNES_COMMIT_SHA" \
+    && install -D -m 0755 build/agnes /out/bin/agnes \
+    && install -D -m 0644 third_party/duckdb/lib/libduckdb.so /out/lib/libduckdb.so
+
+FROM debian:bookworm-slim
+ARG AGNES_VERSION=dev
+ARG RELEASE_CHANNEL=dev
+ARG AGNES_COMMIT_SHA=unknown
+ARG AGNES_TAG=dev
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends \
+      ca-certificates curl libmicrohttpd12 libjansson4 libsodium23 libjwt0 libcurl4 libyaml-0-2 libpq5 libssl3 \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 999 agnes && useradd --system --uid 999 --gid 999 --home-dir /data agnes \
+    && mkdir -p /data /app/connectors/custom && chown agnes:agnes /data
+COPY --from=build /out/bin/agnes /app/bin/agnes
+COPY --from=build /out/lib/libduckdb.so /app/lib/libduckdb.so
+# Host files that must match this image exactly; a host extracts them with
+#   docker run --rm --entrypoint tar IMAGE -C /opt/agnes-host -c . | tar -x -C /opt/agnes
+COPY scripts/ops/ /opt/agnes-host/scripts/ops/
+COPY docker-compose*.yml Caddyfile /opt/agnes-host/
+COPY config/instance.yaml.example /opt/agnes-host/config/instance.yaml.example
+ENV PATH=/app/bin:$PATH \
+    DATA_DIR=/data \
+    CONNECTORS_DIR=/app/connectors/custom \
+    AGNES_LISTEN=0.0.0.0:8000 \
+    AGNES_VERSION=$AGNES_VERSION \
+    RELEASE_CHANNEL=$RELEASE_CHANNEL \
+    AGNES_COMMIT_SHA=$AGNES_COMMIT_SHA \
+    AGNES_TAG=$AGNES_TAG
+USER agnes
+WORKDIR /data
+EXPOSE 8000
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+  CMD curl -fsS http://127.0.0.1:8000/api/health >/dev/null || exit 1
+ENTRYPOINT ["/app/bin/agnes"]
+CMD ["serve"]
