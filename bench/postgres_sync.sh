@@ -47,7 +47,7 @@ api() { curl -sf "http://127.0.0.1:$port$1" -H "Authorization: Bearer $token" -H
 api /api/admin/register-table -d '{"name":"events","source_type":"postgres","bucket":"public","source_table":"events"}' >/dev/null
 
 best_agnes=""
-for attempt in 1 2 3; do
+for _ in 1 2 3; do
   run_id=$(api /api/sync/trigger -X POST | sed 's/.*"run_id":"\([^"]*\)".*/\1/')
   while api "/api/sync/status/$run_id" | grep -q '"state":"running"'; do sleep 0.05; done
   ms=$(api "/api/sync/status/$run_id" | sed 's/.*"duration_ms":\([0-9.]*\).*/\1/')
@@ -59,7 +59,7 @@ t0=$(now)
 psql_ -c "\\copy (SELECT id, payload, at, amount FROM events) TO '$work/events.csv' (FORMAT csv)"
 t1=$(now)
 best_duck=""
-for attempt in 1 2 3; do
+for _ in 1 2 3; do
   s=$(now)
   "$tools/duckdb_exec" :memory: "COPY (SELECT * FROM read_csv('$work/events.csv', header = false,
      columns = {'id': 'INTEGER', 'payload': 'VARCHAR', 'at': 'TIMESTAMPTZ', 'amount': 'DECIMAL(10,2)'}))

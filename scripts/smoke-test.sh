@@ -100,7 +100,7 @@ if [ $failed = 0 ]; then
     state="$(field state)"
     [ "$state" = running ] && sleep 1
   done
-  [ "$state" = done ] || [ "$state" = partial ]
+  [ "$state" = "done" ] || [ "$state" = partial ]
   step sync_finished $? "$(describe "run $run_id: ${state:-unknown} (HTTP $status)")"
 fi
 [ $failed = 0 ] && check_health health_after
