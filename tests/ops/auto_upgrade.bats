@@ -1,0 +1,122 @@
+#!/usr/bin/env bats
+# scripts/ops/agnes-auto-upgrade.sh in a sandbox: a fake AGNES_HOME and stubbed docker, curl, mountpoint.
+
+setup() {
+  root="$(cd "$BATS_TEST_DIRNAME/../.." && pwd)"
+  script="$root/scripts/ops/agnes-auto-upgrade.sh"
+  sandbox="$(mktemp -d)"
+  export AGNES_HOME="$sandbox/home" STUB="$sandbox/stub" AGNES_UPGRADE_RETRY_SECONDS=0
+  mkdir -p "$AGNES_HOME" "$STUB/bin"
+  cp "$root"/docker-compose*.yml "$root/Caddyfile" "$AGNES_HOME/"
+  printf 'AGNES_TAG=stable-2026.11.8\nAGNES_LAYOUT=volume\nSCHEDULER_API_TOKEN=tok\n' > "$AGNES_HOME/.env"
+  echo sha256:new > "$STUB/new_id"
+  echo sha256:old > "$STUB/running_id"
+  echo c0ffee > "$STUB/container"
+  echo '{"tables": [], "runs": []}' > "$STUB/sync_status"
+  cat > "$STUB/bin/docker" <<'SH'
+#!/bin/sh
+echo "docker $*" >> "$STUB/log"
+case "$1 $2" in
+  "image inspect") cat "$STUB/new_id" ;;
+  "inspect --format") cat "$STUB/running_id" ;;
+  "tag "*) ;;
+  compose*)
+    case "$*" in
+      *" ps -q app"*) cat "$STUB/container" 2>/dev/null ;;
+      *" pull "*) [ ! -f "$STUB/pull_fails" ] || exit 1 ;;
+      *" up "*) echo "AGNES_TAG=${AGNES_TAG:-}" > "$STUB/up"; cp "$STUB/new_id" "$STUB/running_id" ;;
+    esac ;;
+esac
+SH
+  printf '#!/bin/sh\necho "curl $*" >> "$STUB/log"\ncat "$STUB/sync_status"\n' > "$STUB/bin/curl"
+  printf '#!/bin/sh\n[ -f "$STUB/mounted" ]\n' > "$STUB/bin/mountpoint"
+  chmod +x "$STUB/bin/"*
+  export PATH="$STUB/bin:$PATH"
+}
+
+teardown() { rm -rf "$sandbox"; }
+
+@test "a new image is pulled, the running one kept as :previous, the stack recreated" {
+  run "$script"
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"recreated with ghcr.io/agnes-data/agnes:stable-2026.11.8 (sha256:new; was sha256:old"* ]]
+  grep -q "docker tag sha256:old ghcr.io/agnes-data/agnes:previous" "$STUB/log"
+  grep -q -- "-f $AGNES_HOME/docker-compose.prod.yml" "$STUB/log"
+  run grep -q "host-mount\|flat-mount\|tls.yml" "$STUB/log"
+  [ "$status" -ne 0 ]
+}
+
+@test "nothing changed: no recreate" {
+  run "$script"
+  rm "$STUB/up"
+  run "$script"
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"up to date"* ]]
+  [ ! -f "$STUB/up" ]
+}
+
+@test "a changed compose file recreates even with the same image" {
+  run "$script"
+  rm "$STUB/up"
+  echo "# tuned" >> "$AGNES_HOME/docker-compose.yml"
+  run "$script"
+  [ "$status" -eq 0 ]
+  [ -f "$STUB/up" ]
+}
+
+@test "a running sync defers the upgrade" {
+  echo '{"runs": [{"run_id": "r1", "state": "running"}]}' > "$STUB/sync_status"
+  run "$script"
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"a sync is running; upgrade deferred"* ]]
+  run grep -q "pull" "$STUB/log"
+  [ "$status" -ne 0 ]
+}
+
+@test "layout B without its state disk stops after the retries" {
+  echo "AGNES_LAYOUT=flat-mount" >> "$AGNES_HOME/.env"
+  run "$script"
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"state disk /data-state is not mounted after 3 checks; not upgrading"* ]]
+  run grep -q "up -d" "$STUB/log"
+  [ "$status" -ne 0 ]
+  touch "$STUB/mounted"
+  run "$script"
+  [ "$status" -eq 0 ]
+  grep -q -- "-f $AGNES_HOME/docker-compose.flat-mount.yml" "$STUB/log"
+}
+
+@test "layouts and TLS choose the overlays" {
+  printf 'AGNES_LAYOUT=host-mount\nAGNES_TLS=1\n' >> "$AGNES_HOME/.env"
+  run "$script"
+  [ "$status" -eq 0 ]
+  grep -q -- "-f $AGNES_HOME/docker-compose.host-mount.yml -f $AGNES_HOME/docker-compose.tls.yml" "$STUB/log"
+  echo "AGNES_LAYOUT=sideways" >> "$AGNES_HOME/.env"
+  run "$script"
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"AGNES_LAYOUT=sideways"* ]]
+}
+
+@test "another run holding the lock means this one skips" {
+  exec 8>"$AGNES_HOME/.auto-upgrade.lock"
+  flock 8
+  run "$script"
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"another upgrade is running; skipped"* ]]
+  run grep -q pull "$STUB/log"
+  [ "$status" -ne 0 ]
+}
+
+@test ".env is read, never executed" {
+  printf 'AGNES_TAG="$(touch %s/pwned)"\n' "$sandbox" >> "$AGNES_HOME/.env"
+  run "$script"
+  [ ! -f "$sandbox/pwned" ]
+}
+
+@test "rollback runs the image that ran before the upgrade" {
+  run "$script"
+  run "$script" --rollback
+  [ "$status" -eq 0 ]
+  grep -q "docker tag sha256:old ghcr.io/agnes-data/agnes:rollback" "$STUB/log"
+  grep -q "AGNES_TAG=rollback" "$STUB/up"
+}
