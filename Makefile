@@ -45,7 +45,7 @@ LIB      := $(BUILD)/libagnes.a
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test asan unit-build clean
+.PHONY: all deps run test asan unit-build clean interfaces
 .DELETE_ON_ERROR:
 
 all: $(BUILD)/agnes
@@ -104,6 +104,12 @@ asan: deps
 	@$(MAKE) --no-print-directory SANITIZE=1 unit-build
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 tests/run-all build/asan
+
+# The interface snapshots scripts/breaking-check compares across revisions; tests fail when they drift.
+interfaces: all
+	$(BUILD)/agnes openapi > openapi.json
+	$(BUILD)/agnes schema dump > contracts/system_schema.json
+	$(BUILD)/agnes help --json > contracts/cli.json
 
 clean:
 	rm -rf build

@@ -16,6 +16,8 @@ int command_contract(int argc, char **argv);
 int command_rebuild(int argc, char **argv);
 int command_sync(int argc, char **argv);
 int command_sql(int argc, char **argv);
+int command_openapi(int argc, char **argv);
+int command_schema(int argc, char **argv);
 int command_version(int argc, char **argv);
 int command_help(int argc, char **argv);
 

@@ -1,5 +1,8 @@
 /* `agnes --version` and `agnes help`. */
+#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cli/commands.h"
 #include "core/version.h"
@@ -16,10 +19,59 @@ int command_version(int argc, char **argv)
     return 0;
 }
 
+/* Every command and its flags, for `agnes help --json`: the CLI's interface
+ * that scripts/breaking-check guards (a removed command or flag breaks the
+ * scripts and hooks that use it).  A test checks each flag appears in the
+ * command's own --help. */
+static const struct {
+    const char *command;
+    const char *flags[8];
+} interface[] = {
+    {"serve", {NULL}},
+    {"migrate", {"--to", NULL}},
+    {"doctor", {"--json", "--server", "--client", NULL}},
+    {"routes", {"--json", NULL}},
+    {"rebuild", {"--json", NULL}},
+    {"sync", {"--json", NULL}},
+    {"sql", {NULL}},
+    {"openapi", {NULL}},
+    {"schema", {NULL}},
+    {"contract", {"--json", NULL}},
+    {"login", {"--server", "--token", "--email", NULL}},
+    {"logout", {NULL}},
+    {"status", {"--json", "--workspace", NULL}},
+    {"catalog", {"--json", NULL}},
+    {"query", {"--local", "--format", "--limit", "--workspace", NULL}},
+    {"pull", {"--quiet", "--json", "--workspace", NULL}},
+    {"push", {"--quiet", "--workspace", NULL}},
+    {"init", {NULL}},
+    {"admin", {"--json", "--wait", NULL}},
+    {"version", {NULL}},
+    {"help", {"--json", NULL}},
+};
+
+static int print_interface(void)
+{
+    json_t *commands = json_object();
+    for (size_t i = 0; i < sizeof interface / sizeof interface[0]; i++) {
+        json_t *flags = json_array();
+        for (int f = 0; f < 8 && interface[i].flags[f] != NULL; f++)
+            json_array_append_new(flags, json_string(interface[i].flags[f]));
+        json_object_set_new(commands, interface[i].command, json_pack("{s:o}", "flags", flags));
+    }
+    json_t *doc = json_pack("{s:o}", "commands", commands);
+    char *text = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
+    json_decref(doc);
+    if (text != NULL)
+        printf("%s\n", text);
+    free(text);
+    return text ? 0 : 1;
+}
+
 int command_help(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
+    if (argc == 2 && strcmp(argv[1], "--json") == 0)
+        return print_interface();
     printf("agnes - data distribution for AI analysts\n"
            "\n"
            "usage: agnes <command> [options]\n"
@@ -33,6 +85,8 @@ int command_help(int argc, char **argv)
            "  rebuild [--json]      rebuild the analytics catalog from every extract (server stopped)\n"
            "  sync [--json] [ID..]  sync registered tables now, then rebuild (server stopped)\n"
            "  sql FILE SQL          run SQL on a DuckDB file (custom connectors write extract.duckdb with it)\n"
+           "  openapi               print the API description (openapi.json)\n"
+           "  schema dump           print system.duckdb's tables and columns as this build creates them\n"
            "  contract check PATH [--json]\n"
            "                        validate an extract.duckdb against the extract contract (contracts/)\n"
            "\n"
@@ -49,7 +103,7 @@ int command_help(int argc, char **argv)
            "\n"
            "other:\n"
            "  --version, version    print version, channel, commit and schema version\n"
-           "  help                  this text\n"
+           "  help [--json]         this text; --json: every command and its flags\n"
            "\n"
            "Directories: DATA_DIR (default ./data), STATE_DIR (default $DATA_DIR/state), CONFIG_DIR (default ./config).\n"
            "Every configuration key is documented in config/instance.yaml.example.\n");

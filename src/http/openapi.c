@@ -1,0 +1,150 @@
+#include "http/openapi.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "http/router.h"
+
+/* Top-level fields of request and response bodies, as "name:type" separated
+ * by commas; "!" after the type marks a required field; a leading "201 "
+ * names the success status.  Types are JSON Schema's.  Routes without an
+ * entry answer {"type": "object"} (or nothing, for 204s). */
+typedef struct body_fields {
+    const char *method;
+    const char *path;
+    const char *request;
+    const char *response;
+} body_fields;
+
+static const body_fields fields[] = {
+    {"GET", "/api/health", NULL, "status:string!,version:string!,channel:string!,schema:object,checks:object,warnings:array"},
+    {"GET", "/api/version", NULL,
+     "version:string!,channel:string!,commit_sha:string!,tag:string,image_tag:string,schema_version:integer!,"
+     "built_at:string,started_at:string,deployed_at:string"},
+    {"POST", "/auth/bootstrap", "email:string!,password:string!,name:string",
+     "access_token:string!,token_type:string!,user_id:string!,email:string!,role:string!"},
+    {"POST", "/auth/token", "email:string!,password:string!",
+     "access_token:string!,token_type:string!,user_id:string!,email:string!,role:string!"},
+    {"GET", "/api/me", NULL, "id:string!,email:string!,name:string,is_admin:boolean!,groups:array"},
+    {"GET", "/api/catalog/tables", NULL, "tables:array!,count:integer!"},
+    {"GET", "/api/catalog/tables/{id}", NULL,
+     "id:string!,name:string,description:string,source_type:string,query_mode:string,rows:integer,size_bytes:integer,"
+     "last_sync:string,columns:array!"},
+    {"POST", "/api/query", "sql:string!,limit:integer,format:string",
+     "columns:array!,types:array!,rows:array!,row_count:integer!,truncated:boolean!,elapsed_ms:number"},
+    {"POST", "/api/sync/trigger", NULL, "status:string!,run_id:string!,tables:array,message:string"},
+    {"GET", "/api/sync/status/{run_id}", NULL, "run_id:string!,state:string!,started_at:string,finished_at:string,tables:array!"},
+    {"GET", "/api/sync/status", NULL, "tables:array!,collisions:array!"},
+    {"GET", "/api/sync/manifest", NULL, "tables:object!,count:integer!,server_time:string!"},
+    {"POST", "/api/admin/register-table",
+     "name:string!,source_type:string,bucket:string,source_table:string,source_query:string,query_mode:string,"
+     "sync_schedule:string,description:string,primary_key:array,folder:string,sync_strategy:string,profile_after_sync:boolean",
+     "201 id:string!,name:string!,status:string!"},
+    {"GET", "/api/admin/registry", NULL, "tables:array!,count:integer!"},
+    {"POST", "/api/admin/configure",
+     "data_source:string!,instance_name:string,postgres_dsn:string,postgres_host:string,postgres_port:integer,"
+     "postgres_database:string,postgres_user:string,postgres_password:string,postgres_sslmode:string",
+     "status:string!,data_source:string!,connection:string!,saved:object,verified:object,next:string"},
+    {"POST", "/api/admin/discover-and-register", "query_mode:string,schemas:array,sync_schedule:string",
+     "source:string!,registered:integer!,skipped:integer!,errors:integer!,tables:array!,skipped_tables:array,"
+     "error_details:array"},
+    {"POST", "/api/upload/sessions", NULL, "201 status:string!,file:string!,size_bytes:integer!"},
+};
+
+static const body_fields *find_fields(const char *method, const char *path)
+{
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+        if (strcmp(fields[i].method, method) == 0 && strcmp(fields[i].path, path) == 0)
+            return &fields[i];
+    return NULL;
+}
+
+/* "a:string!,b:integer" -> {"type": "object", "properties": {...}, "required": [...]} */
+static json_t *object_schema(const char *spec)
+{
+    json_t *properties = json_object(), *required = json_array();
+    char copy[2048], *save = NULL;
+    snprintf(copy, sizeof copy, "%s", spec);
+    for (char *field = strtok_r(copy, ",", &save); field != NULL; field = strtok_r(NULL, ",", &save)) {
+        char *colon = strchr(field, ':');
+        if (colon == NULL)
+            continue;
+        *colon = '\0';
+        char *type = colon + 1;
+        size_t len = strlen(type);
+        if (len > 0 && type[len - 1] == '!') {
+            type[len - 1] = '\0';
+            json_array_append_new(required, json_string(field));
+        }
+        json_object_set_new(properties, field, json_pack("{s:s}", "type", type));
+    }
+    json_t *schema = json_pack("{s:s, s:o}", "type", "object", "properties", properties);
+    if (json_array_size(required) > 0)
+        json_object_set_new(schema, "required", required);
+    else
+        json_decref(required);
+    return schema;
+}
+
+static json_t *json_content(json_t *schema)
+{
+    return json_pack("{s:{s:o}}", "application/json", "schema", schema);
+}
+
+static json_t *operation(const route *r)
+{
+    const body_fields *body = find_fields(r->method, r->pattern);
+    json_t *op = json_pack("{s:s, s:s, s:b}", "summary", r->summary ? r->summary : "", "x-access",
+                           route_access_name(r->access), "x-interactive", (r->flags & ROUTE_INTERACTIVE) != 0);
+    json_t *parameters = json_array();
+    for (const char *p = strchr(r->pattern, '{'); p != NULL; p = strchr(p + 1, '{')) {
+        const char *end = strchr(p, '}');
+        if (end == NULL)
+            break;
+        json_array_append_new(parameters, json_pack("{s:s#, s:s, s:b, s:{s:s}}", "name", p + 1, (int)(end - p - 1),
+                                                     "in", "path", "required", true, "schema", "type", "string"));
+    }
+    if (json_array_size(parameters) > 0)
+        json_object_set_new(op, "parameters", parameters);
+    else
+        json_decref(parameters);
+    if (r->access != ROUTE_PUBLIC && r->access != ROUTE_ANONYMOUS)
+        json_object_set_new(op, "security", json_pack("[{s:[]}]", "bearer"));
+    if (body != NULL && body->request != NULL)
+        json_object_set_new(op, "requestBody",
+                            json_pack("{s:b, s:o}", "required", true, "content", json_content(object_schema(body->request))));
+    const char *status = "200", *spec = body ? body->response : NULL;
+    char code[4] = "";
+    if (spec != NULL && spec[0] >= '1' && spec[0] <= '5' && spec[3] == ' ') {
+        snprintf(code, sizeof code, "%.3s", spec);
+        status = code;
+        spec += 4;
+    }
+    json_t *response = json_pack("{s:s}", "description", "success");
+    if (strcmp(r->method, "DELETE") != 0 || spec != NULL)
+        json_object_set_new(response, "content",
+                            json_content(spec ? object_schema(spec) : json_pack("{s:s}", "type", "object")));
+    json_object_set_new(op, "responses", json_pack("{s:o}", status, response));
+    return op;
+}
+
+json_t *openapi_document(void)
+{
+    json_t *paths = json_object();
+    for (size_t i = 0; i < http_route_count; i++) {
+        const route *r = &http_routes[i];
+        json_t *item = json_object_get(paths, r->pattern);
+        if (item == NULL)
+            json_object_set_new(paths, r->pattern, item = json_object());
+        char method[16];
+        size_t n = 0;
+        for (; r->method[n] && n + 1 < sizeof method; n++)
+            method[n] = (char)(r->method[n] | 0x20); /* OpenAPI spells methods in lower case */
+        method[n] = '\0';
+        json_object_set_new(item, method, operation(r));
+    }
+    return json_pack("{s:s, s:{s:s, s:s, s:s}, s:o, s:{s:{s:{s:s, s:s}}}}", "openapi", "3.0.3", "info", "title",
+                     "Agnes", "version", "1", "description",
+                     "Generated from the route table by `agnes openapi`; do not edit by hand.", "paths", paths,
+                     "components", "securitySchemes", "bearer", "type", "http", "scheme", "bearer");
+}
