@@ -78,10 +78,18 @@ if [ -n "$state_dir" ]; then
 fi
 
 token="$(env_get SCHEDULER_API_TOKEN "")"
-if [ -n "$token" ] && curl -fsS --max-time 10 -H "Authorization: Bearer $token" "$url/api/sync/status" 2>/dev/null |
-     grep -q '"state": *"running"'; then
+sync_running() {
+  [ -n "$token" ] && curl -fsS --max-time 10 -H "Authorization: Bearer $token" "$url/api/sync/status" 2>/dev/null |
+    grep -q '"state": *"running"'
+}
+if sync_running; then
   log "a sync is running; upgrade deferred to the next run"
   exit 0
+fi
+# An overlay that does not parse would stop every later upgrade: check before touching anything.
+if ! config_errors="$($compose --env-file "$home/.env" "${files[@]}" config -q 2>&1)"; then
+  log "the compose files do not parse; nothing changed: ${config_errors//$'\n'/ }"
+  exit 1
 fi
 
 running_id() { # the image id of the running app container, or nothing
@@ -108,10 +116,16 @@ if [ "$new_id" = "$old_id" ] && [ "$config_hash" = "$(state_get config_hash)" ];
   log "up to date: $image:$tag ($new_id), configuration unchanged"
   exit 0
 fi
+# The pull took a while: a sync may have started since the first look.
+if sync_running; then
+  log "a sync started while pulling; upgrade deferred to the next run (the new image is already pulled)"
+  exit 0
+fi
 if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then
   docker tag "$old_id" "$image:previous"
   state_set previous_image "$old_id"
 fi
 $compose --env-file "$home/.env" "${files[@]}" up -d --remove-orphans
 state_set config_hash "$config_hash"
+docker image prune -f >/dev/null 2>&1 || true   # untagged layers only; :previous stays for --rollback
 log "recreated with $image:$tag ($new_id; was ${old_id:-not running}; layout $layout, tls $tls); roll back with --rollback"

@@ -287,8 +287,16 @@ int util_mkdir_p(const char *path, mode_t mode, agnes_error *err)
         if (*p == '/' || *p == '\0') {
             char saved = *p;
             *p = '\0';
-            if (mkdir(buf, mode) != 0 && errno != EEXIST)
-                return agnes_error_set(err, AGNES_ERR_IO, "cannot create directory %s: %s", buf, strerror(errno));
+            if (mkdir(buf, mode) != 0 && errno != EEXIST) {
+                int failure = errno;
+                if (failure == EACCES) /* typical of a root-owned host directory bind-mounted into the image */
+                    return agnes_error_set(err, AGNES_ERR_IO,
+                                           "cannot create directory %s: permission denied for uid %u. Fix: give the "
+                                           "directory to this user (e.g. chown %u:%u the host directory mounted "
+                                           "there)",
+                                           buf, (unsigned)geteuid(), (unsigned)geteuid(), (unsigned)getegid());
+                return agnes_error_set(err, AGNES_ERR_IO, "cannot create directory %s: %s", buf, strerror(failure));
+            }
             if (!util_is_directory(buf))
                 return agnes_error_set(err, AGNES_ERR_IO, "%s exists but is not a directory", buf);
             *p = saved;

@@ -23,7 +23,8 @@ case "$1 $2" in
   compose*)
     case "$*" in
       *" ps -q app"*) cat "$STUB/container" 2>/dev/null ;;
-      *" pull "*) [ ! -f "$STUB/pull_fails" ] || exit 1 ;;
+      *" pull "*) [ ! -f "$STUB/pull_fails" ] || exit 1; [ ! -f "$STUB/sync_after_pull" ] || cp "$STUB/sync_after_pull" "$STUB/sync_status" ;;
+      *" config -q"*) [ ! -f "$STUB/config_broken" ] || { echo "yaml: duplicate key" >&2; exit 1; } ;;
       *" up "*) echo "AGNES_TAG=${AGNES_TAG:-}" > "$STUB/up"; cp "$STUB/new_id" "$STUB/running_id" ;;
     esac ;;
 esac
@@ -119,4 +120,21 @@ teardown() { rm -rf "$sandbox"; }
   [ "$status" -eq 0 ]
   grep -q "docker tag sha256:old ghcr.io/agnes-data/agnes:rollback" "$STUB/log"
   grep -q "AGNES_TAG=rollback" "$STUB/up"
+}
+
+@test "a sync that starts during the pull defers the recreate" {
+  echo '{"runs": [{"state": "running"}]}' > "$STUB/sync_after_pull"
+  run "$script"
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"a sync started while pulling; upgrade deferred"* ]]
+  [ ! -f "$STUB/up" ]
+}
+
+@test "compose files that do not parse stop the upgrade before anything changes" {
+  touch "$STUB/config_broken"
+  run "$script"
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"the compose files do not parse; nothing changed: yaml: duplicate key"* ]]
+  run grep -q " pull " "$STUB/log"
+  [ "$status" -ne 0 ]
 }
