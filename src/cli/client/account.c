@@ -181,9 +181,7 @@ int command_status(int argc, char **argv)
                c.server, c.server_from, json_string_value(json_object_get(me, "email")),
                json_is_true(json_object_get(me, "is_admin")) ? " (admin)" : "",
                json_string_value(json_object_get(version, "version")), ws.dir,
-               json_string_value(json_object_get(ws.state, "last_pull"))
-                   ? json_string_value(json_object_get(ws.state, "last_pull"))
-                   : "never",
+               (json_object_get(ws.state, "last_pull") ? client_text(ws.state, "last_pull") : "never"),
                json_object_size(tables));
     }
     json_decref(status);

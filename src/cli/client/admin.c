@@ -147,7 +147,7 @@ static int sync_tables(const client *c, int argc, char **argv, bool json_output,
             json_array_foreach(json_object_get(run, "tables"), i, t)
                 printf("%-32s %-8s %s\n", json_string_value(json_object_get(t, "table_id")),
                        json_string_value(json_object_get(t, "state")),
-                       json_string_value(json_object_get(t, "error")) ? json_string_value(json_object_get(t, "error")) : "");
+                       client_text(t, "error"));
             printf("run %s: %s\n", json_string_value(json_object_get(run, "run_id")), state);
         }
         *exit_code = run == NULL || strcmp(state, "done") == 0 ? 0 : strcmp(state, "partial") == 0 ? CLIENT_EXIT_PARTIAL

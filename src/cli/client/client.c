@@ -134,6 +134,27 @@ struct curl_slist *client_headers(const client *c, struct curl_slist *extra)
     return curl_slist_append(extra, "User-Agent: agnes-cli");
 }
 
+void *client_easy_open(const client *c, const char *path, struct curl_slist **headers)
+{
+    char url[2048];
+    CURL *curl = curl_easy_init();
+    *headers = client_headers(c, NULL);
+    if (curl == NULL)
+        return NULL;
+    snprintf(url, sizeof url, "%s%s", c->server, path);
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, *headers);
+    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 10L);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    return curl;
+}
+
+const char *client_text(const json_t *object, const char *key)
+{
+    const char *text = json_string_value(json_object_get(object, key));
+    return text ? text : "";
+}
+
 static size_t collect(char *data, size_t size, size_t count, void *userdata)
 {
     strbuf_append(userdata, data, size * count);
@@ -143,24 +164,22 @@ static size_t collect(char *data, size_t size, size_t count, void *userdata)
 int client_call(const client *c, const char *method, const char *path, const char *json_body, client_response *out,
                 agnes_error *err)
 {
-    char url[2048];
+    struct curl_slist *headers = NULL;
     memset(out, 0, sizeof *out);
     strbuf_init(&out->body);
-    snprintf(url, sizeof url, "%s%s", c->server, path);
-    CURL *curl = curl_easy_init();
-    if (curl == NULL)
+    CURL *curl = client_easy_open(c, path, &headers);
+    if (curl == NULL) {
+        curl_slist_free_all(headers);
         return agnes_error_set(err, AGNES_ERR_NOMEM, "cannot start libcurl");
-    struct curl_slist *headers = client_headers(c, NULL);
-    if (json_body != NULL)
+    }
+    if (json_body != NULL) { /* the list's head stays the same when appending */
         headers = curl_slist_append(headers, "Content-Type: application/json");
-    curl_easy_setopt(curl, CURLOPT_URL, url);
+        curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    }
     curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 10L);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT, 600L);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &out->body);
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     if (json_body != NULL)
         curl_easy_setopt(curl, CURLOPT_POSTFIELDS, json_body);
     CURLcode code = curl_easy_perform(curl);

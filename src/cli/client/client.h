@@ -77,8 +77,16 @@ int client_exit_code(int rc);
 /* Print "agnes <command>: <message>" to stderr and return the exit code. */
 int client_fail(const char *command, const agnes_error *err);
 
-/* Apply the curl options every request shares (auth header, timeouts). */
+/* The auth and User-Agent headers every request sends, appended to extra. */
 struct curl_slist;
 struct curl_slist *client_headers(const client *c, struct curl_slist *extra);
+
+/* An easy handle for c->server + path with what every request shares: the
+ * headers (*headers, freed by the caller with curl_slist_free_all), a
+ * connect timeout, no signals.  NULL when libcurl cannot start one. */
+void *client_easy_open(const client *c, const char *path, struct curl_slist **headers);
+
+/* object[key] as a string, "" when absent or not a string: for printing. */
+const char *client_text(const json_t *object, const char *key);
 
 #endif

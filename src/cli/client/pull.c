@@ -82,7 +82,7 @@ static bool wants(const pull_options *o, const char *id)
 /* Set up one download, resuming a part file that holds this version. */
 static int start_transfer(const client *c, const workspace *ws, transfer *t, agnes_error *err)
 {
-    char url[2048], note[80] = "", header[200];
+    char url[300], note[80] = "", header[200];
     workspace_table_path(ws, t->id, t->final, sizeof t->final);
     snprintf(t->part, sizeof t->part, "%s/.%s.parquet.part", ws->data_dir, t->id);
     snprintf(t->hash_note, sizeof t->hash_note, "%s/.%s.parquet.part.hash", ws->data_dir, t->id);
@@ -104,26 +104,21 @@ static int start_transfer(const client *c, const workspace *ws, transfer *t, agn
         if (f == NULL || fprintf(f, "%s\n", t->hash) < 0 || fclose(f) != 0)
             return agnes_error_set(err, AGNES_ERR_IO, "cannot write %s", t->hash_note);
     }
-    t->curl = curl_easy_init();
+    snprintf(url, sizeof url, "/api/data/%s/download", t->id);
+    t->curl = client_easy_open(c, url, &t->headers);
     if (t->curl == NULL)
         return agnes_error_set(err, AGNES_ERR_NOMEM, "cannot start libcurl");
-    t->headers = client_headers(c, NULL);
-    if (resume) {
+    if (resume) { /* appending keeps the list's head, which the handle holds */
         snprintf(header, sizeof header, "If-Range: \"%s\"", t->hash);
         t->headers = curl_slist_append(t->headers, header);
         snprintf(header, sizeof header, "Range: bytes=%lld-", t->resume_from);
         t->headers = curl_slist_append(t->headers, header);
     }
-    snprintf(url, sizeof url, "%s/api/data/%s/download", c->server, t->id);
-    curl_easy_setopt(t->curl, CURLOPT_URL, url);
-    curl_easy_setopt(t->curl, CURLOPT_HTTPHEADER, t->headers);
     curl_easy_setopt(t->curl, CURLOPT_WRITEFUNCTION, write_part);
     curl_easy_setopt(t->curl, CURLOPT_WRITEDATA, t);
     curl_easy_setopt(t->curl, CURLOPT_PRIVATE, t);
-    curl_easy_setopt(t->curl, CURLOPT_CONNECTTIMEOUT, 10L);
     curl_easy_setopt(t->curl, CURLOPT_LOW_SPEED_LIMIT, 1L); /* a stalled transfer ends after a minute */
     curl_easy_setopt(t->curl, CURLOPT_LOW_SPEED_TIME, 60L);
-    curl_easy_setopt(t->curl, CURLOPT_NOSIGNAL, 1L);
     long long limit = 0; /* AGNES_PULL_MAX_BYTES_PER_SECOND: spare a thin link, per file */
     const char *limit_text = getenv("AGNES_PULL_MAX_BYTES_PER_SECOND");
     if (limit_text != NULL && util_parse_long(limit_text, &limit) && limit > 0)

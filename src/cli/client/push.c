@@ -27,23 +27,19 @@ static size_t discard(char *data, size_t size, size_t count, void *userdata)
 
 static int upload_file(const client *c, const char *path, agnes_error *err)
 {
-    char url[2048];
     const char *slash = strrchr(path, '/');
-    snprintf(url, sizeof url, "%s/api/upload/sessions", c->server);
-    CURL *curl = curl_easy_init();
-    if (curl == NULL)
+    struct curl_slist *headers = NULL;
+    CURL *curl = client_easy_open(c, "/api/upload/sessions", &headers);
+    if (curl == NULL) {
+        curl_slist_free_all(headers);
         return agnes_error_set(err, AGNES_ERR_NOMEM, "cannot start libcurl");
+    }
     curl_mime *mime = curl_mime_init(curl);
     curl_mimepart *part = curl_mime_addpart(mime);
     curl_mime_name(part, "file");
     curl_mime_filedata(part, path);
     curl_mime_filename(part, slash ? slash + 1 : path);
-    struct curl_slist *headers = client_headers(c, NULL);
-    curl_easy_setopt(curl, CURLOPT_URL, url);
     curl_easy_setopt(curl, CURLOPT_MIMEPOST, mime);
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 10L);
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
     CURLcode code = curl_easy_perform(curl);
     long status = 0;

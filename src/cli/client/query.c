@@ -269,7 +269,7 @@ int command_catalog(int argc, char **argv)
         printf("%s (%s, %lld rows): %s\n", json_string_value(json_object_get(answer, "id")),
                json_string_value(json_object_get(answer, "query_mode")),
                (long long)json_integer_value(json_object_get(answer, "rows")),
-               json_string_value(json_object_get(answer, "description")) ? json_string_value(json_object_get(answer, "description")) : "");
+               client_text(answer, "description"));
         size_t i;
         json_t *column;
         json_array_foreach(json_object_get(answer, "columns"), i, column)
@@ -282,7 +282,7 @@ int command_catalog(int argc, char **argv)
             printf("%-32s %-7s %12lld rows  %s\n", json_string_value(json_object_get(t, "id")),
                    json_string_value(json_object_get(t, "query_mode")),
                    (long long)json_integer_value(json_object_get(t, "rows")),
-                   json_string_value(json_object_get(t, "description")) ? json_string_value(json_object_get(t, "description")) : "");
+                   client_text(t, "description"));
     }
     json_decref(answer);
     return 0;
