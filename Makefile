@@ -45,13 +45,17 @@ LIB      := $(BUILD)/libagnes.a
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test asan unit-build clean interfaces
+.PHONY: all deps run-deps run test asan unit-build clean interfaces
 .DELETE_ON_ERROR:
 
 all: $(BUILD)/agnes
 
 deps:
 	@scripts/bootstrap --check >/dev/null 2>&1 || scripts/bootstrap
+
+# Running needs only what building needs; the tests' servers and tools come with `make test`.
+run-deps:
+	@scripts/bootstrap --check --build-only >/dev/null 2>&1 || scripts/bootstrap --build-only
 
 $(DUCKDB)/lib/libduckdb.so $(DUCKDB)/include/duckdb.h:
 	scripts/bootstrap
@@ -91,7 +95,7 @@ $(BUILD)/tests/%: tests/tools/%.c $(LIB)
 
 unit-build: $(BUILD)/agnes $(UNIT_BIN) $(TOOL_BIN)
 
-run: deps
+run: run-deps
 	@$(MAKE) --no-print-directory all
 	DATA_DIR=$${DATA_DIR:-./data} AGNES_LISTEN=$${AGNES_LISTEN:-127.0.0.1:8000} AGNES_DEMO=$${AGNES_DEMO:-1} \
 	  $(BUILD)/agnes serve
