@@ -7,8 +7,9 @@
 
 /* Top-level fields of request and response bodies, as "name:type" separated
  * by commas; "!" after the type marks a required field; a leading "201 "
- * names the success status.  Types are JSON Schema's.  Routes without an
- * entry answer {"type": "object"} (or nothing, for 204s). */
+ * names the success status and a leading "[] " makes the body an array of
+ * such objects.  Types are JSON Schema's.  Routes without an entry answer
+ * {"type": "object"} (or nothing, for 204s). */
 typedef struct body_fields {
     const char *method;
     const char *path;
@@ -49,6 +50,36 @@ static const body_fields fields[] = {
      "source:string!,registered:integer!,skipped:integer!,errors:integer!,tables:array!,skipped_tables:array,"
      "error_details:array"},
     {"POST", "/api/upload/sessions", NULL, "201 status:string!,file:string!,size_bytes:integer!"},
+    {"POST", "/api/upload/tables", NULL, "201 table:object!,replaced:boolean!"},
+    {"GET", "/api/catalog/tables/{id}/sample", NULL, "columns:array!,types:array!,rows:array!"},
+    {"GET", "/api/health/detailed", NULL, "status:string!,version:string!,channel:string!,schema:object,checks:object!"},
+    {"PUT", "/api/admin/registry/{id}",
+     "source_type:string,bucket:string,source_table:string,source_query:string,query_mode:string,sync_schedule:string,"
+     "description:string,primary_key:array,folder:string,sync_strategy:string,profile_after_sync:boolean",
+     "id:string!,updated:array!"},
+    {"POST", "/api/admin/register-table/precheck",
+     "name:string!,source_type:string,bucket:string,source_table:string,source_query:string,query_mode:string,"
+     "sync_schedule:string,description:string",
+     "ok:boolean!,table:object!"},
+    {"POST", "/auth/tokens", "name:string!,expires_in_days:integer,ttl_seconds:integer",
+     "201 id:string!,name:string!,prefix:string!,created_at:string!,expires_at:string,token:string!"},
+    {"GET", "/auth/tokens", NULL,
+     "[] id:string!,name:string!,prefix:string!,created_at:string!,expires_at:string,last_used_at:string,"
+     "revoked_at:string"},
+    {"GET", "/api/users", NULL,
+     "[] id:string!,email:string!,name:string,role:string!,is_admin:boolean!,groups:array!,active:boolean!,"
+     "created_at:string"},
+    {"POST", "/api/users", "email:string!,name:string,password:string",
+     "201 id:string!,email:string!,name:string,role:string!,is_admin:boolean!,groups:array!,active:boolean!"},
+    {"GET", "/api/admin/groups", NULL,
+     "[] id:string!,name:string!,description:string,is_system:boolean!,member_count:integer!,grant_count:integer!"},
+    {"POST", "/api/admin/groups", "name:string!,description:string",
+     "201 id:string!,name:string!,description:string,is_system:boolean!"},
+    {"GET", "/api/admin/grants", NULL,
+     "[] id:string!,group_id:string!,group_name:string!,resource_type:string!,resource_id:string!,assigned_at:string"},
+    {"POST", "/api/admin/grants", "group_id:string!,resource_type:string!,resource_id:string!",
+     "201 id:string!,group_id:string!,group_name:string!,resource_type:string!,resource_id:string!"},
+    {"GET", "/api/admin/audit", NULL, "items:array!,total:integer!,limit:integer!,offset:integer!"},
 };
 
 static const body_fields *find_fields(const char *method, const char *path)
@@ -120,10 +151,15 @@ static json_t *operation(const route *r)
         status = code;
         spec += 4;
     }
+    bool array = spec != NULL && strncmp(spec, "[] ", 3) == 0;
+    json_t *schema = spec == NULL ? json_pack("{s:s}", "type", "object")
+                     : array      ? json_pack("{s:s, s:o}", "type", "array", "items", object_schema(spec + 3))
+                                  : object_schema(spec);
     json_t *response = json_pack("{s:s}", "description", "success");
     if (strcmp(r->method, "DELETE") != 0 || spec != NULL)
-        json_object_set_new(response, "content",
-                            json_content(spec ? object_schema(spec) : json_pack("{s:s}", "type", "object")));
+        json_object_set_new(response, "content", json_content(schema));
+    else
+        json_decref(schema);
     json_object_set_new(op, "responses", json_pack("{s:o}", status, response));
     return op;
 }
