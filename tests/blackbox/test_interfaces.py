@@ -74,6 +74,9 @@ CHANGES = {
     "response field removed": ("openapi.json", lambda d: d["paths"]["/api/health"]["get"]["responses"]["200"]["content"]
                                ["application/json"]["schema"]["properties"].pop("version"),
                                "response field removed: GET /api/health .version"),
+    "list item field removed": ("openapi.json", lambda d: d["paths"]["/api/users"]["get"]["responses"]["200"]["content"]
+                                ["application/json"]["schema"]["items"]["properties"].pop("email"),
+                                "response field removed: GET /api/users .email"),
     "endpoint removed": ("openapi.json", lambda d: d["paths"].pop("/api/sync/manifest"),
                          "endpoint removed: GET /api/sync/manifest"),
     "new required request field": ("openapi.json", lambda d: d["paths"]["/api/query"]["post"]["requestBody"]["content"]
