@@ -51,6 +51,10 @@ def test_login_pull_and_a_second_pull_that_moves_nothing(world):
     server, _, home, _ = world
     creds = home / "xdg" / "agnes" / "credentials.json"
     assert oct(creds.stat().st_mode & 0o777) == "0o600" and ANALYST["password"] not in creds.read_text()
+    # A personal access token is kept (months), not the session token (hours): hooks keep working.
+    tokens = call(server, "GET", "/auth/admin/tokens", world[1]).json()
+    assert [t["name"].startswith("agnes CLI on ") for t in tokens] == [True]
+    assert tokens[0]["user_email"] == ANALYST["email"].lower() and tokens[0]["expires_at"] > "2027"
     first = pull_json(home)
     assert first["downloaded"] == ["orders"] and first["bytes_downloaded"] > 0 and first["failed"] == []
     assert (home / "ws" / "data" / "orders.parquet").exists() and not (home / "ws" / "data" / "customers.parquet").exists()

@@ -4,8 +4,9 @@
  * login takes a personal access token (--token, verified with /api/me) or
  * an email and password: the password is read without echo on a terminal,
  * or as one line from stdin otherwise (agents: `printf %s "$PW" | agnes
- * login --email me@x --server URL`).  The password is never stored; the
- * session token the server returns is, in credentials.json (0600).
+ * login --email me@x --server URL`).  The password is never stored; a
+ * personal access token "agnes CLI on <host>" (180 days) is, in
+ * credentials.json (0600), so session hooks keep working for months.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,6 +79,22 @@ static int password_login(client *c, const char *email_flag, agnes_error *err)
     return rc;
 }
 
+/* Trade the session (hours) for a personal access token (months), so the
+ * pull/push hooks of an agent keep working; the session token stays when
+ * the server will not issue one. */
+static void keep_a_personal_token(client *c)
+{
+    char host[128] = "this machine", body[300];
+    agnes_error err;
+    json_t *answer = NULL;
+    gethostname(host, sizeof host - 1);
+    snprintf(body, sizeof body, "{\"name\": \"agnes CLI on %.100s\", \"expires_in_days\": 180}", host);
+    if (client_call_json(c, "POST", "/auth/tokens", body, &answer, &err) == AGNES_OK &&
+        json_string_value(json_object_get(answer, "token")) != NULL)
+        snprintf(c->token, sizeof c->token, "%s", json_string_value(json_object_get(answer, "token")));
+    json_decref(answer);
+}
+
 int command_login(int argc, char **argv)
 {
     const char *server = NULL, *token = NULL, *email = NULL;
@@ -108,6 +125,8 @@ int command_login(int argc, char **argv)
     if (token != NULL)
         snprintf(c.token, sizeof c.token, "%s", token);
     int rc = token != NULL ? AGNES_OK : password_login(&c, email, &err);
+    if (rc == AGNES_OK && token == NULL)
+        keep_a_personal_token(&c);
     if (rc == AGNES_OK)
         rc = verify(&c, &err);
     if (rc == AGNES_OK)
