@@ -103,6 +103,35 @@ static void row_select(const json_t *row, strbuf *out)
     duck_append_identifier(out, table && table[0] ? table : json_string_value(json_object_get(row, "name")));
 }
 
+/* A registry row's SELECT, a connection, and the columns PostgreSQL says the
+ * SELECT returns: what every operation on one table starts from. */
+typedef struct described_row {
+    PGconn *conn;
+    strbuf select;
+    postgres_column *columns;
+    size_t count;
+} described_row;
+
+static int describe_row(const connector_settings *settings, const json_t *row, described_row *d, agnes_error *err)
+{
+    memset(d, 0, sizeof *d);
+    strbuf_init(&d->select);
+    row_select(row, &d->select);
+    if (strbuf_failed(&d->select))
+        return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+    int rc = postgres_connect(settings->secret, settings->statement_timeout_seconds, &d->conn, err);
+    if (rc == AGNES_OK)
+        rc = postgres_describe(d->conn, d->select.data, &d->columns, &d->count, err);
+    return rc;
+}
+
+static void described_row_close(described_row *d)
+{
+    free(d->columns);
+    PQfinish(d->conn);
+    strbuf_free(&d->select);
+}
+
 /* ---- COPY TO STDOUT -> FIFO -> DuckDB ------------------------------------ */
 
 typedef struct copy_stream {
@@ -293,14 +322,9 @@ static int stream_to_parquet(PGconn *conn, const connector_job *job, const postg
         rc = duck_query_int(session.connection, sql.data, rows, &found, &duck_err);
         duck_session_close(&session);
     }
+    /* DuckDB has closed the FIFO: a writer still writing gets EPIPE, one
+     * still waiting to open it sees reader_done. */
     atomic_store(&stream.reader_done, true);
-    if (rc != AGNES_OK) {
-        /* The writer may block on a full FIFO nobody reads: open and drain
-         * it so the writer sees EPIPE once we close. */
-        int drain = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-        if (drain >= 0)
-            close(drain);
-    }
     pthread_join(writer, NULL);
     unlink(fifo);
     strbuf_free(&sql);
@@ -314,52 +338,35 @@ static int stream_to_parquet(PGconn *conn, const connector_job *job, const postg
 static int extract_table(const connector_settings *settings, const connector_job *job, long long *rows,
                          agnes_error *err)
 {
-    PGconn *conn = NULL;
-    postgres_column *columns = NULL;
-    size_t count = 0;
-    strbuf select;
-    strbuf_init(&select);
-    row_select(job->row, &select);
+    described_row d;
     *rows = 0;
-    int rc = strbuf_failed(&select) ? agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory") : AGNES_OK;
+    int rc = describe_row(settings, job->row, &d, err);
     if (rc == AGNES_OK)
-        rc = postgres_connect(settings->secret, settings->statement_timeout_seconds, &conn, err);
+        rc = start_copy(d.conn, d.select.data, d.columns, d.count, err);
     if (rc == AGNES_OK)
-        rc = postgres_describe(conn, select.data, &columns, &count, err);
-    if (rc == AGNES_OK)
-        rc = start_copy(conn, select.data, columns, count, err);
-    if (rc == AGNES_OK)
-        rc = stream_to_parquet(conn, job, columns, count, rows, err);
-    free(columns);
-    PQfinish(conn);
-    strbuf_free(&select);
+        rc = stream_to_parquet(d.conn, job, d.columns, d.count, rows, err);
+    described_row_close(&d);
     return rc;
 }
 
 static int remote_view(const connector_settings *settings, const json_t *row, strbuf *view_sql, json_t **attach,
                        agnes_error *err)
 {
-    PGconn *conn = NULL;
-    postgres_column *columns = NULL;
-    size_t count = 0;
-    strbuf select, remote;
-    strbuf_init(&select);
+    described_row d;
+    strbuf remote;
     strbuf_init(&remote);
-    row_select(row, &select);
     *attach = NULL;
-    int rc = postgres_connect(settings->secret, settings->statement_timeout_seconds, &conn, err);
-    if (rc == AGNES_OK)
-        rc = postgres_describe(conn, select.data, &columns, &count, err);
+    int rc = describe_row(settings, row, &d, err);
     if (rc == AGNES_OK) {
-        postgres_append_text_select(&remote, select.data, columns, count);
+        postgres_append_text_select(&remote, d.select.data, d.columns, d.count);
         strbuf_append_str(view_sql, "SELECT ");
-        postgres_append_typed_columns(view_sql, columns, count);
+        postgres_append_typed_columns(view_sql, d.columns, d.count);
         strbuf_append_str(view_sql, " FROM postgres_query(");
         duck_append_literal(view_sql, settings->secret_env);
         strbuf_append_str(view_sql, ", ");
         duck_append_literal(view_sql, remote.data);
         strbuf_append_str(view_sql, ", columns := [");
-        for (size_t i = 0; i < count; i++)
+        for (size_t i = 0; i < d.count; i++)
             strbuf_appendf(view_sql, "%s'c%zu'", i ? ", " : "", i);
         strbuf_append_str(view_sql, "])");
         if (strbuf_failed(view_sql) || strbuf_failed(&remote))
@@ -368,34 +375,23 @@ static int remote_view(const connector_settings *settings, const json_t *row, st
             *attach = json_pack("{s:s, s:s, s:s, s:s}", "alias", settings->source, "extension", "postgres", "url", "",
                                 "token_env", settings->secret_env);
     }
-    free(columns);
-    PQfinish(conn);
-    strbuf_free(&select);
+    described_row_close(&d);
     strbuf_free(&remote);
     return rc;
 }
 
 static int describe(const connector_settings *settings, const json_t *row, json_t **out, agnes_error *err)
 {
-    PGconn *conn = NULL;
-    postgres_column *columns = NULL;
-    size_t count = 0;
-    strbuf select;
-    strbuf_init(&select);
-    row_select(row, &select);
+    described_row d;
     *out = NULL;
-    int rc = postgres_connect(settings->secret, settings->statement_timeout_seconds, &conn, err);
-    if (rc == AGNES_OK)
-        rc = postgres_describe(conn, select.data, &columns, &count, err);
+    int rc = describe_row(settings, row, &d, err);
     if (rc == AGNES_OK) {
         *out = json_array();
-        for (size_t i = 0; i < count; i++)
-            json_array_append_new(*out, json_pack("{s:s, s:s, s:s}", "name", columns[i].name, "type",
-                                                  columns[i].duckdb_type, "source_type", columns[i].pg_type));
+        for (size_t i = 0; i < d.count; i++)
+            json_array_append_new(*out, json_pack("{s:s, s:s, s:s}", "name", d.columns[i].name, "type",
+                                                  d.columns[i].duckdb_type, "source_type", d.columns[i].pg_type));
     }
-    free(columns);
-    PQfinish(conn);
-    strbuf_free(&select);
+    described_row_close(&d);
     return rc;
 }
 
