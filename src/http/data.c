@@ -28,24 +28,29 @@
 #include "http/catalog.h"
 #include "store/table_files.h"
 
-static json_t *manifest_entry(const json_t *table, const table_file *file, bool has_file)
+/* A manifest entry; file is the table's table_files row, or NULL (remote
+ * tables, views over several files): not downloadable. */
+static json_t *manifest_entry(const json_t *table, const json_t *file)
 {
-    return json_pack("{s:s, s:I, s:O, s:O, s:O, s:O, s:b}", "hash", has_file ? file->sha256 : "", "size_bytes",
-                     (json_int_t)(has_file ? file->size_bytes : 0), "rows", json_object_get(table, "rows"), "updated",
-                     json_object_get(table, "last_sync"), "query_mode", json_object_get(table, "query_mode"),
-                     "source_type", json_object_get(table, "source_type"), "downloadable", has_file);
+    const char *hash = json_string_value(json_object_get(file, "sha256"));
+    return json_pack("{s:s, s:I, s:O, s:O, s:O, s:O, s:b}", "hash", hash ? hash : "", "size_bytes",
+                     (json_int_t)json_integer_value(json_object_get(file, "size_bytes")), "rows",
+                     json_object_get(table, "rows"), "updated", json_object_get(table, "last_sync"), "query_mode",
+                     json_object_get(table, "query_mode"), "source_type", json_object_get(table, "source_type"),
+                     "downloadable", hash != NULL);
 }
 
 void data_handle_manifest(http_context *ctx, const http_request *req, http_response *resp)
 {
     analytics_snapshot *snapshot = analytics_acquire(ctx->analytics);
-    json_t *tables = snapshot ? json_deep_copy(snapshot->tables) : json_array(), *ids = NULL,
+    json_t *tables = snapshot ? json_deep_copy(snapshot->tables) : json_array(), *ids = NULL, *files = NULL,
            *entries = json_object();
     analytics_release(ctx->analytics, snapshot);
     duckdb_connection conn = NULL;
     agnes_error err;
     if (catalog_visible_ids(ctx, req->identity, &ids, &err) != AGNES_OK ||
-        system_db_connect_reader(ctx->db, &conn, &err) != AGNES_OK) {
+        system_db_connect_reader(ctx->db, &conn, &err) != AGNES_OK ||
+        table_files_map_json(conn, &files, &err) != AGNES_OK) {
         http_respond_internal(resp, req, &err);
         goto done;
     }
@@ -53,11 +58,8 @@ void data_handle_manifest(http_context *ctx, const http_request *req, http_respo
     json_t *table;
     json_array_foreach(tables, i, table) {
         const char *id = json_string_value(json_object_get(table, "id"));
-        if (!catalog_id_visible(ids, id))
-            continue;
-        table_file file;
-        bool has_file = table_files_get(conn, id, &file, &err) == AGNES_OK;
-        json_object_set_new(entries, id, manifest_entry(table, &file, has_file));
+        if (catalog_id_visible(ids, id))
+            json_object_set_new(entries, id, manifest_entry(table, json_object_get(files, id)));
     }
     char now[32];
     util_utc_now_iso(now);
@@ -66,6 +68,7 @@ void data_handle_manifest(http_context *ctx, const http_request *req, http_respo
 done:
     if (conn)
         duckdb_disconnect(&conn);
+    json_decref(files);
     json_decref(entries);
     json_decref(ids);
     json_decref(tables);

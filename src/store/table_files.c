@@ -40,6 +40,23 @@ int table_files_get(duckdb_connection conn, const char *table_id, table_file *ou
     return rc;
 }
 
+int table_files_map_json(duckdb_connection conn, json_t **out, agnes_error *err)
+{
+    json_t *rows = NULL;
+    *out = NULL;
+    if (duck_query_json(conn, "SELECT table_id, sha256, size_bytes FROM table_files", NULL, 0, &rows, err))
+        return err->code;
+    *out = json_object();
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+        json_object_set_new(*out, json_string_value(json_object_get(row, "table_id")),
+                            json_pack("{s:O, s:O}", "sha256", json_object_get(row, "sha256"), "size_bytes",
+                                      json_object_get(row, "size_bytes")));
+    json_decref(rows);
+    return AGNES_OK;
+}
+
 int table_files_upsert(duckdb_connection conn, const table_file *f, agnes_error *err)
 {
     char size[32], mtime[32], inode[32];

@@ -11,6 +11,7 @@
 #define AGNES_STORE_TABLE_FILES_H
 
 #include <duckdb.h>
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -29,6 +30,10 @@ typedef struct table_file {
 
 /* The row of table_id.  AGNES_ERR_NOT_FOUND when the table has no file. */
 int table_files_get(duckdb_connection conn, const char *table_id, table_file *out, agnes_error *err);
+
+/* Every row as {table_id: {sha256, size_bytes}} (new reference): one query
+ * for a whole manifest. */
+int table_files_map_json(duckdb_connection conn, json_t **out, agnes_error *err);
 
 int table_files_upsert(duckdb_connection conn, const table_file *file, agnes_error *err);
 
