@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 int util_format(char *out, size_t out_size, agnes_error *err, const char *fmt, ...)
@@ -379,4 +380,21 @@ int util_remove_tree(const char *path, agnes_error *err)
     if (nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
         return agnes_error_set(err, AGNES_ERR_IO, "cannot remove %s: %s", path, strerror(errno));
     return AGNES_OK;
+}
+
+int util_lock_file(const char *path, mode_t mode, bool wait, agnes_error *err)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, mode);
+    if (fd < 0) {
+        agnes_error_set(err, AGNES_ERR_IO, "cannot open the lock file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, wait ? LOCK_EX : LOCK_EX | LOCK_NB) != 0) {
+        int failure = errno;
+        close(fd);
+        agnes_error_set(err, failure == EWOULDBLOCK ? AGNES_ERR_BUSY : AGNES_ERR_IO, "cannot lock %s: %s", path,
+                        strerror(failure));
+        return -1;
+    }
+    return fd;
 }

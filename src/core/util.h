@@ -64,6 +64,12 @@ bool util_is_directory(const char *path);
 /* fsync the directory that contains path (after a rename into it). */
 int util_fsync_parent_dir(const char *path, agnes_error *err);
 
+/* An exclusive flock on path (created with mode): the descriptor, to close
+ * when done, or -1 (err says why; AGNES_ERR_BUSY when wait is false and
+ * another holder has it).  Each call opens its own descriptor, so the lock
+ * works between threads as well as processes. */
+int util_lock_file(const char *path, mode_t mode, bool wait, agnes_error *err);
+
 /* Lower-case hex of len bytes into out (needs 2*len+1 bytes). */
 void util_hex_encode(const uint8_t *bytes, size_t len, char *out);
 

@@ -15,12 +15,10 @@
  */
 #include "http/configure.h"
 
-#include <fcntl.h>
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 #include "core/env_overlay.h"
@@ -172,14 +170,7 @@ static int lock_configuration(const agnes_paths *paths, agnes_error *err)
     char path[AGNES_PATH_MAX + 32];
     if (util_format(path, sizeof path, err, "%s/.configure.lock", paths->state_dir))
         return -1;
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0 || flock(fd, LOCK_EX) != 0) {
-        agnes_error_set(err, AGNES_ERR_IO, "cannot lock %s", path);
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    return fd;
+    return util_lock_file(path, 0600, true, err);
 }
 
 /* Merge data_source (replaced whole) and instance.name into the state

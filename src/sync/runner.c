@@ -1,9 +1,7 @@
 #include "sync/runner.h"
 
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,13 +37,9 @@ int sync_source_lock(const agnes_paths *paths, const char *source, bool wait)
     if (util_mkdir_p(path, 0755, &err) != AGNES_OK)
         return -1;
     strncat(path, "/.sync.lock", sizeof path - strlen(path) - 1);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd >= 0 && flock(fd, wait ? LOCK_EX : LOCK_EX | LOCK_NB) != 0) {
-        close(fd);
-        return -1;
-    }
-    if (fd < 0)
-        log_warn("msg=\"cannot lock the source for its sync\" source=%s path=\"%s\"", source, path);
+    int fd = util_lock_file(path, 0644, wait, &err);
+    if (fd < 0 && err.code != AGNES_ERR_BUSY)
+        log_warn("msg=\"cannot lock the source for its sync\" source=%s detail=\"%s\"", source, err.message);
     return fd;
 }
 
