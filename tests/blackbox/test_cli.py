@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import AGNES_BIN
+from conftest import AGNES_BIN, check_no_sanitizer_report
 from test_catalog import everyone_id
 from test_upload import upload_raw
 from test_users import ANALYST, call, setup_admin_and_analyst
@@ -21,8 +21,10 @@ CUSTOMERS = b"id,name\n1,Ada\n2,Bob\n"
 def agnes(home, *args, stdin=None, env=None, cwd=None, timeout=60):
     e = {k: v for k, v in os.environ.items() if not k.startswith("AGNES_")}
     e.update({"XDG_CONFIG_HOME": str(home / "xdg"), "HOME": str(home)}, **(env or {}))
-    return subprocess.run([AGNES_BIN, *args], input=stdin, capture_output=True, text=True, env=e,
-                          cwd=str(cwd or home / "ws"), timeout=timeout)
+    out = subprocess.run([AGNES_BIN, *args], input=stdin, capture_output=True, text=True, env=e,
+                         cwd=str(cwd or home / "ws"), timeout=timeout)
+    check_no_sanitizer_report(f"agnes {' '.join(args)}", out.stderr)
+    return out
 
 
 @pytest.fixture

@@ -3,13 +3,12 @@ import json
 import os
 import signal
 import stat
-import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import AGNES_TOOLS, run_agnes
+from conftest import AGNES_TOOLS, descendants, run_agnes
 from test_users import call, setup_admin_and_analyst
 
 DUCKDB_EXEC = os.path.join(AGNES_TOOLS, "duckdb_exec")
@@ -227,7 +226,7 @@ def test_shutdown_stops_a_running_connector_and_keeps_the_data(crm, workdir):
     assert server.stop() == 0
     assert time.monotonic() - started < 10  # not the connector's 29 s
     time.sleep(0.5)
-    assert subprocess.run(["pgrep", "-f", "sleep 29"], capture_output=True).returncode == 1  # its group is gone
+    assert descendants("sleep 29") == []  # its group is gone
     assert not marker.exists()
     server.start()
     assert count(server, token) == 25
@@ -246,9 +245,11 @@ def test_kill_9_mid_sync_keeps_the_data_and_the_next_start_says_the_run_failed(c
     while not (runs / killed / "data").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     server.stop(sig=signal.SIGKILL)
+    # The harness is the orphans' reaper, so the connector the dead server left is still in our tree.
+    assert descendants("sleep 28"), "the connector of the killed server should still be running here"
     server.start()  # stops what the dead server's connector left running (its shell died with the server)
     time.sleep(0.3)
-    assert subprocess.run(["pgrep", "-f", "sleep 28"], capture_output=True).returncode == 1
+    assert descendants("sleep 28") == []
     assert count(server, token) == 25
     state = call(server, "GET", "/api/sync/status", token).json()["tables"][0]
     assert state["state"] == "error" and killed in state["error"] and "interrupted" in state["error"]
