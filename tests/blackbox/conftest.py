@@ -57,6 +57,15 @@ def _become_subreaper():
 _become_subreaper()
 
 
+def pytest_sessionfinish(session, exitstatus):
+    """Reap the orphans we adopted as subreaper (exited daemons: postgres, git's background gc)."""
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
+
+
 def _proc_status(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
