@@ -3,6 +3,7 @@
  * src/cli/ and owns its own argument parsing.
  */
 #include <curl/curl.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -33,6 +34,12 @@ int main(int argc, char **argv)
         command_help(argc, argv);
         return EXIT_USAGE;
     }
+    /* Every command writes to pipes or sockets - a connector's stdin, HTTP
+     * clients, libcurl's connections, stdout into `| head` - and a reader that
+     * goes away must be an EPIPE its writer handles, never a death by SIGPIPE
+     * (`agnes sync --json` once exited -13 that way).  Set before any thread
+     * starts; connectors get the default back before exec. */
+    signal(SIGPIPE, SIG_IGN);
     /* libcurl's global state must be set up before any thread starts. */
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "agnes: cannot initialise libcurl\n");

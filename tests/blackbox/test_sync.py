@@ -256,3 +256,52 @@ def test_kill_9_mid_sync_keeps_the_data_and_the_next_start_says_the_run_failed(c
     good_connector(connectors, workdir, rows=30)
     assert trigger_and_wait(server, token)[1]["state"] == "done"
     assert not (runs / killed).exists() and count(server, token) == 30
+
+
+# Issue 13, item 13: a connector that goes away without reading its stdin. The input must exceed a pipe's
+# 64 KiB, or the write fits in the pipe's buffer and nothing is tested: 20 rows with 4,000-character
+# descriptions are about 85 KiB.
+WIDE_TABLES = [f"wide_{i}" for i in range(20)]
+CLOSES_STDIN = """#!/bin/sh
+exec 0<&-
+sql="CREATE TABLE _meta (table_name VARCHAR NOT NULL, description VARCHAR, rows BIGINT, size_bytes BIGINT, \
+extracted_at TIMESTAMP, query_mode VARCHAR);"
+for t in accounts {tables}; do
+  sql="$sql CREATE TABLE $t AS SELECT 1 AS x; INSERT INTO _meta VALUES ('$t', NULL, 1, 1, now()::TIMESTAMP, 'local');"
+done
+"$AGNES_BIN" sql "$OUTPUT_DIR/extract.duckdb" "$sql" > /dev/null
+exit 0
+"""
+
+
+def register_wide(server, token):
+    for name in WIDE_TABLES:
+        r = call(server, "POST", "/api/admin/register-table", token,
+                 json={"name": name, "source_type": "crm", "description": "d" * 4000})
+        assert r.status_code == 201, r.text
+
+
+def test_a_connector_that_exits_before_reading_its_stdin_does_not_kill_agnes_sync(crm):
+    server, token, connectors = crm
+    register_wide(server, token)
+    write_connector(connectors, CLOSES_STDIN.format(tables=" ".join(WIDE_TABLES)))
+    server.stop()
+    out = run_agnes(["sync", "--json"], server.env)
+    assert out.returncode == 0, (out.returncode, out.stderr)  # was -13: killed by SIGPIPE
+    doc = json.loads(out.stdout)
+    assert doc["sources"][0]["state"] == "done"
+    assert sorted(t["table_id"] for t in doc["sources"][0]["tables"]) == sorted(["accounts", *WIDE_TABLES])
+    server.start()
+    r = call(server, "POST", "/api/query", token, json={"sql": "SELECT count(*) FROM wide_19"})
+    assert r.status_code == 200 and r.json()["rows"] == [[1]]
+
+
+def test_a_connector_that_never_reads_its_stdin_still_meets_its_deadline(crm):
+    server, token, connectors = crm  # AGNES_SYNC_TIMEOUT=2
+    register_wide(server, token)
+    write_connector(connectors, "#!/bin/sh\nexec sleep 60\n")
+    started = time.monotonic()
+    _, run = trigger_and_wait(server, token)
+    assert time.monotonic() - started < 15  # a blocking write of the input waited for ever
+    assert run["state"] == "failed"
+    assert "ran longer than 2 seconds" in run["tables"][0]["error"]
