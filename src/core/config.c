@@ -68,6 +68,9 @@ static const config_key_spec specs[CFG_KEY_COUNT] = {
                        "Run scheduled syncs inside agnes serve (off: an outside scheduler calls the API)"},
     [CFG_SYNC_DEFAULT_SCHEDULE] = {"sync.default_schedule", "AGNES_SYNC_DEFAULT_SCHEDULE", CONFIG_STRING, "", 0, 0,
                                    NULL, false, "Schedule for registered tables without one (empty: trigger only)"},
+    [CFG_SYNC_RETRY_SECONDS] = {"sync.retry_seconds", "AGNES_SYNC_RETRY_SECONDS", CONFIG_INT, "60", 1, 86400, NULL,
+                                false, "First wait before a failed scheduled sync is tried again (doubles per failure, "
+                                       "at most 1 h)"},
     [CFG_DATA_SOURCE] = {"data_source.type", "DATA_SOURCE", CONFIG_ENUM, "local", 0, 0,
                          "local|postgres|keboola|bigquery|jira", false,
                          "The instance's data source (POST /api/admin/configure sets it)"},
