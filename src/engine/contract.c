@@ -93,7 +93,10 @@ bool contract_allowlist_contains(const char *list, const char *name)
     return false;
 }
 
-/* The directory holding extract.duckdb is the source name. */
+/* The directory holding extract.duckdb is the source name - once it is
+ * published, i.e. in a directory named `extracts` (DATA_DIR/extracts/<source>/).
+ * Elsewhere (a connector's hand test in /tmp/try-out, a run directory) the
+ * name is nobody's source and is not judged. */
 static int check_source_name(const char *path, contract_report *report, agnes_error *err)
 {
     char dir[AGNES_PATH_MAX];
@@ -104,6 +107,14 @@ static int check_source_name(const char *path, contract_report *report, agnes_er
     *slash = '\0';
     const char *source = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
     if (source[0] == '\0' || strcmp(source, ".") == 0 || contract_is_identifier(source))
+        return AGNES_OK;
+    char parent[AGNES_PATH_MAX];
+    snprintf(parent, sizeof parent, "%.*s", (int)(source - dir), dir);
+    size_t len = strlen(parent);
+    while (len > 0 && parent[len - 1] == '/')
+        parent[--len] = '\0';
+    const char *parent_name = strrchr(parent, '/') ? strrchr(parent, '/') + 1 : parent;
+    if (strcmp(parent_name, "extracts") != 0)
         return AGNES_OK;
     return add_violation(report, err, "source_name",
                          "rename the directory to letters, digits and _ (starting with a letter or _), at most 64",
