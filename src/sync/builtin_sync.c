@@ -361,6 +361,24 @@ static int publish_extract(const source_dirs *dirs, agnes_error *err)
     return rc;
 }
 
+/* A table switched from local to remote keeps no file: its old Parquet
+ * would be found by the catalog as the table's download and mirrored by
+ * `agnes pull` with stale rows.  Called once the extract without a view
+ * over it is published (a query already reading the file keeps its inode). */
+static void remove_stale_files(const source_dirs *dirs, const json_t *all_rows)
+{
+    size_t i;
+    json_t *row;
+    json_array_foreach(all_rows, i, row) {
+        char path[AGNES_PATH_MAX + 200];
+        if (!is_remote(row))
+            continue;
+        snprintf(path, sizeof path, "%s/%s.parquet", dirs->data_dir, row_text(row, "id"));
+        if (unlink(path) == 0)
+            log_info("msg=\"removed the Parquet of a table that became remote\" table=%s", row_text(row, "id"));
+    }
+}
+
 static void fail_due(json_t *tables, const json_t *due_rows, const char *message)
 {
     size_t i;
@@ -417,6 +435,8 @@ int builtin_sync_source(agnes_runtime *rt, system_db *db, const connector_ops *o
         /* Parquet already moved into place serves through the old extract's views. */
         unlink(dirs.extract_tmp);
         fail_due(tables, due_rows, why.message);
+    } else {
+        remove_stale_files(&dirs, all_rows);
     }
 done:
     explicit_bzero(settings.secret, sizeof settings.secret);

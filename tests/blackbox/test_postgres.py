@@ -1,6 +1,7 @@
 """The PostgreSQL connector against a real PostgreSQL 15 (SPEC §9; issue 5): configure, discover, local,
 materialized and remote tables, faithful types, failures that keep the last good data, and the original's
 sync bugs (reference original-connectors-cli.md §8), each guarded by a test named after it."""
+import json
 import os
 import signal
 import stat
@@ -348,3 +349,34 @@ def test_unregistering_a_table_removes_it_at_once_and_keeps_the_others(agnes, fr
     assert query(server, token, "SELECT z FROM live")["rows"] == [[3]]  # remote view republished as it was
     ids = [t["id"] for t in call(server, "GET", "/api/catalog/tables", token).json()["tables"]]
     assert ids == ["keep", "live"]
+
+
+def test_switching_a_table_to_remote_stops_its_download_and_the_pull_drops_the_stale_copy(agnes, fresh_db, workdir):
+    """Issue 13, item 12: after local -> remote the manifest said remote, downloadable, with the old hash, and
+    `agnes pull` kept 3 stale rows while the server had 4, "unchanged" for ever."""
+    from test_cli import agnes as cli
+    server, token, _ = agnes
+    fresh_db.sql("CREATE TABLE events (id int); INSERT INTO events SELECT generate_series(1, 3);")
+    assert configure(server, token, fresh_db).status_code == 200
+    register(server, token, name="events")
+    assert trigger_and_wait(server, token)[1]["state"] == "done"
+    home = workdir / "analyst"
+    (home / "ws").mkdir(parents=True)
+    login = {"AGNES_SERVER": server.url, "AGNES_TOKEN": token}
+    pulled = cli(home, "pull", "--json", env=login)
+    assert pulled.returncode == 0 and json.loads(pulled.stdout)["downloaded"] == ["events"], pulled.stderr
+    assert (home / "ws" / "data" / "events.parquet").exists()
+
+    r = call(server, "PUT", "/api/admin/registry/events", token, json={"query_mode": "remote"})
+    assert r.status_code == 200, r.text
+    fresh_db.sql("INSERT INTO events VALUES (4);")
+    assert trigger_and_wait(server, token)[1]["state"] == "done"
+    entry = call(server, "GET", "/api/sync/manifest", token).json()["tables"]["events"]
+    assert entry["query_mode"] == "remote" and entry["downloadable"] is False and entry["hash"] == "", entry
+    download = call(server, "GET", "/api/data/events/download", token)
+    assert download.status_code == 404 and "is remote" in download.json()["detail"]
+    assert not list((workdir / "data" / "extracts" / "postgres" / "data").glob("events.parquet"))
+    again = cli(home, "pull", "--json", env=login)
+    assert again.returncode == 0 and json.loads(again.stdout)["removed"] == ["events"], again.stdout + again.stderr
+    assert not (home / "ws" / "data" / "events.parquet").exists()
+    assert query(server, token, "SELECT count(*) FROM events")["rows"] == [[4]]
