@@ -11,6 +11,7 @@
 
 #include "core/log.h"
 #include "core/util.h"
+#include "engine/demo.h"
 #include "engine/postgres_query.h"
 #include "store/duck.h"
 #include "store/sync_state.h"
@@ -169,9 +170,12 @@ static void publish_table(rebuild *rb, const char *source, const char *table, lo
     if (has_file)
         hash_file(rb, &file);
     has_file = has_file && file.sha256[0] != '\0';
+    /* The seeded demo never claims a name: uploads, registrations and discovery may take any of its names, and
+     * the demo makes way at the next rebuild (engine/demo.h). */
+    bool claims = strcmp(source, DEMO_SOURCE_NAME) != 0 || !demo_present(rb->paths);
     duckdb_connection writer = system_db_writer_acquire(rb->db);
     int rc = view_ownership_owner(writer, table, owner, sizeof owner, &err);
-    if (rc == AGNES_OK && owner[0] == '\0' && (rc = view_ownership_claim(writer, table, source, &err)) == AGNES_OK)
+    if (rc == AGNES_OK && owner[0] == '\0' && (!claims || (rc = view_ownership_claim(writer, table, source, &err)) == AGNES_OK))
         snprintf(owner, sizeof owner, "%s", source);
     if (rc == AGNES_OK && strcmp(owner, source) != 0) {
         json_array_append_new(rb->collisions,
@@ -323,6 +327,7 @@ int orchestrator_rebuild(const agnes_paths *paths, system_db *db, const contract
     duck_session session = {0};
     bool all_readable = true;
     *report = NULL;
+    demo_yield_to_real_sources(paths, db); /* real tables take the demo's names in this same rebuild */
     if (orchestrator_list_sources(paths, &names, err) || paths_data_file(paths, DATA_ANALYTICS_DIR, dir, sizeof dir, err) ||
         util_mkdir_p(dir, 0755, err))
         goto fail;
@@ -428,6 +433,7 @@ int orchestrator_rebuild_if_changed(const agnes_paths *paths, system_db *db, con
     json_t *names = NULL;
     char *current = NULL, *previous = NULL;
     *report = NULL;
+    demo_yield_to_real_sources(paths, db); /* before the fingerprint, which would change under it */
     if (paths_data_file(paths, DATA_ANALYTICS_DIR, catalog, sizeof catalog, err) ||
         orchestrator_list_sources(paths, &names, err))
         return err->code;

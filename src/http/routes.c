@@ -71,6 +71,8 @@ const route http_routes[] = {
      "Run one read-only SELECT on the catalog {sql, limit?, format?: json|ndjson|csv|parquet|arrow}", ROUTE_BLOCKING},
     {"POST", "/api/admin/rebuild", catalog_handle_rebuild, ROUTE_ADMIN,
      "Rebuild the analytics catalog from every extract now", ROUTE_BLOCKING},
+    {"DELETE", "/api/admin/demo", catalog_handle_remove_demo, ROUTE_ADMIN,
+     "Remove the demo source (make run's sample tables) for good", ROUTE_BLOCKING},
     {"POST", "/api/sync/trigger", sync_handle_trigger, ROUTE_ADMIN,
      "Start a sync of every registered table, or of a JSON array of ids; returns a run_id at once"},
     {"GET", "/api/sync/status/{run_id}", sync_handle_run_status, ROUTE_ADMIN, "One sync run: state per table"},

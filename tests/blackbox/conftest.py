@@ -155,10 +155,11 @@ class Server:
     """One `agnes serve` process. Each start writes its own log (agnes-PORT.log, the previous start's
     kept as agnes-PORT.N.log); each stop judges how the process ended (see problems)."""
 
-    def __init__(self, env, cwd, wrapper=()):
+    def __init__(self, env, cwd, wrapper=(), listen_host="127.0.0.1"):
         self.wrapper = list(wrapper)
         self.port = free_port()
-        self.env = dict(env, AGNES_LISTEN=f"127.0.0.1:{self.port}")
+        # Tests talk to 127.0.0.1; listen_host "0.0.0.0" makes it a public-facing instance (not a loopback trial).
+        self.env = dict(env, AGNES_LISTEN=f"{listen_host}:{self.port}")
         self.url = f"http://127.0.0.1:{self.port}"
         self.cwd = Path(cwd)
         self.log_path = self.cwd / f"agnes-{self.port}.log"
@@ -291,6 +292,8 @@ def workdir(request):
         if _test_failed(request.node) or getattr(request.node, "agnes_server_problems", None):
             kept = keep_logs(request.node, path)
             request.node.add_report_section("teardown", "agnes logs", f"kept in {kept}")
+        else:  # a pass leaves no stale logs of an earlier failure behind
+            shutil.rmtree(TEST_LOGS / re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid)[:200], ignore_errors=True)
 
 
 @pytest.fixture
@@ -302,8 +305,8 @@ def env(workdir):
 def server_factory(workdir, request):
     started = []
 
-    def make(env, wait=True, wrapper=()):
-        server = Server(env, workdir, wrapper)
+    def make(env, wait=True, wrapper=(), listen_host="127.0.0.1"):
+        server = Server(env, workdir, wrapper, listen_host)
         started.append(server)
         return server.start(wait=wait)
 

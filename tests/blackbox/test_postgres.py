@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+import requests
 
 from pg_server import PostgresServer
 from test_sync import trigger_and_wait
@@ -111,7 +112,7 @@ def test_configure_tests_credentials_before_saving_anything(agnes, fresh_db, wor
 
 
 def test_private_addresses_are_refused_unless_allowed(server_factory, env, fresh_db, workdir):
-    server = server_factory(env)  # no AGNES_ALLOW_PRIVATE_SOURCES
+    server = server_factory(env, listen_host="0.0.0.0")  # a public instance, no AGNES_ALLOW_PRIVATE_SOURCES
     token = setup_admin_and_analyst(server)[0]["access_token"]
     for dsn in (fresh_db.dsn, "host=localhost dbname=x", "host=169.254.169.254 dbname=x",
                 f"postgresql://10.0.0.8:{fresh_db.port}/postgres", "dbname=x"):
@@ -380,3 +381,35 @@ def test_switching_a_table_to_remote_stops_its_download_and_the_pull_drops_the_s
     assert again.returncode == 0 and json.loads(again.stdout)["removed"] == ["events"], again.stdout + again.stderr
     assert not (home / "ws" / "data" / "events.parquet").exists()
     assert query(server, token, "SELECT count(*) FROM events")["rows"] == [[4]]
+
+
+def test_a_configured_database_wins_over_make_runs_demo(server_factory, env, fresh_db):
+    """Issue 13, item 16, as found: with the demo on, PostgreSQL's orders and customers were refused ("belongs to
+    source 'demo'"), the run said done, and `SELECT count(*) FROM orders` counted the demo's 5,000 rows."""
+    server = server_factory(dict(env, AGNES_ALLOW_PRIVATE_SOURCES="1", AGNES_DEMO="1"))
+    token = setup_admin_and_analyst(server)[0]["access_token"]
+    assert query(server, token, "SELECT count(*) FROM orders")["rows"] == [[5000]]  # the demo, until then
+    fresh_db.sql("CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders SELECT generate_series(1, 7001);"
+                 "CREATE TABLE customers (id int PRIMARY KEY); INSERT INTO customers VALUES (1), (2);")
+    assert configure(server, token, fresh_db).status_code == 200
+    _, run = trigger_and_wait(server, token)
+    assert run["state"] == "done" and sorted(t["table_id"] for t in run["tables"]) == ["customers", "orders"], run
+    assert query(server, token, "SELECT count(*) FROM orders")["rows"] == [[7001]]
+    assert query(server, token, "SELECT count(*) FROM customers")["rows"] == [[2]]
+    listed = sorted(t["id"] for t in call(server, "GET", "/api/catalog/tables", token).json()["tables"])
+    assert listed == ["customers", "orders"]  # the demo's products went with it
+
+
+def test_a_loopback_trial_instance_accepts_a_local_database(server_factory, env, fresh_db, workdir):
+    """Issue 13, item 17: `make run` listens on 127.0.0.1, yet configure refused a PostgreSQL on 127.0.0.1 until a
+    restart with AGNES_ALLOW_PRIVATE_SOURCES=1. Its callers are on this machine already: local sources just work."""
+    server = server_factory(env)  # the harness listens on 127.0.0.1, like make run; no AGNES_ALLOW_PRIVATE_SOURCES
+    token = setup_admin_and_analyst(server)[0]["access_token"]
+    behind_a_proxy = requests.post(server.url + "/api/admin/configure", timeout=60,
+                                   headers={"Authorization": f"Bearer {token}", "X-Forwarded-For": "203.0.113.9"},
+                                   json={"data_source": "postgres", "postgres_dsn": fresh_db.dsn})
+    assert behind_a_proxy.status_code == 400  # a reverse proxy on the same host: the caller may be anyone
+    assert "AGNES_ALLOW_PRIVATE_SOURCES=1" in behind_a_proxy.json()["detail"]
+    assert not (workdir / "state" / ".env_overlay").exists()
+    r = configure(server, token, fresh_db)
+    assert r.status_code == 200 and r.json()["connection"] == "verified", r.text
