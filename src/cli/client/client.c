@@ -15,7 +15,7 @@ static int config_dir(char *out, size_t size, agnes_error *err)
     if (xdg != NULL && xdg[0] == '/')
         return util_format(out, size, err, "%s/agnes", xdg);
     if (home == NULL || home[0] == '\0')
-        return agnes_error_set(err, AGNES_ERR_INVALID, "neither XDG_CONFIG_HOME nor HOME is set; set one of them");
+        return agnes_error_set(err, AGNES_ERR_CONFIG, "neither XDG_CONFIG_HOME nor HOME is set; set one of them");
     return util_format(out, size, err, "%s/.config/agnes", home);
 }
 
@@ -221,7 +221,7 @@ int client_call_json(const client *c, const char *method, const char *path, cons
     } else if (r.status == 403) {
         rc = agnes_error_set(err, AGNES_ERR_FORBIDDEN, "%s", detail ? detail : "access denied (403)");
     } else {
-        rc = agnes_error_set(err, AGNES_ERR_DB, "the server answered %ld: %s", r.status,
+        rc = agnes_error_set(err, CLIENT_ERR_SERVER, "the server answered %ld: %s", r.status,
                              detail ? detail : "a response that is not JSON (is the URL an Agnes server?)");
     }
     if (*json == NULL)
@@ -239,10 +239,12 @@ int client_exit_code(int rc)
         return CLIENT_EXIT_AUTH;
     case AGNES_ERR_NETWORK:
         return CLIENT_EXIT_NETWORK;
-    case AGNES_ERR_DB:
+    case CLIENT_ERR_SERVER:
         return CLIENT_EXIT_SERVER;
     case AGNES_ERR_INVALID:
         return CLIENT_EXIT_USAGE;
+    case AGNES_ERR_BUSY:
+        return CLIENT_EXIT_PARTIAL;
     default:
         return CLIENT_EXIT_FAILED;
     }

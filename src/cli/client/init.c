@@ -31,8 +31,9 @@ static void describe_table(const client *c, const json_t *table, strbuf *out)
     char path[300];
     json_t *detail = NULL;
     agnes_error err;
-    strbuf_appendf(out, "\n### `%s`\n\n%s%s%lld rows, %s.\n\n", id, description ? description : "",
-                   description ? " - " : "", (long long)json_integer_value(json_object_get(table, "rows")),
+    long long rows = (long long)json_integer_value(json_object_get(table, "rows"));
+    strbuf_appendf(out, "\n### `%s`\n\n%s%s%lld row%s, %s.\n\n", id, description ? description : "",
+                   description ? " - " : "", rows, client_plural(rows),
                    strcmp(json_string_value(json_object_get(table, "query_mode")), "remote") == 0
                        ? "remote (query it with `agnes query`, it is not downloaded)"
                        : "local (in `data/` and `agnes.duckdb` after `agnes pull`)");
@@ -58,10 +59,11 @@ static void compose_block(const client *c, const json_t *version, const json_t *
                    "- Query locally: `agnes query --local \"SELECT ...\"`, or open `agnes.duckdb` with DuckDB.\n"
                    "- Query the server (always current, includes remote tables): `agnes query \"SELECT ...\"`.\n"
                    "- `agnes catalog` lists the tables; `agnes catalog <table>` shows one with its columns.\n"
-                   "- Put notes worth keeping in `.agnes/outbox/`; `agnes push` sends them (at session end).\n\n"
+                   "- Put notes worth keeping in `.agnes/outbox/`; `agnes push` sends them (at session end).\n"
+                   "- %s\n\n"
                    "## Tables (%zu)\n",
                    BLOCK_BEGIN, c->server, json_string_value(json_object_get(version, "version")),
-                   json_array_size(tables));
+                   CLIENT_SQL_DIALECT_NOTE, json_array_size(tables));
     size_t i;
     json_t *table;
     json_array_foreach(tables, i, table)
@@ -132,7 +134,7 @@ static int write_settings(const char *dir, agnes_error *err)
     json_t *settings = util_file_exists(path) ? json_load_file(path, 0, &parse_error) : json_object();
     if (!json_is_object(settings)) {
         json_decref(settings);
-        return agnes_error_set(err, AGNES_ERR_INVALID, "%s is not a JSON object; fix or move it, then run again",
+        return agnes_error_set(err, AGNES_ERR_CONFIG, "%s is not a JSON object; fix or move it, then run again",
                                path);
     }
     ensure_hook(settings, "SessionStart", "agnes pull --quiet");
@@ -145,6 +147,26 @@ static int write_settings(const char *dir, agnes_error *err)
     free(text);
     json_decref(settings);
     return rc;
+}
+
+/* True when every local table of the catalog is already in the workspace
+ * (its state lists it and the file is there): no pull is needed now. */
+static bool data_already_here(const workspace *ws, const json_t *tables)
+{
+    size_t i, local = 0;
+    json_t *table;
+    json_array_foreach(tables, i, table) {
+        const char *id = json_string_value(json_object_get(table, "id"));
+        const char *mode = json_string_value(json_object_get(table, "query_mode"));
+        char path[AGNES_PATH_MAX + 200];
+        if (id == NULL || (mode != NULL && strcmp(mode, "remote") == 0))
+            continue;
+        local++;
+        workspace_table_path(ws, id, path, sizeof path);
+        if (json_object_get(json_object_get(ws->state, "tables"), id) == NULL || !util_file_exists(path))
+            return false;
+    }
+    return local > 0;
 }
 
 int command_init(int argc, char **argv)
@@ -176,10 +198,16 @@ int command_init(int argc, char **argv)
     }
     if (rc == AGNES_OK)
         rc = write_settings(ws.dir, &err);
-    if (rc == AGNES_OK)
-        printf("Workspace %s: CLAUDE.md lists %zu tables; .claude/settings.json pulls at session start and pushes at "
-               "session end. Run `agnes pull` now for the data.\n",
-               ws.dir, json_array_size(json_object_get(catalog, "tables")));
+    if (rc == AGNES_OK) {
+        size_t count = json_array_size(json_object_get(catalog, "tables"));
+        printf("Workspace %s: CLAUDE.md lists %zu table%s; .claude/settings.json pulls at session start and pushes "
+               "at session end. %s\n",
+               ws.dir, count, count == 1 ? "" : "s",
+               data_already_here(&ws, json_object_get(catalog, "tables"))
+                   ? "The data is already here (`agnes pull` refreshes it)."
+               : count == 0 ? "No tables yet: ask an admin for access, then run `agnes pull`."
+                            : "Run `agnes pull` now for the data.");
+    }
     strbuf_free(&block);
     json_decref(version);
     json_decref(catalog);
