@@ -13,6 +13,7 @@
 #include "core/util.h"
 #include "engine/analytics.h"
 #include "http/auth.h"
+#include "store/column_metadata.h"
 #include "http/query.h"
 #include "store/duck.h"
 #include "store/groups.h"
@@ -137,6 +138,13 @@ static int table_columns(http_context *ctx, const char *id, json_t **columns, ag
     if (conn)
         duckdb_disconnect(&conn);
     analytics_release(ctx->analytics, snapshot);
+    /* A view's columns are always nullable and bare: what the source says (NOT NULL, comments) is in
+     * column_metadata, kept current by every sync. */
+    duckdb_connection reader = NULL;
+    if (rc == AGNES_OK && (rc = system_db_connect_reader(ctx->db, &reader, err)) == AGNES_OK)
+        rc = column_metadata_merge(reader, id, *columns, err);
+    if (reader)
+        duckdb_disconnect(&reader);
     return rc;
 }
 

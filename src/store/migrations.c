@@ -81,6 +81,16 @@ static const migration migrations[] = {
              " table_id VARCHAR PRIMARY KEY, source VARCHAR NOT NULL, path VARCHAR NOT NULL,"
              " size_bytes BIGINT NOT NULL, mtime_ns BIGINT NOT NULL, inode BIGINT NOT NULL,"
              " sha256 VARCHAR NOT NULL, hashed_at TIMESTAMP NOT NULL DEFAULT current_timestamp);"},
+    /* 7 */ {"column_metadata",
+             /* What is known about a table's columns beyond their types: the
+              * original's columns (basetype, description, confidence, source),
+              * plus nullable - the catalog's views cannot say that a source
+              * column is NOT NULL.  Rows with source 'manual' are an admin's;
+              * a sync replaces only its own source's rows. */
+             "CREATE TABLE column_metadata ("
+             " table_id VARCHAR NOT NULL, column_name VARCHAR NOT NULL, basetype VARCHAR, description VARCHAR,"
+             " confidence VARCHAR DEFAULT 'manual', source VARCHAR DEFAULT 'manual', nullable BOOLEAN,"
+             " updated_at TIMESTAMP DEFAULT current_timestamp, PRIMARY KEY (table_id, column_name));"},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))

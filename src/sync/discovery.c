@@ -92,9 +92,10 @@ static void register_one(duckdb_connection writer, const char *source, const jso
         problem = why;
     }
     if (problem == NULL) {
-        snprintf(description, sizeof description, "Discovered in %s: %s (%s, about %lld rows)", source, label,
-                 json_string_value(json_object_get(table, "kind")),
-                 (long long)json_integer_value(json_object_get(table, "rows_estimate")));
+        /* No row estimate: it froze at discovery ("about 0 rows" before ANALYZE) while the catalog's rows
+         * count is current after every sync. */
+        snprintf(description, sizeof description, "Discovered in %s: %s (%s)", source, label,
+                 json_string_value(json_object_get(table, "kind")));
         json_t *row = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s?, s:b, s:s?}", "id", id, "name", id,
                                 "source_type", source, "bucket", schema, "source_table", name, "query_mode",
                                 options->query_mode ? options->query_mode : "local", "description", description,

@@ -75,7 +75,7 @@ def test_with_only_curl_configure_discover_trigger_query(agnes, fresh_db, workdi
     assert found["registered"] == 1 and found["tables"] == ["orders"] and found["errors"] == 0
     row = [t for t in call(server, "GET", "/api/admin/registry", token).json()["tables"] if t["id"] == "orders"][0]
     assert row["bucket"] == "public" and row["source_table"] == "orders" and row["source_type"] == "postgres"
-    assert "about 40 rows" in row["description"]
+    assert row["description"] == "Discovered in postgres: public.orders (table)"  # no estimate to freeze
     _, run = trigger_and_wait(server, token)
     assert run["state"] == "done" and run["tables"][0]["rows"] == 40, run
     assert query(server, token, "SELECT count(*), sum(amount) FROM orders")["rows"] == [[40, "2050.00"]]
@@ -413,3 +413,82 @@ def test_a_loopback_trial_instance_accepts_a_local_database(server_factory, env,
     assert not (workdir / "state" / ".env_overlay").exists()
     r = configure(server, token, fresh_db)
     assert r.status_code == 200 and r.json()["connection"] == "verified", r.text
+
+
+def test_multi_dimensional_arrays_arrive_as_nested_lists_locally_and_remotely(agnes, fresh_db):
+    """Issue 13, item 6: `int[]` {{1,2},{3,4}} synced as [null, null] and `text[]` {{a,b},{c,d}} as two strings, and the
+    run said done."""
+    server, token, _ = agnes
+    fresh_db.sql("CREATE TABLE grids (id int, cells int[], words text[], flat int[], mixed int[]);"
+                 "INSERT INTO grids VALUES (1, '{{1,2},{3,4}}', '{{a,b},{c,d}}', '{5,6}', '{7,8}'),"
+                 " (2, NULL, '{}', '{}', '{{9,10}}');")
+    assert configure(server, token, fresh_db).status_code == 200
+    register(server, token, name="grids_local", source_table="grids")
+    register(server, token, name="grids_remote", source_table="grids", query_mode="remote")
+    _, run = trigger_and_wait(server, token)
+    assert run["state"] == "done", run
+    local = query(server, token, "SELECT * FROM grids_local ORDER BY id")
+    remote = query(server, token, "SELECT * FROM grids_remote ORDER BY id")
+    assert local["types"] == ["INTEGER", "INTEGER[][]", "VARCHAR[][]", "INTEGER[]", "JSON"], local["types"]
+    assert remote["types"] == local["types"] and remote["rows"] == local["rows"]
+    first = dict(zip(local["columns"], local["rows"][0]))
+    assert first["cells"] == [[1, 2], [3, 4]] and first["words"] == [["a", "b"], ["c", "d"]]
+    assert first["flat"] == [5, 6] and first["mixed"] == [7, 8]  # JSON text of a 1-D array...
+    second = dict(zip(local["columns"], local["rows"][1]))
+    assert second["cells"] is None and second["words"] == [] and second["mixed"] == [[9, 10]]  # ...and a 2-D one
+    notes = [t for t in run["tables"] if t["table_id"] == "grids_local"][0]["notes"]
+    assert any("mixed holds arrays of 1 to 2 dimensions" in n and "JSON text" in n for n in notes), notes
+    # Later data deeper than the remote view's type is an error, never a list of NULLs.
+    fresh_db.sql("INSERT INTO grids VALUES (3, '{{{1}}}', NULL, NULL, NULL);")
+    deeper = call(server, "POST", "/api/query", token, json={"sql": "SELECT cells FROM grids_remote WHERE id = 3"})
+    assert deeper.status_code == 400, deeper.text
+    _, again = trigger_and_wait(server, token)  # a sync looks again and keeps every value
+    assert again["state"] == "done", again
+    deep = query(server, token, "SELECT cells FROM grids_local WHERE id = 3")
+    assert deep["types"] == ["JSON"] and deep["rows"] == [[[[[1]]]]]  # 2 and 3 dimensions now: JSON, every value kept
+
+
+def test_nan_in_a_bounded_numeric_is_kept_as_double_and_said(agnes, fresh_db):
+    """Issue 13, item 7: one NaN in a numeric(10,2) column failed the whole table."""
+    server, token, _ = agnes
+    fresh_db.sql("CREATE TABLE prices (id int, price numeric(10,2), fee numeric(10,2));"
+                 "INSERT INTO prices VALUES (1, 9.99, 1.50), (2, 'NaN', 2.25), (3, 4.5, NULL);")
+    assert configure(server, token, fresh_db).status_code == 200
+    register(server, token, name="prices", source_table="prices")
+    register(server, token, name="prices_remote", source_table="prices", query_mode="remote")
+    _, run = trigger_and_wait(server, token)
+    table = [t for t in run["tables"] if t["table_id"] == "prices"][0]
+    assert table["state"] == "done" and table["rows"] == 3, run
+    assert any("column price (numeric(10,2)) holds NaN or Infinity" in n and "DOUBLE" in n for n in table["notes"])
+    answer = query(server, token, "SELECT price, fee FROM prices ORDER BY id")
+    assert answer["types"] == ["DOUBLE", "DECIMAL(10,2)"]  # only the column that needs it changes
+    assert answer["rows"] == [[9.99, "1.50"], ["NaN", "2.25"], [4.5, None]]
+    # Remote: DECIMAL cannot hold NaN, and the query says so instead of a silent NULL.
+    remote = call(server, "POST", "/api/query", token, json={"sql": "SELECT price FROM prices_remote"})
+    assert remote.status_code == 400 and "holds NaN or Infinity" in remote.json()["detail"], remote.text
+    assert query(server, token, "SELECT fee FROM prices_remote WHERE id = 1")["rows"] == [["1.50"]]
+
+
+def test_catalog_descriptions_and_column_facts_stay_current(agnes, fresh_db):
+    """Issue 13, item 8: the description said "about 0 rows" after 1,000 rows were synced, and a PRIMARY KEY or NOT NULL
+    column was `nullable: true`."""
+    server, token, _ = agnes
+    fresh_db.sql("CREATE TABLE accounts (id int PRIMARY KEY, email text NOT NULL, note text);"
+                 "COMMENT ON COLUMN accounts.email IS 'login address, lower case';")
+    assert configure(server, token, fresh_db).status_code == 200
+    assert call(server, "POST", "/api/admin/discover-and-register", token).json()["tables"] == ["accounts"]
+    fresh_db.sql("INSERT INTO accounts SELECT g, 'u' || g || '@example.com', NULL FROM generate_series(1, 1000) g;")
+    assert trigger_and_wait(server, token)[1]["state"] == "done"
+    table = call(server, "GET", "/api/catalog/tables/accounts", token).json()
+    assert table["rows"] == 1000 and "about" not in (table["description"] or ""), table["description"]
+    columns = {c["name"]: c for c in table["columns"]}
+    assert columns["id"]["nullable"] is False and columns["email"]["nullable"] is False
+    assert columns["note"]["nullable"] is True
+    assert columns["email"]["description"] == "login address, lower case"
+    # The source changes: the next sync says so.
+    fresh_db.sql("ALTER TABLE accounts ALTER COLUMN email DROP NOT NULL;"
+                 "COMMENT ON TABLE accounts IS 'Customer accounts, one per login';")
+    assert trigger_and_wait(server, token)[1]["state"] == "done"
+    table = call(server, "GET", "/api/catalog/tables/accounts", token).json()
+    assert table["description"] == "Customer accounts, one per login"
+    assert {c["name"]: c["nullable"] for c in table["columns"]}["email"] is True
