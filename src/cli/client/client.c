@@ -184,9 +184,12 @@ int client_call(const client *c, const char *method, const char *path, const cha
         curl_easy_setopt(curl, CURLOPT_POSTFIELDS, json_body);
     CURLcode code = curl_easy_perform(curl);
     int rc = AGNES_OK;
-    if (code != CURLE_OK)
+    if (code != CURLE_OK && client_unreachable(curl, code))
         rc = agnes_error_set(err, AGNES_ERR_NETWORK, "cannot reach %s: %s (check the URL, or `agnes login --server`)",
                              c->server, curl_easy_strerror(code));
+    else if (code != CURLE_OK) /* it answered, or began to: not "unreachable" (exit 4) */
+        rc = agnes_error_set(err, AGNES_ERR_IO, "the exchange with %s failed: %s (try again)", c->server,
+                             curl_easy_strerror(code));
     else
         curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &out->status);
     curl_slist_free_all(headers);
@@ -228,6 +231,15 @@ int client_call_json(const client *c, const char *method, const char *path, cons
         json_decref(body);
     client_response_free(&r);
     return rc;
+}
+
+bool client_unreachable(void *curl, int code)
+{
+    if (code == CURLE_COULDNT_RESOLVE_HOST || code == CURLE_COULDNT_RESOLVE_PROXY || code == CURLE_COULDNT_CONNECT)
+        return true;
+    double connected = 0;
+    return code == CURLE_OPERATION_TIMEDOUT && curl != NULL &&
+           curl_easy_getinfo(curl, CURLINFO_CONNECT_TIME, &connected) == CURLE_OK && connected == 0;
 }
 
 int client_exit_code(int rc)

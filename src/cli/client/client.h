@@ -90,6 +90,11 @@ void client_response_free(client_response *r);
 int client_call_json(const client *c, const char *method, const char *path, const char *json_body, json_t **json,
                      agnes_error *err);
 
+/* True when a failed transfer never reached the server (name not resolved,
+ * connection refused, no connection within the connect timeout): the one
+ * case that is exit 4.  curl is the easy handle, code its CURLcode. */
+bool client_unreachable(void *curl, int code);
+
 /* The exit code for an error from the functions above. */
 int client_exit_code(int rc);
 

@@ -195,12 +195,6 @@ static int start_transfer(const client *c, const workspace *ws, transfer *t, agn
     return AGNES_OK;
 }
 
-/* Transport failures that mean the server was never reached. */
-static bool unreachable(CURLcode code)
-{
-    return code == CURLE_COULDNT_RESOLVE_HOST || code == CURLE_COULDNT_RESOLVE_PROXY || code == CURLE_COULDNT_CONNECT;
-}
-
 /* A finished download: verify the bytes against the manifest, then rename. */
 static void finish_transfer(transfer *t, CURLcode code)
 {
@@ -209,7 +203,7 @@ static void finish_transfer(transfer *t, CURLcode code)
     bool flushed = fclose(t->out) == 0;
     t->out = NULL;
     if (code != CURLE_OK) {
-        fail(t, unreachable(code) ? FAILURE_UNREACHABLE : FAILURE_OTHER,
+        fail(t, client_unreachable(t->curl, code) ? FAILURE_UNREACHABLE : FAILURE_OTHER,
              "download interrupted: %s (run `agnes pull` again to resume)", curl_easy_strerror(code));
         return;
     }

@@ -45,8 +45,11 @@ static int upload_file(const client *c, const char *path, agnes_error *err)
     long status = 0;
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
     int rc = AGNES_OK;
-    if (code != CURLE_OK)
+    if (code != CURLE_OK && client_unreachable(curl, code))
         rc = agnes_error_set(err, AGNES_ERR_NETWORK, "cannot reach %s: %s", c->server, curl_easy_strerror(code));
+    else if (code != CURLE_OK)
+        rc = agnes_error_set(err, AGNES_ERR_IO, "sending %s to %s failed: %s (run `agnes push` again)", path,
+                             c->server, curl_easy_strerror(code));
     else if (status == 401 || status == 403)
         rc = agnes_error_set(err, AGNES_ERR_FORBIDDEN, "the server refused the token: run `agnes login`");
     else if (status == 413)
