@@ -184,7 +184,9 @@ class Server:
             self.wait_ready()
         return self
 
-    def wait_ready(self, timeout=20):
+    def wait_ready(self, timeout=90):
+        """Returns as soon as the server answers; the deadline is for a sanitizer build on a loaded machine
+        (an ASan start with the demo took 25 s on two shared cores, and failed a 20 s deadline)."""
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
