@@ -354,10 +354,18 @@ void auth_handle_token(http_context *ctx, const http_request *req, http_response
     json_decref(body);
 }
 
-/* Only same-site paths: "/x" yes, "//evil.example" and "https://..." no. */
+/* Only a path on this origin: "/catalog?x=1" yes; "//evil.example",
+ * "/\evil.example", "https://..." no.  Browsers drop tabs and newlines from
+ * a Location and read a backslash as "/" ("/%09/evil.example" became
+ * "//evil.example"), so only the characters RFC 3986 allows in a path,
+ * query and fragment pass, and the path must not start with two slashes
+ * even after that.  Anything else goes to the default page. */
 static const char *safe_next(const char *next)
 {
-    if (next == NULL || next[0] != '/' || next[1] == '/' || next[1] == '\\' || strpbrk(next, "\r\n") != NULL)
+    static const char allowed[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@/?#%";
+    if (next == NULL || next[0] != '/' || next[1] == '/' || strspn(next, allowed) != strlen(next) ||
+        strncmp(next, "/%2f", 4) == 0 || strncmp(next, "/%2F", 4) == 0 || strncmp(next, "/%5c", 4) == 0 ||
+        strncmp(next, "/%5C", 4) == 0)
         return "/api/me";
     return next;
 }

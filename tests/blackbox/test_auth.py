@@ -246,3 +246,23 @@ def test_setup_mode_answers_503_even_for_paths_that_do_not_exist(server):
     bootstrap(server)
     assert server.get("/api/catalog/tables").status_code == 401
     assert server.get("/api/not-built-yet").status_code == 404
+
+
+def test_login_redirects_stay_on_this_origin(server):
+    """Browsers drop tabs and newlines from a Location and read a backslash as a slash, so
+    next=/%09/evil.example once redirected to //evil.example. Every such target goes home instead."""
+    bootstrap(server)
+    credentials = "email=admin%40example.com&password=" + ADMIN["password"].replace(" ", "+")
+    evil = ["/%09/evil.example", "/%0A/evil.example", "/%0D%0A/evil.example", "//evil.example", "/\\evil.example",
+            "/%5Cevil.example", "/%5C%5Cevil.example", "\\\\evil.example", "/%2F/evil.example", "https://evil.example",
+            "javascript:alert(1)", "/%20/evil.example", "/%00/evil.example", "%2F%2Fevil.example", "/%E2%80%A8x",
+            "/%7F/evil.example", "http:/evil.example"]
+    for target in evil:
+        r = requests.post(server.url + "/auth/login", data=f"{credentials}&next={target}", allow_redirects=False,
+                          headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=30)
+        assert r.status_code == 303 and r.headers["Location"] == "/api/me", (target, r.headers.get("Location"))
+    for fine in ("/catalog", "/query?sql=SELECT%201#results", "/admin/users"):
+        r = requests.post(server.url + "/auth/login", data=f"{credentials}&next={fine.replace('%', '%25')}",
+                          allow_redirects=False, headers={"Content-Type": "application/x-www-form-urlencoded"},
+                          timeout=30)
+        assert r.headers["Location"] == fine, fine
