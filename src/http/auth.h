@@ -14,11 +14,24 @@
  * answers 503 with setup_required, so a fresh instance can only be claimed
  * through POST /auth/bootstrap.  Roles are read from system.duckdb on every
  * request, never from the token.
+ *
+ * What ends a credential:
+ *   session token   its expiry; logout (every session of that user, on every
+ *                   device); a new password; deactivation; reactivation.
+ *                   Each adds one to users.session_generation; a session
+ *                   carries the generation it was issued in (claim sgen)
+ *                   and is refused once they differ.
+ *   PAT             its expiry; its own revocation; deactivation (which
+ *                   revokes every PAT of the user, so reactivating revives
+ *                   none); deleting the user.  Logout and a new password
+ *                   leave PATs alone: agents keep working, and a suspected
+ *                   leak is answered by revoking the tokens themselves.
  */
 #ifndef AGNES_HTTP_AUTH_H
 #define AGNES_HTTP_AUTH_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "http/http.h"
 #include "http/router.h"
@@ -29,8 +42,8 @@ typedef struct auth_identity {
     char email[USER_EMAIL_MAX + 1];
     char token_type[16]; /* "session", "pat" or "service" (SCHEDULER_API_TOKEN) */
     bool is_admin;
+    int64_t session_generation; /* sessions of another generation are ended (users.session_generation) */
 } auth_identity;
-
 
 
 /* True when the request may proceed; otherwise resp holds the 503/401/403.

@@ -81,6 +81,13 @@ static const migration migrations[] = {
              " table_id VARCHAR PRIMARY KEY, source VARCHAR NOT NULL, path VARCHAR NOT NULL,"
              " size_bytes BIGINT NOT NULL, mtime_ns BIGINT NOT NULL, inode BIGINT NOT NULL,"
              " sha256 VARCHAR NOT NULL, hashed_at TIMESTAMP NOT NULL DEFAULT current_timestamp);"},
+    /* 7 */ {"session_generation",
+             /* Session tokens carry the generation they were issued in (claim
+              * "sgen"); logout, a new password, deactivation and reactivation
+              * add one, which ends every session issued before.  Sessions are
+              * stateless JWTs: one counter per user revokes them all without a
+              * table of every token issued, and without comparing clocks. */
+             "ALTER TABLE users ADD COLUMN session_generation BIGINT DEFAULT 0;"},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))
