@@ -154,6 +154,17 @@ static bool authenticate(http_context *ctx, const http_request *req, auth_identi
     return ok;
 }
 
+bool auth_identify(http_context *ctx, const http_request *req, auth_identity *identity)
+{
+    memset(identity, 0, sizeof *identity);
+    if (presented_token(req) == NULL)
+        return false;
+    http_response scratch = {0};
+    bool ok = authenticate(ctx, req, identity, &scratch);
+    free(scratch.body);
+    return ok;
+}
+
 bool auth_setup_mode_answer(http_context *ctx, http_response *resp)
 {
     if (!atomic_load(&ctx->setup_required))

@@ -51,6 +51,12 @@ typedef struct auth_identity {
 bool auth_gate(http_context *ctx, const route *matched, http_request *req, auth_identity *identity,
                http_response *resp);
 
+/* Who is calling, for a route open to anyone that shows signed-in callers
+ * more (health): true and *identity filled when the request carries a
+ * valid credential of an active user, false otherwise (no response is
+ * written; a bad token is simply anonymous).  Costs nothing without one. */
+bool auth_identify(http_context *ctx, const http_request *req, auth_identity *identity);
+
 /* In setup mode, answer for a path no route matched (503 setup_required)
  * and return true; false when the instance is set up. */
 bool auth_setup_mode_answer(http_context *ctx, http_response *resp);

@@ -5,10 +5,12 @@ import socket
 import requests
 
 from conftest import run_agnes
+from health_view import full_health, with_service_token
 
 
-def test_health_reports_status_version_channel_schema_and_checks(server):
-    r = server.get("/api/health")
+def test_health_reports_status_version_channel_schema_and_checks(server_factory, env, workdir):
+    server = server_factory(with_service_token(env))
+    r = full_health(server)  # an admin (here the service identity) sees the whole document
     assert r.status_code == 200
     body = r.json()
     assert body["status"] == "ok"
@@ -16,8 +18,31 @@ def test_health_reports_status_version_channel_schema_and_checks(server):
     assert body["schema"]["current"] == body["schema"]["expected"] >= 1
     for check in ("state_dir", "system_db", "secrets", "disk_free"):
         assert body["checks"][check]["status"] == "ok", body["checks"][check]
+    assert body["checks"]["state_dir"]["path"] == str(workdir / "state")
     assert body["warnings"] == []
     assert r.headers["Content-Type"] == "application/json"
+
+
+def test_anonymous_health_shows_status_version_and_channel_only(server_factory, env, workdir):
+    server = server_factory(with_service_token(env))
+    anonymous = server.get("/api/health")
+    assert anonymous.status_code == 200 and anonymous.headers["Cache-Control"] == "no-store"
+    full = full_health(server).json()
+    assert anonymous.json() == {"status": "ok", "version": full["version"], "channel": full["channel"]}
+    assert str(workdir) not in anonymous.text and "bytes" not in anonymous.text
+    # A bad token is simply anonymous, not an error: load balancers and smoke tests never break.
+    assert server.get("/api/health", headers={"Authorization": "Bearer nonsense"}).json() == anonymous.json()
+    # A signed-in analyst sees the schema and each check's status, no paths or byte counts.
+    admin = bootstrap(server).json()["access_token"]
+    requests.post(server.url + "/api/users", json={"email": "ana@example.com", "password": "analyst password 1"},
+                  headers={"Authorization": f"Bearer {admin}"}, timeout=30)
+    analyst = requests.post(server.url + "/auth/token", json={"email": "ana@example.com",
+                                                              "password": "analyst password 1"}, timeout=30).json()
+    mine = server.get("/api/health", headers={"Authorization": f"Bearer {analyst['access_token']}"}).json()
+    assert mine["schema"] == full["schema"] and mine["checks"]["state_dir"] == {"status": "ok"}
+    assert str(workdir) not in json.dumps(mine) and "warnings" not in mine
+    admin_view = server.get("/api/health", headers={"Authorization": f"Bearer {admin}"}).json()
+    assert admin_view["checks"]["disk_free"]["data_dir_free_bytes"] > 0
 
 
 def test_version_endpoint_and_env_overrides(server_factory, env):
