@@ -12,6 +12,7 @@
 
 #include "core/util.h"
 #include "engine/analytics.h"
+#include "engine/contract.h"
 #include "http/auth.h"
 #include "http/query.h"
 #include "store/duck.h"
@@ -92,6 +93,16 @@ json_t *catalog_readable_table(http_context *ctx, const http_request *req, http_
     json_t *tables = all_tables(ctx), *ids = NULL, *found = NULL;
     agnes_error err;
     char detail[512];
+    /* Table ids are identifiers (the contract's rule): anything else names
+     * no table (so the answer says nothing about any), and is not echoed. */
+    if (!contract_is_identifier(id)) {
+        http_respond_error(resp, 404,
+                           "Table not found: table ids are letters, digits and _. GET /api/catalog/tables lists the "
+                           "tables you can read.",
+                           NULL);
+        json_decref(tables);
+        return NULL;
+    }
     if (catalog_visible_ids(ctx, req->identity, &ids, &err) != AGNES_OK) {
         http_respond_internal(resp, req, &err);
         json_decref(tables);

@@ -107,14 +107,8 @@ void data_handle_download(http_context *ctx, const http_request *req, http_respo
     char detail[400], etag[80], value[128];
     agnes_error err;
     table_file file;
-    /* Never a path: ids are view names.  Anything else is answered as any
-     * table that is not there (catalog_readable_table says why). */
-    json_t *table = contract_is_identifier(id) ? catalog_readable_table(ctx, req, resp) : NULL;
-    if (table == NULL && resp->status == 0) /* not an identifier: no table has that name */
-        http_respond_error(resp, 404,
-                           "Table not found: table ids are letters, digits and _. GET /api/catalog/tables lists the "
-                           "tables you can read.",
-                           NULL);
+    /* Never a path: ids are view names, checked as such by catalog_readable_table. */
+    json_t *table = catalog_readable_table(ctx, req, resp);
     if (table == NULL)
         return;
     json_decref(table);

@@ -34,7 +34,8 @@ typedef struct request_state {
     size_t body_len;
     size_t body_cap;
     bool body_too_large;
-    bool framing_refused;    /* answered 400 before its body: the connection closes */
+    bool framing_refused;    /* answered 4xx before its body: the connection closes */
+    bool path_too_long;      /* the path did not fit `path`: never routed cut short */
     char framing_problem[300];
     int address_slot;        /* in-flight slot of a forwarded client address, -1 when none */
     size_t declared_length;
@@ -186,6 +187,32 @@ typedef struct framing_scan {
     char problem[300];
 } framing_scan;
 
+/* RFC 3629 UTF-8 (no overlong forms, surrogates or code points past
+ * U+10FFFF): what jansson and DuckDB both insist on.  Names and ids in
+ * paths and query strings are percent-encoded UTF-8 (RFC 3986); bytes that
+ * are no character would reach a handler only to fail in a JSON answer or
+ * a bound parameter, so they are refused here, once. */
+static bool valid_utf8(const unsigned char *s, size_t len)
+{
+    static const unsigned long minimum[] = {0, 0x80, 0x800, 0x10000};
+    for (size_t i = 0; i < len;) {
+        unsigned char c = s[i];
+        size_t more = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2 : (c & 0xf8) == 0xf0 ? 3 : 4;
+        if (more == 4 || more >= len - i)
+            return more == 0;
+        unsigned long code = c & (0x7fu >> more);
+        for (size_t k = 1; k <= more; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return false;
+            code = (code << 6) | (s[i + k] & 0x3fu);
+        }
+        if (code < minimum[more] || code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff))
+            return false;
+        i += more + 1;
+    }
+    return true;
+}
+
 static bool has_byte(const char *text, size_t size, char byte)
 {
     return text != NULL && memchr(text, byte, size) != NULL;
@@ -244,7 +271,14 @@ static enum MHD_Result scan_argument(void *cls, enum MHD_ValueKind kind, const c
         (value && strstr(value, "%00"))) {
         snprintf(scan->problem, sizeof scan->problem,
                  "Query parameter '%.64s' contains a NUL byte (%%00), which no name or value may hold; remove it.",
-                 key && key[0] ? key : "?");
+                 key && valid_utf8((const unsigned char *)key, key_size) ? key : "?");
+        return MHD_NO;
+    }
+    if (!valid_utf8((const unsigned char *)key, key_size) || !valid_utf8((const unsigned char *)value, value_size)) {
+        snprintf(scan->problem, sizeof scan->problem,
+                 "Query parameter '%.64s' is not UTF-8 text (a %%XX sequence decodes to bytes that are no "
+                 "character); percent-encode names and values as UTF-8.",
+                 valid_utf8((const unsigned char *)key, key_size) ? key : "?");
         return MHD_NO;
     }
     return MHD_YES;
@@ -258,6 +292,12 @@ static void check_framing(struct MHD_Connection *connection, const char *version
     problem[0] = '\0';
     if (strstr(state->path, "%00") != NULL) {
         snprintf(problem, size, "The path contains a NUL byte (%%00), which no path may hold; remove it.");
+        return;
+    }
+    if (!valid_utf8((const unsigned char *)state->path, strlen(state->path))) {
+        snprintf(problem, size,
+                 "The path is not UTF-8 text (a %%XX sequence decodes to bytes that are no character); "
+                 "percent-encode names and ids as UTF-8.");
         return;
     }
     MHD_get_connection_values_n(connection, MHD_HEADER_KIND, scan_header, &scan);
@@ -368,6 +408,7 @@ static request_state *begin_request(http_server *server, struct MHD_Connection *
     for (const char *c = method; *c && m + 1 < sizeof state->method; c++)
         state->method[m++] = (isalnum((unsigned char)*c) || strchr("!#$%&'*+-.^_`|~", *c)) ? *c : '?';
     state->method[m] = '\0';
+    state->path_too_long = strlen(url) >= sizeof state->path;
     snprintf(state->path, sizeof state->path, "%s", url);
     assign_request_id(connection, state);
     record_client_ip(connection, state);
@@ -426,6 +467,21 @@ static void route_request(http_server *server, struct MHD_Connection *connection
     state->upload = NULL;
 }
 
+/* The path as a client would type it: bytes outside printable ASCII as %XX,
+ * so a sentence quoting it is plain text (and always valid JSON). */
+static const char *printable_path(const char *path, char *out, size_t size)
+{
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)path; *p && n + 4 < size; p++) {
+        if (*p > 0x20 && *p < 0x7f)
+            out[n++] = (char)*p;
+        else
+            n += (size_t)snprintf(out + n, size - n, "%%%02X", *p);
+    }
+    out[n] = '\0';
+    return out;
+}
+
 static void route_request_now(http_server *server, struct MHD_Connection *connection, request_state *state,
                               http_response *resp)
 {
@@ -474,7 +530,7 @@ static void route_request_now(http_server *server, struct MHD_Connection *connec
     };
     const route *matched = NULL;
     char allow[128];
-    char detail[700];
+    char detail[700], shown[3 * sizeof state->path];
     enum route_match_result match = router_match(server->routes, server->route_count, state->method, state->path,
                                                  &req, &matched, allow, sizeof allow);
     /* Setup mode closes everything but the public routes, including paths
@@ -484,11 +540,12 @@ static void route_request_now(http_server *server, struct MHD_Connection *connec
     switch (match) {
     case ROUTE_NOT_FOUND:
         snprintf(detail, sizeof detail, "Not found: no endpoint at %s %s. Check the path (API paths start with /api/ or /auth/).",
-                 state->method, state->path);
+                 state->method, printable_path(state->path, shown, sizeof shown));
         http_respond_error(resp, MHD_HTTP_NOT_FOUND, detail, NULL);
         return;
     case ROUTE_METHOD_NOT_ALLOWED:
-        snprintf(detail, sizeof detail, "Method %s is not allowed on %s; use %s.", state->method, state->path, allow);
+        snprintf(detail, sizeof detail, "Method %s is not allowed on %s; use %s.", state->method,
+                 printable_path(state->path, shown, sizeof shown), allow);
         http_respond_error(resp, MHD_HTTP_METHOD_NOT_ALLOWED, detail, NULL);
         http_response_add_header(resp, "Allow", allow);
         return;
@@ -738,10 +795,13 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connecti
             return MHD_NO;
         *con_cls = state;
         check_framing(connection, version, state, state->framing_problem, sizeof state->framing_problem);
+        if (state->path_too_long)
+            snprintf(state->framing_problem, sizeof state->framing_problem,
+                     "The path is %zu bytes or longer; no endpoint's path is. Check it.", sizeof state->path);
         if (state->framing_problem[0] != '\0') {
             http_response refused = {0};
             state->framing_refused = true;
-            http_respond_error(&refused, 400, state->framing_problem, NULL);
+            http_respond_error(&refused, state->path_too_long ? 414 : 400, state->framing_problem, NULL);
             return send_response(server, connection, state, &refused);
         }
         if (!claim_address(server, state)) {
