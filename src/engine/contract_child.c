@@ -228,11 +228,16 @@ int contract_check(const char *path, const contract_allowlists *allow, contract_
         snprintf(message, sizeof message, "reading %s crashed the DuckDB engine (signal %d, %s)", path,
                  WTERMSIG(status), strsignal(WTERMSIG(status)));
         rc = add_item(report, err, CONTRACT_RULE_ENGINE_CRASH, message, damaged_fix);
-    } else if (text == NULL || (WEXITSTATUS(status) != 0 && WEXITSTATUS(status) != 1) ||
-               !parse_report(text, report, err, &rc)) {
+    } else if (text == NULL) {
+        rc = agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory reading the check of %s", path);
+    } else if ((WEXITSTATUS(status) != 0 && WEXITSTATUS(status) != 1) || !parse_report(text, report, err, &rc)) {
+        /* The check ended without its verdict: the engine failed on the file
+         * in a way that did not kill it by a signal (a sanitizer's report, an
+         * uncaught exception turned into an exit). */
         contract_report_free(report);
-        rc = agnes_error_set(err, AGNES_ERR_IO, "the extract check of %s failed (exit %d) without a report", path,
-                             WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        snprintf(message, sizeof message, "reading %s made the DuckDB engine fail without a verdict (exit %d)", path,
+                 WEXITSTATUS(status));
+        rc = add_item(report, err, CONTRACT_RULE_ENGINE_CRASH, message, damaged_fix);
     }
     free(text);
     return rc;

@@ -287,6 +287,16 @@ static void publish_source(rebuild *rb, const char *source, const char *path, co
 
 enum vetting { VET_USABLE, VET_SKIPPED, VET_QUARANTINED };
 
+/* The violation saying the check itself crashed or hung, or NULL. */
+static const contract_violation *engine_failure(const contract_report *report)
+{
+    for (size_t i = 0; i < report->count; i++)
+        if (strcmp(report->items[i].rule, CONTRACT_RULE_ENGINE_CRASH) == 0 ||
+            strcmp(report->items[i].rule, CONTRACT_RULE_ENGINE_TIMEOUT) == 0)
+            return &report->items[i];
+    return NULL;
+}
+
 #define QUARANTINE_SUFFIX ".quarantined"
 #define QUARANTINE_REASON_SUFFIX ".quarantined.reason"
 
@@ -385,13 +395,21 @@ static enum vetting vet_source(const char *path, const char *source, const contr
             continue;
         }
         *checked = after;
-        for (size_t i = 0; i < report.count; i++)
-            if (strcmp(report.items[i].rule, CONTRACT_RULE_ENGINE_CRASH) == 0 ||
-                strcmp(report.items[i].rule, CONTRACT_RULE_ENGINE_TIMEOUT) == 0) {
-                quarantine(path, source, &report.items[i], entry);
+        if (engine_failure(&report) != NULL) {
+            /* Confirm before moving a file away: a second check in a fresh
+             * process tells a damaged file (it fails again) from a child the
+             * host killed once (memory pressure); the second verdict stands. */
+            contract_report again;
+            if (contract_check(path, allow, &again, &err) == AGNES_OK && engine_failure(&again) == NULL) {
+                contract_report_free(&report);
+                report = again;
+            } else {
+                contract_report_free(&again);
+                quarantine(path, source, engine_failure(&report), entry);
                 contract_report_free(&report);
                 return VET_QUARANTINED;
             }
+        }
         json_object_set_new(checks, source, json_pack("{s:s, s:o}", "identity", identity, "report",
                                                       contract_report_json(path, &report)));
         bool usable = true;
