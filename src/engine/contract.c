@@ -30,6 +30,17 @@ static int add_violation(contract_report *report, agnes_error *err, const char *
 static int add_violation(contract_report *report, agnes_error *err, const char *rule, const char *fix,
                          const char *fmt, ...)
 {
+    char message[sizeof ((contract_violation *)0)->message];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    return contract_report_add(report, rule, message, fix, err);
+}
+
+int contract_report_add(contract_report *report, const char *rule, const char *message, const char *fix,
+                        agnes_error *err)
+{
     if (report->count == report->capacity) {
         size_t capacity = report->capacity ? report->capacity * 2 : 8;
         contract_violation *grown = realloc(report->items, capacity * sizeof *grown);
@@ -40,10 +51,7 @@ static int add_violation(contract_report *report, agnes_error *err, const char *
     }
     contract_violation *v = &report->items[report->count++];
     snprintf(v->rule, sizeof v->rule, "%s", rule);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(v->message, sizeof v->message, fmt, ap);
-    va_end(ap);
+    snprintf(v->message, sizeof v->message, "%s", message);
     snprintf(v->fix, sizeof v->fix, "%s", fix);
     return AGNES_OK;
 }

@@ -81,6 +81,10 @@ int contract_check(const char *path, const contract_allowlists *allow, contract_
 int contract_check_in_process(const char *path, const contract_allowlists *allow, contract_report *report,
                               agnes_error *err);
 
+/* Append a violation (rule, message and fix are copied, cut to their fields). */
+int contract_report_add(contract_report *report, const char *rule, const char *message, const char *fix,
+                        agnes_error *err);
+
 /* The report as the JSON `agnes contract check --json` prints (new reference). */
 json_t *contract_report_json(const char *path, const contract_report *report);
 

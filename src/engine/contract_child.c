@@ -124,23 +124,6 @@ static bool reap(pid_t pid, double deadline_ms, int *status)
     return false;
 }
 
-static int add_item(contract_report *report, agnes_error *err, const char *rule, const char *message, const char *fix)
-{
-    if (report->count == report->capacity) {
-        size_t capacity = report->capacity ? report->capacity * 2 : 8;
-        contract_violation *grown = realloc(report->items, capacity * sizeof *grown);
-        if (grown == NULL)
-            return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory checking an extract");
-        report->items = grown;
-        report->capacity = capacity;
-    }
-    contract_violation *v = &report->items[report->count++];
-    snprintf(v->rule, sizeof v->rule, "%s", rule);
-    snprintf(v->message, sizeof v->message, "%s", message);
-    snprintf(v->fix, sizeof v->fix, "%s", fix);
-    return AGNES_OK;
-}
-
 int contract_report_from_json(const json_t *doc, contract_report *report, agnes_error *err)
 {
     json_t *violations = json_object_get(doc, "violations");
@@ -157,7 +140,8 @@ int contract_report_from_json(const json_t *doc, contract_report *report, agnes_
         const char *rule = json_string_value(json_object_get(item, "rule"));
         const char *message = json_string_value(json_object_get(item, "message"));
         const char *fix = json_string_value(json_object_get(item, "fix"));
-        if (add_item(report, err, rule ? rule : "unknown", message ? message : "", fix ? fix : "") != AGNES_OK) {
+        if (contract_report_add(report, rule ? rule : "unknown", message ? message : "", fix ? fix : "", err) !=
+            AGNES_OK) {
             contract_report_free(report);
             return err->code;
         }
@@ -223,11 +207,11 @@ int contract_check(const char *path, const contract_allowlists *allow, contract_
                  "checking %s did not finish within %d seconds (DuckDB may loop on a damaged file); the check was "
                  "stopped",
                  path, CONTRACT_CHECK_TIMEOUT_SECONDS);
-        rc = add_item(report, err, CONTRACT_RULE_ENGINE_TIMEOUT, message, damaged_fix);
+        rc = contract_report_add(report, CONTRACT_RULE_ENGINE_TIMEOUT, message, damaged_fix, err);
     } else if (WIFSIGNALED(status)) {
         snprintf(message, sizeof message, "reading %s crashed the DuckDB engine (signal %d, %s)", path,
                  WTERMSIG(status), strsignal(WTERMSIG(status)));
-        rc = add_item(report, err, CONTRACT_RULE_ENGINE_CRASH, message, damaged_fix);
+        rc = contract_report_add(report, CONTRACT_RULE_ENGINE_CRASH, message, damaged_fix, err);
     } else if (text == NULL) {
         rc = agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory reading the check of %s", path);
     } else if ((WEXITSTATUS(status) != 0 && WEXITSTATUS(status) != 1) || !parse_report(text, report, err, &rc)) {
@@ -237,7 +221,7 @@ int contract_check(const char *path, const contract_allowlists *allow, contract_
         contract_report_free(report);
         snprintf(message, sizeof message, "reading %s made the DuckDB engine fail without a verdict (exit %d)", path,
                  WEXITSTATUS(status));
-        rc = add_item(report, err, CONTRACT_RULE_ENGINE_CRASH, message, damaged_fix);
+        rc = contract_report_add(report, CONTRACT_RULE_ENGINE_CRASH, message, damaged_fix, err);
     }
     free(text);
     return rc;

@@ -8,9 +8,10 @@ import time
 STATUS_LINE = re.compile(rb"^HTTP/1\.[01] (\d{3}) ", re.M)
 
 
-def exchange(port, data, timeout=3.0, source="127.0.0.1"):
+def exchange(port, data, timeout=3.0, source="127.0.0.1", strict=False):
     """Send data on a fresh connection; everything received until the server
-    closes it or `timeout` seconds pass without a byte."""
+    closes it or `timeout` seconds pass without a byte (strict: that raises
+    socket.timeout instead - a server that never finishes answering)."""
     with socket.socket() as sock:
         sock.bind((source, 0))
         sock.settimeout(timeout)
@@ -24,7 +25,8 @@ def exchange(port, data, timeout=3.0, source="127.0.0.1"):
                     break
                 received += chunk
         except socket.timeout:
-            pass
+            if strict:
+                raise
         return received
 
 

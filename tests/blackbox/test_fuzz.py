@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from conftest import run_agnes
-from rawhttp import statuses
+from rawhttp import exchange, statuses
 from test_contract import make_extract
 from test_orchestrator import extracts
 
@@ -151,17 +151,6 @@ def encode(method, path, headers, body, token):
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
-def send(port, data, timeout=30):
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(data)
-        received = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return received
-            received += chunk
-
-
 @pytest.fixture
 def fuzz_target(server_factory, env, workdir):
     make_extract(extracts(workdir), "shop", rows=(("orders", "local"), ("customers", "local")))
@@ -195,7 +184,7 @@ def test_no_request_ends_the_server_or_gets_a_500(fuzz_target, env):
             case, caller = build_case(rnd, routes), rnd.choice(list(callers))
         data = encode(*case, callers[caller])
         try:
-            received = send(server.port, data)
+            received = exchange(server.port, data, timeout=30, strict=True)
         except socket.timeout:
             pytest.fail(f"no answer within 30 s (seed {SEED}, case {count}, {caller}): {data[:600]!r}")
         except ConnectionResetError:
