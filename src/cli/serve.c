@@ -284,6 +284,9 @@ int command_serve(int argc, char **argv)
         .listen = config_get_string(&rt.config, CFG_SERVER_LISTEN),
         .threads = (unsigned)config_get_int(&rt.config, CFG_SERVER_THREADS),
         .max_connections = (unsigned)config_get_int(&rt.config, CFG_SERVER_MAX_CONNECTIONS),
+        .max_connections_per_address = (unsigned)config_get_int(&rt.config, CFG_SERVER_MAX_CONNECTIONS_PER_ADDRESS),
+        .trust_proxy = config_get_bool(&rt.config, CFG_TRUST_PROXY),
+        .idle_timeout_seconds = (unsigned)config_get_int(&rt.config, CFG_SERVER_IDLE_TIMEOUT),
         .max_body_bytes = (size_t)config_get_int(&rt.config, CFG_SERVER_MAX_BODY_BYTES),
     };
     if (server_start(&server, &state.context, http_routes, http_route_count, &options, &err))

@@ -24,12 +24,14 @@ int analytics_init(analytics *a, const char *memory_limit, credentials *store, i
     return AGNES_OK;
 }
 
-/* ATTACH every extract under its source name; a failure skips that source. */
+/* ATTACH every extract under its source name; a failure skips that source.
+ * Only extracts the last rebuild checked, unchanged since: opening an
+ * unchecked (possibly damaged) extract in the server can crash it. */
 static void attach_sources(duckdb_connection conn, const agnes_paths *paths)
 {
     json_t *sources = NULL;
     agnes_error err;
-    if (orchestrator_list_sources(paths, &sources, &err) != AGNES_OK) {
+    if (orchestrator_list_vetted_sources(paths, &sources, &err) != AGNES_OK) {
         log_warn("msg=\"cannot list sources\" detail=\"%s\"", err.message);
         return;
     }

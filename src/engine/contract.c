@@ -30,6 +30,17 @@ static int add_violation(contract_report *report, agnes_error *err, const char *
 static int add_violation(contract_report *report, agnes_error *err, const char *rule, const char *fix,
                          const char *fmt, ...)
 {
+    char message[sizeof ((contract_violation *)0)->message];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    return contract_report_add(report, rule, message, fix, err);
+}
+
+int contract_report_add(contract_report *report, const char *rule, const char *message, const char *fix,
+                        agnes_error *err)
+{
     if (report->count == report->capacity) {
         size_t capacity = report->capacity ? report->capacity * 2 : 8;
         contract_violation *grown = realloc(report->items, capacity * sizeof *grown);
@@ -39,11 +50,8 @@ static int add_violation(contract_report *report, agnes_error *err, const char *
         report->capacity = capacity;
     }
     contract_violation *v = &report->items[report->count++];
-    v->rule = rule;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(v->message, sizeof v->message, fmt, ap);
-    va_end(ap);
+    snprintf(v->rule, sizeof v->rule, "%s", rule);
+    snprintf(v->message, sizeof v->message, "%s", message);
     snprintf(v->fix, sizeof v->fix, "%s", fix);
     return AGNES_OK;
 }
@@ -337,7 +345,67 @@ static int check_remote_attach(duckdb_connection conn, const contract_allowlists
     return rc;
 }
 
-int contract_check(const char *path, const contract_allowlists *allow, contract_report *report, agnes_error *err)
+#define EXERCISE_MAX_ROWS "1000000"
+
+/* Read every value the orchestrator will read later (all of _meta and
+ * _remote_attach, the extract's catalog of views, tables and columns), and
+ * collect _meta's names.  A damaged file crashes here, in the child. */
+static int exercise(duckdb_connection conn, contract_report *report, agnes_error *err)
+{
+    static const char *const reads[] = {
+        "SELECT * FROM _meta",
+        "SELECT database_name, schema_name, view_name, sql FROM duckdb_views()",
+        "SELECT database_name, schema_name, table_name, sql FROM duckdb_tables()",
+        "SELECT * FROM duckdb_columns()",
+        "SELECT table_catalog, table_name FROM information_schema.tables",
+    };
+    for (size_t i = 0; i < sizeof reads / sizeof reads[0]; i++) {
+        duckdb_result result;
+        duckdb_query(conn, reads[i], &result); /* errors are the checks' business, not this one's */
+        duckdb_destroy_result(&result);
+    }
+    if (table_exists(conn, "_remote_attach")) {
+        duckdb_result result;
+        duckdb_query(conn, "SELECT * FROM _remote_attach", &result);
+        duckdb_destroy_result(&result);
+    }
+    /* Tables stored in the file itself (not views over Parquet) are read
+     * whole, every column (hash of the row), up to EXERCISE_MAX_ROWS rows
+     * each: a bigger one would make the check as slow as a full scan, and
+     * its damage is then met by the query path instead. */
+    duckdb_result tables;
+    char sql[200];
+    if (duckdb_query(conn,
+                     "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+                     " AND schema_name = 'main' AND estimated_size <= " EXERCISE_MAX_ROWS " ORDER BY 1",
+                     &tables) == DuckDBSuccess)
+        for (idx_t r = 0; r < duckdb_row_count(&tables); r++) {
+            char table[80];
+            if (!duck_result_text(&tables, 0, r, table, sizeof table) || !contract_is_identifier(table))
+                continue;
+            snprintf(sql, sizeof sql, "SELECT bit_xor(hash(t)) FROM \"%s\" t", table);
+            duckdb_result scan;
+            duckdb_query(conn, sql, &scan);
+            duckdb_destroy_result(&scan);
+        }
+    duckdb_destroy_result(&tables);
+    duckdb_result names;
+    report->names = json_array();
+    if (report->names == NULL)
+        return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory checking an extract");
+    if (duckdb_query(conn, "SELECT DISTINCT table_name FROM _meta WHERE table_name IS NOT NULL ORDER BY 1", &names) ==
+        DuckDBSuccess)
+        for (idx_t r = 0; r < duckdb_row_count(&names); r++) {
+            char table[256];
+            if (duck_result_text(&names, 0, r, table, sizeof table))
+                json_array_append_new(report->names, json_string(table));
+        }
+    duckdb_destroy_result(&names);
+    return AGNES_OK;
+}
+
+int contract_check_in_process(const char *path, const contract_allowlists *allow, contract_report *report,
+                              agnes_error *err)
 {
     memset(report, 0, sizeof *report);
     if (check_source_name(path, report, err))
@@ -358,6 +426,8 @@ int contract_check(const char *path, const contract_allowlists *allow, contract_
         rc = check_meta_rows(session.connection, report, err);
     if (rc == AGNES_OK)
         rc = check_remote_attach(session.connection, allow, report, err);
+    if (rc == AGNES_OK)
+        rc = exercise(session.connection, report, err);
     duck_session_close(&session);
     return rc;
 }
@@ -365,5 +435,19 @@ int contract_check(const char *path, const contract_allowlists *allow, contract_
 void contract_report_free(contract_report *report)
 {
     free(report->items);
+    json_decref(report->names);
     memset(report, 0, sizeof *report);
+}
+
+json_t *contract_report_json(const char *path, const contract_report *report)
+{
+    json_t *violations = json_array();
+    for (size_t i = 0; i < report->count; i++)
+        json_array_append_new(violations, json_pack("{s:s, s:s, s:s}", "rule", report->items[i].rule, "message",
+                                                    report->items[i].message, "fix", report->items[i].fix));
+    json_t *doc = json_pack("{s:s, s:b, s:i, s:i, s:o}", "path", path, "ok", report->count == 0, "tables",
+                            report->tables, "local_tables", report->local_tables, "violations", violations);
+    if (doc != NULL && report->names != NULL)
+        json_object_set(doc, "names", report->names);
+    return doc;
 }

@@ -77,6 +77,16 @@ static const char *pat_problem(http_context *ctx, duckdb_connection conn, const 
     return messages[state];
 }
 
+/* A session of an earlier generation was ended by a logout, a new
+ * password, a deactivation or a reactivation. */
+static bool session_still_valid(const auth_claims *claims, const auth_identity *identity, http_response *resp)
+{
+    if (strcmp(claims->typ, "session") != 0 || claims->session_generation == identity->session_generation)
+        return true;
+    respond_unauthorized(resp, "Session ended (logged out, password changed or account deactivated); log in again");
+    return false;
+}
+
 /* Resolve the caller into identity; on failure resp holds the 401/500. */
 static bool authenticate(http_context *ctx, const http_request *req, auth_identity *identity, http_response *resp)
 {
@@ -101,7 +111,7 @@ static bool authenticate(http_context *ctx, const http_request *req, auth_identi
     unsigned generation = system_db_write_generation(ctx->db);
     if (!is_pat && auth_cache_get(ctx->identities, claims.sub, generation, identity)) {
         snprintf(identity->token_type, sizeof identity->token_type, "%s", claims.typ);
-        return true;
+        return session_still_valid(&claims, identity, resp);
     }
     duckdb_connection conn = NULL;
     user_record user;
@@ -136,9 +146,22 @@ static bool authenticate(http_context *ctx, const http_request *req, auth_identi
         snprintf(identity->user_id, sizeof identity->user_id, "%s", user.id);
         snprintf(identity->email, sizeof identity->email, "%s", user.email);
         snprintf(identity->token_type, sizeof identity->token_type, "%s", claims.typ);
+        identity->session_generation = user.session_generation;
         if (!is_pat)
             auth_cache_put(ctx->identities, generation, identity);
+        ok = session_still_valid(&claims, identity, resp);
     }
+    return ok;
+}
+
+bool auth_identify(http_context *ctx, const http_request *req, auth_identity *identity)
+{
+    memset(identity, 0, sizeof *identity);
+    if (presented_token(req) == NULL)
+        return false;
+    http_response scratch = {0};
+    bool ok = authenticate(ctx, req, identity, &scratch);
+    free(scratch.body);
     return ok;
 }
 
@@ -195,7 +218,7 @@ bool auth_gate(http_context *ctx, const route *matched, http_request *req, auth_
 /* Sign a session token for user (caller frees *token). */
 static int issue_session(http_context *ctx, const user_record *user, char **token, agnes_error *err)
 {
-    auth_claims claims = {.iat = util_unix_now()};
+    auth_claims claims = {.iat = util_unix_now(), .session_generation = user->session_generation};
     claims.exp = claims.iat + 3600 * config_get_int(&ctx->runtime->config, CFG_SESSION_HOURS);
     snprintf(claims.sub, sizeof claims.sub, "%s", user->id);
     snprintf(claims.email, sizeof claims.email, "%s", user->email);
@@ -354,10 +377,18 @@ void auth_handle_token(http_context *ctx, const http_request *req, http_response
     json_decref(body);
 }
 
-/* Only same-site paths: "/x" yes, "//evil.example" and "https://..." no. */
+/* Only a path on this origin: "/catalog?x=1" yes; "//evil.example",
+ * "/\evil.example", "https://..." no.  Browsers drop tabs and newlines from
+ * a Location and read a backslash as "/" ("/%09/evil.example" became
+ * "//evil.example"), so only the characters RFC 3986 allows in a path,
+ * query and fragment pass, and the path must not start with two slashes
+ * even after that.  Anything else goes to the default page. */
 static const char *safe_next(const char *next)
 {
-    if (next == NULL || next[0] != '/' || next[1] == '/' || next[1] == '\\' || strpbrk(next, "\r\n") != NULL)
+    static const char allowed[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@/?#%";
+    if (next == NULL || next[0] != '/' || next[1] == '/' || strspn(next, allowed) != strlen(next) ||
+        strncmp(next, "/%2f", 4) == 0 || strncmp(next, "/%2F", 4) == 0 || strncmp(next, "/%5c", 4) == 0 ||
+        strncmp(next, "/%5C", 4) == 0)
         return "/api/me";
     return next;
 }
@@ -400,9 +431,33 @@ void auth_handle_login_form(http_context *ctx, const http_request *req, http_res
     http_response_add_header(resp, "Set-Cookie", cookie);
 }
 
+/* The session presented with a logout ends, and with it every other
+ * session of that user (PATs are left alone: see auth.h).  A missing or
+ * invalid token still gets its cookie cleared. */
+static int end_sessions_of_caller(http_context *ctx, const http_request *req, agnes_error *err)
+{
+    const char *token = presented_token(req);
+    auth_claims claims;
+    agnes_error ignored;
+    if (token == NULL || is_scheduler_token(ctx, token) ||
+        auth_token_verify(ctx->runtime->secrets.jwt.value, token, util_unix_now(), &claims, &ignored) != AGNES_OK ||
+        strcmp(claims.typ, "session") != 0)
+        return AGNES_OK;
+    duckdb_connection writer = system_db_writer_acquire(ctx->db);
+    int rc = users_end_sessions(writer, claims.sub, err);
+    if (rc == AGNES_OK)
+        audit_log_write(writer, claims.sub, "auth.logout", claims.email, NULL, "ok");
+    system_db_writer_release(ctx->db);
+    return rc;
+}
+
 void auth_handle_logout(http_context *ctx, const http_request *req, http_response *resp)
 {
-    (void)req;
+    agnes_error err;
+    if (end_sessions_of_caller(ctx, req, &err) != AGNES_OK) { /* never say "logged out" when it is not so */
+        http_respond_internal(resp, req, &err);
+        return;
+    }
     char cookie[160];
     snprintf(cookie, sizeof cookie, "access_token=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax%s",
              config_is_set(&ctx->runtime->config, CFG_SERVER_DOMAIN) ? "; Secure" : "");

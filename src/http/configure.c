@@ -169,7 +169,7 @@ static int check_hosts(const json_t *parsed, agnes_error *err)
 static int lock_configuration(const agnes_paths *paths, agnes_error *err)
 {
     char path[AGNES_PATH_MAX + 32];
-    if (util_format(path, sizeof path, err, "%s/.configure.lock", paths->state_dir))
+    if (paths_state_file(paths, STATE_CONFIGURE_LOCK, path, sizeof path, err))
         return -1;
     return util_lock_file(path, 0600, true, err);
 }
@@ -204,7 +204,7 @@ static int save_instance_yaml(const agnes_paths *paths, json_t *data_source, con
     rc = yaml_json_emit(document, &out, err);
     if (rc == AGNES_OK)
         rc = strbuf_failed(&out) ? agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory")
-                                 : util_write_file_atomic(path, out.data, out.len, 0644, err);
+                                 : util_write_file_atomic(path, out.data, out.len, 0600, err);
     strbuf_free(&out);
     json_decref(document);
     return rc;

@@ -19,7 +19,11 @@ bool form_field(const char *body, const char *name, char *out, size_t out_size)
             for (char *c = out; *c; c++) /* '+' means space in forms; MHD_http_unescape handles %XX */
                 if (*c == '+')
                     *c = ' ';
-            MHD_http_unescape(out);
+            /* A %00 would cut the value short unseen: such a value is refused, not shortened. */
+            if (MHD_http_unescape(out) != strlen(out)) {
+                out[0] = '\0';
+                return false;
+            }
             return true;
         }
         p = end ? end + 1 : NULL;

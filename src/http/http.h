@@ -48,12 +48,13 @@ typedef struct http_context {
 } http_context;
 
 #define HTTP_MAX_PARAMS 8
+#define HTTP_PARAM_MAX 256 /* bytes of a path parameter, NUL included: no id or name is longer */
 #define HTTP_REQUEST_ID_MAX 64
 
 typedef struct http_param {
     const char *name; /* points into the route pattern */
     size_t name_len;
-    char value[256];
+    char value[HTTP_PARAM_MAX];
 } http_param;
 
 typedef struct http_request {

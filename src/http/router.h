@@ -42,12 +42,19 @@ typedef struct route {
 /* "public", "anonymous", "user", "admin". */
 const char *route_access_name(enum route_access access);
 
-enum route_match_result { ROUTE_MATCHED, ROUTE_NOT_FOUND, ROUTE_METHOD_NOT_ALLOWED };
+enum route_match_result {
+    ROUTE_MATCHED,
+    ROUTE_NOT_FOUND,
+    ROUTE_METHOD_NOT_ALLOWED,
+    ROUTE_PARAM_TOO_LONG, /* a route's shape fits, but a {param} segment is HTTP_PARAM_MAX bytes or more */
+};
 
 /* Find the route for method + path.  On ROUTE_MATCHED, *out is set and the
  * path parameters are written into req.  On ROUTE_METHOD_NOT_ALLOWED,
  * `allow` receives the comma-separated methods the path does accept.
- * HEAD is answered by GET routes. */
+ * HEAD is answered by GET routes.  On ROUTE_MATCHED every {param} of the
+ * route is set (no handler ever sees a NULL parameter); a segment too long
+ * for any parameter gives ROUTE_PARAM_TOO_LONG (the server answers 414). */
 enum route_match_result router_match(const route *routes, size_t count, const char *method, const char *path,
                                      http_request *req, const route **out, char *allow, size_t allow_size);
 

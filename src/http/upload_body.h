@@ -48,9 +48,14 @@ int upload_body_begin(upload_body **out, struct MHD_Connection *connection, cons
 void upload_body_append(upload_body *body, const char *data, size_t size);
 
 /* The body is complete.  AGNES_OK with *out pointing into body;
- * AGNES_ERR_INVALID when it is over max_bytes (answer 413);
- * AGNES_ERR_IO when it could not be written (disk full: answer 507). */
+ * AGNES_ERR_INVALID when it is over max_bytes (upload_body_too_large: answer
+ * 413) or is not well-formed multipart - no boundary, a part without a name,
+ * no closing boundary - (answer 400: a truncated body must never become a
+ * table); AGNES_ERR_IO when it could not be written (disk full: answer 507). */
 int upload_body_finish(upload_body *body, const http_upload **out, agnes_error *err);
+
+/* Whether finish failed because the file is larger than max_bytes. */
+bool upload_body_too_large(const upload_body *body);
 
 void upload_body_free(upload_body *body);
 

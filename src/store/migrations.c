@@ -91,6 +91,13 @@ static const migration migrations[] = {
              " table_id VARCHAR NOT NULL, column_name VARCHAR NOT NULL, basetype VARCHAR, description VARCHAR,"
              " confidence VARCHAR DEFAULT 'manual', source VARCHAR DEFAULT 'manual', nullable BOOLEAN,"
              " updated_at TIMESTAMP DEFAULT current_timestamp, PRIMARY KEY (table_id, column_name));"},
+    /* 8 */ {"session_generation",
+             /* Session tokens carry the generation they were issued in (claim
+              * "sgen"); logout, a new password, deactivation and reactivation
+              * add one, which ends every session issued before.  Sessions are
+              * stateless JWTs: one counter per user revokes them all without a
+              * table of every token issued, and without comparing clocks. */
+             "ALTER TABLE users ADD COLUMN session_generation BIGINT DEFAULT 0;"},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))
