@@ -1,11 +1,13 @@
 #include "engine/contract.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/log.h"
 #include "core/util.h"
 #include "store/duck.h"
 
@@ -56,6 +58,95 @@ bool contract_is_identifier(const char *name)
     for (size_t i = 1; i < n; i++)
         if (!(isalnum((unsigned char)name[i]) || name[i] == '_'))
             return false;
+    return true;
+}
+
+/* Names DuckDB resolves unqualified to its own objects, '\n'-separated in
+ * lower case, asked of the engine itself (see contract_is_reserved_name).
+ * Written once under pthread_once and only read afterwards: a constant of
+ * the linked library, not state. */
+static char reserved_names[8192];
+static bool reserved_from_engine;
+static pthread_once_t reserved_once = PTHREAD_ONCE_INIT;
+
+static void load_reserved_names(void)
+{
+    static const char fallback[] = "information_schema\npg_catalog\nmain\ntemp\nsystem\n";
+    duck_session session;
+    duckdb_result result;
+    agnes_error err;
+    size_t n = 0;
+    bool loaded = false;
+    if (duck_session_open(&session, NULL, false, &err) == AGNES_OK) {
+        if (duckdb_query(session.connection,
+                         "SELECT DISTINCT lower(name) FROM ("
+                         " SELECT view_name AS name FROM duckdb_views() WHERE internal"
+                         "  AND schema_name IN ('main', 'pg_catalog')"
+                         " UNION ALL SELECT schema_name FROM duckdb_schemas() WHERE internal"
+                         " UNION ALL SELECT database_name FROM duckdb_databases() WHERE internal) ORDER BY 1",
+                         &result) == DuckDBSuccess) {
+            for (idx_t r = 0; r < duckdb_row_count(&result); r++) {
+                char name[128];
+                if (duck_result_text(&result, 0, r, name, sizeof name) &&
+                    n + strlen(name) + 2 < sizeof reserved_names) {
+                    n += (size_t)snprintf(reserved_names + n, sizeof reserved_names - n, "%s\n", name);
+                    loaded = true;
+                }
+            }
+        }
+        duckdb_destroy_result(&result);
+        duck_session_close(&session);
+    }
+    reserved_from_engine = loaded;
+    if (!loaded) { /* the prefixes in contract_is_reserved_name stand in for the views */
+        log_warn("msg=\"cannot list DuckDB's own names; using the built-in minimum\"");
+        snprintf(reserved_names, sizeof reserved_names, "%s", fallback);
+    }
+}
+
+bool contract_is_reserved_name(const char *name)
+{
+    static const char *const contract_tables[] = {"_meta", "_remote_attach"};
+    static const char *const engine_prefixes[] = {"duckdb_", "pg_", "sqlite_", "pragma_"};
+    char lower[80];
+    size_t len = name ? strlen(name) : 0;
+    if (len == 0 || len >= sizeof lower)
+        return false;
+    for (size_t i = 0; i <= len; i++)
+        lower[i] = (char)tolower((unsigned char)name[i]);
+    for (size_t i = 0; i < sizeof contract_tables / sizeof contract_tables[0]; i++)
+        if (strcmp(lower, contract_tables[i]) == 0)
+            return true;
+    pthread_once(&reserved_once, load_reserved_names);
+    for (const char *p = reserved_names; *p;) {
+        size_t n = strcspn(p, "\n");
+        if (n == len && strncmp(p, lower, n) == 0)
+            return true;
+        p += n + (p[n] == '\n');
+    }
+    /* Only when DuckDB could not be asked: its views carry these prefixes. */
+    if (!reserved_from_engine)
+        for (size_t i = 0; i < sizeof engine_prefixes / sizeof engine_prefixes[0]; i++)
+            if (strncmp(lower, engine_prefixes[i], strlen(engine_prefixes[i])) == 0)
+                return true;
+    return false;
+}
+
+bool contract_table_name_ok(const char *name, char *why, size_t why_size)
+{
+    if (!contract_is_identifier(name)) {
+        snprintf(why, why_size,
+                 "is not a valid table name: use letters, digits and _, starting with a letter or _, at most 64 "
+                 "characters (e.g. sales_2024)");
+        return false;
+    }
+    if (contract_is_reserved_name(name)) {
+        snprintf(why, why_size,
+                 "is a name the query engine or the extract contract already uses (a table of that name would hide "
+                 "it); choose another, e.g. %.60s_data",
+                 name[0] == '_' ? name + 1 : name);
+        return false;
+    }
     return true;
 }
 
@@ -128,9 +219,11 @@ static int table_columns(duckdb_connection conn, const char *table, char names[]
     duckdb_result result;
     const char *params[] = {table};
     *count = 0;
+    /* duckdb_columns(), not information_schema: that view is defined over
+     * an unqualified duckdb_views, which a view in the extract can shadow. */
     if (duck_query_params(conn,
-                          "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'main'"
-                          " AND table_name = $1 ORDER BY ordinal_position",
+                          "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = current_database()"
+                          " AND schema_name = 'main' AND table_name = $1 ORDER BY column_index",
                           params, 1, &result, err))
         return err->code;
     for (idx_t r = 0; r < duckdb_row_count(&result) && *count < max; r++, (*count)++) {
@@ -182,7 +275,9 @@ static bool table_exists(duckdb_connection conn, const char *name)
     const char *params[] = {name};
     agnes_error ignored;
     if (duck_query_params(conn,
-                          "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = $1",
+                          "SELECT (SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database()"
+                          " AND schema_name = 'main' AND table_name = $1) + (SELECT count(*) FROM duckdb_views()"
+                          " WHERE database_name = current_database() AND schema_name = 'main' AND view_name = $1)",
                           params, 1, &result, &ignored))
         return false;
     bool exists = duckdb_value_int64(&result, 0, 0) > 0;
@@ -226,6 +321,12 @@ static int check_meta_row(duckdb_connection conn, duckdb_result *rows, idx_t r, 
                              "table's id in the catalog, grants and /api/query",
                              "_meta has a row with table_name '%s', which is not a valid identifier",
                              has_name ? name : "NULL");
+    char why[300];
+    if (!contract_table_name_ok(name, why, sizeof why))
+        return add_violation(report, err, "table_name_reserved",
+                             "rename the table in _meta and its view: the catalog would otherwise hide DuckDB's own "
+                             "object, and queries over it break",
+                             "_meta row '%s' %s", name, why);
     if (duckdb_value_int64(rows, 3, r) > 1)
         return add_violation(report, err, "table_name_duplicate", "list each table once in _meta",
                              "_meta lists '%s' more than once", name);

@@ -220,11 +220,17 @@ static json_t *row_from_request(http_context *ctx, const http_request *req, http
     char id[128];
     if (body == NULL || json_body_string(body, "name", true, 256, &name, resp))
         goto done;
+    char why[300], detail[500];
     if (!id_from_name(name, id, sizeof id)) {
         unprocessable(resp,
                       "Table name \"%s\" does not make a valid id: use letters, digits, _ and spaces, starting "
                       "with a letter or _, at most 64 characters (the id is the name in lower case, spaces as _).",
                       name);
+        goto done;
+    }
+    if (!contract_table_name_ok(id, why, sizeof why)) { /* the same rule as uploads, discovery and the checker */
+        snprintf(detail, sizeof detail, "Table id \"%s\" %s.", id, why);
+        http_respond_error(resp, 422, detail, NULL);
         goto done;
     }
     row = json_pack("{s:s, s:s, s:s, s:s, s:b}", "id", id, "name", name, "source_type", "local", "query_mode",
