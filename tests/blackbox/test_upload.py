@@ -27,6 +27,11 @@ def upload_raw(server, token, content, **params):
                          timeout=60)
 
 
+def data_files(workdir):
+    """The tables the local source's data directory holds a file for (one version each)."""
+    return sorted(p.name.split(".")[0] for p in (workdir / "data" / "extracts" / "local" / "data").iterdir())
+
+
 def rows(server, token, sql):
     r = call(server, "POST", "/api/query", token, json={"sql": sql})
     assert r.status_code == 200, r.text
@@ -47,14 +52,18 @@ def test_a_csv_becomes_a_queryable_table_that_satisfies_the_contract(admin, env,
     table = r.json()["table"]
     assert table["id"] == "sales" and table["source_type"] == "local" and table["format"] == "csv"
     assert table["rows"] == 2 and table["size_bytes"] > 0 and r.json()["replaced"] is False
-    assert table["columns"] == [{"name": "region", "type": "VARCHAR"}, {"name": "amount", "type": "DOUBLE"},
-                                {"name": "day", "type": "DATE"}]
+    assert table["columns"] == [{"name": "region", "type": "VARCHAR", "chosen": "detected"},
+                                {"name": "amount", "type": "DOUBLE", "chosen": "detected"},
+                                {"name": "day", "type": "DATE", "chosen": "detected"}]
+    assert table["dialect"] == {"delimiter": ",", "quote": '"', "escape": '"', "header": True,
+                                "decimal_separator": ".", "given": []}
+    assert table["inference"] == {"sample_size": 20480, "all_text": False}
     assert rows(server, token, "SELECT region, amount, day FROM sales ORDER BY region") == [
         ["EU", 10.5, "2024-01-01"], ["US", 20, "2024-01-02"]]
     listed = call(server, "GET", "/api/catalog/tables", token).json()["tables"]
     assert [(t["id"], t["source_type"], t["rows"]) for t in listed] == [("sales", "local", 2)]
     extract = workdir / "data" / "extracts" / "local" / "extract.duckdb"
-    assert (workdir / "data" / "extracts" / "local" / "data" / "sales.parquet").is_file()
+    assert [p.name.split(".")[0] for p in (workdir / "data" / "extracts" / "local" / "data").iterdir()] == ["sales"]
     check = run_agnes(["contract", "check", str(extract)], env)
     assert check.returncode == 0, check.stdout + check.stderr
     assert list((workdir / "data" / "uploads").iterdir()) == []  # the spooled body is gone
@@ -113,7 +122,7 @@ def test_a_bad_file_is_a_400_naming_the_problem_and_the_old_table_stays(admin, w
     assert words in detail, (label, detail)
     assert "uploads/incoming" not in detail  # the server's spool path is not the caller's business
     assert rows(server, token, "SELECT count(*) FROM sales") == [[2]]
-    assert sorted(p.name for p in (workdir / "data" / "extracts" / "local" / "data").iterdir()) == ["sales.parquet"]
+    assert data_files(workdir) == ["sales"]
 
 
 def test_names_are_checked_and_owned_names_are_refused(admin, workdir):
@@ -122,6 +131,7 @@ def test_names_are_checked_and_owned_names_are_refused(admin, workdir):
     assert r.status_code == 422 and "?name=" in r.json()["detail"]
     r = upload_raw(server, token, SALES_V1, name="bad-name!")
     assert r.status_code == 400 and "letters, digits and _" in r.json()["detail"]
+    assert list((workdir / "data").glob("extracts/local/data/*")) == []
     r = requests.post(server.url + "/api/upload/tables", headers=auth(token), files={"other": ("x.csv", SALES_V1)},
                       timeout=30)
     assert r.status_code == 422 and "part named \"file\"" in r.json()["detail"]

@@ -1,0 +1,915 @@
+#include "sync/local_reader.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "core/utf8.h"
+#include "store/duck.h"
+
+/* How much of a CSV is looked at to count delimiters and decimal commas. */
+#define HEAD_BYTES (64 * 1024)
+#define HEAD_RECORDS 200
+/* Significant digits every DOUBLE reproduces exactly (DBL_DIG). */
+#define DOUBLE_EXACT_DIGITS 15
+/* DuckDB's read_csv/read_json default sample (rows); reported when not set. */
+#define DUCKDB_DEFAULT_SAMPLE 20480
+#define TYPE_NAME_MAX 64
+
+static const char candidates[] = {',', ';', '\t', '|'};
+
+void local_read_options_init(local_read_options *options)
+{
+    memset(options, 0, sizeof *options);
+    options->delimiter = LOCAL_DETECT;
+    options->quote = LOCAL_DETECT;
+    options->escape = LOCAL_DETECT;
+    options->header = LOCAL_DETECT;
+    options->decimal_separator = LOCAL_DETECT;
+}
+
+void local_reader_free(local_reader *reader)
+{
+    json_decref(reader->given);
+    json_decref(reader->types);
+    json_decref(reader->columns);
+    reader->given = reader->types = reader->columns = NULL;
+}
+
+static bool is_csv(const char *format)
+{
+    return strcmp(format, "csv") == 0 || strcmp(format, "tsv") == 0;
+}
+
+static bool is_json(const char *format)
+{
+    return strcmp(format, "json") == 0 || strcmp(format, "ndjson") == 0;
+}
+
+/* ---- the first records of a CSV, split quote-aware -------------------- */
+
+typedef void (*field_fn)(void *ctx, size_t record, const char *text, size_t len);
+
+/* Walk the records of head (complete: the whole file is there; else the
+ * last, possibly cut, record is ignored), calling on_field for every field
+ * and returning how many records were seen.  fields[r] gets the number of
+ * fields of record r (when fields is not NULL).  Blank lines are skipped,
+ * as readers do. */
+static size_t scan_records(const char *head, size_t len, bool complete, int delimiter, int quote, field_fn on_field,
+                           void *ctx, size_t *fields)
+{
+    size_t records = 0, start = 0, count = 0;
+    bool quoted = false;
+    if (!complete) { /* cut at the last line break: the tail may be half a record */
+        while (len > 0 && head[len - 1] != '\n')
+            len--;
+    }
+    for (size_t i = 0; i <= len && records < HEAD_RECORDS; i++) {
+        char c = i < len ? head[i] : '\n';
+        if (quote > 0 && c == (char)quote) {
+            quoted = !quoted; /* a doubled quote toggles twice */
+            continue;
+        }
+        if (quoted || (c != (char)delimiter && c != '\n'))
+            continue;
+        size_t end = i;
+        if (c == '\n' && end > start && head[end - 1] == '\r')
+            end--;
+        bool blank = c == '\n' && count == 0 && end == start;
+        if (!blank) {
+            if (on_field)
+                on_field(ctx, records, head + start, end - start);
+            count++;
+        }
+        start = i + 1;
+        if (c == '\n') {
+            if (count > 0) {
+                if (fields)
+                    fields[records] = count;
+                records++;
+            }
+            count = 0;
+            if (i == len)
+                break;
+        }
+    }
+    return records;
+}
+
+/* The candidate whose field count is the same on most records (a header
+ * with at least two fields); ties go to more fields, then to the order of
+ * `candidates`.  0 when no candidate splits the header: one column. */
+static int detect_delimiter(const char *head, size_t len, bool complete, int quote)
+{
+    size_t *fields = calloc(HEAD_RECORDS, sizeof *fields);
+    int best = 0;
+    size_t best_consistent = 0, best_fields = 0;
+    if (fields == NULL)
+        return ',';
+    for (size_t c = 0; c < sizeof candidates; c++) {
+        size_t records = scan_records(head, len, complete, candidates[c], quote, NULL, NULL, fields);
+        if (records == 0 || fields[0] < 2)
+            continue;
+        size_t consistent = 0;
+        for (size_t r = 0; r < records; r++)
+            consistent += fields[r] == fields[0];
+        if (consistent > best_consistent || (consistent == best_consistent && fields[0] > best_fields)) {
+            best = candidates[c];
+            best_consistent = consistent;
+            best_fields = fields[0];
+        }
+    }
+    free(fields);
+    return best;
+}
+
+typedef struct decimal_count {
+    int quote;
+    size_t comma; /* fields like 1,5 */
+    size_t dot;   /* fields like 1.5 */
+} decimal_count;
+
+/* [+-]?digits SEP digits (SEP ',') or [+-]?digits? '.' digits. */
+static bool looks_decimal(const char *s, size_t len, char separator)
+{
+    size_t i = 0, before = 0, after = 0;
+    if (i < len && (s[i] == '+' || s[i] == '-'))
+        i++;
+    while (i < len && s[i] >= '0' && s[i] <= '9')
+        i++, before++;
+    if (i >= len || s[i] != separator)
+        return false;
+    for (i++; i < len && s[i] >= '0' && s[i] <= '9'; i++)
+        after++;
+    return i == len && after > 0 && (before > 0 || separator == '.');
+}
+
+static void count_decimals(void *ctx, size_t record, const char *text, size_t len)
+{
+    decimal_count *count = ctx;
+    if (record == 0) /* a header, or not: names never decide this */
+        return;
+    if (len >= 2 && count->quote > 0 && text[0] == (char)count->quote && text[len - 1] == (char)count->quote)
+        text++, len -= 2;
+    count->comma += looks_decimal(text, len, ',');
+    count->dot += looks_decimal(text, len, '.');
+}
+
+static ssize_t read_head(const char *file, char *buf, size_t size, bool *complete, agnes_error *err)
+{
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return agnes_error_set(err, AGNES_ERR_IO, "cannot open %s: %s", file, strerror(errno));
+    size_t have = 0;
+    while (have < size) {
+        ssize_t n = read(fd, buf + have, size - have);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            agnes_error_set(err, AGNES_ERR_IO, "cannot read %s: %s", file, strerror(errno));
+            close(fd);
+            return -1;
+        }
+        if (n == 0)
+            break;
+        have += (size_t)n;
+    }
+    char extra;
+    *complete = have < size || read(fd, &extra, 1) == 0;
+    close(fd);
+    return (ssize_t)have;
+}
+
+/* ---- SQL pieces -------------------------------------------------------- */
+
+static void append_char_literal(strbuf *sql, int c)
+{
+    char text[2] = {(char)(c > 0 ? c : 0), '\0'};
+    duck_append_literal(sql, text);
+}
+
+/* sniff_csv(file, delim=...) for quote, escape and header; the caller's
+ * choices go in so the sniffer only decides what is left. */
+static int sniff(duckdb_connection conn, const char *file, local_reader *r, const local_read_options *o,
+                 agnes_error *err)
+{
+    strbuf sql;
+    strbuf_init(&sql);
+    strbuf_append_str(&sql, "SELECT Quote, Escape, HasHeader FROM sniff_csv(");
+    duck_append_literal(&sql, file);
+    strbuf_append_str(&sql, ", delim = ");
+    append_char_literal(&sql, r->delimiter);
+    if (o->quote != LOCAL_DETECT) {
+        strbuf_append_str(&sql, ", quote = ");
+        append_char_literal(&sql, o->quote);
+    }
+    if (o->escape != LOCAL_DETECT) {
+        strbuf_append_str(&sql, ", escape = ");
+        append_char_literal(&sql, o->escape);
+    }
+    if (o->header != LOCAL_DETECT)
+        strbuf_appendf(&sql, ", header = %s", o->header ? "true" : "false");
+    if (r->sample_size != 0)
+        strbuf_appendf(&sql, ", sample_size = %lld", r->sample_size);
+    strbuf_append_char(&sql, ')');
+    if (strbuf_failed(&sql)) {
+        strbuf_free(&sql);
+        return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+    }
+    duckdb_result result;
+    /* The defaults when the sniffer gives up (a ragged file): the standard
+     * quote, and a header; the read then fails on the bad line, by number. */
+    int quote = '"', escape = LOCAL_DETECT, header = 1;
+    if (duckdb_query(conn, sql.data, &result) == DuckDBSuccess && duckdb_row_count(&result) == 1) {
+        char text[8];
+        if (duck_result_text(&result, 0, 0, text, sizeof text) && strlen(text) == 1)
+            quote = (unsigned char)text[0];
+        if (duck_result_text(&result, 1, 0, text, sizeof text) && strlen(text) == 1)
+            escape = (unsigned char)text[0];
+        header = duckdb_value_boolean(&result, 2, 0) ? 1 : 0;
+    }
+    duckdb_destroy_result(&result);
+    strbuf_free(&sql);
+    r->quote = o->quote != LOCAL_DETECT ? o->quote : quote;
+    r->escape = o->escape != LOCAL_DETECT ? o->escape : escape != LOCAL_DETECT ? escape : r->quote;
+    r->header = o->header != LOCAL_DETECT ? o->header : header;
+    return AGNES_OK;
+}
+
+/* The reader with `types` ({column: type}) applied; for JSON they must
+ * name every column (read_json's `columns`), which the caller ensures. */
+static void append_reader(const local_reader *r, const char *file, const json_t *types, strbuf *sql)
+{
+    const char *name;
+    json_t *type;
+    bool first = true;
+    if (strcmp(r->format, "parquet") == 0) {
+        strbuf_append_str(sql, "read_parquet(");
+        duck_append_literal(sql, file);
+        strbuf_append_char(sql, ')');
+        return;
+    }
+    if (is_json(r->format)) {
+        strbuf_append_str(sql, "read_json(");
+        duck_append_literal(sql, file);
+        strbuf_appendf(sql, ", format = '%s'", strcmp(r->format, "json") == 0 ? "array" : "newline_delimited");
+    } else {
+        strbuf_append_str(sql, "read_csv(");
+        duck_append_literal(sql, file);
+        strbuf_append_str(sql, ", delim = ");
+        append_char_literal(sql, r->delimiter);
+        strbuf_append_str(sql, ", quote = ");
+        append_char_literal(sql, r->quote);
+        strbuf_append_str(sql, ", escape = ");
+        append_char_literal(sql, r->escape);
+        strbuf_appendf(sql, ", header = %s, decimal_separator = '%c', store_rejects = true",
+                       r->header ? "true" : "false", (char)r->decimal_separator);
+        if (r->all_text)
+            strbuf_append_str(sql, ", all_varchar = true");
+    }
+    if (r->sample_size != 0)
+        strbuf_appendf(sql, ", sample_size = %lld", r->sample_size);
+    if (types != NULL && json_object_size(types) > 0) {
+        strbuf_append_str(sql, is_json(r->format) ? ", columns = {" : ", types = {");
+        json_object_foreach((json_t *)types, name, type) {
+            if (!first)
+                strbuf_append_str(sql, ", ");
+            first = false;
+            duck_append_literal(sql, name);
+            strbuf_append_str(sql, ": ");
+            duck_append_literal(sql, json_string_value(type));
+        }
+        strbuf_append_char(sql, '}');
+    }
+    strbuf_append_char(sql, ')');
+}
+
+void local_reader_append_sql(const local_reader *reader, const char *file, strbuf *sql)
+{
+    append_reader(reader, file, reader->types, sql);
+}
+
+/* DuckDB's message up to its first line break, with the server's spool
+ * path replaced by words the caller knows, cut on a character. */
+static void first_line(const char *message, const char *file, char *out, size_t out_size)
+{
+    size_t n = 0, file_len = strlen(file);
+    const char *p = message ? message : "unknown error";
+    const char *instead = "(the uploaded file)";
+    while (*p != '\0' && *p != '\n' && n + 1 < out_size) {
+        if (strncmp(p, file, file_len) == 0) {
+            size_t k = strlen(instead) < out_size - 1 - n ? strlen(instead) : out_size - 1 - n;
+            memcpy(out + n, instead, k);
+            n += k;
+            p += file_len;
+        } else {
+            out[n++] = *p++;
+        }
+    }
+    out[n] = '\0';
+    utf8_trim_partial(out);
+}
+
+/* Columns of the reader: [{name, type}] (new reference). */
+static int describe(duckdb_connection conn, const local_reader *r, const char *file, const json_t *types,
+                    json_t **columns, agnes_error *err)
+{
+    strbuf sql;
+    strbuf_init(&sql);
+    strbuf_append_str(&sql, "SELECT column_name AS name, column_type AS type FROM (DESCRIBE SELECT * FROM ");
+    append_reader(r, file, types, &sql);
+    strbuf_append_char(&sql, ')');
+    if (strbuf_failed(&sql)) {
+        strbuf_free(&sql);
+        return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+    }
+    int rc = duck_query_json(conn, sql.data, NULL, 0, columns, err);
+    strbuf_free(&sql);
+    if (rc != AGNES_OK) {
+        char message[600];
+        first_line(err->message, file, message, sizeof message);
+        rc = agnes_error_set(err, AGNES_ERR_INVALID,
+                             "The file could not be read as %s: %s. Check the file, or pass the right format "
+                             "(csv, tsv, parquet, json, ndjson)%s.",
+                             r->format, message,
+                             is_csv(r->format) ? " and dialect (delimiter, quote, escape, header)" : "");
+    }
+    return rc;
+}
+
+static json_t *find_column(json_t *columns, const char *name)
+{
+    size_t i;
+    json_t *column;
+    json_array_foreach(columns, i, column)
+        if (strcasecmp(json_string_value(json_object_get(column, "name")), name) == 0)
+            return column;
+    return NULL;
+}
+
+static void column_names(json_t *columns, char *out, size_t out_size)
+{
+    size_t i, n = 0;
+    json_t *column;
+    out[0] = '\0';
+    json_array_foreach(columns, i, column) {
+        int w = snprintf(out + n, out_size - n, "%s%s", i ? ", " : "", json_string_value(json_object_get(column, "name")));
+        if (w < 0 || (size_t)w >= out_size - n) {
+            utf8_trim_partial(out);
+            return;
+        }
+        n += (size_t)w;
+    }
+}
+
+/* Letters, digits, _, spaces, (), [] and commas: DuckDB type syntax, and
+ * nothing that could end a string literal or a statement. */
+static bool type_name_is_plain(const char *type)
+{
+    size_t len = strlen(type);
+    if (len == 0 || len > TYPE_NAME_MAX || !((type[0] >= 'A' && type[0] <= 'Z') || (type[0] >= 'a' && type[0] <= 'z')))
+        return false;
+    for (const char *p = type; *p; p++)
+        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || strchr("_ (),[]", *p)))
+            return false;
+    return true;
+}
+
+/* DuckDB's own name for a type the caller wrote ("int" -> "INTEGER"), or
+ * AGNES_ERR_INVALID when DuckDB does not know it. */
+static int normalize_type(duckdb_connection conn, const char *column, const char *type, char *out, size_t out_size,
+                          agnes_error *err)
+{
+    static const char examples[] = "e.g. VARCHAR, BIGINT, DOUBLE, DECIMAL(38,2), DATE, TIMESTAMP, BOOLEAN";
+    if (!type_name_is_plain(type))
+        return agnes_error_set(err, AGNES_ERR_INVALID, "The type given for column \"%s\" is not a type name (%s).",
+                               column, examples);
+    char sql[TYPE_NAME_MAX + 80];
+    snprintf(sql, sizeof sql, "SELECT typeof(CAST(NULL AS %s))", type);
+    duckdb_result result;
+    if (duckdb_query(conn, sql, &result) != DuckDBSuccess || duckdb_row_count(&result) != 1 ||
+        !duck_result_text(&result, 0, 0, out, out_size)) {
+        duckdb_destroy_result(&result);
+        return agnes_error_set(err, AGNES_ERR_INVALID, "Column \"%s\": \"%s\" is not a DuckDB type (%s).", column, type,
+                               examples);
+    }
+    duckdb_destroy_result(&result);
+    return AGNES_OK;
+}
+
+static json_t *column_entry(const char *name, const char *type, const char *chosen, const char *note)
+{
+    json_t *entry = json_pack("{s:s, s:s, s:s}", "name", name, "type", type, "chosen", chosen);
+    if (entry && note)
+        json_object_set_new(entry, "note", json_string(note));
+    return entry;
+}
+
+/* Parquet cannot hold 128-bit integers: DuckDB writes them as DOUBLE. */
+static bool is_huge_integer(const char *type)
+{
+    return strcmp(type, "HUGEINT") == 0 || strcmp(type, "UHUGEINT") == 0;
+}
+
+/* The caller's types, checked against the file's columns and DuckDB. */
+static int apply_given_types(duckdb_connection conn, local_reader *r, const json_t *given, json_t *described,
+                             agnes_error *err)
+{
+    const char *name;
+    json_t *type;
+    json_object_foreach((json_t *)given, name, type) {
+        json_t *column = find_column(described, name);
+        char names[600], normalized[128];
+        if (column == NULL) {
+            column_names(described, names, sizeof names);
+            return agnes_error_set(err, AGNES_ERR_INVALID,
+                                   "types names a column \"%s\" that the file does not have; its columns are: %s.",
+                                   name, names);
+        }
+        if (!json_is_string(type))
+            return agnes_error_set(err, AGNES_ERR_INVALID, "types: the type of \"%s\" must be a string such as "
+                                                            "\"VARCHAR\" or \"DECIMAL(38,2)\".", name);
+        int rc = normalize_type(conn, name, json_string_value(type), normalized, sizeof normalized, err);
+        if (rc != AGNES_OK)
+            return rc;
+        const char *actual = json_string_value(json_object_get(column, "name"));
+        const char *note = NULL;
+        if (is_huge_integer(normalized)) {
+            snprintf(normalized, sizeof normalized, "DECIMAL(38,0)");
+            note = "Parquet has no 128-bit integer (it would round to DOUBLE); DECIMAL(38,0) keeps every digit";
+        }
+        json_object_set_new(r->types, actual, json_string(normalized));
+        json_object_set_new(column, "given", json_string(normalized));
+        if (note)
+            json_object_set_new(column, "note", json_string(note));
+    }
+    return AGNES_OK;
+}
+
+/* ---- exactness of DOUBLE columns --------------------------------------- */
+
+typedef struct digits_stats {
+    bool all_plain, all_integer, fits_bigint, fits_ubigint;
+    long long integer_digits, scale, significant;
+} digits_stats;
+
+/* One pass over the file: for every column in `doubles`, read as text,
+ * what the widest value needs. */
+static int measure_doubles(duckdb_connection conn, local_reader *r, const char *file, json_t *described,
+                           json_t *doubles, digits_stats *stats, agnes_error *err)
+{
+    json_t *types = json_deep_copy(r->types);
+    size_t i;
+    json_t *name;
+    if (types == NULL)
+        return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+    if (is_json(r->format)) { /* read_json's columns: every column, as described */
+        json_t *column;
+        json_array_foreach(described, i, column) {
+            const char *n = json_string_value(json_object_get(column, "name"));
+            if (json_object_get(types, n) == NULL)
+                json_object_set(types, n, json_object_get(column, "type"));
+        }
+    }
+    json_array_foreach(doubles, i, name)
+        json_object_set_new(types, json_string_value(name), json_string("VARCHAR"));
+    strbuf sql;
+    strbuf_init(&sql);
+    strbuf_append_str(&sql, "SELECT ");
+    json_array_foreach(doubles, i, name) {
+        const char *v = "v";
+        strbuf_appendf(&sql,
+                       "%s bool_and(%s%zu IS NULL OR regexp_full_match(%s%zu, '[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)')),"
+                       " bool_and(%s%zu IS NULL OR regexp_full_match(%s%zu, '[+-]?[0-9]+')),"
+                       " bool_and(%s%zu IS NULL OR TRY_CAST(%s%zu AS BIGINT) IS NOT NULL),"
+                       " bool_and(%s%zu IS NULL OR TRY_CAST(%s%zu AS UBIGINT) IS NOT NULL),"
+                       " max(length(ltrim(regexp_replace(split_part(%s%zu, '.', 1), '^[+-]', ''), '0'))),"
+                       " max(length(split_part(%s%zu, '.', 2))),"
+                       " max(length(ltrim(regexp_replace(split_part(%s%zu, '.', 1), '^[+-]', '')"
+                       " || rtrim(split_part(%s%zu, '.', 2), '0'), '0')))",
+                       i ? "," : "", v, i, v, i, v, i, v, i, v, i, v, i, v, i, v, i, v, i, v, i, v, i, v, i);
+    }
+    strbuf_append_str(&sql, " FROM (SELECT ");
+    json_array_foreach(doubles, i, name) {
+        strbuf_appendf(&sql, "%snullif(%strim(CAST(", i ? ", " : "", r->decimal_separator == ',' ? "replace(" : "");
+        duck_append_identifier(&sql, json_string_value(name));
+        strbuf_appendf(&sql, " AS VARCHAR))%s, '') AS v%zu", r->decimal_separator == ',' ? ", ',', '.')" : "", i);
+    }
+    strbuf_append_str(&sql, " FROM ");
+    append_reader(r, file, types, &sql);
+    strbuf_append_char(&sql, ')');
+    json_decref(types);
+    if (strbuf_failed(&sql)) {
+        strbuf_free(&sql);
+        return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+    }
+    duckdb_result result;
+    int rc = AGNES_OK;
+    if (duckdb_query(conn, sql.data, &result) != DuckDBSuccess) {
+        char message[600];
+        first_line(duckdb_result_error(&result), file, message, sizeof message);
+        rc = agnes_error_set(err, AGNES_ERR_INVALID, "The file could not be read as %s: %s. Fix the file and upload "
+                                                      "it again; nothing was changed.", r->format, message);
+    } else {
+        for (i = 0; i < json_array_size(doubles); i++) {
+            idx_t c = (idx_t)i * 7;
+            stats[i] = (digits_stats){
+                .all_plain = duckdb_value_boolean(&result, c, 0) || duckdb_value_is_null(&result, c, 0),
+                .all_integer = duckdb_value_boolean(&result, c + 1, 0) || duckdb_value_is_null(&result, c + 1, 0),
+                .fits_bigint = duckdb_value_boolean(&result, c + 2, 0) || duckdb_value_is_null(&result, c + 2, 0),
+                .fits_ubigint = duckdb_value_boolean(&result, c + 3, 0) || duckdb_value_is_null(&result, c + 3, 0),
+                .integer_digits = duckdb_value_int64(&result, c + 4, 0),
+                .scale = duckdb_value_int64(&result, c + 5, 0),
+                .significant = duckdb_value_int64(&result, c + 6, 0),
+            };
+        }
+    }
+    duckdb_destroy_result(&result);
+    strbuf_free(&sql);
+    return rc;
+}
+
+/* The exact type for a column inferred DOUBLE, or NULL to keep DOUBLE. */
+static const char *exact_type(const digits_stats *s, char *buf, size_t size, char *note, size_t note_size)
+{
+    if (!s->all_plain || s->significant <= DOUBLE_EXACT_DIGITS)
+        return NULL; /* exponents, inf/nan: a floating column by nature; or DOUBLE is exact */
+    snprintf(note, note_size,
+             "values have up to %lld significant digits; a DOUBLE keeps %d, so it would round them", s->significant,
+             DOUBLE_EXACT_DIGITS);
+    if (s->all_integer && s->fits_bigint)
+        return "BIGINT";
+    if (s->all_integer && s->fits_ubigint)
+        return "UBIGINT";
+    if (s->integer_digits + s->scale <= 38) {
+        snprintf(buf, size, "DECIMAL(38,%lld)", s->all_integer ? 0LL : s->scale);
+        return buf;
+    }
+    snprintf(note, note_size, "values have more digits (%lld) than DECIMAL(38) holds; kept as text so none is lost",
+             s->integer_digits + s->scale);
+    return "VARCHAR";
+}
+
+static int widen_doubles(duckdb_connection conn, local_reader *r, const char *file, json_t *described,
+                         agnes_error *err)
+{
+    json_t *doubles = json_array();
+    size_t i;
+    json_t *column;
+    if (doubles == NULL)
+        return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+    json_array_foreach(described, i, column) {
+        const char *type = json_string_value(json_object_get(column, "type"));
+        if (json_object_get(column, "given") == NULL && (strcmp(type, "DOUBLE") == 0 || strcmp(type, "FLOAT") == 0))
+            json_array_append(doubles, json_object_get(column, "name"));
+    }
+    int rc = AGNES_OK;
+    digits_stats *stats = json_array_size(doubles) ? calloc(json_array_size(doubles), sizeof *stats) : NULL;
+    if (json_array_size(doubles) == 0)
+        goto done;
+    if (stats == NULL) {
+        rc = agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    if ((rc = measure_doubles(conn, r, file, described, doubles, stats, err)) != AGNES_OK)
+        goto done;
+    json_t *name;
+    json_array_foreach(doubles, i, name) {
+        char buf[32], note[200];
+        const char *type = exact_type(&stats[i], buf, sizeof buf, note, sizeof note);
+        if (type == NULL)
+            continue;
+        json_t *entry = find_column(described, json_string_value(name));
+        json_object_set_new(r->types, json_string_value(name), json_string(type));
+        json_object_set_new(entry, "widened", json_string(type));
+        json_object_set_new(entry, "note", json_string(note));
+    }
+done:
+    free(stats);
+    json_decref(doubles);
+    return rc;
+}
+
+/* ---- JSON numbers that a double cannot hold ---------------------------- */
+
+/* Significant digits of a decimal number and its decimal exponent:
+ * "0.00120" -> "12", -3.  False when text is not a plain number. */
+static bool normalize_number(const char *text, char *digits, size_t size, long *exponent)
+{
+    const char *p = text;
+    size_t n = 0;
+    long point = 0, exp = 0;
+    bool seen_point = false, seen_digit = false;
+    if (*p == '-' || *p == '+')
+        p++;
+    for (; *p && *p != 'e' && *p != 'E'; p++) {
+        if (*p == '.') {
+            seen_point = true;
+            continue;
+        }
+        if (*p < '0' || *p > '9')
+            return false;
+        if (n == 0 && *p == '0') { /* leading zeros only move the point */
+            if (seen_point)
+                point--;
+            continue;
+        }
+        seen_digit = true;
+        if (n + 1 >= size)
+            return false;
+        digits[n++] = *p;
+        if (!seen_point)
+            point++;
+    }
+    if (*p == 'e' || *p == 'E')
+        exp = strtol(p + 1, NULL, 10);
+    while (n > 0 && digits[n - 1] == '0')
+        n--;
+    digits[n] = '\0';
+    *exponent = seen_digit ? point + exp : 0;
+    return true;
+}
+
+/* True when a JSON number token keeps every digit as a double: its
+ * shortest round-trip form (what DuckDB prints) has the same digits. */
+static bool double_keeps(const char *token)
+{
+    char want[800], got[64], printed[64];
+    long want_exp, got_exp;
+    if (!normalize_number(token, want, sizeof want, &want_exp))
+        return false;
+    if (strlen(want) <= DOUBLE_EXACT_DIGITS)
+        return true;
+    double value = strtod(token, NULL);
+    if (!isfinite(value))
+        return false;
+    for (int precision = 1; precision <= 17; precision++) {
+        snprintf(printed, sizeof printed, "%.*e", precision - 1, value);
+        if (strtod(printed, NULL) == value)
+            break;
+    }
+    return normalize_number(printed, got, sizeof got, &got_exp) && strcmp(want, got) == 0 && want_exp == got_exp;
+}
+
+/* A streaming look at the number tokens of a JSON text: outside strings,
+ * every '-' or digit starts a number (keywords hold no digits). */
+typedef struct number_scan {
+    bool in_string, escaped, in_number, fractional, overflow;
+    char token[800];
+    size_t token_len;
+    long long line, token_line;
+} number_scan;
+
+/* Feed one byte; false when a number that just ended loses digits. */
+static bool scan_byte(number_scan *s, char c)
+{
+    if (s->in_number) {
+        if ((c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-') {
+            s->fractional = s->fractional || c == '.' || c == 'e' || c == 'E';
+            if (s->token_len + 1 < sizeof s->token)
+                s->token[s->token_len++] = c;
+            else
+                s->overflow = true;
+            return true;
+        }
+        s->in_number = false;
+        s->token[s->token_len] = '\0';
+        if (s->fractional && (s->overflow || !double_keeps(s->token)))
+            return false;
+    }
+    if (s->in_string) {
+        if (s->escaped)
+            s->escaped = false;
+        else if (c == '\\')
+            s->escaped = true;
+        else if (c == '"')
+            s->in_string = false;
+    } else if (c == '"') {
+        s->in_string = true;
+    } else if (c == '-' || (c >= '0' && c <= '9')) {
+        s->in_number = true;
+        s->fractional = s->overflow = false;
+        s->token[0] = c;
+        s->token_len = 1;
+        s->token_line = s->line;
+    }
+    if (c == '\n')
+        s->line++;
+    return true;
+}
+
+/* Refuse a JSON file holding a fractional number that would lose digits
+ * (JSON readers, DuckDB's too, keep such numbers as doubles; integers are
+ * read exactly as text and typed by widen_doubles). */
+static int check_json_numbers(const char *file, const char *format, agnes_error *err)
+{
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return agnes_error_set(err, AGNES_ERR_IO, "cannot open %s: %s", file, strerror(errno));
+    char *buf = malloc(HEAD_BYTES);
+    number_scan *scan = calloc(1, sizeof *scan);
+    bool keeps = true;
+    int rc = AGNES_OK;
+    if (buf == NULL || scan == NULL) {
+        rc = agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    scan->line = 1;
+    for (;;) {
+        ssize_t n = read(fd, buf, HEAD_BYTES);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = agnes_error_set(err, AGNES_ERR_IO, "cannot read %s: %s", file, strerror(errno));
+            goto done;
+        }
+        for (ssize_t i = 0; i < n && keeps; i++)
+            keeps = scan_byte(scan, buf[i]);
+        if (n == 0 && keeps)
+            keeps = scan_byte(scan, ' '); /* the file may end inside a number */
+        if (n == 0 || !keeps)
+            break;
+    }
+    if (!keeps)
+        rc = agnes_error_set(err, AGNES_ERR_INVALID,
+                             "Line %lld of the %s has the number %.60s%s, which JSON readers keep only as a double, "
+                             "losing digits. Nothing was changed. Write such numbers as strings and pass "
+                             "types={\"<column>\": \"DECIMAL(38,<scale>)\"}, or upload the data as CSV, where they "
+                             "become DECIMAL.",
+                             scan->token_line, format, scan->token, scan->overflow || scan->token_len > 60 ? "..." : "");
+done:
+    free(buf);
+    free(scan);
+    close(fd);
+    return rc;
+}
+
+/* ---- the plan ---------------------------------------------------------- */
+
+static int plan_dialect(duckdb_connection conn, const char *file, const local_read_options *o, local_reader *r,
+                        agnes_error *err)
+{
+    char *head = malloc(HEAD_BYTES);
+    bool complete = false;
+    if (head == NULL)
+        return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+    ssize_t len = read_head(file, head, HEAD_BYTES, &complete, err);
+    if (len < 0) {
+        free(head);
+        return err->code;
+    }
+    int quote_for_scan = o->quote == LOCAL_DETECT ? '"' : o->quote;
+    if (o->delimiter != LOCAL_DETECT)
+        r->delimiter = o->delimiter;
+    else if (strcmp(r->format, "tsv") == 0)
+        r->delimiter = '\t';
+    else if ((r->delimiter = detect_delimiter(head, (size_t)len, complete, quote_for_scan)) == 0)
+        r->delimiter = ','; /* one column */
+    int rc = sniff(conn, file, r, o, err);
+    if (rc == AGNES_OK && o->decimal_separator != LOCAL_DETECT) {
+        r->decimal_separator = o->decimal_separator;
+    } else if (rc == AGNES_OK) {
+        decimal_count count = {.quote = r->quote};
+        scan_records(head, (size_t)len, complete, r->delimiter, r->quote, count_decimals, &count, NULL);
+        r->decimal_separator = r->delimiter != ',' && count.comma > 0 && count.dot == 0 ? ',' : '.';
+    }
+    free(head);
+    return rc;
+}
+
+/* A one-column CSV whose header holds another delimiter was split wrong. */
+static int check_one_column(const local_reader *r, json_t *described, agnes_error *err)
+{
+    if (json_array_size(described) != 1 || !r->header)
+        return AGNES_OK;
+    const char *name = json_string_value(json_object_get(json_array_get(described, 0), "name"));
+    static const struct {
+        char c;
+        const char *param;
+    } spelled[] = {{',', "%2C"}, {';', "%3B"}, {'\t', "tab"}, {'|', "%7C"}};
+    for (size_t i = 0; i < sizeof spelled / sizeof spelled[0]; i++)
+        if (spelled[i].c != (char)r->delimiter && strchr(name, spelled[i].c) != NULL)
+            return agnes_error_set(err, AGNES_ERR_INVALID,
+                                   "The file was read as one column named \"%.200s\": its header holds '%s', which "
+                                   "looks like the real delimiter. Pass ?delimiter=%s (or fix the file); nothing was "
+                                   "changed.",
+                                   name, spelled[i].c == '\t' ? "\\t" : (char[2]){spelled[i].c, '\0'}, spelled[i].param);
+    return AGNES_OK;
+}
+
+int local_reader_plan(duckdb_connection conn, const char *format, const char *file,
+                      const local_read_options *options, local_reader *out, agnes_error *err)
+{
+    json_t *described = NULL;
+    int rc = AGNES_OK;
+    memset(out, 0, sizeof *out);
+    snprintf(out->format, sizeof out->format, "%s", format);
+    out->sample_size = options->sample_size;
+    out->all_text = options->all_text;
+    out->given = json_array();
+    out->types = json_object();
+    out->columns = json_array();
+    out->delimiter = ',';
+    out->quote = '"';
+    out->escape = '"';
+    out->header = 1;
+    out->decimal_separator = '.';
+    if (out->given == NULL || out->types == NULL || out->columns == NULL) {
+        rc = agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    static const char *const fields[] = {"delimiter", "quote", "escape", "header", "decimal_separator"};
+    const int values[] = {options->delimiter, options->quote, options->escape, options->header,
+                          options->decimal_separator};
+    for (size_t i = 0; i < 5; i++)
+        if (values[i] != LOCAL_DETECT)
+            json_array_append_new(out->given, json_string(fields[i]));
+    bool dialect_given = json_array_size(out->given) > 0;
+    bool typed = options->types != NULL || options->all_text || options->sample_size != 0;
+    if (!is_csv(format) && dialect_given) {
+        rc = agnes_error_set(err, AGNES_ERR_INVALID,
+                             "delimiter, quote, escape, header and decimal_separator are for csv and tsv files; "
+                             "this one is %s. Leave them out, or pass format=csv.", format);
+        goto done;
+    }
+    if (strcmp(format, "parquet") == 0 && typed) {
+        rc = agnes_error_set(err, AGNES_ERR_INVALID,
+                             "A Parquet file carries its own column types: types, all_text and sample_size are for "
+                             "csv, tsv, json and ndjson. Leave them out.");
+        goto done;
+    }
+    if (is_csv(format) && (rc = plan_dialect(conn, file, options, out, err)) != AGNES_OK)
+        goto done;
+    if (is_json(format) && !options->all_text && (rc = check_json_numbers(file, format, err)) != AGNES_OK)
+        goto done;
+    if ((rc = describe(conn, out, file, NULL, &described, err)) != AGNES_OK)
+        goto done;
+    if (is_csv(format) && (rc = check_one_column(out, described, err)) != AGNES_OK)
+        goto done;
+    if (options->all_text && is_json(format)) { /* read_json has no all_varchar: name every column */
+        size_t i;
+        json_t *column;
+        json_array_foreach(described, i, column)
+            json_object_set_new(out->types, json_string_value(json_object_get(column, "name")), json_string("VARCHAR"));
+    }
+    if (options->types != NULL && !options->all_text &&
+        (rc = apply_given_types(conn, out, options->types, described, err)) != AGNES_OK)
+        goto done;
+    if (!options->all_text && strcmp(format, "parquet") != 0 &&
+        (rc = widen_doubles(conn, out, file, described, err)) != AGNES_OK)
+        goto done;
+    if (is_json(format) && json_object_size(out->types) > 0) { /* read_json's columns name them all */
+        size_t i;
+        json_t *column;
+        json_array_foreach(described, i, column) {
+            const char *name = json_string_value(json_object_get(column, "name"));
+            if (json_object_get(out->types, name) == NULL)
+                json_object_set(out->types, name, json_object_get(column, "type"));
+        }
+    }
+    size_t i;
+    json_t *column;
+    json_array_foreach(described, i, column) {
+        const char *name = json_string_value(json_object_get(column, "name"));
+        const char *type = json_string_value(json_object_get(column, "type"));
+        const char *note = json_string_value(json_object_get(column, "note"));
+        json_t *entry = options->all_text                         ? column_entry(name, "VARCHAR", "text", NULL)
+                        : json_object_get(column, "given") != NULL ? column_entry(name, json_string_value(json_object_get(column, "given")), "given", note)
+                        : json_object_get(column, "widened") != NULL
+                            ? column_entry(name, json_string_value(json_object_get(column, "widened")), "widened", note)
+                        : is_huge_integer(type) ? column_entry(name, "DECIMAL(38,0)", "widened",
+                                                               "Parquet has no 128-bit integer; DECIMAL(38,0) keeps every digit")
+                                                : column_entry(name, type, "detected", NULL);
+        if (entry && is_huge_integer(type) && json_object_get(out->types, name) == NULL && !options->all_text)
+            json_object_set_new(out->types, name, json_string("DECIMAL(38,0)"));
+        if (entry == NULL || json_array_append_new(out->columns, entry) != 0) {
+            rc = agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+    }
+done:
+    json_decref(described);
+    if (rc != AGNES_OK)
+        local_reader_free(out);
+    return rc;
+}
+
+static json_t *char_json(int c)
+{
+    char text[2] = {(char)c, '\0'};
+    return c > 0 ? json_string(text) : json_null();
+}
+
+json_t *local_reader_dialect_json(const local_reader *reader)
+{
+    if (!is_csv(reader->format))
+        return NULL;
+    return json_pack("{s:o, s:o, s:o, s:b, s:o, s:O}", "delimiter", char_json(reader->delimiter), "quote",
+                     char_json(reader->quote), "escape", char_json(reader->escape), "header", reader->header == 1,
+                     "decimal_separator", char_json(reader->decimal_separator), "given", reader->given);
+}
