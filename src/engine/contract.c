@@ -11,6 +11,13 @@
 #include "core/util.h"
 #include "store/duck.h"
 
+/* The extract is attached under this name to an empty in-memory DuckDB,
+ * never opened as the default database: objects of a default database come
+ * first in name resolution, so a view in it named duckdb_views or
+ * duckdb_columns would stand in for DuckDB's own, even for duckdb_views(),
+ * and every check below would read the extract's view instead. */
+#define CHECKED "checked_extract"
+
 static const char meta_ddl_hint[] =
     "create it as in contracts/extract_meta.sql: CREATE TABLE _meta (table_name VARCHAR NOT NULL, description "
     "VARCHAR, rows BIGINT, size_bytes BIGINT, extracted_at TIMESTAMP, query_mode VARCHAR DEFAULT 'local')";
@@ -222,7 +229,7 @@ static int table_columns(duckdb_connection conn, const char *table, char names[]
     /* duckdb_columns(), not information_schema: that view is defined over
      * an unqualified duckdb_views, which a view in the extract can shadow. */
     if (duck_query_params(conn,
-                          "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = current_database()"
+                          "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = '" CHECKED "'"
                           " AND schema_name = 'main' AND table_name = $1 ORDER BY column_index",
                           params, 1, &result, err))
         return err->code;
@@ -275,9 +282,9 @@ static bool table_exists(duckdb_connection conn, const char *name)
     const char *params[] = {name};
     agnes_error ignored;
     if (duck_query_params(conn,
-                          "SELECT (SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database()"
+                          "SELECT (SELECT count(*) FROM duckdb_tables() WHERE database_name = '" CHECKED "'"
                           " AND schema_name = 'main' AND table_name = $1) + (SELECT count(*) FROM duckdb_views()"
-                          " WHERE database_name = current_database() AND schema_name = 'main' AND view_name = $1)",
+                          " WHERE database_name = '" CHECKED "' AND schema_name = 'main' AND view_name = $1)",
                           params, 1, &result, &ignored))
         return false;
     bool exists = duckdb_value_int64(&result, 0, 0) > 0;
@@ -293,8 +300,8 @@ static int check_local_object(duckdb_connection conn, const char *name, contract
                              "create a view or table with that exact name in extract.duckdb, e.g. CREATE VIEW "
                              "\"<name>\" AS SELECT * FROM read_parquet('/abs/path/data/<name>.parquet')",
                              "_meta lists '%s' as local but the extract has no view or table named '%s'", name, name);
-    char sql[128];
-    snprintf(sql, sizeof sql, "SELECT * FROM \"%s\" LIMIT 0", name);
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT * FROM " CHECKED ".\"%s\" LIMIT 0", name);
     duckdb_result result;
     if (duckdb_query(conn, sql, &result) != DuckDBSuccess) {
         int rc = add_violation(report, err, "local_object_unreadable",
@@ -347,7 +354,7 @@ static int check_meta_rows(duckdb_connection conn, contract_report *report, agne
     duckdb_result rows;
     if (duckdb_query(conn,
                      "SELECT table_name, query_mode, (coalesce(rows, 0) < 0 OR coalesce(size_bytes, 0) < 0)::INT,"
-                     " count(*) OVER (PARTITION BY table_name) FROM _meta ORDER BY table_name",
+                     " count(*) OVER (PARTITION BY table_name) FROM " CHECKED "._meta ORDER BY table_name",
                      &rows) != DuckDBSuccess) {
         int rc = add_violation(report, err, "meta_unreadable", meta_ddl_hint, "_meta cannot be read: %s",
                                duckdb_result_error(&rows));
@@ -415,7 +422,8 @@ static int check_remote_attach(duckdb_connection conn, const contract_allowlists
         return add_violation(report, err, "remote_attach_columns", "see contracts/remote_attach.sql",
                              "_remote_attach must have exactly (alias, extension, url, token_env), all VARCHAR");
     duckdb_result rows;
-    if (duckdb_query(conn, "SELECT alias, extension, coalesce(token_env, '') FROM _remote_attach", &rows) != DuckDBSuccess) {
+    if (duckdb_query(conn, "SELECT alias, extension, coalesce(token_env, '') FROM " CHECKED "._remote_attach", &rows) !=
+        DuckDBSuccess) {
         duckdb_destroy_result(&rows);
         return add_violation(report, err, "remote_attach_columns", "see contracts/remote_attach.sql",
                              "_remote_attach cannot be read");
@@ -437,11 +445,15 @@ int contract_check(const char *path, const contract_allowlists *allow, contract_
                              "%s does not exist", path);
     duck_session session;
     agnes_error open_err;
-    if (duck_session_open(&session, path, true, &open_err) != AGNES_OK)
+    if (duck_session_open(&session, NULL, false, &open_err) != AGNES_OK)
+        return agnes_error_set(err, open_err.code, "%s", open_err.message);
+    if (duck_attach_read_only(session.connection, path, CHECKED, &open_err) != AGNES_OK) {
+        duck_session_close(&session);
         return add_violation(report, err, "open",
                              "the file must be a DuckDB 1.4 database; write it as extract.duckdb.tmp and rename it "
                              "when complete, so readers never see a half-written file",
                              "%s", open_err.message);
+    }
     bool usable = false;
     int rc = check_meta_columns(session.connection, report, &usable, err);
     if (rc == AGNES_OK && usable)

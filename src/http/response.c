@@ -19,12 +19,19 @@ const char *http_request_query(const http_request *req, const char *name)
     return MHD_lookup_connection_value(req->connection, MHD_GET_ARGUMENT_KIND, name);
 }
 
+/* A path segment that is not UTF-8 (/api/users/%FF) names nothing that can
+ * exist - every stored id is UTF-8, and DuckDB will not even bind such
+ * text - so it reads as U+FFFD: lookups find nothing (404) and the
+ * sentence that quotes it is valid JSON. */
+static const char not_text[] = "\xEF\xBF\xBD";
+
 const char *http_request_param(const http_request *req, const char *name)
 {
     size_t len = strlen(name);
     for (int i = 0; i < req->param_count; i++)
         if (req->params[i].name_len == len && strncmp(req->params[i].name, name, len) == 0)
-            return req->params[i].value;
+            return utf8_is_valid(req->params[i].value, strlen(req->params[i].value)) ? req->params[i].value
+                                                                                        : not_text;
     return NULL;
 }
 

@@ -298,6 +298,8 @@ static void respond_imported(http_response *resp, const char *table, const local
                              result->columns, "inference", result->inference, "replaced", result->replaced);
     if (body && result->dialect)
         json_object_set(json_object_get(body, "table"), "dialect", result->dialect);
+    if (body && result->renamed) /* tables uploaded before names were checked */
+        json_object_set(body, "renamed_tables", result->renamed);
     if (body && warning)
         json_object_set_new(body, "warning", json_string(warning));
     http_respond_json(resp, result->replaced ? 200 : 201, body);
@@ -364,7 +366,7 @@ void upload_handle_table(http_context *ctx, const http_request *req, http_respon
      * undo that (the catalog watch retries); it is said, not hidden. */
     bool rebuilt = rc == AGNES_OK && catalog_rebuild(ctx, false, &report, &rebuild_err) == AGNES_OK;
     if (rebuilt)
-        local_files_collect(&ctx->runtime->paths); /* versions no view reads any more */
+        local_files_collect(&ctx->runtime->paths, result.published); /* versions no view reads any more */
     pthread_mutex_unlock(&ctx->upload_lock);
     json_decref(report);
     if (rc == AGNES_ERR_INVALID) {

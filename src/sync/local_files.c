@@ -257,30 +257,56 @@ static bool view_parquet_path(const char *sql, char *out, size_t out_size)
     return *p == '\'' && n > 0 && out[0] == '/';
 }
 
+/* Tables uploaded before names were checked may carry a name the engine
+ * or the contract uses (duckdb_views, _meta): the catalog skips them, and
+ * nothing could rename them.  The next extract names such a table
+ * <name>_data (meta_data for _meta) - the name the refusal suggests - and
+ * the row says what it was called ("renamed_from"). */
+static void rename_reserved(json_t *tables)
+{
+    size_t i, j;
+    json_t *table, *other;
+    json_array_foreach(tables, i, table) {
+        const char *name = json_string_value(json_object_get(table, "table"));
+        char why[300], renamed[128];
+        if (contract_table_name_ok(name, why, sizeof why) || !contract_is_identifier(name))
+            continue;
+        snprintf(renamed, sizeof renamed, "%.58s_data", name[0] == '_' ? name + 1 : name);
+        bool free_name = contract_table_name_ok(renamed, why, sizeof why);
+        json_array_foreach(tables, j, other)
+            free_name = free_name && strcmp(json_string_value(json_object_get(other, "table")), renamed) != 0;
+        if (!free_name)
+            continue;
+        log_warn("msg=\"a local table with a reserved name is renamed\" table=%s renamed=%s", name, renamed);
+        json_object_set_new(table, "renamed_from", json_string(name));
+        json_object_set_new(table, "table", json_string(renamed));
+    }
+}
+
 /* The tables the extract at path publishes: [{table, path, description,
- * extracted_at}] (new reference), empty when there is no extract.
+ * extracted_at, rows}] (new reference), empty when there is no extract.
+ * The extract is attached read-only to conn as "published" and detached.
  * AGNES_ERR_IO when it exists but cannot be read: then nobody knows what
  * is published, and nothing may be written or removed. */
-static int read_published(const char *extract, json_t **tables, agnes_error *err)
+static int read_published(duckdb_connection conn, const char *extract, json_t **tables, agnes_error *err)
 {
-    duck_session session = {0};
     json_t *rows = NULL;
+    agnes_error ignored;
     *tables = json_array();
     if (*tables == NULL)
         return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
     if (!util_file_exists(extract))
         return AGNES_OK;
-    int rc = duck_session_open(&session, NULL, false, err);
-    if (rc == AGNES_OK)
-        rc = duck_attach_read_only(session.connection, extract, "published", err);
-    if (rc == AGNES_OK)
-        rc = duck_query_json(session.connection,
+    int rc = duck_attach_read_only(conn, extract, "published", err);
+    if (rc == AGNES_OK) {
+        rc = duck_query_json(conn,
                              "SELECT m.table_name AS \"table\", m.description, CAST(m.extracted_at AS VARCHAR) AS"
-                             " extracted_at, v.sql FROM published._meta m LEFT JOIN duckdb_views() v"
+                             " extracted_at, m.rows, v.sql FROM published._meta m LEFT JOIN duckdb_views() v"
                              " ON v.database_name = 'published' AND v.schema_name = 'main' AND v.view_name = m.table_name"
                              " ORDER BY m.table_name",
                              NULL, 0, &rows, err);
-    duck_session_close(&session);
+        duck_exec(conn, "DETACH published", &ignored);
+    }
     if (rc != AGNES_OK) {
         json_decref(*tables);
         *tables = NULL;
@@ -303,7 +329,20 @@ static int read_published(const char *extract, json_t **tables, agnes_error *err
         json_array_append(*tables, row);
     }
     json_decref(rows);
+    rename_reserved(*tables);
     return AGNES_OK;
+}
+
+/* read_published on a DuckDB of its own. */
+static int read_published_alone(const char *extract, json_t **tables, agnes_error *err)
+{
+    duck_session session;
+    *tables = NULL;
+    if (duck_session_open(&session, NULL, false, err) != AGNES_OK)
+        return err->code;
+    int rc = read_published(session.connection, extract, tables, err);
+    duck_session_close(&session);
+    return rc;
 }
 
 /* One _meta row and one view for a table of the local source. */
@@ -326,42 +365,57 @@ static int describe_table(duckdb_connection conn, const json_t *table, agnes_err
     int rc = strbuf_failed(&sql) ? agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory") : duck_exec(conn, sql.data, err);
     if (rc == AGNES_OK) {
         strbuf_reset(&sql);
-        strbuf_append_str(&sql, "INSERT INTO _meta SELECT $1, $2, (SELECT count(*) FROM ");
+        /* Row counts travel with the table; a file nobody counted yet
+         * (an extract of an older version) is counted from its footer. */
+        char rows[32] = "";
+        if (json_is_integer(json_object_get(table, "rows")))
+            snprintf(rows, sizeof rows, "%lld", (long long)json_integer_value(json_object_get(table, "rows")));
+        strbuf_append_str(&sql, "INSERT INTO _meta SELECT $1, $2, coalesce(CAST($5 AS BIGINT), (SELECT count(*) FROM ");
         duck_append_identifier(&sql, name);
-        strbuf_append_str(&sql, "), $3::BIGINT, coalesce(CAST($4 AS TIMESTAMP), current_timestamp::TIMESTAMP), 'local'");
-        const char *params[] = {name, description, size, extracted_at};
+        strbuf_append_str(&sql, ")), $3::BIGINT, coalesce(CAST($4 AS TIMESTAMP), current_timestamp::TIMESTAMP), 'local'");
+        const char *params[] = {name, description, size, extracted_at, rows[0] ? rows : NULL};
         rc = strbuf_failed(&sql) ? agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory")
-                                 : duck_exec_params(conn, sql.data, params, 4, err);
+                                 : duck_exec_params(conn, sql.data, params, 5, err);
     }
     strbuf_free(&sql);
     return rc;
 }
 
-/* Write extract.duckdb.tmp describing `tables`, then rename it over the
- * extract: the commit of an upload. */
-static int write_extract(const char *source_dir, json_t *tables, agnes_error *err)
+/* Write extract.duckdb.tmp describing `tables` (attached to conn as
+ * "next"), then rename it over the extract: the commit of an upload. */
+static int write_extract(duckdb_connection conn, const char *source_dir, json_t *tables, agnes_error *err)
 {
     char extract[AGNES_PATH_MAX], tmp[AGNES_PATH_MAX + 8], wal[AGNES_PATH_MAX + 16];
-    duck_session session = {0};
-    int rc;
+    agnes_error ignored;
+    strbuf sql;
+    strbuf_init(&sql);
     if (util_format(extract, sizeof extract, err, "%s/extract.duckdb", source_dir) ||
         util_format(tmp, sizeof tmp, err, "%s.tmp", extract) || util_format(wal, sizeof wal, err, "%s.wal", tmp))
         return err->code;
     unlink(tmp);
     unlink(wal);
-    if ((rc = duck_session_open(&session, tmp, false, err)) != AGNES_OK)
-        goto done;
-    if ((rc = duck_exec(session.connection, CONTRACT_META_DDL, err)) != AGNES_OK)
-        goto done;
+    strbuf_append_str(&sql, "ATTACH ");
+    duck_append_literal(&sql, tmp);
+    strbuf_append_str(&sql, " AS next; USE next");
+    int rc = strbuf_failed(&sql) ? agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory") : duck_exec(conn, sql.data, err);
+    bool attached = rc == AGNES_OK;
+    if (rc == AGNES_OK)
+        rc = duck_exec(conn, CONTRACT_META_DDL, err);
     size_t i;
     json_t *table;
     json_array_foreach(tables, i, table) {
-        if ((rc = describe_table(session.connection, table, err)) != AGNES_OK)
-            goto done;
+        if (rc != AGNES_OK)
+            break;
+        rc = describe_table(conn, table, err);
     }
-    rc = duck_exec(session.connection, "CHECKPOINT", err);
-done:
-    duck_session_close(&session);
+    if (rc == AGNES_OK)
+        rc = duck_exec(conn, "CHECKPOINT next", err);
+    if (attached) {
+        duck_exec(conn, "USE memory", &ignored);
+        if (duck_exec(conn, "DETACH next", rc == AGNES_OK ? err : &ignored) != AGNES_OK && rc == AGNES_OK)
+            rc = err->code;
+    }
+    strbuf_free(&sql);
     if (rc == AGNES_OK && rename(tmp, extract) != 0)
         rc = agnes_error_set(err, AGNES_ERR_IO, "cannot rename %s to %s: %s", tmp, extract, strerror(errno));
     if (rc == AGNES_OK)
@@ -415,8 +469,8 @@ static int spill_to(duckdb_connection conn, const agnes_paths *paths, agnes_erro
 
 /* The table list of the new extract: the published ones with `table`
  * replaced by (or joined with) the new version. */
-static int next_tables(json_t *published, const local_import *in, const char *parquet, bool *replaced,
-                       agnes_error *err)
+static int next_tables(json_t *published, const local_import *in, const char *parquet, long long rows,
+                       bool *replaced, agnes_error *err)
 {
     json_t *previous = NULL;
     size_t i;
@@ -430,7 +484,7 @@ static int next_tables(json_t *published, const local_import *in, const char *pa
             break;
         }
     }
-    json_t *entry = json_pack("{s:s, s:s}", "table", in->table, "path", parquet);
+    json_t *entry = json_pack("{s:s, s:s, s:I}", "table", in->table, "path", parquet, "rows", (json_int_t)rows);
     const json_t *description = in->description ? NULL : json_object_get(previous, "description");
     if (entry != NULL && (in->description || description))
         json_object_set_new(entry, "description",
@@ -450,7 +504,9 @@ void local_import_result_free(local_import_result *result)
     json_decref(result->columns);
     json_decref(result->dialect);
     json_decref(result->inference);
-    result->columns = result->dialect = result->inference = NULL;
+    json_decref(result->published);
+    json_decref(result->renamed);
+    result->columns = result->dialect = result->inference = result->published = result->renamed = NULL;
 }
 
 int local_files_import(const agnes_paths *paths, const local_import *in, local_import_result *out, agnes_error *err)
@@ -479,18 +535,20 @@ int local_files_import(const agnes_paths *paths, const local_import *in, local_i
                     (unsigned long long)now.tv_sec * 1000000000ULL + (unsigned long long)now.tv_nsec) ||
         util_format(tmp, sizeof tmp, err, "%s.tmp", final) || util_mkdir_p(data_dir, 0755, err))
         return err->code;
-    if ((rc = read_published(extract, &published, err)) != AGNES_OK)
-        return rc;
     if ((rc = duck_session_open(&session, NULL, false, err)) != AGNES_OK)
         goto done;
-    rc = spill_to(session.connection, paths, err);
+    /* One DuckDB for the whole upload: what is published, the conversion,
+     * and the next extract (attached), since opening one costs more than a
+     * small file's conversion. */
+    rc = read_published(session.connection, extract, &published, err);
+    if (rc == AGNES_OK)
+        rc = spill_to(session.connection, paths, err);
     if (rc == AGNES_OK)
         rc = local_reader_plan(session.connection, out->format, in->file, &in->options, &reader, err);
     if (rc == AGNES_OK)
         rc = convert(session.connection, &reader, in->file, tmp, &out->rows, err);
     if (rc == AGNES_OK)
         rc = describe(session.connection, tmp, &reader, &out->columns, err);
-    duck_session_close(&session);
     if (rc == AGNES_OK)
         rc = fsync_file(tmp, err);
     if (rc == AGNES_OK && rename(tmp, final) != 0)
@@ -499,9 +557,9 @@ int local_files_import(const agnes_paths *paths, const local_import *in, local_i
     if (rc == AGNES_OK)
         rc = util_fsync_parent_dir(final, err);
     if (rc == AGNES_OK)
-        rc = next_tables(published, in, final, &out->replaced, err);
+        rc = next_tables(published, in, final, out->rows, &out->replaced, err);
     if (rc == AGNES_OK)
-        rc = write_extract(source_dir, published, err); /* the commit */
+        rc = write_extract(session.connection, source_dir, published, err); /* the commit */
 done:
     if (rc != AGNES_OK) {
         unlink(tmp);
@@ -512,14 +570,28 @@ done:
         struct stat st;
         out->size_bytes = stat(final, &st) == 0 ? (long long)st.st_size : 0;
         out->dialect = local_reader_dialect_json(&reader);
+        size_t i;
+        json_t *table;
+        json_array_foreach(published, i, table) {
+            if (json_object_get(table, "renamed_from") == NULL)
+                continue;
+            if (out->renamed == NULL)
+                out->renamed = json_array();
+            json_array_append_new(out->renamed, json_pack("{s:O, s:O}", "from", json_object_get(table, "renamed_from"),
+                                                          "to", json_object_get(table, "table")));
+        }
         out->inference = reader.sample_size == -1
                              ? json_pack("{s:s, s:b}", "sample_size", "all", "all_text", reader.all_text)
                              : json_pack("{s:I, s:b}", "sample_size",
                                          (json_int_t)(reader.sample_size ? reader.sample_size : 20480), "all_text",
                                          reader.all_text);
     }
+    duck_session_close(&session);
     local_reader_free(&reader);
-    json_decref(published);
+    if (rc == AGNES_OK)
+        out->published = published;
+    else
+        json_decref(published);
     return rc;
 }
 
@@ -554,25 +626,25 @@ static void remove_unnamed(const char *data_dir, const json_t *keep)
     closedir(d);
 }
 
-void local_files_collect(const agnes_paths *paths)
+void local_files_collect(const agnes_paths *paths, const json_t *published)
 {
     char extracts[AGNES_PATH_MAX], data_dir[AGNES_PATH_MAX + 32], extract[AGNES_PATH_MAX + 32];
-    json_t *published = NULL;
+    json_t *read = NULL;
     agnes_error err;
     if (paths_data_file(paths, DATA_EXTRACTS_DIR, extracts, sizeof extracts, &err) != AGNES_OK)
         return;
     snprintf(data_dir, sizeof data_dir, "%s/%s/data", extracts, LOCAL_SOURCE_NAME);
     snprintf(extract, sizeof extract, "%s/%s/extract.duckdb", extracts, LOCAL_SOURCE_NAME);
-    if (!util_file_exists(extract)) { /* nothing is published: only temp files are surely garbage */
+    if (published == NULL && !util_file_exists(extract)) { /* nothing is published: only temp files are surely garbage */
         sweep_dir(data_dir, "", ".parquet.tmp");
         return;
     }
-    if (read_published(extract, &published, &err) != AGNES_OK) {
+    if (published == NULL && read_published_alone(extract, &read, &err) != AGNES_OK) {
         log_warn("msg=\"local files not collected\" detail=\"%s\"", err.message);
         return;
     }
-    remove_unnamed(data_dir, published);
-    json_decref(published);
+    remove_unnamed(data_dir, published ? published : read);
+    json_decref(read);
 }
 
 /* Unlink every entry of dir whose name starts with prefix and ends with suffix. */
@@ -608,5 +680,5 @@ void local_files_sweep(const agnes_paths *paths)
         return;
     snprintf(dir, sizeof dir, "%s/%s", extracts, LOCAL_SOURCE_NAME);
     sweep_dir(dir, "extract.duckdb", ".tmp");
-    local_files_collect(paths);
+    local_files_collect(paths, NULL);
 }

@@ -47,6 +47,8 @@ typedef struct local_import_result {
     json_t *columns;      /* [{name, type, chosen, note?}] (new reference; caller decrefs) */
     json_t *dialect;      /* csv/tsv: how the file was read (new reference or NULL) */
     json_t *inference;    /* {sample_size, all_text} (new reference) */
+    json_t *published;    /* the tables the committed extract names, for local_files_collect */
+    json_t *renamed;      /* [{from, to}]: older tables whose reserved name was replaced, or NULL */
 } local_import_result;
 
 /* Convert and publish one upload.  AGNES_ERR_INVALID (answer 400) with a
@@ -59,11 +61,12 @@ int local_files_import(const agnes_paths *paths, const local_import *in, local_i
 void local_import_result_free(local_import_result *result);
 
 /* Remove the data files the current extract does not name: replaced
- * versions, and what a failed or killed upload left.  Does nothing when
- * the extract cannot be read (it is the only list of what is published).
- * Call after the catalog has been rebuilt from the current extract, under
- * the same serialisation as local_files_import. */
-void local_files_collect(const agnes_paths *paths);
+ * versions, and what a failed or killed upload left.  `published` is that
+ * list (an import result's), or NULL to read it from the extract; nothing
+ * is removed when the extract cannot be read (it is the only list of what
+ * is published).  Call after the catalog has been rebuilt from the current
+ * extract, under the same serialisation as local_files_import. */
+void local_files_collect(const agnes_paths *paths, const json_t *published);
 
 /* Remove what a killed upload left behind: spooled bodies in
  * DATA_DIR/uploads, half-written .tmp files and unpublished versions of the
