@@ -170,40 +170,67 @@ static int check_rejects(duckdb_connection conn, const char *format, const char 
     return rc;
 }
 
-/* Convert the upload into tmp_parquet by the plan; *rows is what was written. */
-static int convert(duckdb_connection conn, const local_reader *reader, const char *file, const char *tmp_parquet,
-                   long long *rows, agnes_error *err)
+/* One COPY of the upload into tmp_parquet; *failure gets DuckDB's message
+ * (the caller owns it) when it fails. */
+static bool copy_once(duckdb_connection conn, const local_reader *reader, const char *file, const char *tmp_parquet,
+                      long long *rows, char **failure)
 {
     strbuf sql;
     strbuf_init(&sql);
-    strbuf_append_str(&sql, "COPY (SELECT * FROM ");
-    local_reader_append_sql(reader, file, &sql);
+    strbuf_append_str(&sql, "COPY (");
+    local_reader_append_select(reader, file, &sql);
     strbuf_append_str(&sql, ") TO ");
     duck_append_literal(&sql, tmp_parquet);
     strbuf_append_str(&sql, " (FORMAT parquet)");
     duckdb_result result;
+    bool ok = !strbuf_failed(&sql) && duckdb_query(conn, sql.data, &result) == DuckDBSuccess;
+    *failure = NULL;
+    if (ok)
+        *rows = duckdb_value_int64(&result, 0, 0);
+    else
+        *failure = util_strdup(strbuf_failed(&sql) ? "out of memory" : duckdb_result_error(&result));
+    if (!strbuf_failed(&sql))
+        duckdb_destroy_result(&result);
+    strbuf_free(&sql);
+    return ok;
+}
+
+/* Convert the upload into tmp_parquet by the plan; *rows is what was
+ * written.  A guarded conversion that fails (a value too long for a
+ * DOUBLE, or a bad value DuckDB's CSV reader would name by line) is
+ * measured and run again with final types. */
+static int convert(duckdb_connection conn, local_reader *reader, const char *file, const char *tmp_parquet,
+                   long long *rows, agnes_error *err)
+{
+    char *failure = NULL;
+    agnes_error ignored;
     int rc = AGNES_OK;
-    if (strbuf_failed(&sql)) {
-        strbuf_free(&sql);
-        return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+    bool ok = copy_once(conn, reader, file, tmp_parquet, rows, &failure);
+    if (!ok && local_reader_guarded(reader)) {
+        unlink(tmp_parquet);
+        free(failure);
+        failure = NULL;
+        /* The first attempt's rejected lines would be counted twice. */
+        duck_exec(conn, "DROP TABLE IF EXISTS reject_errors; DROP TABLE IF EXISTS reject_scans", &ignored);
+        if ((rc = local_reader_widen(conn, reader, file, err)) != AGNES_OK)
+            return rc;
+        ok = copy_once(conn, reader, file, tmp_parquet, rows, &failure);
     }
-    if (duckdb_query(conn, sql.data, &result) != DuckDBSuccess) {
+    if (!ok) {
         char message[512];
-        first_line(duckdb_result_error(&result), file, message, sizeof message);
+        first_line(failure, file, message, sizeof message);
         rc = agnes_error_set(err, AGNES_ERR_INVALID,
                              "The file could not be read as %s: %s. Check the file, or pass the right format "
                              "(csv, tsv, parquet, json, ndjson).%s",
                              reader->format, message, conversion_hint(message));
     } else {
-        *rows = duckdb_value_int64(&result, 0, 0);
         rc = check_rejects(conn, reader->format, file, err);
         if (rc == AGNES_OK && *rows == 0)
             rc = agnes_error_set(err, AGNES_ERR_INVALID,
                                  "The file has no data rows. Upload a file with a header row and at least one row "
                                  "of data.");
     }
-    duckdb_destroy_result(&result);
-    strbuf_free(&sql);
+    free(failure);
     return rc;
 }
 

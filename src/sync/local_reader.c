@@ -20,6 +20,8 @@
 /* DuckDB's read_csv/read_json default sample (rows); reported when not set. */
 #define DUCKDB_DEFAULT_SAMPLE 20480
 #define TYPE_NAME_MAX 64
+/* The message of the guard in local_reader_append_select. */
+#define LOCAL_READER_WIDEN "agnes: a value has more digits than a DOUBLE keeps"
 
 static const char candidates[] = {',', ';', '\t', '|'};
 
@@ -38,7 +40,9 @@ void local_reader_free(local_reader *reader)
     json_decref(reader->given);
     json_decref(reader->types);
     json_decref(reader->columns);
-    reader->given = reader->types = reader->columns = NULL;
+    json_decref(reader->guarded);
+    json_decref(reader->described);
+    reader->given = reader->types = reader->columns = reader->guarded = reader->described = NULL;
 }
 
 static bool is_csv(const char *format)
@@ -289,9 +293,38 @@ static void append_reader(const local_reader *r, const char *file, const json_t 
     strbuf_append_char(sql, ')');
 }
 
-void local_reader_append_sql(const local_reader *reader, const char *file, strbuf *sql)
+bool local_reader_guarded(const local_reader *reader)
 {
-    append_reader(reader, file, reader->types, sql);
+    return json_array_size(reader->guarded) > 0;
+}
+
+void local_reader_append_select(const local_reader *reader, const char *file, strbuf *sql)
+{
+    if (!local_reader_guarded(reader)) {
+        strbuf_append_str(sql, "SELECT * FROM ");
+        append_reader(reader, file, reader->types, sql);
+        return;
+    }
+    json_t *types = json_deep_copy(reader->types);
+    size_t i;
+    json_t *name;
+    json_array_foreach(reader->guarded, i, name)
+        json_object_set_new(types, json_string_value(name), json_string("VARCHAR"));
+    strbuf_append_str(sql, "SELECT * REPLACE (");
+    json_array_foreach(reader->guarded, i, name) {
+        /* length, not digits: cheap on every row, and a false alarm (long
+         * but exact) only costs the measuring pass of local_reader_widen. */
+        strbuf_append_str(sql, i ? ", CAST(CASE WHEN length(" : "CAST(CASE WHEN length(");
+        duck_append_identifier(sql, json_string_value(name));
+        strbuf_appendf(sql, ") > %d THEN error('" LOCAL_READER_WIDEN "') ELSE %s", DOUBLE_EXACT_DIGITS,
+                       reader->decimal_separator == ',' ? "replace(" : "");
+        duck_append_identifier(sql, json_string_value(name));
+        strbuf_append_str(sql, reader->decimal_separator == ',' ? ", ',', '.') END AS DOUBLE) AS " : " END AS DOUBLE) AS ");
+        duck_append_identifier(sql, json_string_value(name));
+    }
+    strbuf_append_str(sql, ") FROM ");
+    append_reader(reader, file, types, sql);
+    json_decref(types);
 }
 
 /* DuckDB's message up to its first line break, with the server's spool
@@ -555,44 +588,56 @@ static const char *exact_type(const digits_stats *s, char *buf, size_t size, cha
     return "VARCHAR";
 }
 
-static int widen_doubles(duckdb_connection conn, local_reader *r, const char *file, json_t *described,
-                         agnes_error *err)
+int local_reader_widen(duckdb_connection conn, local_reader *r, const char *file, agnes_error *err)
 {
-    json_t *doubles = json_array();
+    json_t *doubles = r->guarded;
     size_t i;
-    json_t *column;
-    if (doubles == NULL)
-        return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
-    json_array_foreach(described, i, column) {
-        const char *type = json_string_value(json_object_get(column, "type"));
-        if (json_object_get(column, "given") == NULL && (strcmp(type, "DOUBLE") == 0 || strcmp(type, "FLOAT") == 0))
-            json_array_append(doubles, json_object_get(column, "name"));
-    }
     int rc = AGNES_OK;
-    digits_stats *stats = json_array_size(doubles) ? calloc(json_array_size(doubles), sizeof *stats) : NULL;
     if (json_array_size(doubles) == 0)
-        goto done;
-    if (stats == NULL) {
-        rc = agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
-        goto done;
-    }
-    if ((rc = measure_doubles(conn, r, file, described, doubles, stats, err)) != AGNES_OK)
+        return AGNES_OK;
+    digits_stats *stats = calloc(json_array_size(doubles), sizeof *stats);
+    if (stats == NULL)
+        return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+    if ((rc = measure_doubles(conn, r, file, r->described, doubles, stats, err)) != AGNES_OK)
         goto done;
     json_t *name;
     json_array_foreach(doubles, i, name) {
         char buf[32], note[200];
         const char *type = exact_type(&stats[i], buf, sizeof buf, note, sizeof note);
-        if (type == NULL)
+        if (type == NULL) {
+            if (is_json(r->format)) /* read_json's columns name every column */
+                json_object_set_new(r->types, json_string_value(name), json_string("DOUBLE"));
             continue;
-        json_t *entry = find_column(described, json_string_value(name));
+        }
         json_object_set_new(r->types, json_string_value(name), json_string(type));
-        json_object_set_new(entry, "widened", json_string(type));
-        json_object_set_new(entry, "note", json_string(note));
+        size_t j;
+        json_t *entry;
+        json_array_foreach(r->columns, j, entry) {
+            if (strcmp(json_string_value(json_object_get(entry, "name")), json_string_value(name)) != 0)
+                continue;
+            json_object_set_new(entry, "type", json_string(type));
+            json_object_set_new(entry, "chosen", json_string("widened"));
+            json_object_set_new(entry, "note", json_string(note));
+        }
     }
+    json_array_clear(r->guarded);
 done:
     free(stats);
-    json_decref(doubles);
     return rc;
+}
+
+/* DOUBLE columns the caller did not type: exact unless proven otherwise. */
+static int guard_doubles(local_reader *r, json_t *described, agnes_error *err)
+{
+    size_t i;
+    json_t *column;
+    json_array_foreach(described, i, column) {
+        const char *type = json_string_value(json_object_get(column, "type"));
+        if (json_object_get(column, "given") == NULL && (strcmp(type, "DOUBLE") == 0 || strcmp(type, "FLOAT") == 0) &&
+            json_array_append(r->guarded, json_object_get(column, "name")) != 0)
+            return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+    }
+    return AGNES_OK;
 }
 
 /* ---- JSON numbers that a double cannot hold ---------------------------- */
@@ -814,12 +859,13 @@ int local_reader_plan(duckdb_connection conn, const char *format, const char *fi
     out->given = json_array();
     out->types = json_object();
     out->columns = json_array();
+    out->guarded = json_array();
     out->delimiter = ',';
     out->quote = '"';
     out->escape = '"';
     out->header = 1;
     out->decimal_separator = '.';
-    if (out->given == NULL || out->types == NULL || out->columns == NULL) {
+    if (out->given == NULL || out->types == NULL || out->columns == NULL || out->guarded == NULL) {
         rc = agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
         goto done;
     }
@@ -860,10 +906,10 @@ int local_reader_plan(duckdb_connection conn, const char *format, const char *fi
     if (options->types != NULL && !options->all_text &&
         (rc = apply_given_types(conn, out, options->types, described, err)) != AGNES_OK)
         goto done;
-    if (!options->all_text && strcmp(format, "parquet") != 0 &&
-        (rc = widen_doubles(conn, out, file, described, err)) != AGNES_OK)
+    if (!options->all_text && strcmp(format, "parquet") != 0 && (rc = guard_doubles(out, described, err)) != AGNES_OK)
         goto done;
-    if (is_json(format) && json_object_size(out->types) > 0) { /* read_json's columns name them all */
+    if (is_json(format) && (json_object_size(out->types) > 0 || json_array_size(out->guarded) > 0)) {
+        /* read_json's columns name them all */
         size_t i;
         json_t *column;
         json_array_foreach(described, i, column) {
@@ -893,7 +939,7 @@ int local_reader_plan(duckdb_connection conn, const char *format, const char *fi
         }
     }
 done:
-    json_decref(described);
+    out->described = described;
     if (rc != AGNES_OK)
         local_reader_free(out);
     return rc;

@@ -14,10 +14,11 @@
  *      comma is recognised when numbers are written 1,5 and never 1.5.
  *   2. types: DESCRIBE of the reader (sample_size rows, DuckDB's default
  *      20480, or -1 for the whole file), the caller's types on top.
- *   3. exactness: every column inferred DOUBLE is read again as text over
- *      the whole file; if a value has more significant digits than a
- *      DOUBLE keeps (15), the column becomes BIGINT / UBIGINT /
- *      DECIMAL(38,s) as fits, else VARCHAR.  Parquet has no 128-bit
+ *   3. exactness: every column inferred DOUBLE is read as text and cast in
+ *      the conversion, guarded: a value longer than 15 characters stops it.
+ *      Only then is the column measured over the whole file; if a value
+ *      has more significant digits than a DOUBLE keeps (15), the column
+ *      becomes BIGINT / UBIGINT / DECIMAL(38,s) as fits, else VARCHAR.  Parquet has no 128-bit
  *      integers (DuckDB writes HUGEINT as DOUBLE), so HUGEINT and
  *      UHUGEINT become DECIMAL(38,0).  JSON readers keep fractional
  *      numbers as doubles whatever the column type, so a JSON number that
@@ -61,6 +62,8 @@ typedef struct local_reader {
     json_t *given;   /* dialect fields the caller set, ["delimiter", ...] */
     json_t *types;   /* {column: type} passed to the reader: given + widened */
     json_t *columns; /* [{name, type, chosen: detected|given|widened|text, note?}] */
+    json_t *guarded; /* DOUBLE columns not yet proven exact: read as text, checked as converted */
+    json_t *described; /* the reader's columns as DuckDB inferred them */
 } local_reader;
 
 /* Fill options with "detect everything". */
@@ -73,8 +76,22 @@ void local_read_options_init(local_read_options *options);
 int local_reader_plan(duckdb_connection conn, const char *format, const char *file,
                       const local_read_options *options, local_reader *out, agnes_error *err);
 
-/* Append the DuckDB table function that reads file by the plan. */
-void local_reader_append_sql(const local_reader *reader, const char *file, strbuf *sql);
+/* Append "SELECT ... FROM <reader>" reading file by the plan.  While
+ * columns are guarded (see local_reader_widen), they are read as text and
+ * cast to DOUBLE in the SELECT, and a value too long for a DOUBLE to hold
+ * exactly fails the statement: the exactness check costs no extra pass
+ * over the file in the common case. */
+void local_reader_append_select(const local_reader *reader, const char *file, strbuf *sql);
+
+/* The SELECT of local_reader_append_select failed while columns were
+ * guarded: measure the guarded columns over the whole file, widen those a
+ * DOUBLE would round (BIGINT, UBIGINT, DECIMAL(38,s), VARCHAR) and drop
+ * the guards, so the next SELECT reads with final types (and reports bad
+ * lines with their numbers).  Errors as local_reader_plan. */
+int local_reader_widen(duckdb_connection conn, local_reader *reader, const char *file, agnes_error *err);
+
+/* True while some column is guarded. */
+bool local_reader_guarded(const local_reader *reader);
 
 /* {delimiter, quote, escape, header, decimal_separator, given} for csv and
  * tsv, NULL for the other formats (new reference). */

@@ -347,6 +347,13 @@ def test_type_controls_types_all_text_and_sample_size(admin):
                          all_text="true")
     assert rows(server, token, "SELECT a, b FROM nested") == [["1", '{"c":2}']]
     assert as_json.json()["table"]["columns"][1]["chosen"] == "text"
+    # A DOUBLE column is checked as it is converted: a long value after the sample widens it, a text
+    # value there is still refused by line.
+    r = upload_raw(server, token, b"v\n" + b"1.5\n" * 25000 + b"12345678901234567890\n", name="late_digits")
+    assert r.status_code == 201 and r.json()["table"]["columns"][0]["type"] == "DECIMAL(38,1)", r.text
+    assert rows(server, token, "SELECT CAST(max(v) AS VARCHAR) FROM late_digits") == [["12345678901234567890.0"]]
+    r = upload_raw(server, token, b"v\n" + b"1.5\n" * 25000 + b"abc\n", name="late_text")
+    assert r.status_code == 400 and "Line 25002" in r.json()["detail"] and "DOUBLE" in r.json()["detail"], r.text
     huge = upload_raw(server, token, b"h\n170141183460469231731687303715884105\n", name="huge", types="h:HUGEINT")
     assert huge.json()["table"]["columns"][0]["type"] == "DECIMAL(38,0)"  # Parquet would round HUGEINT to DOUBLE
     assert rows(server, token, "SELECT CAST(h AS VARCHAR) FROM huge") == [["170141183460469231731687303715884105"]]
