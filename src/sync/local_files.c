@@ -610,7 +610,7 @@ done:
         out->inference = reader.sample_size == -1
                              ? json_pack("{s:s, s:b}", "sample_size", "all", "all_text", reader.all_text)
                              : json_pack("{s:I, s:b}", "sample_size",
-                                         (json_int_t)(reader.sample_size ? reader.sample_size : 20480), "all_text",
+                                         (json_int_t)(reader.sample_size ? reader.sample_size : LOCAL_DEFAULT_SAMPLE_ROWS), "all_text",
                                          reader.all_text);
     }
     duck_session_close(&session);

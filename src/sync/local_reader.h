@@ -39,6 +39,7 @@
 #include "core/strbuf.h"
 
 #define LOCAL_DETECT -1   /* a dialect field left to detection */
+#define LOCAL_DEFAULT_SAMPLE_ROWS 20480 /* DuckDB's read_csv/read_json sample_size default */
 #define LOCAL_NO_QUOTE 0  /* quote/escape: none at all */
 
 /* What the caller asked for; every field may be left to detection. */
