@@ -154,6 +154,18 @@ bool local_reader_guarded(const local_reader *reader)
     return json_array_size(reader->guarded) > 0;
 }
 
+static json_t *find_column(json_t *columns, const char *name);
+
+/* How a guarded column is read: the type DuckDB inferred, and whether it
+ * is a timestamp (else a DOUBLE). */
+static const char *guarded_type(const local_reader *reader, const char *name, bool *timestamp)
+{
+    json_t *column = find_column(reader->described, name);
+    const char *type = column ? json_string_value(json_object_get(column, "type")) : "DOUBLE";
+    *timestamp = strncmp(type, "TIMESTAMP", 9) == 0;
+    return type;
+}
+
 void local_reader_append_select(const local_reader *reader, const char *file, strbuf *sql)
 {
     if (!local_reader_guarded(reader)) {
@@ -168,14 +180,27 @@ void local_reader_append_select(const local_reader *reader, const char *file, st
         json_object_set_new(types, json_string_value(name), json_string("VARCHAR"));
     strbuf_append_str(sql, "SELECT * REPLACE (");
     json_array_foreach(reader->guarded, i, name) {
-        /* length, not digits: cheap on every row, and a false alarm (long
-         * but exact) only costs the measuring pass of local_reader_widen. */
-        strbuf_append_str(sql, i ? ", CAST(CASE WHEN length(" : "CAST(CASE WHEN length(");
+        bool timestamp;
+        const char *type = guarded_type(reader, json_string_value(name), &timestamp);
+        bool comma = !timestamp && reader->decimal_separator == ',';
+        /* Cheap tests on every row, and a false alarm (long but exact) only
+         * costs the measuring pass of local_reader_widen: a DOUBLE longer
+         * than 15 characters may hold more digits than it keeps; a plain
+         * timestamp longer than 26 ("2024-01-01 10:00:00.123456") has more
+         * than microseconds; one with a zone is matched exactly. */
+        strbuf_append_str(sql, i ? ", CAST(CASE WHEN " : "CAST(CASE WHEN ");
+        if (timestamp && strcmp(type, "TIMESTAMP") != 0) {
+            strbuf_append_str(sql, "regexp_matches(");
+            duck_append_identifier(sql, json_string_value(name));
+            strbuf_append_str(sql, ", '[.][0-9]{7}')");
+        } else {
+            strbuf_append_str(sql, "length(");
+            duck_append_identifier(sql, json_string_value(name));
+            strbuf_appendf(sql, ") > %d", timestamp ? 26 : DOUBLE_EXACT_DIGITS);
+        }
+        strbuf_appendf(sql, " THEN error('" LOCAL_READER_WIDEN "') ELSE %s", comma ? "replace(" : "");
         duck_append_identifier(sql, json_string_value(name));
-        strbuf_appendf(sql, ") > %d THEN error('" LOCAL_READER_WIDEN "') ELSE %s", DOUBLE_EXACT_DIGITS,
-                       reader->decimal_separator == ',' ? "replace(" : "");
-        duck_append_identifier(sql, json_string_value(name));
-        strbuf_append_str(sql, reader->decimal_separator == ',' ? ", ',', '.') END AS DOUBLE) AS " : " END AS DOUBLE) AS ");
+        strbuf_appendf(sql, "%s END AS %s) AS ", comma ? ", ',', '.')" : "", timestamp ? type : "DOUBLE");
         duck_append_identifier(sql, json_string_value(name));
     }
     strbuf_append_str(sql, ") FROM ");
@@ -444,52 +469,134 @@ static const char *exact_type(const digits_stats *s, char *buf, size_t size, cha
     return "VARCHAR";
 }
 
+/* Record that column `name` is read as `type` because of `note`. */
+static void set_widened(local_reader *r, const char *name, const char *type, const char *note)
+{
+    size_t j;
+    json_t *entry;
+    json_object_set_new(r->types, name, json_string(type));
+    json_array_foreach(r->columns, j, entry) {
+        if (strcmp(json_string_value(json_object_get(entry, "name")), name) != 0)
+            continue;
+        json_object_set_new(entry, "type", json_string(type));
+        json_object_set_new(entry, "chosen", json_string("widened"));
+        json_object_set_new(entry, "note", json_string(note));
+    }
+}
+
+/* The most fractional-second digits of each timestamp column in `names`,
+ * read as text over the whole file. */
+static int measure_timestamps(duckdb_connection conn, local_reader *r, const char *file, json_t *names,
+                              long long *digits, agnes_error *err)
+{
+    json_t *types = json_deep_copy(r->types);
+    size_t i;
+    json_t *name;
+    if (types == NULL)
+        return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+    json_array_foreach(names, i, name)
+        json_object_set_new(types, json_string_value(name), json_string("VARCHAR"));
+    if (is_json(r->format)) { /* read_json's columns: every column */
+        json_t *column;
+        json_array_foreach(r->described, i, column) {
+            const char *n = json_string_value(json_object_get(column, "name"));
+            if (json_object_get(types, n) == NULL)
+                json_object_set(types, n, json_object_get(column, "type"));
+        }
+    }
+    strbuf sql;
+    strbuf_init(&sql);
+    strbuf_append_str(&sql, "SELECT ");
+    json_array_foreach(names, i, name) {
+        strbuf_append_str(&sql, i ? ", max(length(regexp_extract(" : "max(length(regexp_extract(");
+        duck_append_identifier(&sql, json_string_value(name));
+        strbuf_append_str(&sql, ", '[.]([0-9]+)', 1)))");
+    }
+    strbuf_append_str(&sql, " FROM ");
+    append_reader(r, file, types, &sql);
+    json_decref(types);
+    duckdb_result result;
+    int rc = AGNES_OK;
+    if (strbuf_failed(&sql)) {
+        rc = agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+    } else if (duckdb_query(conn, sql.data, &result) != DuckDBSuccess) {
+        char message[600];
+        first_line(duckdb_result_error(&result), file, message, sizeof message);
+        rc = agnes_error_set(err, AGNES_ERR_INVALID, "The file could not be read as %s: %s. Fix the file and upload "
+                                                      "it again; nothing was changed.", r->format, message);
+        duckdb_destroy_result(&result);
+    } else {
+        for (i = 0; i < json_array_size(names); i++)
+            digits[i] = duckdb_value_int64(&result, (idx_t)i, 0);
+        duckdb_destroy_result(&result);
+    }
+    strbuf_free(&sql);
+    return rc;
+}
+
 int local_reader_widen(duckdb_connection conn, local_reader *r, const char *file, agnes_error *err)
 {
-    json_t *doubles = r->guarded;
-    size_t i;
+    json_t *doubles = json_array(), *timestamps = json_array(), *name;
+    size_t i, count = json_array_size(r->guarded);
+    digits_stats *stats = calloc(count + 1, sizeof *stats);
+    long long *fractions = calloc(count + 1, sizeof *fractions);
     int rc = AGNES_OK;
-    if (json_array_size(doubles) == 0)
-        return AGNES_OK;
-    digits_stats *stats = calloc(json_array_size(doubles), sizeof *stats);
-    if (stats == NULL)
-        return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
-    if ((rc = measure_doubles(conn, r, file, r->described, doubles, stats, err)) != AGNES_OK)
+    if (doubles == NULL || timestamps == NULL || stats == NULL || fractions == NULL) {
+        rc = agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
         goto done;
-    json_t *name;
+    }
+    json_array_foreach(r->guarded, i, name) {
+        bool timestamp;
+        guarded_type(r, json_string_value(name), &timestamp);
+        json_array_append(timestamp ? timestamps : doubles, name);
+    }
+    if (json_array_size(doubles) > 0 && (rc = measure_doubles(conn, r, file, r->described, doubles, stats, err)))
+        goto done;
+    if (json_array_size(timestamps) > 0 && (rc = measure_timestamps(conn, r, file, timestamps, fractions, err)))
+        goto done;
     json_array_foreach(doubles, i, name) {
         char buf[32], note[200];
         const char *type = exact_type(&stats[i], buf, sizeof buf, note, sizeof note);
-        if (type == NULL) {
-            if (is_json(r->format)) /* read_json's columns name every column */
-                json_object_set_new(r->types, json_string_value(name), json_string("DOUBLE"));
-            continue;
-        }
-        json_object_set_new(r->types, json_string_value(name), json_string(type));
-        size_t j;
-        json_t *entry;
-        json_array_foreach(r->columns, j, entry) {
-            if (strcmp(json_string_value(json_object_get(entry, "name")), json_string_value(name)) != 0)
-                continue;
-            json_object_set_new(entry, "type", json_string(type));
-            json_object_set_new(entry, "chosen", json_string("widened"));
-            json_object_set_new(entry, "note", json_string(note));
-        }
+        if (type != NULL)
+            set_widened(r, json_string_value(name), type, note);
+        else if (is_json(r->format)) /* read_json's columns name every column */
+            json_object_set_new(r->types, json_string_value(name), json_string("DOUBLE"));
+    }
+    json_array_foreach(timestamps, i, name) {
+        bool timestamp;
+        const char *type = guarded_type(r, json_string_value(name), &timestamp);
+        char note[200];
+        snprintf(note, sizeof note, "values have %lld digits of a second; a %s keeps 6 (microseconds)%s",
+                 fractions[i], type, strcmp(type, "TIMESTAMP") == 0 && fractions[i] <= 9 ? "" : ", so kept as text");
+        if (fractions[i] > 6)
+            set_widened(r, json_string_value(name),
+                        strcmp(type, "TIMESTAMP") == 0 && fractions[i] <= 9 ? "TIMESTAMP_NS" : "VARCHAR", note);
+        else if (is_json(r->format))
+            json_object_set_new(r->types, json_string_value(name), json_string(type));
     }
     json_array_clear(r->guarded);
 done:
     free(stats);
+    free(fractions);
+    json_decref(doubles);
+    json_decref(timestamps);
     return rc;
 }
 
-/* DOUBLE columns the caller did not type: exact unless proven otherwise. */
-static int guard_doubles(local_reader *r, json_t *described, agnes_error *err)
+/* Columns whose inferred type may change a value - DOUBLE (digits),
+ * TIMESTAMP (digits of a second past microseconds) - and that the caller
+ * did not type: read as text and checked as they are converted. */
+static int guard_columns(local_reader *r, json_t *described, agnes_error *err)
 {
+    static const char *const guarded_types[] = {"DOUBLE", "FLOAT", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE"};
     size_t i;
     json_t *column;
     json_array_foreach(described, i, column) {
         const char *type = json_string_value(json_object_get(column, "type"));
-        if (json_object_get(column, "given") == NULL && (strcmp(type, "DOUBLE") == 0 || strcmp(type, "FLOAT") == 0) &&
+        bool guard = false;
+        for (size_t t = 0; t < sizeof guarded_types / sizeof guarded_types[0]; t++)
+            guard = guard || strcmp(type, guarded_types[t]) == 0;
+        if (guard && json_object_get(column, "given") == NULL &&
             json_array_append(r->guarded, json_object_get(column, "name")) != 0)
             return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
     }
@@ -601,7 +708,7 @@ int local_reader_plan(duckdb_connection conn, const char *format, const char *fi
     if (options->types != NULL && !options->all_text &&
         (rc = apply_given_types(conn, out, options->types, described, err)) != AGNES_OK)
         goto done;
-    if (!options->all_text && strcmp(format, "parquet") != 0 && (rc = guard_doubles(out, described, err)) != AGNES_OK)
+    if (!options->all_text && strcmp(format, "parquet") != 0 && (rc = guard_columns(out, described, err)) != AGNES_OK)
         goto done;
     if (is_json(format) && (json_object_size(out->types) > 0 || json_array_size(out->guarded) > 0)) {
         /* read_json's columns name them all */

@@ -18,7 +18,10 @@
  *      the conversion, guarded: a value longer than 15 characters stops it.
  *      Only then is the column measured over the whole file; if a value
  *      has more significant digits than a DOUBLE keeps (15), the column
- *      becomes BIGINT / UBIGINT / DECIMAL(38,s) as fits, else VARCHAR.  Parquet has no 128-bit
+ *      becomes BIGINT / UBIGINT / DECIMAL(38,s) as fits, else VARCHAR.
+ *      TIMESTAMP columns get the same guard: more digits of a second than
+ *      microseconds make them TIMESTAMP_NS (text when they carry a zone,
+ *      which has no nanosecond type).  Parquet has no 128-bit
  *      integers (DuckDB writes HUGEINT as DOUBLE), so HUGEINT and
  *      UHUGEINT become DECIMAL(38,0).  JSON readers keep fractional
  *      numbers as doubles whatever the column type, so a JSON number that

@@ -314,6 +314,18 @@ def test_widening_picks_the_narrowest_exact_type(admin):
         ["0.12345678901234567891", "1" * 45]]
 
 
+def test_digits_of_a_second_past_microseconds_are_kept(admin):
+    server, token = admin
+    r = upload_raw(server, token, b"t,z,plain\n2024-01-01 10:00:00.123456789,2024-01-01T10:00:00.123456789Z,"
+                                  b"2024-01-01 10:00:00.5\n2024-01-02 10:00:00,2024-01-02T10:00:00Z,2024-01-02 10:00:00\n",
+                   name="times")
+    assert r.status_code == 201, r.text
+    types = {c["name"]: (c["type"], c["chosen"]) for c in r.json()["table"]["columns"]}
+    assert types == {"t": ("TIMESTAMP_NS", "widened"), "z": ("VARCHAR", "widened"), "plain": ("TIMESTAMP", "detected")}
+    assert rows(server, token, "SELECT CAST(t AS VARCHAR), z FROM times ORDER BY t LIMIT 1") == [
+        ["2024-01-01 10:00:00.123456789", "2024-01-01T10:00:00.123456789Z"]]  # was truncated to .123456
+
+
 def test_a_json_fraction_a_double_cannot_hold_is_refused_with_its_line(admin):
     server, token = admin
     r = upload_raw(server, token, b'{"v": 1.5}\n{"v": 0.12345678901234567891}\n', name="fractions", format="ndjson")
