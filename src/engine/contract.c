@@ -70,22 +70,32 @@ bool contract_is_identifier(const char *name)
 
 /* Names DuckDB resolves unqualified to its own objects, '\n'-separated in
  * lower case, asked of the engine itself (see contract_is_reserved_name).
- * Written once under pthread_once and only read afterwards: a constant of
- * the linked library, not state. */
+ * Written once under the mutex and only read afterwards: a constant of the
+ * linked library, not state.  Asking costs a DuckDB instance, so the
+ * checker lends its own connection when it is the first to need the list. */
 static char reserved_names[8192];
-static bool reserved_from_engine;
-static pthread_once_t reserved_once = PTHREAD_ONCE_INIT;
+static bool reserved_loaded, reserved_from_engine;
+static pthread_mutex_t reserved_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void load_reserved_names(void)
+/* conn: a connection whose default database holds nothing of the caller's
+ * (its views would stand in for DuckDB's), or NULL to open one. */
+static void load_reserved_names(duckdb_connection conn)
 {
     static const char fallback[] = "information_schema\npg_catalog\nmain\ntemp\nsystem\n";
-    duck_session session;
+    pthread_mutex_lock(&reserved_lock);
+    if (reserved_loaded) {
+        pthread_mutex_unlock(&reserved_lock);
+        return;
+    }
+    duck_session session = {0};
     duckdb_result result;
     agnes_error err;
     size_t n = 0;
     bool loaded = false;
-    if (duck_session_open(&session, NULL, false, &err) == AGNES_OK) {
-        if (duckdb_query(session.connection,
+    if (conn == NULL && duck_session_open(&session, NULL, false, &err) == AGNES_OK)
+        conn = session.connection;
+    if (conn != NULL) {
+        if (duckdb_query(conn,
                          "SELECT DISTINCT lower(name) FROM ("
                          " SELECT view_name AS name FROM duckdb_views() WHERE internal"
                          "  AND schema_name IN ('main', 'pg_catalog')"
@@ -102,13 +112,15 @@ static void load_reserved_names(void)
             }
         }
         duckdb_destroy_result(&result);
-        duck_session_close(&session);
     }
+    duck_session_close(&session);
     reserved_from_engine = loaded;
     if (!loaded) { /* the prefixes in contract_is_reserved_name stand in for the views */
         log_warn("msg=\"cannot list DuckDB's own names; using the built-in minimum\"");
         snprintf(reserved_names, sizeof reserved_names, "%s", fallback);
     }
+    reserved_loaded = true;
+    pthread_mutex_unlock(&reserved_lock);
 }
 
 bool contract_is_reserved_name(const char *name)
@@ -124,7 +136,7 @@ bool contract_is_reserved_name(const char *name)
     for (size_t i = 0; i < sizeof contract_tables / sizeof contract_tables[0]; i++)
         if (strcmp(lower, contract_tables[i]) == 0)
             return true;
-    pthread_once(&reserved_once, load_reserved_names);
+    load_reserved_names(NULL);
     for (const char *p = reserved_names; *p;) {
         size_t n = strcspn(p, "\n");
         if (n == len && strncmp(p, lower, n) == 0)
@@ -447,6 +459,7 @@ int contract_check(const char *path, const contract_allowlists *allow, contract_
     agnes_error open_err;
     if (duck_session_open(&session, NULL, false, &open_err) != AGNES_OK)
         return agnes_error_set(err, open_err.code, "%s", open_err.message);
+    load_reserved_names(session.connection); /* free here: this connection's default database is empty */
     if (duck_attach_read_only(session.connection, path, CHECKED, &open_err) != AGNES_OK) {
         duck_session_close(&session);
         return add_violation(report, err, "open",

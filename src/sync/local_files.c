@@ -707,5 +707,9 @@ void local_files_sweep(const agnes_paths *paths)
         return;
     snprintf(dir, sizeof dir, "%s/%s", extracts, LOCAL_SOURCE_NAME);
     sweep_dir(dir, "extract.duckdb", ".tmp");
-    local_files_collect(paths, NULL);
+    /* Only temp files here: versions no extract names are never published
+     * (the table list is the extract's), and reading the extract to find
+     * them would cost start-up a DuckDB; the next upload removes them. */
+    snprintf(dir, sizeof dir, "%s/%s/data", extracts, LOCAL_SOURCE_NAME);
+    sweep_dir(dir, "", ".parquet.tmp");
 }

@@ -13,8 +13,9 @@
  * view reads, the extract listing the previous tables plus this version
  * is written beside the old one and renamed over it.  An upload that
  * fails, or whose process dies, before that rename changes nothing an
- * analyst can see, and its file is removed (at once, or by the sweep at
- * the next start); nothing is ever published from a directory listing.
+ * analyst can see, and its file is removed (at once, or by the next
+ * upload's local_files_collect); nothing is ever published from a
+ * directory listing.
  * Files of versions the extract no longer names are removed only after
  * the catalog has moved to the new extract (local_files_collect).
  */
@@ -69,9 +70,9 @@ void local_import_result_free(local_import_result *result);
 void local_files_collect(const agnes_paths *paths, const json_t *published);
 
 /* Remove what a killed upload left behind: spooled bodies in
- * DATA_DIR/uploads, half-written .tmp files and unpublished versions of the
- * local source.  Run at start, before any upload can be in flight;
- * failures are logged only. */
+ * DATA_DIR/uploads and half-written .tmp files of the local source (its
+ * unpublished versions go with the next upload's collect).  Run at start,
+ * before any upload can be in flight; failures are logged only. */
 void local_files_sweep(const agnes_paths *paths);
 
 #endif

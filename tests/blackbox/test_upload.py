@@ -472,10 +472,11 @@ def test_files_a_killed_upload_left_are_never_published(server_factory, env, wor
     (data / "ghost.parquet").write_bytes(published.read_bytes())
     (data / ("sales.0000000000000002.parquet")).write_bytes(published.read_bytes())
     server.start()
-    assert data_files(workdir) == ["sales"]  # swept at start
+    assert [t["id"] for t in call(server, "GET", "/api/catalog/tables", token).json()["tables"]] == ["sales"]
     assert upload_raw(server, token, b"a\n1\n", name="other").status_code == 201
     listed = [t["id"] for t in call(server, "GET", "/api/catalog/tables", token).json()["tables"]]
     assert listed == ["other", "sales"]
+    assert data_files(workdir) == ["other", "sales"]  # the leftovers went with the upload
 
 
 def test_kill_9_during_a_conversion_publishes_nothing_later(server_factory, env, workdir):
