@@ -1,13 +1,22 @@
 #include "engine/contract.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/log.h"
 #include "core/util.h"
 #include "store/duck.h"
+
+/* The extract is attached under this name to an empty in-memory DuckDB,
+ * never opened as the default database: objects of a default database come
+ * first in name resolution, so a view in it named duckdb_views or
+ * duckdb_columns would stand in for DuckDB's own, even for duckdb_views(),
+ * and every check below would read the extract's view instead. */
+#define CHECKED "checked_extract"
 
 static const char meta_ddl_hint[] =
     "create it as in contracts/extract_meta.sql: CREATE TABLE _meta (table_name VARCHAR NOT NULL, description "
@@ -64,6 +73,107 @@ bool contract_is_identifier(const char *name)
     for (size_t i = 1; i < n; i++)
         if (!(isalnum((unsigned char)name[i]) || name[i] == '_'))
             return false;
+    return true;
+}
+
+/* Names DuckDB resolves unqualified to its own objects, '\n'-separated in
+ * lower case, asked of the engine itself (see contract_is_reserved_name).
+ * Written once under the mutex and only read afterwards: a constant of the
+ * linked library, not state.  Asking costs a DuckDB instance, so the
+ * checker lends its own connection when it is the first to need the list. */
+static char reserved_names[8192];
+static bool reserved_loaded, reserved_from_engine;
+static pthread_mutex_t reserved_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* conn: a connection whose default database holds nothing of the caller's
+ * (its views would stand in for DuckDB's), or NULL to open one. */
+static void load_reserved_names(duckdb_connection conn)
+{
+    static const char fallback[] = "information_schema\npg_catalog\nmain\ntemp\nsystem\n";
+    pthread_mutex_lock(&reserved_lock);
+    if (reserved_loaded) {
+        pthread_mutex_unlock(&reserved_lock);
+        return;
+    }
+    duck_session session = {0};
+    duckdb_result result;
+    agnes_error err;
+    size_t n = 0;
+    bool loaded = false;
+    if (conn == NULL && duck_session_open(&session, NULL, false, &err) == AGNES_OK)
+        conn = session.connection;
+    if (conn != NULL) {
+        if (duckdb_query(conn,
+                         "SELECT DISTINCT lower(name) FROM ("
+                         " SELECT view_name AS name FROM duckdb_views() WHERE internal"
+                         "  AND schema_name IN ('main', 'pg_catalog')"
+                         " UNION ALL SELECT schema_name FROM duckdb_schemas() WHERE internal"
+                         " UNION ALL SELECT database_name FROM duckdb_databases() WHERE internal) ORDER BY 1",
+                         &result) == DuckDBSuccess) {
+            for (idx_t r = 0; r < duckdb_row_count(&result); r++) {
+                char name[128];
+                if (duck_result_text(&result, 0, r, name, sizeof name) &&
+                    n + strlen(name) + 2 < sizeof reserved_names) {
+                    n += (size_t)snprintf(reserved_names + n, sizeof reserved_names - n, "%s\n", name);
+                    loaded = true;
+                }
+            }
+        }
+        duckdb_destroy_result(&result);
+    }
+    duck_session_close(&session);
+    reserved_from_engine = loaded;
+    if (!loaded) { /* the prefixes in contract_is_reserved_name stand in for the views */
+        log_warn("msg=\"cannot list DuckDB's own names; using the built-in minimum\"");
+        snprintf(reserved_names, sizeof reserved_names, "%s", fallback);
+    }
+    reserved_loaded = true;
+    pthread_mutex_unlock(&reserved_lock);
+}
+
+bool contract_is_reserved_name(const char *name)
+{
+    static const char *const contract_tables[] = {"_meta", "_remote_attach"};
+    static const char *const engine_prefixes[] = {"duckdb_", "pg_", "sqlite_", "pragma_"};
+    char lower[80];
+    size_t len = name ? strlen(name) : 0;
+    if (len == 0 || len >= sizeof lower)
+        return false;
+    for (size_t i = 0; i <= len; i++)
+        lower[i] = (char)tolower((unsigned char)name[i]);
+    for (size_t i = 0; i < sizeof contract_tables / sizeof contract_tables[0]; i++)
+        if (strcmp(lower, contract_tables[i]) == 0)
+            return true;
+    load_reserved_names(NULL);
+    for (const char *p = reserved_names; *p;) {
+        size_t n = strcspn(p, "\n");
+        if (n == len && strncmp(p, lower, n) == 0)
+            return true;
+        p += n + (p[n] == '\n');
+    }
+    /* Only when DuckDB could not be asked: its views carry these prefixes. */
+    if (!reserved_from_engine)
+        for (size_t i = 0; i < sizeof engine_prefixes / sizeof engine_prefixes[0]; i++)
+            if (strncmp(lower, engine_prefixes[i], strlen(engine_prefixes[i])) == 0)
+                return true;
+    return false;
+}
+
+bool contract_table_name_ok(const char *name, char *why, size_t why_size)
+{
+    if (!contract_is_identifier(name)) {
+        snprintf(why, why_size,
+                 "is not a valid table name: use letters, digits and _, starting with a letter or _, at most 64 "
+                 "characters (e.g. sales_2024)");
+        return false;
+    }
+    if (contract_is_reserved_name(name)) {
+        snprintf(why, why_size,
+                 "is a name the query engine or the extract contract already uses (a table of that name would hide "
+                 "it); choose another, e.g. %.60s_data",
+                 name[0] == '_' ? name + 1 : name);
+        return false;
+    }
     return true;
 }
 
@@ -147,9 +257,11 @@ static int table_columns(duckdb_connection conn, const char *table, char names[]
     duckdb_result result;
     const char *params[] = {table};
     *count = 0;
+    /* duckdb_columns(), not information_schema: that view is defined over
+     * an unqualified duckdb_views, which a view in the extract can shadow. */
     if (duck_query_params(conn,
-                          "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'main'"
-                          " AND table_name = $1 ORDER BY ordinal_position",
+                          "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = '" CHECKED "'"
+                          " AND schema_name = 'main' AND table_name = $1 ORDER BY column_index",
                           params, 1, &result, err))
         return err->code;
     for (idx_t r = 0; r < duckdb_row_count(&result) && *count < max; r++, (*count)++) {
@@ -201,7 +313,9 @@ static bool table_exists(duckdb_connection conn, const char *name)
     const char *params[] = {name};
     agnes_error ignored;
     if (duck_query_params(conn,
-                          "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = $1",
+                          "SELECT (SELECT count(*) FROM duckdb_tables() WHERE database_name = '" CHECKED "'"
+                          " AND schema_name = 'main' AND table_name = $1) + (SELECT count(*) FROM duckdb_views()"
+                          " WHERE database_name = '" CHECKED "' AND schema_name = 'main' AND view_name = $1)",
                           params, 1, &result, &ignored))
         return false;
     bool exists = duckdb_value_int64(&result, 0, 0) > 0;
@@ -217,8 +331,8 @@ static int check_local_object(duckdb_connection conn, const char *name, contract
                              "create a view or table with that exact name in extract.duckdb, e.g. CREATE VIEW "
                              "\"<name>\" AS SELECT * FROM read_parquet('/abs/path/data/<name>.parquet')",
                              "_meta lists '%s' as local but the extract has no view or table named '%s'", name, name);
-    char sql[128];
-    snprintf(sql, sizeof sql, "SELECT * FROM \"%s\" LIMIT 0", name);
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT * FROM " CHECKED ".\"%s\" LIMIT 0", name);
     duckdb_result result;
     if (duckdb_query(conn, sql, &result) != DuckDBSuccess) {
         int rc = add_violation(report, err, "local_object_unreadable",
@@ -245,6 +359,12 @@ static int check_meta_row(duckdb_connection conn, duckdb_result *rows, idx_t r, 
                              "table's id in the catalog, grants and /api/query",
                              "_meta has a row with table_name '%s', which is not a valid identifier",
                              has_name ? name : "NULL");
+    char why[300];
+    if (!contract_table_name_ok(name, why, sizeof why))
+        return add_violation(report, err, "table_name_reserved",
+                             "rename the table in _meta and its view: the catalog would otherwise hide DuckDB's own "
+                             "object, and queries over it break",
+                             "_meta row '%s' %s", name, why);
     if (duckdb_value_int64(rows, 3, r) > 1)
         return add_violation(report, err, "table_name_duplicate", "list each table once in _meta",
                              "_meta lists '%s' more than once", name);
@@ -265,7 +385,7 @@ static int check_meta_rows(duckdb_connection conn, contract_report *report, agne
     duckdb_result rows;
     if (duckdb_query(conn,
                      "SELECT table_name, query_mode, (coalesce(rows, 0) < 0 OR coalesce(size_bytes, 0) < 0)::INT,"
-                     " count(*) OVER (PARTITION BY table_name) FROM _meta ORDER BY table_name",
+                     " count(*) OVER (PARTITION BY table_name) FROM " CHECKED "._meta ORDER BY table_name",
                      &rows) != DuckDBSuccess) {
         int rc = add_violation(report, err, "meta_unreadable", meta_ddl_hint, "_meta cannot be read: %s",
                                duckdb_result_error(&rows));
@@ -333,7 +453,8 @@ static int check_remote_attach(duckdb_connection conn, const contract_allowlists
         return add_violation(report, err, "remote_attach_columns", "see contracts/remote_attach.sql",
                              "_remote_attach must have exactly (alias, extension, url, token_env), all VARCHAR");
     duckdb_result rows;
-    if (duckdb_query(conn, "SELECT alias, extension, coalesce(token_env, '') FROM _remote_attach", &rows) != DuckDBSuccess) {
+    if (duckdb_query(conn, "SELECT alias, extension, coalesce(token_env, '') FROM " CHECKED "._remote_attach", &rows) !=
+        DuckDBSuccess) {
         duckdb_destroy_result(&rows);
         return add_violation(report, err, "remote_attach_columns", "see contracts/remote_attach.sql",
                              "_remote_attach cannot be read");
@@ -415,11 +536,16 @@ int contract_check_in_process(const char *path, const contract_allowlists *allow
                              "%s does not exist", path);
     duck_session session;
     agnes_error open_err;
-    if (duck_session_open(&session, path, true, &open_err) != AGNES_OK)
+    if (duck_session_open(&session, NULL, false, &open_err) != AGNES_OK)
+        return agnes_error_set(err, open_err.code, "%s", open_err.message);
+    load_reserved_names(session.connection); /* free here: this connection's default database is empty */
+    if (duck_attach_read_only(session.connection, path, CHECKED, &open_err) != AGNES_OK) {
+        duck_session_close(&session);
         return add_violation(report, err, "open",
                              "the file must be a DuckDB 1.4 database; write it as extract.duckdb.tmp and rename it "
                              "when complete, so readers never see a half-written file",
                              "%s", open_err.message);
+    }
     bool usable = false;
     int rc = check_meta_columns(session.connection, report, &usable, err);
     if (rc == AGNES_OK && usable)

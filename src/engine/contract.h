@@ -68,6 +68,22 @@ bool contract_allowlist_contains(const char *list, const char *name);
 /* ^[A-Za-z_][A-Za-z0-9_]{0,63}$: source names and table ids. */
 bool contract_is_identifier(const char *name);
 
+/* True when name (any case) is taken by the engine or the contract: the
+ * contract's own tables (_meta, _remote_attach) and every name DuckDB
+ * resolves without qualification to one of its own objects - its internal
+ * schemas and databases (information_schema, pg_catalog, main, temp,
+ * system) and the views of its main and pg_catalog schemas (duckdb_views,
+ * duckdb_tables, pg_class, sqlite_master, ...).  A view of that name would
+ * shadow DuckDB's in the catalog and break what is defined over it (a
+ * user view "duckdb_views" breaks information_schema.tables).  The list is
+ * asked of the linked DuckDB once per process, so it follows upgrades. */
+bool contract_is_reserved_name(const char *name);
+
+/* The one rule for a table's name, for every writer (uploads, the
+ * registry, discovery, connectors) and the checker: an identifier that is
+ * not reserved.  On false, why gets a sentence naming the problem. */
+bool contract_table_name_ok(const char *name, char *why, size_t why_size);
+
 /* Check the extract at path in a child process (see above); violations go
  * into report (caller frees it with contract_report_free).  Fails only when
  * the check cannot be run at all (no child process, out of memory): a file

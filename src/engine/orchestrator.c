@@ -271,9 +271,10 @@ static void publish_source(rebuild *rb, const char *source, const char *path, co
     }
     snprintf(sql, sizeof sql,
              "SELECT m.table_name, coalesce(m.rows, 0), coalesce(m.size_bytes, 0) FROM \"%s\"._meta m"
-             " WHERE m.table_name IN (SELECT table_name FROM information_schema.tables WHERE table_catalog = '%s')"
+             " WHERE m.table_name IN (SELECT table_name FROM duckdb_tables() WHERE database_name = '%s'"
+             " UNION ALL SELECT view_name FROM duckdb_views() WHERE database_name = '%s')"
              " ORDER BY m.table_name",
-             source, source);
+             source, source, source);
     duckdb_result rows;
     if (duckdb_query(rb->catalog, sql, &rows) != DuckDBSuccess) {
         source_error(entry, "error", duckdb_result_error(&rows));
@@ -282,8 +283,11 @@ static void publish_source(rebuild *rb, const char *source, const char *path, co
     }
     for (idx_t r = 0; r < duckdb_row_count(&rows); r++) {
         char table[256];
+        char why[300];
         duck_result_text(&rows, 0, r, table, sizeof table);
-        if (contract_is_identifier(table))
+        /* A bad or reserved name (it would shadow DuckDB's own object) is
+         * skipped alone; vet_source has already reported it. */
+        if (contract_table_name_ok(table, why, sizeof why))
             publish_table(rb, source, table, duckdb_value_int64(&rows, 1, r), duckdb_value_int64(&rows, 2, r), entry);
     }
     duckdb_destroy_result(&rows);

@@ -86,8 +86,19 @@ static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *k
         append_field(view->format, sizeof view->format, data, size);
     } else if (strcmp(key, "description") == 0) {
         append_field(view->description, sizeof view->description, data, size);
+    } else {
+        size_t i = 0;
+        while (i < view->extra_count && strcmp(view->extra[i].key, key) != 0)
+            i++;
+        if (i == view->extra_count && (i == UPLOAD_EXTRA_FIELDS || strlen(key) >= UPLOAD_EXTRA_KEY_MAX)) {
+            view->extra_dropped = true;
+            return MHD_YES;
+        }
+        if (i == view->extra_count)
+            snprintf(view->extra[view->extra_count++].key, UPLOAD_EXTRA_KEY_MAX, "%s", key);
+        append_field(view->extra[i].value, sizeof view->extra[i].value, data, size);
     }
-    return MHD_YES; /* unknown parts are ignored */
+    return MHD_YES; /* the handler decides about the other fields */
 }
 
 int upload_body_begin(upload_body **out, struct MHD_Connection *connection, const char *uploads_dir,

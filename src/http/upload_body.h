@@ -24,6 +24,15 @@
 struct MHD_Connection;
 
 #define UPLOAD_FIELD_MAX 1024
+#define UPLOAD_EXTRA_FIELDS 12
+#define UPLOAD_EXTRA_KEY_MAX 32
+
+/* A form field other than file/name/format/description, kept for the
+ * handler to use or refuse (an option it does not know is a typo). */
+typedef struct http_upload_field {
+    char key[UPLOAD_EXTRA_KEY_MAX];
+    char value[UPLOAD_FIELD_MAX];
+} http_upload_field;
 
 /* What the handler sees (http_request.upload). */
 typedef struct http_upload {
@@ -35,6 +44,9 @@ typedef struct http_upload {
     char name[UPLOAD_FIELD_MAX];
     char format[64];
     char description[UPLOAD_FIELD_MAX];
+    http_upload_field extra[UPLOAD_EXTRA_FIELDS];
+    size_t extra_count;
+    bool extra_dropped; /* more fields, or a longer key, than kept */
 } http_upload;
 
 typedef struct upload_body upload_body;

@@ -378,6 +378,9 @@ static int write_extract(const connector_ops *ops, const connector_settings *set
     json_array_foreach(all_rows, i, row) {
         if (rc != AGNES_OK)
             break;
+        char why_name[300];
+        if (!contract_table_name_ok(row_text(row, "id"), why_name, sizeof why_name))
+            continue; /* a reserved name would break the extract; its run entry says so */
         json_t *outcome = outcome_of(tables, row_text(row, "id"));
         const json_t *known = json_object_get(facts, row_text(row, "id"));
         rc = is_remote(row) ? publish_remote(conn, ops, settings, row, outcome, known, attach_rows, err)
@@ -517,7 +520,17 @@ int builtin_sync_source(agnes_runtime *rt, system_db *db, const connector_ops *o
     size_t i;
     json_t *row;
     json_array_foreach(due_rows, i, row) {
-        if (is_remote(row)) /* its view is made with the extract, below */
+        char why_name[300], message[500];
+        if (!contract_table_name_ok(row_text(row, "id"), why_name, sizeof why_name)) {
+            /* Registered before names were checked: this table fails alone
+             * (write_extract leaves it out) instead of breaking the extract. */
+            snprintf(message, sizeof message,
+                     "the table id '%s' %s; register it again under another name (source_table keeps the "
+                     "source's name) and delete this one",
+                     row_text(row, "id"), why_name);
+            json_array_append_new(tables, json_pack("{s:s, s:s, s:n, s:n, s:s}", "table_id", row_text(row, "id"),
+                                                    "state", "failed", "rows", "size_bytes", "error", message));
+        } else if (is_remote(row)) /* its view is made with the extract, below */
             json_array_append_new(tables, json_pack("{s:s, s:s}", "table_id", row_text(row, "id"), "state", "queued"));
         else
             json_array_append_new(tables, sync_table(ops, &settings, &dirs, run_id, row, cancel));
