@@ -80,6 +80,7 @@ $(BUILD)/obj/%.o: src/%.c $(DUCKDB)/include/duckdb.h
 
 web/node_modules/.installed-from-lock: web/package-lock.json
 	scripts/bootstrap --build-only
+	@touch $@
 
 $(WEB_GEN): $(WEB_SRC) web/node_modules/.installed-from-lock
 	@$(if $(Q),echo "  WEB     $@")

@@ -263,7 +263,7 @@ static const json_t *state_of(const json_t *states, const char *id)
 /*
  * The step, from real state:
  *   a source configured that can list    4 (choose its tables) while none of its tables is registered
- *   tables registered                    5 while a run is going or one has never been synced, else done
+ *   tables registered                    5 while one has never been synced (or failed), else done
  *   uploaded files in the catalog        done (an upload publishes at once)
  *   data_source set to local + demo      done ("keep the demo" is POST /api/admin/configure local)
  *   otherwise                            2 (step 1 is setup mode, which answers 503 before this runs)
@@ -310,7 +310,7 @@ void setup_handle_state(http_context *ctx, const http_request *req, http_respons
     } else if (json_array_size(rows) > 0) {
         /* the configured source when it has tables, else the first registered one */
         source = type_has_rows ? type : json_string_value(json_object_get(json_array_get(rows, 0), "source_type"));
-        step = running || !all_attempted ? "5" : "done";
+        step = all_attempted ? "done" : "5"; /* later runs (a schedule) do not reopen the wizard */
     } else if (json_integer_value(json_object_get(counts, LOCAL_SOURCE_NAME)) > 0) {
         step = "done";
         source = LOCAL_SOURCE_NAME;

@@ -138,6 +138,11 @@ def observed_outcome(response):
     assert response.status_code < 500, response.text
     if response.status_code == 401 and response.headers.get("WWW-Authenticate") == "Bearer":
         return 401
+    # Page routes answer a browser: a redirect to log in, or the "for admins" page.
+    if response.status_code == 302 and response.headers.get("Location", "").startswith("/login?next="):
+        return 401
+    if response.status_code == 403 and response.headers.get("Content-Type", "").startswith("text/html"):
+        return "403 admin"
     if response.status_code == 403 and response.json().get("detail") == "Admin access required":
         return "403 admin"
     if response.status_code == 403 and "interactive session" in response.json().get("detail", ""):

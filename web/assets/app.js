@@ -265,7 +265,7 @@ export async function page(current, body) {
 // A sortable table: columns [{key, label, num, render(row) -> node|text}], rows [...].
 export function dataTable(columns, rows, { caption, empty = "Nothing here yet." } = {}) {
   if (!rows.length) return h("p", { class: "empty" }, empty);
-  return h("div", { class: "table-wrap" },
+  return h("div", { class: "table-wrap", tabindex: "0" },
     h("table", {},
       caption ? h("caption", { class: "visually-hidden" }, caption) : null,
       h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col", class: c.num ? "num" : null }, c.label)))),

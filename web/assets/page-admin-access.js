@@ -68,7 +68,7 @@ page("/admin/access", async () => {
   const showGrid = (groups, grants, tables) => {
     const columns = groups.filter((g) => g.name !== "Admin"); // admins see everything anyway
     const grantOf = (group, table) => grants.find((g) => g.group_id === group.id && g.resource_type === "table" && g.resource_id === table.id);
-    replace(gridBox, tables.length ? h("div", { class: "table-wrap" }, h("table", { class: "grid-check" },
+    replace(gridBox, tables.length ? h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "grid-check" },
       h("caption", {}, "Which group may read which table"),
       h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Table"), columns.map((g) => h("th", { scope: "col" }, g.name)))),
       h("tbody", {}, tables.map((t) => h("tr", {},

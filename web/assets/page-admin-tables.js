@@ -180,12 +180,12 @@ page("/admin/tables", async () => {
           } }, "Unregister")))), editRow];
     }));
     replace(list,
-      rows.length ? h("div", { class: "table-wrap" }, h("table", {},
+      rows.length ? h("div", { class: "table-wrap", tabindex: "0" }, h("table", {},
         h("caption", { class: "visually-hidden" }, "Registered tables"),
         h("thead", {}, h("tr", {}, ["Table", "Source", "Mode", "Schedule", "Last sync", "Rows", "Last error", "Actions"].map((c, i) =>
           h("th", { scope: "col", class: i === 5 ? "num" : null }, c)))), body))
         : h("p", { class: "empty" }, "No table is registered. ", h("a", { href: "/admin/sources" }, "Discover a source's tables"), " or register one below."),
-      uploads.length ? [h("h2", {}, "Uploaded tables"), h("div", { class: "table-wrap" }, h("table", {},
+      uploads.length ? [h("h2", {}, "Uploaded tables"), h("div", { class: "table-wrap", tabindex: "0" }, h("table", {},
         h("thead", {}, h("tr", {}, ["Table", "Rows", "Size", "Uploaded"].map((c) => h("th", { scope: "col" }, c)))),
         h("tbody", {}, uploads.map((t) => h("tr", {}, h("td", {}, h("a", { href: `/catalog/${encodeURIComponent(t.id)}` }, t.id)),
           h("td", { class: "num" }, number(t.rows)), h("td", { class: "num" }, bytes(t.size_bytes)), h("td", {}, ago(t.last_sync)))))))] : null);

@@ -29,7 +29,7 @@ page("/admin/users", async ({ me }) => {
         await load();
       } catch (error) { replace(message, errorNotice(error)); }
     };
-    replace(list, h("div", { class: "table-wrap" }, h("table", {},
+    replace(list, h("div", { class: "table-wrap", tabindex: "0" }, h("table", {},
       h("caption", { class: "visually-hidden" }, "Users"),
       h("thead", {}, h("tr", {}, ["User", "Groups", "State", "Created", "Actions"].map((c) => h("th", { scope: "col" }, c)))),
       h("tbody", {}, users.map((u) => h("tr", {},

@@ -40,7 +40,7 @@ page("/catalog", async () => {
       h("div", {}, h("label", { for: "source" }, "Source"), source),
       h("div", {}, h("label", { for: "mode" }, "Mode"), mode)),
     count,
-    h("div", { class: "table-wrap" }, h("table", {},
+    h("div", { class: "table-wrap", tabindex: "0" }, h("table", {},
       h("caption", { class: "visually-hidden" }, "Tables you may query"),
       h("thead", {}, h("tr", {}, ["Table", "Description", "Source", "Mode", "Rows", "Size", "Last sync"].map((c, i) =>
         h("th", { scope: "col", class: i === 4 || i === 5 ? "num" : null }, c)))),

@@ -212,7 +212,7 @@ function renderGrid() {
   }));
   const body = h("tbody", {}, rows.map((row) => h("tr", {}, row.map((v) => h("td", { class: v === null ? "null" : null, title: formatCell(v) }, formatCell(v))))));
   replace(document.getElementById("result"), r.columns.length
-    ? h("div", { class: "table-wrap" }, h("table", { class: "grid-results" }, h("caption", { class: "visually-hidden" }, "Query result"),
+    ? h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "grid-results" }, h("caption", { class: "visually-hidden" }, "Query result"),
         h("thead", {}, head), body))
     : h("p", { class: "empty" }, "The query returned no columns."));
 }
@@ -336,7 +336,7 @@ page("/query", async ({ me }) => {
           h("div", { id: "panel-table", role: "tabpanel", "aria-labelledby": "tab-table" }, h("div", { id: "result" })),
           h("div", { id: "panel-chart", role: "tabpanel", "aria-labelledby": "tab-chart", hidden: true },
             h("div", { class: "toolbar" },
-              h("div", {}, h("label", { for: "chart-type" }, "Chart"), h("select", { id: "chart-type" },
+              h("div", {}, h("label", { for: "chart-type" }, "Chart type"), h("select", { id: "chart-type" },
                 h("option", { value: "bar" }, "Bar"), h("option", { value: "line" }, "Line"), h("option", { value: "scatter" }, "Scatter"))),
               h("div", {}, h("label", { for: "chart-x" }, "X axis"), h("select", { id: "chart-x" })),
               h("div", {}, h("label", { for: "chart-y" }, "Y axis"), h("select", { id: "chart-y" }))),

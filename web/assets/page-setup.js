@@ -352,7 +352,7 @@ async function stepConnectorTables(state, source) {
 // ---- step 5: the first sync -----------------------------------------------------------------------
 
 function runTable(run) {
-  return h("div", { class: "table-wrap" }, h("table", {},
+  return h("div", { class: "table-wrap", tabindex: "0" }, h("table", {},
     h("caption", { class: "visually-hidden" }, "Progress per table"),
     h("thead", {}, h("tr", {}, ["Table", "State", "Rows", "Size", "Problem"].map((c, i) =>
       h("th", { scope: "col", class: i === 2 || i === 3 ? "num" : null }, c)))),
@@ -425,7 +425,7 @@ async function stepSync(state, sourceType) {
 }
 
 function tableStates(tables) {
-  return h("div", { class: "table-wrap" }, h("table", {},
+  return h("div", { class: "table-wrap", tabindex: "0" }, h("table", {},
     h("thead", {}, h("tr", {}, ["Table", "Source", "State", "Rows", "Size"].map((c) => h("th", { scope: "col" }, c)))),
     h("tbody", {}, tables.map((t) => h("tr", {}, h("td", {}, t.id || t.table_id), h("td", {}, t.source_type || t.source || ""),
       h("td", {}, stateBadge(t.state)), h("td", { class: "num" }, number(t.rows)), h("td", { class: "num" }, bytes(t.size_bytes)))))));
@@ -439,7 +439,7 @@ async function stepPublished(state, sourceType) {
     h("p", {}, sourceType === "demo"
       ? "Analysts can query the demo tables now. Add real sources later on the Sources page."
       : "Uploaded files are published the moment they arrive: there is nothing to sync."),
-    h("div", { class: "table-wrap" }, h("table", {},
+    h("div", { class: "table-wrap", tabindex: "0" }, h("table", {},
       h("thead", {}, h("tr", {}, ["Table", "Rows", "Size", "Description"].map((c) => h("th", { scope: "col" }, c)))),
       h("tbody", {}, tables.map((t) => h("tr", {}, h("td", {}, h("a", { href: `/catalog/${encodeURIComponent(t.id)}` }, t.id)),
         h("td", { class: "num" }, number(t.rows)), h("td", { class: "num" }, bytes(t.size_bytes)), h("td", { class: "wrap" }, t.description || "")))))),

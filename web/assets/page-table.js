@@ -46,7 +46,7 @@ page(null, async ({ me }) => {
     sample);
   try {
     const rows = await api(`/api/catalog/tables/${encodeURIComponent(table.id)}/sample?n=10`);
-    replace(sample, rows.rows.length ? h("div", { class: "table-wrap" }, h("table", { class: "grid-results" },
+    replace(sample, rows.rows.length ? h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "grid-results" },
       h("caption", { class: "visually-hidden" }, "Sample rows"),
       h("thead", {}, h("tr", {}, rows.columns.map((c, i) => h("th", { scope: "col" }, c, h("span", { class: "type" }, rows.types[i]))))),
       h("tbody", {}, rows.rows.map((r) => h("tr", {}, r.map((v) => h("td", { class: v === null ? "null" : null }, cell(v))))))))

@@ -24,15 +24,16 @@ export function showFieldError(form, error, fields, guess) {
   input.focus();
 }
 
-// Which PostgreSQL field a connection failure is about, from libpq's own words.
+// Which PostgreSQL field a connection failure is about, from libpq's own words (the advice the
+// server adds after them names every field, so it is not looked at).
 export function guessPostgresField(detail) {
-  const text = detail.toLowerCase();
-  if (text.includes("password")) return "postgres_password";
+  const text = detail.toLowerCase().split("nothing was saved")[0];
   if (/database "[^"]*" does not exist/.test(text)) return "postgres_database";
-  if (/role "[^"]*" does not exist/.test(text) || text.includes("user")) return "postgres_user";
-  if (text.includes("port")) return "postgres_port";
-  if (text.includes("host") || text.includes("connection refused") || text.includes("could not translate") ||
-      text.includes("timeout") || text.includes("private")) return "postgres_host";
+  if (/role "[^"]*" does not exist/.test(text)) return "postgres_user";
+  if (text.includes("password")) return "postgres_password";
+  if (text.includes("sslmode") || text.includes("ssl")) return "postgres_sslmode";
+  if (text.includes("port")) return /connection refused|timeout/.test(text) ? "postgres_port" : "postgres_host";
+  if (text.includes("host") || text.includes("could not translate") || text.includes("private")) return "postgres_host";
   return null;
 }
 
@@ -166,7 +167,7 @@ export async function discoverForm({ source, title, submitLabel = "Register the 
     rows.length ? h("div", { class: "actions" },
       h("button", { type: "button", class: "small", onclick: () => setAll(true) }, "Select all"),
       h("button", { type: "button", class: "small", onclick: () => setAll(false) }, "Select none"), count) : null,
-    rows.length ? h("div", { class: "table-wrap" }, h("table", {},
+    rows.length ? h("div", { class: "table-wrap", tabindex: "0" }, h("table", {},
       h("caption", { class: "visually-hidden" }, "Tables found at the source"),
       h("thead", {}, h("tr", {}, h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Share")),
         h("th", { scope: "col" }, "Table"), h("th", { scope: "col" }, "At the source"), h("th", { scope: "col", class: "num" }, "Rows"),
