@@ -104,6 +104,7 @@ test("the whole wizard, from / to the dashboard, with a real PostgreSQL source",
     await page.reload();
     await page.getByRole("heading", { name: "4. Choose the tables to share" }).waitFor();
     const rows = page.locator("form tbody tr");
+    await rows.first().waitFor(); // the heading shows while the source is still being asked
     assert.equal(await rows.count(), 3);
     assert.match(await page.locator("form tbody").innerText(), /sales_targets[\s\S]*sales\.targets/);
     assert.match(await rows.filter({ hasText: "orders" }).innerText(), /≈ 250/);
