@@ -124,14 +124,28 @@ export class Agnes {
     return existsSync(this.logPath) ? readFileSync(this.logPath, "utf8") : "";
   }
 
+  // SIGTERM, wait, clean up.  Resolves to {code, log}: the exit code (0 after a clean drain) and
+  // the server's log, where a sanitizer build (make asan) writes its reports.
   async stop() {
+    let code = this.proc ? this.proc.exitCode : null;
     if (this.proc && this.proc.exitCode === null) {
-      const exited = new Promise((r) => this.proc.once("exit", r));
+      const exited = new Promise((r) => this.proc.once("exit", (c) => r(c)));
       this.proc.kill("SIGTERM");
-      await Promise.race([exited, sleep(30000)]);
-      if (this.proc.exitCode === null) this.proc.kill("SIGKILL");
+      code = await Promise.race([exited, sleep(60000).then(() => null)]);
+      if (code === null) this.proc.kill("SIGKILL");
     }
+    const log = this.log();
     if (this.dir) rmSync(this.dir, { recursive: true, force: true });
+    this.dir = null;
+    return { code, log };
+  }
+
+  // Stop, and fail unless the server exited 0 with no sanitizer report in its log.
+  async stopCleanly() {
+    const { code, log } = await this.stop();
+    const report = log.split("\n").findIndex((l) => /ERROR: (Address|Leak)Sanitizer|runtime error:/.test(l));
+    if (report >= 0) throw new Error(`sanitizer report in the server's log:\n${log.split("\n").slice(report, report + 40).join("\n")}`);
+    if (code !== 0) throw new Error(`agnes exited with ${code} after SIGTERM:\n${log.slice(-3000)}`);
   }
 
   // The JSON API as a bearer client (the way an agent would prepare state for a test).

@@ -321,3 +321,8 @@ test("every page: no serious or critical axe violation, usable at 375 px, the he
   });
   await narrow.context().close();
 });
+
+test("the server stops cleanly after all this, with no sanitizer report in its log", async () => {
+  await browser.close();
+  await agnes.stopCleanly();
+});

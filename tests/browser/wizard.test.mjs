@@ -163,3 +163,8 @@ test("a failed sync appears under Needs attention with its sentence and a link t
     await check("the dashboard with a failure");
   });
 });
+
+test("the server stops cleanly after all this, with no sanitizer report in its log", async () => {
+  await browser.close();
+  await agnes.stopCleanly();
+});
