@@ -28,11 +28,21 @@ def session_cookie(server, email, password):
     return {"access_token": r.cookies["access_token"]}
 
 
+def claim(server):
+    admin, _, _ = setup_admin_and_analyst(server)
+    return server, admin["access_token"], session_cookie(server, "admin@example.com", "correct horse battery")
+
+
 @pytest.fixture
 def claimed(server_factory, env):
-    server = server_factory(dict(env, AGNES_DEMO="1"))
-    admin, analyst_user, analyst = setup_admin_and_analyst(server)
-    return server, admin["access_token"], session_cookie(server, "admin@example.com", "correct horse battery")
+    """A claimed instance with the demo tables, the admin's token and browser session cookie."""
+    return claim(server_factory(dict(env, AGNES_DEMO="1")))
+
+
+@pytest.fixture
+def signed_in(server, env):
+    """The same without the demo (quicker to start: the tests that need no table)."""
+    return claim(server)
 
 
 def asset_urls(text):
@@ -138,8 +148,8 @@ def test_bootstrap_signs_the_browser_in(server):
     ({"Origin": "{url}"}, True),
     ({}, False),  # a cookie and nothing saying where the request comes from
 ])
-def test_cookie_requests_that_change_state_must_come_from_this_origin(claimed, headers, allowed):
-    server, _, cookie = claimed
+def test_cookie_requests_that_change_state_must_come_from_this_origin(signed_in, headers, allowed):
+    server, _, cookie = signed_in
     headers = {k: v.replace("{url}", server.url) for k, v in headers.items()}
     r = requests.post(server.url + "/api/admin/groups", json={"name": f"g{len(headers)}{allowed}"}, cookies=cookie,
                       headers=headers, timeout=30)
@@ -151,8 +161,8 @@ def test_cookie_requests_that_change_state_must_come_from_this_origin(claimed, h
     assert get(server, "/api/me", cookies=cookie, headers=headers).status_code == 200
 
 
-def test_bearer_clients_and_cookieless_calls_are_not_affected(claimed):
-    server, token, _ = claimed
+def test_bearer_clients_and_cookieless_calls_are_not_affected(signed_in):
+    server, token, _ = signed_in
     r = requests.post(server.url + "/api/admin/groups", json={"name": "bearer"}, timeout=30,
                       headers={"Authorization": f"Bearer {token}", "Origin": "http://elsewhere.example",
                                "Sec-Fetch-Site": "cross-site"})
