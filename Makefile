@@ -40,12 +40,15 @@ endif
 # build/asan/ and build/asan/tests/ in a checkout, and ../lib when installed.
 RPATH    := $(foreach up,.. ../.. ../../..,-Wl,-rpath,'$$ORIGIN/$(up)/$(DUCKDB)/lib') -Wl,-rpath,'$$ORIGIN/../lib'
 
-OBJ      := $(SRC:src/%.c=$(BUILD)/obj/%.o)
+# The web/ folder (pages, styles, scripts, pinned npm modules) becomes one generated C file.
+WEB_GEN  := $(BUILD)/gen/web_assets.c
+WEB_SRC  := $(sort $(wildcard web/pages/* web/assets/*)) web/package-lock.json scripts/web-embed.mjs
+OBJ      := $(SRC:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/web_assets.o
 LIB      := $(BUILD)/libagnes.a
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run-deps run test asan unit-build clean interfaces
+.PHONY: all deps run-deps run test asan unit-build clean interfaces web-size
 .DELETE_ON_ERROR:
 
 all: $(BUILD)/agnes
@@ -74,6 +77,23 @@ $(BUILD)/obj/%.o: src/%.c $(DUCKDB)/include/duckdb.h
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CSTD) $(WARN) $(CFLAGS) $(CPPFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+
+web/node_modules/.installed-from-lock: web/package-lock.json
+	scripts/bootstrap --build-only
+	@touch $@
+
+$(WEB_GEN): $(WEB_SRC) web/node_modules/.installed-from-lock
+	@$(if $(Q),echo "  WEB     $@")
+	$(Q)node scripts/web-embed.mjs web $@
+
+$(BUILD)/obj/gen/web_assets.o: $(WEB_GEN) src/web/assets.h
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CSTD) $(WARN) -O1 $(CPPFLAGS) -c $< -o $@
+
+# Prints every embedded file with its size and the total shipped (raw and gzip).
+web-size: web/node_modules/.installed-from-lock
+	@node scripts/web-embed.mjs web $(BUILD)/gen/web_report.c --report | tail -1
 
 $(LIB): $(filter-out $(BUILD)/obj/main.o,$(OBJ))
 	@rm -f $@

@@ -10,8 +10,10 @@
 #include "core/log.h"
 #include "core/password.h"
 #include "http/auth_cache.h"
+#include "http/csrf.h"
 #include "http/form.h"
 #include "http/json_body.h"
+#include "http/pages.h"
 #include "store/duck.h"
 #include "store/tokens.h"
 
@@ -185,10 +187,24 @@ static bool require_session(const auth_identity *identity, http_response *resp)
     return false;
 }
 
+/* A page route answers a browser, not an API client: instead of the 401 or
+ * 403 already in resp, a redirect to the login page or the "not for you" page. */
+static void answer_page_denied(const http_request *req, http_response *resp, bool signed_in)
+{
+    free(resp->body);
+    memset(resp, 0, sizeof *resp);
+    if (signed_in)
+        pages_respond_forbidden(req, resp);
+    else
+        pages_redirect_to_login(req, resp);
+}
+
 bool auth_gate(http_context *ctx, const route *matched, http_request *req, auth_identity *identity,
                http_response *resp)
 {
     enum route_access access = matched->access;
+    if (!csrf_check(req, resp))
+        return false;
     if (access == ROUTE_PUBLIC)
         return true;
     if (atomic_load(&ctx->setup_required)) {
@@ -203,10 +219,16 @@ bool auth_gate(http_context *ctx, const route *matched, http_request *req, auth_
     if (access == ROUTE_ANONYMOUS)
         return true;
     memset(identity, 0, sizeof *identity);
-    if (!authenticate(ctx, req, identity, resp))
+    if (!authenticate(ctx, req, identity, resp)) {
+        if ((matched->flags & ROUTE_HTML) && resp->status == 401)
+            answer_page_denied(req, resp, false);
         return false;
+    }
     if (access == ROUTE_ADMIN && !identity->is_admin) {
-        http_respond_error(resp, 403, "Admin access required", NULL);
+        if (matched->flags & ROUTE_HTML)
+            answer_page_denied(req, resp, true);
+        else
+            http_respond_error(resp, 403, "Admin access required", NULL);
         return false;
     }
     if ((matched->flags & ROUTE_INTERACTIVE) && !require_session(identity, resp))
@@ -227,9 +249,20 @@ static int issue_session(http_context *ctx, const user_record *user, char **toke
     return auth_token_issue(ctx->runtime->secrets.jwt.value, &claims, token, err);
 }
 
-/* Answer with the login shape {access_token, token_type, user_id, email, role}. */
+/* Set-Cookie for a browser session holding token (HttpOnly, SameSite=Lax, Secure with a DOMAIN). */
+static void add_session_cookie(http_context *ctx, http_response *resp, const char *token)
+{
+    char cookie[2048];
+    snprintf(cookie, sizeof cookie, "access_token=%s; Path=/; Max-Age=%lld; HttpOnly; SameSite=Lax%s", token,
+             3600 * config_get_int(&ctx->runtime->config, CFG_SESSION_HOURS),
+             config_is_set(&ctx->runtime->config, CFG_SERVER_DOMAIN) ? "; Secure" : "");
+    http_response_add_header(resp, "Set-Cookie", cookie);
+}
+
+/* Answer with the login shape {access_token, token_type, user_id, email, role};
+ * with_cookie also signs the browser in (the wizard's first step). */
 static void respond_with_session(http_context *ctx, const http_request *req, const user_record *user, bool is_admin,
-                                 http_response *resp)
+                                 bool with_cookie, http_response *resp)
 {
     char *token = NULL;
     agnes_error err;
@@ -240,6 +273,8 @@ static void respond_with_session(http_context *ctx, const http_request *req, con
     http_respond_json(resp, 200,
                       json_pack("{s:s, s:s, s:s, s:s, s:s}", "access_token", token, "token_type", "bearer", "user_id",
                                 user->id, "email", user->email, "role", is_admin ? "admin" : "user"));
+    if (with_cookie)
+        add_session_cookie(ctx, resp, token);
     free(token);
 }
 
@@ -308,7 +343,7 @@ void auth_handle_bootstrap(http_context *ctx, const http_request *req, http_resp
     }
     atomic_store(&ctx->setup_required, false);
     log_info("msg=\"instance claimed by its first admin\" user_id=%s", user.id);
-    respond_with_session(ctx, req, &user, true, resp);
+    respond_with_session(ctx, req, &user, true, true, resp);
 done:
     json_decref(body);
 }
@@ -361,7 +396,7 @@ void auth_handle_token(http_context *ctx, const http_request *req, http_response
     if (read_credentials(req, resp, &body, email, sizeof email, &password, NULL) == 0) {
         switch (check_login(ctx, email, password, &user, &is_admin, &err)) {
         case LOGIN_OK:
-            respond_with_session(ctx, req, &user, is_admin, resp);
+            respond_with_session(ctx, req, &user, is_admin, false, resp);
             break;
         case LOGIN_WRONG:
             http_respond_error(resp, 401, "Incorrect email or password.", NULL);
@@ -389,7 +424,7 @@ static const char *safe_next(const char *next)
     if (next == NULL || next[0] != '/' || next[1] == '/' || strspn(next, allowed) != strlen(next) ||
         strncmp(next, "/%2f", 4) == 0 || strncmp(next, "/%2F", 4) == 0 || strncmp(next, "/%5c", 4) == 0 ||
         strncmp(next, "/%5C", 4) == 0)
-        return "/api/me";
+        return "/dashboard";
     return next;
 }
 
@@ -422,13 +457,9 @@ void auth_handle_login_form(http_context *ctx, const http_request *req, http_res
         redirect(resp, result == LOGIN_DEACTIVATED ? "/login?error=deactivated" : "/login?error=invalid");
         return;
     }
-    char cookie[2048];
-    snprintf(cookie, sizeof cookie, "access_token=%s; Path=/; Max-Age=%lld; HttpOnly; SameSite=Lax%s", token,
-             3600 * config_get_int(&ctx->runtime->config, CFG_SESSION_HOURS),
-             config_is_set(&ctx->runtime->config, CFG_SERVER_DOMAIN) ? "; Secure" : "");
-    free(token);
     redirect(resp, safe_next(has_next ? next : NULL));
-    http_response_add_header(resp, "Set-Cookie", cookie);
+    add_session_cookie(ctx, resp, token);
+    free(token);
 }
 
 /* The session presented with a logout ends, and with it every other

@@ -26,6 +26,7 @@
 #include "engine/contract.h"
 #include "http/auth.h"
 #include "http/catalog.h"
+#include "http/instance.h"
 #include "store/table_files.h"
 
 /* True for a table queried at its source: it has no file to download, whatever
@@ -73,6 +74,7 @@ void data_handle_manifest(http_context *ctx, const http_request *req, http_respo
     }
     char now[32];
     util_utc_now_iso(now);
+    instance_record_pull(ctx, req, json_object_size(entries)); /* the dashboard's "your last pull" */
     http_respond_json(resp, 200, json_pack("{s:O, s:I, s:s}", "tables", entries, "count",
                                            (json_int_t)json_object_size(entries), "server_time", now));
 done:

@@ -260,7 +260,7 @@ def test_login_redirects_stay_on_this_origin(server):
     for target in evil:
         r = requests.post(server.url + "/auth/login", data=f"{credentials}&next={target}", allow_redirects=False,
                           headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=30)
-        assert r.status_code == 303 and r.headers["Location"] == "/api/me", (target, r.headers.get("Location"))
+        assert r.status_code == 303 and r.headers["Location"] == "/dashboard", (target, r.headers.get("Location"))
     for fine in ("/catalog", "/query?sql=SELECT%201#results", "/admin/users"):
         r = requests.post(server.url + "/auth/login", data=f"{credentials}&next={fine.replace('%', '%25')}",
                           allow_redirects=False, headers={"Content-Type": "application/x-www-form-urlencoded"},

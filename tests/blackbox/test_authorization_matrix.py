@@ -152,6 +152,8 @@ ALLOWED = "allowed"
 
 def expected_outcome(level, caller):
     base, *flags = level.split("+")
+    if level == "public+html" and caller == "anonymous":
+        return 401  # /setup once claimed: the wizard is an admin's, a visitor is sent to log in (SPEC §6)
     if base in ("public", "anonymous"):
         return ALLOWED
     if caller in ENDED_OR_FORGED:
@@ -173,6 +175,12 @@ def observed_outcome(response):
     assert response.status_code < 500, response.text
     if response.status_code == 401 and response.headers.get("WWW-Authenticate") == "Bearer":
         return 401
+    # Page routes answer a browser: a redirect to log in, or the "for admins" page.
+    location = response.headers.get("Location", "")
+    if response.status_code == 302 and (location == "/login" or location.startswith("/login?next=")):
+        return 401
+    if response.status_code == 403 and response.headers.get("Content-Type", "").startswith("text/html"):
+        return "403 admin"
     if response.status_code == 403 and response.json().get("detail") == "Admin access required":
         return "403 admin"
     if response.status_code == 403 and "interactive session" in response.json().get("detail", ""):
