@@ -8,6 +8,7 @@
 #include "http/auth.h"
 #include "http/catalog.h"
 #include "http/catalog_admin.h"
+#include "http/cli_dist.h"
 #include "http/configure.h"
 #include "http/data.h"
 #include "http/sessions.h"
@@ -103,6 +104,14 @@ const route http_routes[] = {
     {"POST", "/api/admin/discover-and-register", configure_handle_discover, ROUTE_ADMIN,
      "Register every table the configured source lists {query_mode?, schemas?, sync_schedule?}", ROUTE_BLOCKING},
     {"GET", "/api/admin/audit", audit_handle_list, ROUTE_ADMIN, "The audit log, newest first (limit, offset, action)"},
+    /* The CLI for analysts, built from this server's own binary (http/cli_dist.h). */
+    {"GET", "/cli/install.sh", cli_dist_handle_install_script, ROUTE_ANONYMOUS,
+     "Installer: `curl -fsS SERVER/cli/install.sh | sh` puts agnes into ~/.local (no root), SHA-256 checked",
+     ROUTE_BLOCKING},
+    {"GET", "/cli/agnes-linux-x86_64.tar.gz", cli_dist_handle_tarball, ROUTE_ANONYMOUS,
+     "This server's CLI build: agnes/bin/agnes + agnes/lib/agnes/libduckdb.so (ETag = SHA-256)", ROUTE_BLOCKING},
+    {"GET", "/cli/agnes-linux-x86_64.tar.gz.sha256", cli_dist_handle_checksum, ROUTE_ANONYMOUS,
+     "SHA-256 of the CLI tarball, in sha256sum's format", ROUTE_BLOCKING},
 };
 
 const size_t http_route_count = sizeof http_routes / sizeof http_routes[0];
