@@ -42,7 +42,7 @@ static const struct {
     {"status", {"--json", "--workspace", NULL}},
     {"catalog", {"--json", NULL}},
     {"query", {"--local", "--format", "--limit", "--workspace", NULL}},
-    {"pull", {"--quiet", "--json", "--workspace", NULL}},
+    {"pull", {"--quiet", "--json", "--workspace", "--print-changes", NULL}},
     {"push", {"--quiet", "--workspace", NULL}},
     {"init", {NULL}},
     {"admin", {"--json", "--wait", NULL}},
@@ -96,9 +96,11 @@ int command_help(int argc, char **argv)
            "  status [--json]       server, user, version, this workspace's last pull\n"
            "  catalog [TABLE] [--json]   the tables you may read, or one with its columns\n"
            "  query \"SQL\" [--local] [--format table|csv|json]   on the server, or on the workspace\n"
-           "  pull [--quiet] [--json] [TABLE..]   download what changed into ./data, refresh ./agnes.duckdb\n"
+           "  pull [--quiet] [--json] [--print-changes] [TABLE..]   download what changed into ./data, refresh\n"
+           "                        ./agnes.duckdb, write .agnes/changes.md (what changed since the last pull)\n"
            "  push [--quiet] [FILE..]   send session logs and notes (.agnes/outbox/) to the server\n"
-           "  init [DIR]            CLAUDE.md with every table and its columns, hooks that pull and push\n"
+           "  init [DIR]            CLAUDE.md with every table and its columns, hooks that pull and push,\n"
+           "                        .mcp.json for `agnes mcp`\n"
            "  exit codes: 0 ok, 1 failed, 2 usage, 3 auth, 4 network, 5 server error, 6 partial\n"
            "\n"
            "other:\n"

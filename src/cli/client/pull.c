@@ -19,6 +19,7 @@
 
 #include "cli/client/client.h"
 #include "cli/client/commands.h"
+#include "cli/client/digest.h"
 #include "cli/client/workspace.h"
 #include "core/util.h"
 #include "store/table_files.h"
@@ -43,6 +44,7 @@ typedef struct transfer {
 
 typedef struct pull_options {
     bool quiet, json;
+    bool print_changes; /* print .agnes/changes.md at the end (the SessionStart hook) */
     const char *workspace_dir;
     char **tables;
     int table_count;
@@ -319,6 +321,8 @@ static int parse_pull_options(int argc, char **argv, pull_options *o)
             o->quiet = true;
         else if (strcmp(argv[i], "--json") == 0)
             o->json = true;
+        else if (strcmp(argv[i], "--print-changes") == 0)
+            o->print_changes = true;
         else if (strcmp(argv[i], "--workspace") == 0 && i + 1 < argc)
             o->workspace_dir = argv[++i];
         else if (argv[i][0] == '-')
@@ -340,9 +344,11 @@ int command_pull(int argc, char **argv)
     size_t count = 0;
     int rc = AGNES_OK, exit_code;
     if (parse_pull_options(argc, argv, &o) != 0 || (argc > 1 && strcmp(argv[1], "--help") == 0)) {
-        fprintf(stderr, "usage: agnes pull [--quiet] [--json] [--workspace DIR] [TABLE ...]\n"
+        fprintf(stderr, "usage: agnes pull [--quiet] [--json] [--print-changes] [--workspace DIR] [TABLE ...]\n"
                         "  Download the tables you may read that changed since the last pull into DIR/data/,\n"
-                        "  remove those you may no longer read, and refresh DIR/agnes.duckdb.\n");
+                        "  remove those you may no longer read, and refresh DIR/agnes.duckdb.\n"
+                        "  A full pull writes DIR/.agnes/changes.md: tables, columns, row counts and access changed\n"
+                        "  since the previous pull; --print-changes prints it (the SessionStart hook does).\n");
         free(o.tables);
         json_decref(unchanged);
         return argc > 1 && strcmp(argv[1], "--help") == 0 ? 0 : CLIENT_EXIT_USAGE;
@@ -372,7 +378,12 @@ int command_pull(int argc, char **argv)
     util_utc_now_iso(now);
     json_object_set_new(ws.state, "server", json_string(c.server));
     json_object_set_new(ws.state, "last_pull", json_string(now));
-    if ((rc = workspace_write_views(&ws, removed, &err)) || (rc = workspace_save(&ws, &err)))
+    if ((rc = workspace_write_views(&ws, removed, &err)) != AGNES_OK)
+        goto done;
+    agnes_error digest_err; /* the data arrived: a digest that cannot be written is a warning */
+    if (o.table_count == 0 && digest_update(&c, &ws, manifest, now, &digest_err) != AGNES_OK)
+        fprintf(stderr, "agnes pull: cannot write the change digest: %s\n", digest_err.message);
+    if ((rc = workspace_save(&ws, &err)))
         goto done;
     report(&o, &ws, all, count, unchanged, removed, bytes);
     if (failures > 0)
@@ -380,6 +391,8 @@ int command_pull(int argc, char **argv)
                              "%zu of %zu downloads failed", failures, count);
 done:
     exit_code = rc == AGNES_ERR_BUSY ? CLIENT_EXIT_PARTIAL : rc == AGNES_OK ? 0 : client_fail("pull", &err);
+    if (o.print_changes)
+        digest_print(o.workspace_dir, exit_code != 0);
     for (size_t i = 0; all != NULL && i < count; i++) {
         if (all[i].curl)
             curl_easy_cleanup(all[i].curl);
