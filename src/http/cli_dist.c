@@ -125,10 +125,7 @@ done:
     return rc;
 }
 
-/* The address analysts reach this server at: https://DOMAIN when set,
- * else what the request was sent to.  The Host header is copied into a
- * shell script, so only host/port characters pass. */
-static bool public_url(http_context *ctx, const http_request *req, char *out, size_t size)
+bool http_public_url(http_context *ctx, const http_request *req, char *out, size_t size)
 {
     const char *domain = config_get_string(&ctx->runtime->config, CFG_SERVER_DOMAIN);
     if (domain[0] != '\0') {
@@ -180,7 +177,7 @@ void cli_dist_handle_install_script(http_context *ctx, const http_request *req, 
     char url[400];
     built_tarball tarball;
     agnes_error err;
-    if (!public_url(ctx, req, url, sizeof url)) {
+    if (!http_public_url(ctx, req, url, sizeof url)) {
         http_respond_error(resp, 400,
                            "Cannot tell this server's address from the request's Host header; request the script "
                            "by the server's name or address, or set DOMAIN.",

@@ -17,7 +17,17 @@
 #ifndef AGNES_HTTP_CLI_DIST_H
 #define AGNES_HTTP_CLI_DIST_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 #include "http/http.h"
+
+/* The address analysts reach this server at, without a trailing slash:
+ * https://DOMAIN when DOMAIN is set, else the scheme (X-Forwarded-Proto
+ * behind a trusted proxy) and the request's Host.  The result goes into
+ * shell scripts and links, so a Host with anything but host/port
+ * characters is refused (false). */
+bool http_public_url(http_context *ctx, const http_request *req, char *out, size_t size);
 
 void cli_dist_handle_install_script(http_context *ctx, const http_request *req, http_response *resp);
 void cli_dist_handle_tarball(http_context *ctx, const http_request *req, http_response *resp);

@@ -13,9 +13,11 @@
 #include "http/data.h"
 #include "http/sessions.h"
 #include "http/health.h"
+#include "http/mcp.h"
 #include "http/pages.h"
 #include "http/query.h"
 #include "http/registry.h"
+#include "http/results.h"
 #include "http/sync.h"
 #include "http/sync_status.h"
 #include "http/tokens.h"
@@ -104,6 +106,22 @@ const route http_routes[] = {
     {"POST", "/api/admin/discover-and-register", configure_handle_discover, ROUTE_ADMIN,
      "Register every table the configured source lists {query_mode?, schemas?, sync_schedule?}", ROUTE_BLOCKING},
     {"GET", "/api/admin/audit", audit_handle_list, ROUTE_ADMIN, "The audit log, newest first (limit, offset, action)"},
+    /* Results behind handles, for agents (http/results.h). */
+    {"POST", "/api/results", results_handle_create, ROUTE_USER,
+     "Run one SELECT {sql, limit?, max_chars?}: the first page, and a handle to the whole result when it is larger",
+     ROUTE_BLOCKING},
+    {"GET", "/api/results", results_handle_list, ROUTE_USER, "The caller's result handles and the result budget"},
+    {"GET", "/api/results/{handle}", results_handle_download, ROUTE_USER,
+     "The whole result behind a handle (?format=parquet|csv); only its owner's", ROUTE_BLOCKING},
+    {"GET", "/api/results/{handle}/rows", results_handle_rows, ROUTE_USER,
+     "One page of a result (?offset=&limit=&max_chars=); next_offset says where to continue", ROUTE_BLOCKING},
+    {"DELETE", "/api/results/{handle}", results_handle_delete, ROUTE_USER, "Drop a result before it expires"},
+    /* MCP over streamable HTTP: the same tools as `agnes mcp` (http/mcp.h). */
+    {"POST", "/mcp", mcp_handle_post, ROUTE_USER,
+     "MCP (streamable HTTP): JSON-RPC with a bearer token; tools list_tables, describe_table, query, fetch_result, "
+     "sync_status, pull (+ sync_trigger, registry for admins)",
+     ROUTE_BLOCKING},
+    {"DELETE", "/mcp", mcp_handle_delete, ROUTE_USER, "End the MCP session named by Mcp-Session-Id"},
     /* The CLI for analysts, built from this server's own binary (http/cli_dist.h). */
     {"GET", "/cli/install.sh", cli_dist_handle_install_script, ROUTE_ANONYMOUS,
      "Installer: `curl -fsS SERVER/cli/install.sh | sh` puts agnes into ~/.local (no root), SHA-256 checked",

@@ -20,6 +20,7 @@
 #include "cli/client/client.h"
 #include "cli/client/commands.h"
 #include "cli/client/digest.h"
+#include "cli/client/pull_result.h"
 #include "cli/client/workspace.h"
 #include "core/util.h"
 #include "store/table_files.h"
@@ -45,6 +46,7 @@ typedef struct transfer {
 typedef struct pull_options {
     bool quiet, json;
     bool print_changes; /* print .agnes/changes.md at the end (the SessionStart hook) */
+    const char *result, *format; /* --result HANDLE [--format parquet|csv]: a query result instead */
     const char *workspace_dir;
     char **tables;
     int table_count;
@@ -323,6 +325,10 @@ static int parse_pull_options(int argc, char **argv, pull_options *o)
             o->json = true;
         else if (strcmp(argv[i], "--print-changes") == 0)
             o->print_changes = true;
+        else if (strcmp(argv[i], "--result") == 0 && i + 1 < argc)
+            o->result = argv[++i];
+        else if (strcmp(argv[i], "--format") == 0 && i + 1 < argc)
+            o->format = argv[++i];
         else if (strcmp(argv[i], "--workspace") == 0 && i + 1 < argc)
             o->workspace_dir = argv[++i];
         else if (argv[i][0] == '-')
@@ -345,13 +351,24 @@ int command_pull(int argc, char **argv)
     int rc = AGNES_OK, exit_code;
     if (parse_pull_options(argc, argv, &o) != 0 || (argc > 1 && strcmp(argv[1], "--help") == 0)) {
         fprintf(stderr, "usage: agnes pull [--quiet] [--json] [--print-changes] [--workspace DIR] [TABLE ...]\n"
+                        "       agnes pull --result HANDLE [--format parquet|csv] [--json] [--workspace DIR]\n"
                         "  Download the tables you may read that changed since the last pull into DIR/data/,\n"
                         "  remove those you may no longer read, and refresh DIR/agnes.duckdb.\n"
                         "  A full pull writes DIR/.agnes/changes.md: tables, columns, row counts and access changed\n"
-                        "  since the previous pull; --print-changes prints it (the SessionStart hook does).\n");
+                        "  since the previous pull; --print-changes prints it (the SessionStart hook does).\n"
+                        "  --result downloads the whole query result behind a handle into DIR/results/.\n");
         free(o.tables);
         json_decref(unchanged);
         return argc > 1 && strcmp(argv[1], "--help") == 0 ? 0 : CLIENT_EXIT_USAGE;
+    }
+    if (o.result != NULL || o.format != NULL) {
+        exit_code = o.result == NULL || o.table_count > 0
+                        ? (fprintf(stderr, "agnes pull: --format goes with --result HANDLE, which takes no tables\n"),
+                           CLIENT_EXIT_USAGE)
+                        : pull_result(o.result, o.format ? o.format : "parquet", o.workspace_dir, o.json, o.quiet);
+        free(o.tables);
+        json_decref(unchanged);
+        return exit_code;
     }
     if ((rc = client_load(&c, NULL, &err)) || (rc = client_require_login(&c, &err)) ||
         (rc = workspace_open(&ws, o.workspace_dir, &err)) ||
