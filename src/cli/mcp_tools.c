@@ -170,8 +170,10 @@ static char *local_query(mcp_stdio *state, const char *sql, long long limit, lon
 {
     local_paths local;
     duck_session session = {0};
-    char handle[RESULT_HANDLE_LEN + 8], path[AGNES_PATH_MAX + 100], part[AGNES_PATH_MAX + 110];
-    char *select = NULL, *out = NULL;
+    char handle[RESULT_HANDLE_LEN + 8], path[AGNES_PATH_MAX + 100], part[AGNES_PATH_MAX + 110],
+        types_path[AGNES_PATH_MAX + 110];
+    char *select = NULL, *out = NULL, *exact = NULL;
+    json_t *shape = NULL;
     result_page page = {0};
     strbuf copy;
     strbuf_init(&copy);
@@ -193,7 +195,11 @@ static char *local_query(mcp_stdio *state, const char *sql, long long limit, lon
     snprintf(handle, sizeof handle, LOCAL_PREFIX "%s", hex);
     snprintf(path, sizeof path, "%s/%s.parquet", local.results, handle);
     snprintf(part, sizeof part, "%s.part", path);
-    if ((select = bare_sql(sql)) == NULL) {
+    snprintf(types_path, sizeof types_path, "%s/%s.json", local.results, handle);
+    if ((rc = duck_session_open(&session, local.ws.database, true, err)) != AGNES_OK ||
+        (rc = result_exact_sql(session.connection, sql, &exact, &shape, err)) != AGNES_OK)
+        goto done;
+    if ((select = bare_sql(exact ? exact : sql)) == NULL) {
         rc = agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
         goto done;
     }
@@ -201,8 +207,6 @@ static char *local_query(mcp_stdio *state, const char *sql, long long limit, lon
     strbuf_appendf(&copy, "COPY (SELECT * FROM (\n%s\n)) TO ", select);
     duck_append_literal(&copy, part);
     strbuf_append_str(&copy, " (FORMAT parquet)");
-    if ((rc = duck_session_open(&session, local.ws.database, true, err)) != AGNES_OK)
-        goto done;
     if (strbuf_failed(&copy)) {
         rc = agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
         goto done;
@@ -219,13 +223,18 @@ static char *local_query(mcp_stdio *state, const char *sql, long long limit, lon
         rc = agnes_error_set(err, AGNES_ERR_IO, "cannot keep the result in %s: %s", path, strerror(errno));
         goto done;
     }
-    if ((rc = result_page_read(session.connection, path, 0, limit, max_chars, &page, err)) != AGNES_OK) {
+    if ((rc = result_page_read(session.connection, path, shape, 0, limit, max_chars, &page, err)) != AGNES_OK) {
         unlink(path);
         goto done;
     }
     bool rest = json_is_true(json_object_get(page.meta, "truncated"));
-    if (!rest)
+    if (!rest) {
         unlink(path);
+    } else if (shape != NULL && json_dump_file(shape, types_path, JSON_COMPACT) != 0) {
+        unlink(path); /* without its shape the file would read back wrong */
+        rc = agnes_error_set(err, AGNES_ERR_IO, "cannot write %s", types_path);
+        goto done;
+    }
     local_note(&page, rest ? handle : NULL, path, util_unix_now() + ttl(state));
     out = page_text(&page, err);
 done:
@@ -234,6 +243,8 @@ done:
         duck_session_close(&session);
     strbuf_free(&copy);
     free(select);
+    free(exact);
+    json_decref(shape);
     workspace_close(&local.ws);
     return out;
 }
@@ -242,7 +253,7 @@ static char *local_fetch(mcp_stdio *state, const char *handle, long long offset,
                          long long max_chars, agnes_error *err)
 {
     local_paths local;
-    char path[AGNES_PATH_MAX + 100];
+    char path[AGNES_PATH_MAX + 100], types_path[AGNES_PATH_MAX + 100];
     struct stat st;
     result_page page = {0};
     char *out = NULL;
@@ -251,6 +262,7 @@ static char *local_fetch(mcp_stdio *state, const char *handle, long long offset,
     if (open_local(state, &local, err) != AGNES_OK)
         return NULL;
     snprintf(path, sizeof path, "%s/%s.parquet", local.results, handle);
+    snprintf(types_path, sizeof types_path, "%s/%s.json", local.results, handle);
     workspace_close(&local.ws);
     if (!result_handle_valid(handle + strlen(LOCAL_PREFIX)) || stat(path, &st) != 0 ||
         st.st_mtime < util_unix_now() - ttl(state)) {
@@ -263,8 +275,10 @@ static char *local_fetch(mcp_stdio *state, const char *handle, long long offset,
     int rc = duck_open(NULL, false, &db, err);
     if (rc == AGNES_OK && duckdb_connect(db, &conn) != DuckDBSuccess)
         rc = agnes_error_set(err, AGNES_ERR_DB, "cannot open DuckDB");
+    json_t *shape = util_file_exists(types_path) ? json_load_file(types_path, 0, NULL) : NULL;
     if (rc == AGNES_OK)
-        rc = result_page_read(conn, path, offset, limit, max_chars, &page, err);
+        rc = result_page_read(conn, path, shape, offset, limit, max_chars, &page, err);
+    json_decref(shape);
     if (rc == AGNES_OK) {
         local_note(&page, handle, path, (int64_t)st.st_mtime + ttl(state));
         out = page_text(&page, err);

@@ -51,39 +51,151 @@ static char *parquet_sql(const char *before, const char *path, const char *after
     return sql.data;
 }
 
+/* The select list that reads a result back: every column by position (names
+ * may repeat), the restored ones cast back to their type; *clash when a
+ * column is called file_row_number. */
+static int select_list(duckdb_connection conn, const char *path, const json_t *shape, strbuf *out, bool *clash,
+                       agnes_error *err)
+{
+    const json_t *restore = json_object_get(shape, "restore");
+    duckdb_result result;
+    *clash = false;
+    char *describe = parquet_sql("DESCRIBE SELECT * FROM ", path, "");
+    if (describe == NULL)
+        return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+    if (duckdb_query(conn, describe, &result) != DuckDBSuccess) {
+        int rc = agnes_error_set(err, AGNES_ERR_DB, "cannot read the result: %s", duckdb_result_error(&result));
+        duckdb_destroy_result(&result);
+        free(describe);
+        return rc;
+    }
+    free(describe);
+    idx_t rows = duckdb_row_count(&result);
+    for (idx_t i = 0; i < rows; i++) {
+        char *name = duckdb_value_varchar(&result, 0, i);
+        const char *type = json_string_value(json_array_get(restore, i));
+        *clash = *clash || (name != NULL && strcmp(name, "file_row_number") == 0);
+        strbuf_appendf(out, "%s", i ? ", " : "");
+        if (type != NULL && name != NULL) {
+            /* Types come from result_format_type_name (our own text), the name is quoted. */
+            strbuf_appendf(out, "CAST(#%llu AS %s) AS ", (unsigned long long)i + 1, type);
+            duck_append_identifier(out, name);
+        } else {
+            strbuf_appendf(out, "#%llu", (unsigned long long)i + 1);
+        }
+        duckdb_free(name);
+    }
+    duckdb_destroy_result(&result);
+    if (rows == 0)
+        strbuf_append_str(out, "*");
+    return strbuf_failed(out) ? agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory") : AGNES_OK;
+}
+
 /* The SELECT of one page.  By file_row_number where possible: DuckDB then
  * skips the row groups before the page (measured on a 5 M-row result: a
  * 100 k-row page at row 4 M in 51 ms, against 98 ms with LIMIT/OFFSET on
  * one thread and 242 ms on two).  A result with a column of that very name
  * pages with OFFSET.  The store's database runs one thread, so rows come
  * in file order either way. */
-static int page_sql(duckdb_connection conn, const char *path, long long offset, long long limit, char **out,
-                    agnes_error *err)
+static int page_sql(duckdb_connection conn, const char *path, const json_t *shape, long long offset,
+                    long long limit, char **out, agnes_error *err)
 {
-    char tail[160];
-    long long clashes = 0;
-    bool found = false;
+    strbuf sql;
+    bool clash = false;
+    strbuf_init(&sql);
     *out = NULL;
-    char *probe = parquet_sql("SELECT count(*) FROM (DESCRIBE SELECT * FROM ", path,
-                              ") WHERE column_name = 'file_row_number'");
-    int rc = probe ? duck_query_int(conn, probe, &clashes, &found, err)
-                   : agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
-    free(probe);
-    if (rc != AGNES_OK)
+    strbuf_append_str(&sql, "SELECT ");
+    int rc = select_list(conn, path, shape, &sql, &clash, err);
+    if (rc != AGNES_OK) {
+        strbuf_free(&sql);
         return rc;
-    if (clashes > 0) {
-        snprintf(tail, sizeof tail, " LIMIT %lld OFFSET %lld", limit, offset);
-        *out = parquet_sql("SELECT * FROM ", path, tail);
-    } else {
-        strbuf sql;
-        strbuf_init(&sql);
-        strbuf_append_str(&sql, "SELECT * EXCLUDE (file_row_number) FROM read_parquet(");
-        duck_append_literal(&sql, path);
+    }
+    strbuf_append_str(&sql, " FROM read_parquet(");
+    duck_append_literal(&sql, path);
+    if (clash)
+        strbuf_appendf(&sql, ") LIMIT %lld OFFSET %lld", limit, offset);
+    else
         strbuf_appendf(&sql, ", file_row_number = true) WHERE file_row_number >= %lld AND file_row_number < %lld",
                        offset, offset + limit);
-        *out = strbuf_failed(&sql) ? (strbuf_free(&sql), NULL) : sql.data;
+    if (strbuf_failed(&sql)) {
+        strbuf_free(&sql);
+        return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
     }
-    return *out ? AGNES_OK : agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+    *out = sql.data;
+    return AGNES_OK;
+}
+
+/* A type Parquet does not hold exactly (see result_handle.h). */
+static bool lossy(const char *type_name)
+{
+    return strstr(type_name, "HUGEINT") != NULL || strstr(type_name, "TIME WITH TIME ZONE") != NULL;
+}
+
+/* The caller's SQL without trailing semicolons and blanks, for a subquery. */
+static char *bare(const char *sql)
+{
+    char *copy = util_strdup(sql);
+    size_t n = copy ? strlen(copy) : 0;
+    while (n > 0 && strchr("; \t\r\n", copy[n - 1]) != NULL)
+        copy[--n] = '\0';
+    return copy;
+}
+
+int result_exact_sql(duckdb_connection conn, const char *sql, char **wrapped, json_t **shape, agnes_error *err)
+{
+    duckdb_prepared_statement statement = NULL;
+    *wrapped = NULL;
+    *shape = NULL;
+    if (duckdb_prepare(conn, sql, &statement) != DuckDBSuccess) {
+        duckdb_destroy_prepare(&statement);
+        return AGNES_OK;
+    }
+    idx_t count = duckdb_prepared_statement_column_count(statement);
+    json_t *types = json_array(), *names = json_array();
+    strbuf list, name;
+    strbuf_init(&list);
+    strbuf_init(&name);
+    bool any = false;
+    for (idx_t i = 0; i < count; i++) {
+        duckdb_logical_type type = duckdb_prepared_statement_column_logical_type(statement, i);
+        strbuf_reset(&name);
+        result_format_type_name(type, &name);
+        duckdb_destroy_logical_type(&type);
+        bool cast = name.data != NULL && lossy(name.data);
+        any = any || cast;
+        json_array_append_new(types, cast ? json_string(name.data) : json_null());
+        json_array_append_new(names, json_string(duckdb_prepared_statement_column_name(statement, i)));
+        strbuf_appendf(&list, "%s", i ? ", " : "");
+        if (cast) {
+            strbuf_appendf(&list, "CAST(#%llu AS VARCHAR) AS ", (unsigned long long)i + 1);
+            duck_append_identifier(&list, duckdb_prepared_statement_column_name(statement, i));
+        } else {
+            strbuf_appendf(&list, "#%llu", (unsigned long long)i + 1);
+        }
+    }
+    duckdb_destroy_prepare(&statement);
+    int rc = AGNES_OK;
+    char *select = any ? bare(sql) : NULL;
+    if (any) {
+        strbuf out;
+        strbuf_init(&out);
+        /* Newlines around the caller's SQL: a trailing "-- comment" cannot eat the ')'. */
+        strbuf_appendf(&out, "SELECT %s FROM (\n%s\n)", list.data ? list.data : "*", select ? select : "");
+        if (select == NULL || strbuf_failed(&out) || strbuf_failed(&list)) {
+            strbuf_free(&out);
+            rc = agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+        } else {
+            *wrapped = out.data;
+        }
+    }
+    if (rc == AGNES_OK && (*shape = json_pack("{s:O}", "columns", names)) != NULL && any)
+        json_object_set(*shape, "restore", types);
+    free(select);
+    json_decref(types);
+    json_decref(names);
+    strbuf_free(&list);
+    strbuf_free(&name);
+    return rc;
 }
 
 /* Prepare and start sql as a streaming result. */
@@ -133,8 +245,8 @@ static int describe_columns(duckdb_result *result, json_t *columns, json_t *type
     return rc;
 }
 
-int result_page_read(duckdb_connection conn, const char *parquet_path, long long offset, long long limit,
-                     long long max_chars, result_page *page, agnes_error *err)
+int result_page_read(duckdb_connection conn, const char *parquet_path, const json_t *shape, long long offset,
+                     long long limit, long long max_chars, result_page *page, agnes_error *err)
 {
     long long total = 0;
     bool found = false;
@@ -153,11 +265,17 @@ int result_page_read(duckdb_connection conn, const char *parquet_path, long long
     if (rc == AGNES_OK)
         rc = duck_query_int(conn, count_sql, &total, &found, err);
     if (rc == AGNES_OK)
-        rc = page_sql(conn, parquet_path, offset, limit, &rows_sql, err);
+        rc = page_sql(conn, parquet_path, shape, offset, limit, &rows_sql, err);
     if (rc == AGNES_OK && (rc = stream_query(conn, rows_sql, &statement, &result, err)) == AGNES_OK)
         has_result = true;
     if (rc == AGNES_OK)
         rc = describe_columns(&result, columns, types, err);
+    /* The names as the query gave them (Parquet renames repeated ones). */
+    const json_t *names = json_object_get(shape, "columns");
+    if (rc == AGNES_OK && json_array_size(names) == json_array_size(columns)) {
+        json_array_clear(columns);
+        json_array_extend(columns, (json_t *)names);
+    }
     idx_t column_count = has_result ? duckdb_column_count(&result) : 0;
     if (rc == AGNES_OK && (logical = calloc(column_count + 1, sizeof *logical)) == NULL)
         rc = agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
@@ -499,12 +617,12 @@ int result_store_keep(result_store *store, const result_owner *owner, result_sou
     util_utc_iso(until, expires);
     bool oversize = size > store->max_bytes_per_user;
     if (rc == AGNES_OK)
-        *record = json_pack("{s:s, s:s, s:b, s:O?, s:s, s:s, s:I, s:s, s:I, s:I, s:I, s:b}", "handle", handle,
+        *record = json_pack("{s:s, s:s, s:b, s:O?, s:s, s:s, s:I, s:s, s:I, s:I, s:I, s:b, s:O?}", "handle", handle,
                             "user_id", owner->user_id, "is_admin", owner->is_admin, "visible",
                             owner->is_admin ? NULL : owner->visible, "sql", owner->sql ? owner->sql : "",
                             "created_at", created, "created_unix", (json_int_t)now, "expires_at", expires,
                             "expires_unix", (json_int_t)until, "total_rows", (json_int_t)total, "size_bytes",
-                            (json_int_t)size, "oversize", oversize);
+                            (json_int_t)size, "oversize", oversize, "shape", owner->shape);
     if (rc == AGNES_OK && *record == NULL)
         rc = agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
     char *text = rc == AGNES_OK ? json_dumps(*record, JSON_COMPACT) : NULL;
@@ -571,14 +689,14 @@ int result_store_open(result_store *store, const char *handle, const char *user_
     return AGNES_OK;
 }
 
-int result_store_page(result_store *store, const char *path, long long offset, long long limit, long long max_chars,
-                      result_page *page, agnes_error *err)
+int result_store_page(result_store *store, const char *path, const json_t *record, long long offset, long long limit,
+                      long long max_chars, result_page *page, agnes_error *err)
 {
     duckdb_connection conn = NULL;
     memset(page, 0, sizeof *page);
     if (duckdb_connect(store->reader, &conn) != DuckDBSuccess)
         return agnes_error_set(err, AGNES_ERR_DB, "cannot connect to the result store's database");
-    int rc = result_page_read(conn, path, offset, limit, max_chars, page, err);
+    int rc = result_page_read(conn, path, json_object_get(record, "shape"), offset, limit, max_chars, page, err);
     duckdb_disconnect(&conn);
     return rc;
 }
@@ -686,27 +804,40 @@ void result_csv_free(result_csv *csv)
     free(csv);
 }
 
-int result_csv_open(result_store *store, const char *path, result_csv **out, agnes_error *err)
+int result_csv_open(result_store *store, const char *path, const json_t *record, result_csv **out, agnes_error *err)
 {
     *out = NULL;
     result_csv *csv = calloc(1, sizeof *csv);
-    char *sql = parquet_sql("SELECT * FROM ", path, "");
-    int rc = csv && sql ? AGNES_OK : agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+    strbuf sql;
+    strbuf_init(&sql);
+    bool clash = false;
+    int rc = csv ? AGNES_OK : agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
     if (csv != NULL)
         strbuf_init(&csv->out);
     if (rc == AGNES_OK && duckdb_connect(store->reader, &csv->conn) != DuckDBSuccess)
         rc = agnes_error_set(err, AGNES_ERR_DB, "cannot connect to the result store's database");
-    if (rc == AGNES_OK && (rc = stream_query(csv->conn, sql, &csv->statement, &csv->result, err)) == AGNES_OK)
+    strbuf_append_str(&sql, "SELECT ");
+    if (rc == AGNES_OK)
+        rc = select_list(csv->conn, path, json_object_get(record, "shape"), &sql, &clash, err);
+    strbuf_append_str(&sql, " FROM read_parquet(");
+    duck_append_literal(&sql, path);
+    strbuf_append_char(&sql, ')');
+    if (rc == AGNES_OK && strbuf_failed(&sql))
+        rc = agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+    if (rc == AGNES_OK && (rc = stream_query(csv->conn, sql.data, &csv->statement, &csv->result, err)) == AGNES_OK)
         csv->has_result = true;
-    free(sql);
+    strbuf_free(&sql);
     if (rc == AGNES_OK) {
         csv->column_count = duckdb_column_count(&csv->result);
         if ((csv->types = calloc(csv->column_count + 1, sizeof *csv->types)) == NULL)
             rc = agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
     }
+    const json_t *names = json_object_get(json_object_get(record, "shape"), "columns");
+    bool named = rc == AGNES_OK && json_array_size(names) == csv->column_count;
     for (idx_t c = 0; rc == AGNES_OK && c < csv->column_count; c++) {
         csv->types[c] = duckdb_column_logical_type(&csv->result, c);
-        const char *name = duckdb_column_name(&csv->result, c);
+        /* The names as the query gave them (Parquet renames repeated ones). */
+        const char *name = named ? json_string_value(json_array_get(names, c)) : duckdb_column_name(&csv->result, c);
         rc = result_format_supported(csv->types[c], name, err);
         if (c)
             strbuf_append_char(&csv->out, ',');

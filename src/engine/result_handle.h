@@ -57,6 +57,23 @@ bool result_handle_valid(const char *handle);
 /* A fresh random handle. */
 void result_handle_new(char out[RESULT_HANDLE_LEN + 1]);
 
+/* Parquet does not hold every DuckDB result exactly: HUGEINT and UHUGEINT
+ * are written as DOUBLE (sum() of a BIGINT is a HUGEINT: totals would lose
+ * digits), TIME WITH TIME ZONE loses its offset, and repeated column names
+ * are renamed (total, total_1).  Measured on DuckDB 1.4.4; ENUM comes back
+ * as VARCHAR, ARRAY as LIST and UNION as its STRUCT with the values intact,
+ * and those are kept as they come.
+ *
+ * result_exact_sql prepares sql on conn (the guard must have passed it) and
+ * returns in *shape (new reference) what reading the result back needs:
+ * {"columns": [the names as the query gives them], "restore": [per column
+ * the type to cast back to, or null]} - "restore" only when a column holds
+ * such a type anywhere, and then *wrapped is a SELECT over sql that writes
+ * those columns as text (malloc'd), to run instead of sql.  Both stay NULL
+ * when sql does not prepare: running it reports that error the usual way.
+ * The shape goes into the handle's record; the readers below take it. */
+int result_exact_sql(duckdb_connection conn, const char *sql, char **wrapped, json_t **shape, agnes_error *err);
+
 /* One page of a result.  The rows stay JSON text: a 100 k-row page is
  * megabytes, and parsing it into jansson values only to print it again
  * cost ten times the read (measured: 550-850 ms against 51 ms in DuckDB). */
@@ -72,8 +89,8 @@ typedef struct result_page {
  * Values are mapped as in engine/result_format.h, the same as POST
  * /api/query's JSON.  Errors: AGNES_ERR_INVALID (a column type that cannot
  * be shown, named), AGNES_ERR_DB.  Free with result_page_free. */
-int result_page_read(duckdb_connection conn, const char *parquet_path, long long offset, long long limit,
-                     long long max_chars, result_page *page, agnes_error *err);
+int result_page_read(duckdb_connection conn, const char *parquet_path, const json_t *shape, long long offset,
+                     long long limit, long long max_chars, result_page *page, agnes_error *err);
 
 /* Add what the caller needs to get the rest: handle, expires_at (ISO-8601)
  * and, when rows remain, a note naming fetch_result, the rows endpoint and
@@ -107,6 +124,7 @@ typedef struct result_owner {
     bool is_admin;
     const json_t *visible; /* ids the caller may read now; NULL for admins (everything) */
     const char *sql;
+    const json_t *shape;   /* from result_exact_sql, or NULL */
 } result_owner;
 
 /* Copy the stream into a new handle owned by owner, evicting the owner's
@@ -125,9 +143,10 @@ int result_store_keep(result_store *store, const result_owner *owner, result_sou
 int result_store_open(result_store *store, const char *handle, const char *user_id, bool is_admin,
                       const json_t *visible, json_t **record, char *path, size_t path_size, agnes_error *err);
 
-/* result_page_read on the store's own connection. */
-int result_store_page(result_store *store, const char *path, long long offset, long long limit, long long max_chars,
-                      result_page *page, agnes_error *err);
+/* result_page_read on the store's own connection; record is the handle's
+ * (its "shape"). */
+int result_store_page(result_store *store, const char *path, const json_t *record, long long offset, long long limit,
+                      long long max_chars, result_page *page, agnes_error *err);
 
 /* Remove a handle (the caller's own; AGNES_ERR_NOT_FOUND otherwise). */
 int result_store_delete(result_store *store, const char *handle, const char *user_id, agnes_error *err);
@@ -142,7 +161,7 @@ void result_store_sweep(result_store *store);
 /* The whole result as CSV, produced a chunk at a time (for downloads), in
  * the same text as POST /api/query's csv format. */
 typedef struct result_csv result_csv;
-int result_csv_open(result_store *store, const char *path, result_csv **out, agnes_error *err);
+int result_csv_open(result_store *store, const char *path, const json_t *record, result_csv **out, agnes_error *err);
 /* Up to max bytes: the count, 0 at the end, -1 on failure (err set). */
 ssize_t result_csv_read(result_csv *csv, char *buf, size_t max, agnes_error *err);
 void result_csv_free(result_csv *csv);

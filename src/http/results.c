@@ -49,10 +49,10 @@ static ssize_t read_run(void *cls, char *buf, size_t max, agnes_error *err)
 int results_run(http_context *ctx, const auth_identity *who, const char *sql, long long limit, long long max_chars,
                 strbuf *text, unsigned *status, agnes_error *err)
 {
-    json_t *visible = NULL, *record = NULL;
+    json_t *visible = NULL, *record = NULL, *shape = NULL;
     query_slot *slot = NULL;
     query_run *run = NULL;
-    char tmp_dir[AGNES_PATH_MAX], request_id[48], path[AGNES_PATH_MAX + 64];
+    char tmp_dir[AGNES_PATH_MAX], request_id[48], path[AGNES_PATH_MAX + 64], *exact = NULL;
     result_page page_storage = {0}, *page = &page_storage;
     budget(ctx, &limit, &max_chars);
     int rc = catalog_visible_ids(ctx, who, &visible, err);
@@ -69,18 +69,25 @@ int results_run(http_context *ctx, const auth_identity *who, const char *sql, lo
         char unique[RESULT_HANDLE_LEN + 1]; /* names the engine's temporary file */
         result_handle_new(unique);
         snprintf(request_id, sizeof request_id, "result-%s", unique);
+        /* What Parquet would not keep exactly (types, repeated names) is recorded and
+         * restored on reading (engine/result_handle.h); the guard sees the caller's SQL first. */
+        rc = query_guard_check(slot->parser, sql, &policy, err);
+        if (rc == AGNES_OK)
+            rc = result_exact_sql(slot->connection, sql, &exact, &shape, err);
         query_request request = {
-            .sql = sql,
+            .sql = exact ? exact : sql,
             .limit = RESULTS_MAX_ROWS,
             .format = QUERY_FORMAT_PARQUET,
             .policy = &policy,
             .tmp_dir = tmp_dir,
             .request_id = request_id,
         };
-        rc = query_run_start(ctx->queries, slot, &request, &run, err);
+        if (rc == AGNES_OK)
+            rc = query_run_start(ctx->queries, slot, &request, &run, err);
     }
     if (rc == AGNES_OK) {
-        result_owner owner = {.user_id = who->user_id, .is_admin = who->is_admin, .visible = visible, .sql = sql};
+        result_owner owner = {
+            .user_id = who->user_id, .is_admin = who->is_admin, .visible = visible, .sql = sql, .shape = shape};
         rc = result_store_keep(ctx->results, &owner, read_run, run, &record, err);
     }
     /* The slot goes back before the page is read: paging needs no catalog connection. */
@@ -89,7 +96,7 @@ int results_run(http_context *ctx, const auth_identity *who, const char *sql, lo
     const char *handle = json_string_value(json_object_get(record, "handle"));
     if (rc == AGNES_OK) {
         snprintf(path, sizeof path, "%s/%s.parquet", ctx->results->dir, handle);
-        rc = result_store_page(ctx->results, path, 0, limit, max_chars, page, err);
+        rc = result_store_page(ctx->results, path, record, 0, limit, max_chars, page, err);
     }
     if (rc == AGNES_OK) {
         /* Kept only when rows remain, and only within the user's disk budget. */
@@ -113,7 +120,9 @@ int results_run(http_context *ctx, const auth_identity *who, const char *sql, lo
     *status = rc == AGNES_OK ? 200 : status_of(rc);
     result_page_free(page);
     json_decref(record);
+    json_decref(shape);
     json_decref(visible);
+    free(exact);
     return rc;
 }
 
@@ -138,7 +147,7 @@ int results_fetch(http_context *ctx, const auth_identity *who, const char *handl
     budget(ctx, &limit, &max_chars);
     int rc = open_handle(ctx, who, handle, &record, path, sizeof path, err);
     if (rc == AGNES_OK)
-        rc = result_store_page(ctx->results, path, offset, limit, max_chars, &page, err);
+        rc = result_store_page(ctx->results, path, record, offset, limit, max_chars, &page, err);
     if (rc == AGNES_OK) {
         result_page_describe(&page, handle, (int64_t)json_integer_value(json_object_get(record, "expires_unix")));
         rc = result_page_text(&page, text, err);
@@ -267,8 +276,8 @@ void results_handle_download(http_context *ctx, const http_request *req, http_re
         return;
     }
     int rc = open_handle(ctx, req->identity, handle, &record, path, sizeof path, &err);
-    json_decref(record);
     if (rc != AGNES_OK) {
+        json_decref(record);
         respond_failure(resp, req, status_of(rc), &err);
         return;
     }
@@ -276,7 +285,9 @@ void results_handle_download(http_context *ctx, const http_request *req, http_re
     http_response_add_header(resp, "Content-Disposition", value);
     if (strcmp(format, "csv") == 0) {
         result_csv *csv = NULL;
-        if (result_csv_open(ctx->results, path, &csv, &err) != AGNES_OK) {
+        rc = result_csv_open(ctx->results, path, record, &csv, &err);
+        json_decref(record);
+        if (rc != AGNES_OK) {
             respond_failure(resp, req, status_of(err.code), &err);
             return;
         }
@@ -284,6 +295,7 @@ void results_handle_download(http_context *ctx, const http_request *req, http_re
                             (http_stream){.read = csv_read, .release = csv_release, .cls = csv});
         return;
     }
+    json_decref(record);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) { /* swept between the check and here */
