@@ -164,14 +164,17 @@ int result_exact_sql(duckdb_connection conn, const char *sql, char **wrapped, js
         bool cast = name.data != NULL && lossy(name.data);
         any = any || cast;
         json_array_append_new(types, cast ? json_string(name.data) : json_null());
-        json_array_append_new(names, json_string(duckdb_prepared_statement_column_name(statement, i)));
+        /* DuckDB allocates the name; duckdb_free releases it. */
+        const char *column = duckdb_prepared_statement_column_name(statement, i);
+        json_array_append_new(names, json_string(column ? column : ""));
         strbuf_appendf(&list, "%s", i ? ", " : "");
         if (cast) {
             strbuf_appendf(&list, "CAST(#%llu AS VARCHAR) AS ", (unsigned long long)i + 1);
-            duck_append_identifier(&list, duckdb_prepared_statement_column_name(statement, i));
+            duck_append_identifier(&list, column ? column : "");
         } else {
             strbuf_appendf(&list, "#%llu", (unsigned long long)i + 1);
         }
+        duckdb_free((void *)column);
     }
     duckdb_destroy_prepare(&statement);
     int rc = AGNES_OK;
