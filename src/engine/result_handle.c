@@ -422,39 +422,67 @@ int result_store_init(result_store *store, const agnes_paths *paths, long long t
     if (chmod(store->dir, 0700) != 0) /* results are user data, even when DATA_DIR is shared */
         return agnes_error_set(err, AGNES_ERR_IO, "cannot make %s private (chmod 0700): %s", store->dir,
                                strerror(errno));
-    if (pthread_mutex_init(&store->lock, NULL) != 0)
+    if (pthread_mutex_init(&store->lock, NULL) != 0 || pthread_mutex_init(&store->reader_lock, NULL) != 0)
         return agnes_error_set(err, AGNES_ERR_NOMEM, "cannot create a mutex");
-    int rc = duck_open(NULL, false, &store->reader, err);
-    duckdb_connection conn = NULL;
-    if (rc == AGNES_OK && duckdb_connect(store->reader, &conn) != DuckDBSuccess)
-        rc = agnes_error_set(err, AGNES_ERR_DB, "cannot connect to the result store's database");
-    if (rc == AGNES_OK) { /* it only ever reads this directory's files */
-        strbuf sql;
-        strbuf_init(&sql);
-        strbuf_append_str(&sql, "SET allowed_directories=[");
-        duck_append_literal(&sql, store->dir);
-        strbuf_append_str(&sql, "]; SET enable_external_access=false; SET memory_limit='512MB'; SET threads=1; "
-                                "SET lock_configuration=true;");
-        rc = strbuf_failed(&sql) ? agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory")
-                                 : duck_exec(conn, sql.data, err);
-        strbuf_free(&sql);
+    store->ready = true;
+    return AGNES_OK;
+}
+
+/* The reader database, opened on first use: opening DuckDB costs ~26 ms
+ * and some memory (measured here), which a server whose users never make
+ * a handle should not pay at start or idle. */
+static int open_reader(result_store *store, agnes_error *err)
+{
+    pthread_mutex_lock(&store->reader_lock);
+    int rc = AGNES_OK;
+    if (store->reader == NULL) {
+        duckdb_database db = NULL;
+        duckdb_connection conn = NULL;
+        rc = duck_open(NULL, false, &db, err);
+        if (rc == AGNES_OK && duckdb_connect(db, &conn) != DuckDBSuccess)
+            rc = agnes_error_set(err, AGNES_ERR_DB, "cannot connect to the result store's database");
+        if (rc == AGNES_OK) { /* it only ever reads this directory's files */
+            strbuf sql;
+            strbuf_init(&sql);
+            strbuf_append_str(&sql, "SET allowed_directories=[");
+            duck_append_literal(&sql, store->dir);
+            strbuf_append_str(&sql, "]; SET enable_external_access=false; SET memory_limit='512MB'; SET threads=1; "
+                                    "SET lock_configuration=true;");
+            rc = strbuf_failed(&sql) ? agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory")
+                                     : duck_exec(conn, sql.data, err);
+            strbuf_free(&sql);
+        }
+        if (conn != NULL)
+            duckdb_disconnect(&conn);
+        if (rc == AGNES_OK)
+            store->reader = db;
+        else if (db != NULL)
+            duckdb_close(&db);
     }
-    if (conn != NULL)
-        duckdb_disconnect(&conn);
-    if (rc != AGNES_OK) {
-        if (store->reader != NULL)
-            duckdb_close(&store->reader);
-        pthread_mutex_destroy(&store->lock);
-    }
+    pthread_mutex_unlock(&store->reader_lock);
     return rc;
+}
+
+/* A connection on the reader database (the caller disconnects it). */
+static int store_connect(result_store *store, duckdb_connection *conn, agnes_error *err)
+{
+    *conn = NULL;
+    if (open_reader(store, err) != AGNES_OK)
+        return err->code;
+    if (duckdb_connect(store->reader, conn) != DuckDBSuccess)
+        return agnes_error_set(err, AGNES_ERR_DB, "cannot connect to the result store's database");
+    return AGNES_OK;
 }
 
 void result_store_free(result_store *store)
 {
-    if (store->reader == NULL)
+    if (!store->ready)
         return;
-    duckdb_close(&store->reader);
+    if (store->reader != NULL)
+        duckdb_close(&store->reader);
     pthread_mutex_destroy(&store->lock);
+    pthread_mutex_destroy(&store->reader_lock);
+    store->ready = false;
 }
 
 static json_t *load_record(const result_store *store, const char *handle)
@@ -608,9 +636,7 @@ int result_store_keep(result_store *store, const result_owner *owner, result_sou
     char *count_sql = parquet_sql("SELECT count(*) FROM ", final, "");
     if (count_sql == NULL)
         rc = agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
-    else if (duckdb_connect(store->reader, &conn) != DuckDBSuccess)
-        rc = agnes_error_set(err, AGNES_ERR_DB, "cannot connect to the result store's database");
-    else
+    else if ((rc = store_connect(store, &conn, err)) == AGNES_OK)
         rc = duck_query_int(conn, count_sql, &total, &found, err);
     if (conn != NULL)
         duckdb_disconnect(&conn);
@@ -697,8 +723,8 @@ int result_store_page(result_store *store, const char *path, const json_t *recor
 {
     duckdb_connection conn = NULL;
     memset(page, 0, sizeof *page);
-    if (duckdb_connect(store->reader, &conn) != DuckDBSuccess)
-        return agnes_error_set(err, AGNES_ERR_DB, "cannot connect to the result store's database");
+    if (store_connect(store, &conn, err) != AGNES_OK)
+        return err->code;
     int rc = result_page_read(conn, path, json_object_get(record, "shape"), offset, limit, max_chars, page, err);
     duckdb_disconnect(&conn);
     return rc;
@@ -817,8 +843,8 @@ int result_csv_open(result_store *store, const char *path, const json_t *record,
     int rc = csv ? AGNES_OK : agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
     if (csv != NULL)
         strbuf_init(&csv->out);
-    if (rc == AGNES_OK && duckdb_connect(store->reader, &csv->conn) != DuckDBSuccess)
-        rc = agnes_error_set(err, AGNES_ERR_DB, "cannot connect to the result store's database");
+    if (rc == AGNES_OK)
+        rc = store_connect(store, &csv->conn, err);
     strbuf_append_str(&sql, "SELECT ");
     if (rc == AGNES_OK)
         rc = select_list(csv->conn, path, json_object_get(record, "shape"), &sql, &clash, err);

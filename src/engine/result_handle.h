@@ -107,8 +107,10 @@ typedef struct result_store {
     char dir[AGNES_PATH_MAX];
     long long ttl_seconds;
     long long max_bytes_per_user;
-    duckdb_database reader; /* in-memory, may read only `dir` */
-    pthread_mutex_t lock;   /* keep, evict, delete and sweep change the directory one at a time */
+    duckdb_database reader;      /* in-memory, may read only `dir`; opened on first use */
+    pthread_mutex_t reader_lock; /* guards opening `reader` */
+    pthread_mutex_t lock;        /* keep, evict, delete and sweep change the directory one at a time */
+    bool ready;                  /* initialised (result_store_free is safe either way) */
 } result_store;
 
 /* Open the store on DATA_DIR/results (created 0700: results are user data). */

@@ -31,7 +31,10 @@ def run_client(workdir, plan, env, timeout=900):
     out = subprocess.run([NODE, str(CLIENT), str(path)], capture_output=True, text=True, env=env, timeout=timeout,
                          cwd=str(ROOT / "tests" / "mcp"))
     assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
+    result = json.loads(out.stdout)
+    # `agnes mcp`'s stderr (stdio): a sanitizer report there would otherwise go unseen.
+    assert "Sanitizer" not in result.get("stderr", "") and "runtime error" not in result.get("stderr", "")
+    return result
 
 
 def value(step):
