@@ -5,6 +5,7 @@ import json
 import os
 import re
 import subprocess
+import time
 
 import pytest
 
@@ -102,6 +103,20 @@ def test_init_refuses_a_broken_mcp_json_and_names_it(world):
     assert (home / "ws" / ".mcp.json").read_text() == "{not json"
 
 
+def settled_requests(server):
+    """The paths of every request the server has logged, once its log stops growing: a request is
+    logged when libmicrohttpd reports it complete, which can be a moment after the client has its
+    answer, so counting at once can miss the last requests of the previous command."""
+    seen, stable_since = None, time.monotonic()
+    while True:
+        paths = re.findall(r'msg=request .*?path="([^"]+)"', server.output())
+        if paths != seen:
+            seen, stable_since = paths, time.monotonic()
+        elif time.monotonic() - stable_since > 0.5:
+            return paths
+        time.sleep(0.05)
+
+
 def changes(home):
     return (home / "ws" / ".agnes" / "changes.md").read_text()
 
@@ -112,13 +127,11 @@ def test_the_change_digest_lists_tables_columns_rows_and_access(world):
     first = changes(home)
     assert first.startswith("# Agnes: first pull of this workspace") and "1 tables you may read" in first
     # Nothing changed: says so, and only the manifest moved (SPEC §16).
-    before = server.output().count("msg=request")
+    before = len(settled_requests(server))
     again = agnes(home, "pull", "--quiet", "--print-changes")
     assert again.returncode == 0 and again.stdout == changes(home)
     assert "No changes: the same 1 tables, columns, row counts and access." in again.stdout
-    server.wait_for_log('path="/api/sync/manifest"')
-    requests_made = re.findall(r'msg=request .*?path="([^"]+)"', server.output())[before:]
-    assert requests_made == ["/api/sync/manifest"]
+    assert settled_requests(server)[before:] == ["/api/sync/manifest"]
     # Server-side changes of every kind the digest names.
     wider = b"id,item,amount,discount\n" + b"".join(b"%d,item %d,%d.5,%d\n" % (i, i, i, i % 3) for i in range(120))
     assert upload_raw(server, token, wider, name="orders").status_code in (200, 201)  # +column, retype, +20 rows
