@@ -24,6 +24,7 @@ static const command commands[] = {
     {"login", command_login},     {"logout", command_logout},   {"status", command_status},
     {"pull", command_pull},       {"push", command_push},       {"query", command_query},
     {"catalog", command_catalog}, {"init", command_init},       {"admin", command_admin},
+    {"mcp", command_mcp},
     {"version", command_version}, {"--version", command_version}, {"-V", command_version},
     {"help", command_help},       {"--help", command_help},     {"-h", command_help},
 };

@@ -30,6 +30,8 @@ static const char *const data_file_names[] = {
     [DATA_UPLOADS_DIR] = "uploads",
     [DATA_SESSIONS_DIR] = "user_sessions",
     [DATA_TMP_DIR] = "tmp",
+    [DATA_RESULTS_DIR] = "results",
+    [DATA_CLI_DIR] = "cli",
 };
 
 /* Make `in` absolute against the working directory, dropping "." and ".."

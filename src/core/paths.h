@@ -38,6 +38,8 @@ enum data_file {
     DATA_UPLOADS_DIR,    /* uploads/ */
     DATA_SESSIONS_DIR,   /* user_sessions/ */
     DATA_TMP_DIR,        /* tmp/ */
+    DATA_RESULTS_DIR,    /* results/: query results kept behind a handle (engine/result_handle.h) */
+    DATA_CLI_DIR,        /* cli/: the CLI tarball the server serves, built from its own binary */
 };
 
 typedef struct agnes_paths {

@@ -8,14 +8,17 @@
 #include "http/auth.h"
 #include "http/catalog.h"
 #include "http/catalog_admin.h"
+#include "http/cli_dist.h"
 #include "http/configure.h"
 #include "http/data.h"
 #include "http/sessions.h"
 #include "http/health.h"
 #include "http/instance.h"
+#include "http/mcp.h"
 #include "http/pages.h"
 #include "http/query.h"
 #include "http/registry.h"
+#include "http/results.h"
 #include "http/setup.h"
 #include "http/sync.h"
 #include "http/sync_status.h"
@@ -133,6 +136,30 @@ const route http_routes[] = {
     {"GET", "/api/admin/discover-tables", setup_handle_discover, ROUTE_ADMIN,
      "The configured source's tables with a suggested query mode, without registering them", ROUTE_BLOCKING},
     {"GET", "/api/admin/audit", audit_handle_list, ROUTE_ADMIN, "The audit log, newest first (limit, offset, action)"},
+    /* Results behind handles, for agents (http/results.h). */
+    {"POST", "/api/results", results_handle_create, ROUTE_USER,
+     "Run one SELECT {sql, limit?, max_chars?}: the first page, and a handle to the whole result when it is larger",
+     ROUTE_BLOCKING},
+    {"GET", "/api/results", results_handle_list, ROUTE_USER, "The caller's result handles and the result budget"},
+    {"GET", "/api/results/{handle}", results_handle_download, ROUTE_USER,
+     "The whole result behind a handle (?format=parquet|csv); only its owner's", ROUTE_BLOCKING},
+    {"GET", "/api/results/{handle}/rows", results_handle_rows, ROUTE_USER,
+     "One page of a result (?offset=&limit=&max_chars=); next_offset says where to continue", ROUTE_BLOCKING},
+    {"DELETE", "/api/results/{handle}", results_handle_delete, ROUTE_USER, "Drop a result before it expires"},
+    /* MCP over streamable HTTP: the same tools as `agnes mcp` (http/mcp.h). */
+    {"POST", "/mcp", mcp_handle_post, ROUTE_USER,
+     "MCP (streamable HTTP): JSON-RPC with a bearer token; tools list_tables, describe_table, query, fetch_result, "
+     "sync_status, pull (+ sync_trigger, registry for admins)",
+     ROUTE_BLOCKING},
+    {"DELETE", "/mcp", mcp_handle_delete, ROUTE_USER, "End the MCP session named by Mcp-Session-Id"},
+    /* The CLI for analysts, built from this server's own binary (http/cli_dist.h). */
+    {"GET", "/cli/install.sh", cli_dist_handle_install_script, ROUTE_ANONYMOUS,
+     "Installer: `curl -fsS SERVER/cli/install.sh | sh` puts agnes into ~/.local (no root), SHA-256 checked",
+     ROUTE_BLOCKING},
+    {"GET", "/cli/agnes-linux-x86_64.tar.gz", cli_dist_handle_tarball, ROUTE_ANONYMOUS,
+     "This server's CLI build: agnes/bin/agnes + agnes/lib/agnes/libduckdb.so (ETag = SHA-256)", ROUTE_BLOCKING},
+    {"GET", "/cli/agnes-linux-x86_64.tar.gz.sha256", cli_dist_handle_checksum, ROUTE_ANONYMOUS,
+     "SHA-256 of the CLI tarball, in sha256sum's format", ROUTE_BLOCKING},
 };
 
 const size_t http_route_count = sizeof http_routes / sizeof http_routes[0];

@@ -28,6 +28,8 @@
 
 #include "cli/client/client.h"
 #include "cli/client/commands.h"
+#include "cli/client/digest.h"
+#include "cli/client/pull_result.h"
 #include "cli/client/workspace.h"
 #include "core/util.h"
 #include "store/table_files.h"
@@ -65,6 +67,8 @@ typedef struct transfer {
 
 typedef struct pull_options {
     bool quiet, json;
+    bool print_changes; /* print .agnes/changes.md at the end (the SessionStart hook) */
+    const char *result, *format; /* --result HANDLE [--format parquet|csv]: a query result instead */
     const char *workspace_dir;
     char **tables;
     int table_count;
@@ -412,6 +416,12 @@ static int parse_pull_options(int argc, char **argv, pull_options *o)
             o->quiet = true;
         else if (strcmp(argv[i], "--json") == 0)
             o->json = true;
+        else if (strcmp(argv[i], "--print-changes") == 0)
+            o->print_changes = true;
+        else if (strcmp(argv[i], "--result") == 0 && i + 1 < argc)
+            o->result = argv[++i];
+        else if (strcmp(argv[i], "--format") == 0 && i + 1 < argc)
+            o->format = argv[++i];
         else if (strcmp(argv[i], "--workspace") == 0 && i + 1 < argc)
             o->workspace_dir = argv[++i];
         else if (argv[i][0] == '-')
@@ -433,12 +443,25 @@ int command_pull(int argc, char **argv)
     size_t count = 0;
     int rc = AGNES_OK, exit_code;
     if (parse_pull_options(argc, argv, &o) != 0 || (argc > 1 && strcmp(argv[1], "--help") == 0)) {
-        fprintf(stderr, "usage: agnes pull [--quiet] [--json] [--workspace DIR] [TABLE ...]\n"
+        fprintf(stderr, "usage: agnes pull [--quiet] [--json] [--print-changes] [--workspace DIR] [TABLE ...]\n"
+                        "       agnes pull --result HANDLE [--format parquet|csv] [--json] [--workspace DIR]\n"
                         "  Download the tables you may read that changed since the last pull into DIR/data/,\n"
-                        "  remove those you may no longer read, and refresh DIR/agnes.duckdb.\n");
+                        "  remove those you may no longer read, and refresh DIR/agnes.duckdb.\n"
+                        "  A full pull writes DIR/.agnes/changes.md: tables, columns, row counts and access changed\n"
+                        "  since the previous pull; --print-changes prints it (the SessionStart hook does).\n"
+                        "  --result downloads the whole query result behind a handle into DIR/results/.\n");
         free(o.tables);
         json_decref(unchanged);
         return argc > 1 && strcmp(argv[1], "--help") == 0 ? 0 : CLIENT_EXIT_USAGE;
+    }
+    if (o.result != NULL || o.format != NULL) {
+        exit_code = o.result == NULL || o.table_count > 0
+                        ? (fprintf(stderr, "agnes pull: --format goes with --result HANDLE, which takes no tables\n"),
+                           CLIENT_EXIT_USAGE)
+                        : pull_result(o.result, o.format ? o.format : "parquet", o.workspace_dir, o.json, o.quiet);
+        free(o.tables);
+        json_decref(unchanged);
+        return exit_code;
     }
     if ((rc = client_load(&c, NULL, &err)) || (rc = client_require_login(&c, &err)) ||
         (rc = workspace_open(&ws, o.workspace_dir, &err)) ||
@@ -467,7 +490,12 @@ int command_pull(int argc, char **argv)
     util_utc_now_iso(now);
     json_object_set_new(ws.state, "server", json_string(c.server));
     json_object_set_new(ws.state, "last_pull", json_string(now));
-    if ((rc = workspace_write_views(&ws, removed, &err)) || (rc = workspace_save(&ws, &err)))
+    if ((rc = workspace_write_views(&ws, removed, &err)) != AGNES_OK)
+        goto done;
+    agnes_error digest_err; /* the data arrived: a digest that cannot be written is a warning */
+    if (o.table_count == 0 && digest_update(&c, &ws, manifest, now, &digest_err) != AGNES_OK)
+        fprintf(stderr, "agnes pull: cannot write the change digest: %s\n", digest_err.message);
+    if ((rc = workspace_save(&ws, &err)))
         goto done;
     report(&o, &ws, all, count, unchanged, removed, bytes);
     if (failures > 0 && failures < count)
@@ -480,6 +508,8 @@ int command_pull(int argc, char **argv)
                              "every download failed (%zu)", failures);
 done:
     exit_code = rc == AGNES_ERR_BUSY ? CLIENT_EXIT_PARTIAL : rc == AGNES_OK ? 0 : client_fail("pull", &err);
+    if (o.print_changes)
+        digest_print(o.workspace_dir, exit_code != 0);
     for (size_t i = 0; all != NULL && i < count; i++) {
         if (all[i].curl)
             curl_easy_cleanup(all[i].curl);
