@@ -95,7 +95,7 @@ static const config_key_spec specs[CFG_KEY_COUNT] = {
     [CFG_QUERY_MAX_CONCURRENT] = {"query.max_concurrent", "AGNES_QUERY_MAX_CONCURRENT", CONFIG_INT, "8", 1, 1024,
                                   NULL, false, "Queries the server runs at once across all users (others wait 5 s, then 429)"},
     [CFG_QUERY_MEMORY_LIMIT] = {"query.memory_limit", "AGNES_QUERY_MEMORY_LIMIT", CONFIG_STRING, "2GB", 0, 0, NULL,
-                                false, "DuckDB memory_limit for queries on the catalog (e.g. 512MB, 4GB)"},
+                                false, "Memory of one query (e.g. 512MB, 4GB); its worker process is stopped at this + 512 MB"},
     [CFG_UPLOAD_MAX_BYTES] = {"upload.max_bytes", "AGNES_UPLOAD_MAX_BYTES", CONFIG_INT, "1073741824", 1,
                               (1LL << 40), NULL, false, "Largest file POST /api/upload/tables accepts (413 beyond)"},
     [CFG_UPLOAD_SESSION_MAX_BYTES] = {"upload.max_session_bytes", "AGNES_UPLOAD_SESSION_MAX_BYTES", CONFIG_INT,

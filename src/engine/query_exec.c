@@ -342,7 +342,7 @@ static int write_header(query_exec *run, agnes_error *err)
         const char *name = duckdb_column_name(&run->result, i);
         if (i)
             strbuf_append_char(out, ',');
-        strbuf_append_json_string(out, name, strlen(name));
+        result_format_json_string(out, name, strlen(name));
     }
     strbuf_append_str(out, "],\"types\":[");
     strbuf type_name;
@@ -377,7 +377,7 @@ static void write_row(query_exec *run, duckdb_vector *vectors, idx_t row)
             const char *name = duckdb_column_name(&run->result, c);
             if (c)
                 strbuf_append_char(out, ',');
-            strbuf_append_json_string(out, name, strlen(name));
+            result_format_json_string(out, name, strlen(name));
             strbuf_append_char(out, ':');
             result_format_json(out, vectors[c], run->types[c], row);
         }
@@ -400,6 +400,7 @@ static int write_arrow_batch(query_exec *run, idx_t size, agnes_error *err)
 {
     if ((long long)size > run->limit - run->rows) {
         size = (idx_t)(run->limit - run->rows);
+        run->truncated = true; /* rows of this very chunk are cut */
         duckdb_data_chunk_set_size(run->chunk, size);
     }
     struct ArrowArray array = {0};
@@ -422,7 +423,7 @@ static int write_rows(query_exec *run, agnes_error *err)
         if (run->chunk != NULL && run->chunk_row >= duckdb_data_chunk_get_size(run->chunk) &&
             next_chunk(run, err) != AGNES_OK)
             return err->code;
-        run->truncated = run->chunk != NULL;
+        run->truncated = run->truncated || run->chunk != NULL;
         run->phase = PHASE_FOOTER;
         return AGNES_OK;
     }

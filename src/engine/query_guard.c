@@ -48,10 +48,33 @@ int query_guard_missing(const char *name, agnes_error *err)
     char shown[200];
     snprintf(shown, sizeof shown, "%s", name);
     query_utf8_truncate(shown, sizeof shown);
+    /* Names are case-insensitive; shown lower-cased, a hidden table's
+     * catalog spelling cannot tell it apart from a name nobody has. */
+    for (char *p = shown; *p != '\0'; p++)
+        *p = (char)tolower((unsigned char)*p);
     return agnes_error_set(err, AGNES_ERR_FORBIDDEN,
                            "Table '%s' does not exist or you have no access to it. GET /api/catalog/tables lists the "
                            "tables you can query.",
                            shown);
+}
+
+bool query_guard_missing_name(const char *message, char *out, size_t out_size)
+{
+    static const struct {
+        const char *before, *after;
+    } shapes[] = {{"Table with name ", " does not exist"},
+                  {"Catalog \"", "\" does not exist"},
+                  {"Schema with name ", " does not exist"}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const char *start = strstr(message, shapes[i].before);
+        const char *end = start ? strstr(start + strlen(shapes[i].before), shapes[i].after) : NULL;
+        if (start != NULL && end != NULL) {
+            start += strlen(shapes[i].before);
+            snprintf(out, out_size, "%.*s", (int)(end - start), start);
+            return true;
+        }
+    }
+    return false;
 }
 
 static int refuse_unservable(const char *name, const char *reason, agnes_error *err)
@@ -180,8 +203,10 @@ static idx_t extract(duckdb_connection conn, const char *sql, duckdb_extracted_s
 /* Is the text one PIVOT that DuckDB splits into CREATE TYPE ... + SELECT?
  * Prefixed with EXPLAIN, a PIVOT's type statements still come first and
  * the EXPLAIN lands on its SELECT; text that really holds several
- * statements puts the EXPLAIN on its first one instead. */
-static bool is_pivot(duckdb_connection conn, const char *sql, idx_t count)
+ * statements puts the EXPLAIN on its first one instead.  AGNES_OK when it
+ * is a PIVOT, else the refusal (a PIVOT of a missing table is refused as
+ * missing, like any other statement naming one). */
+static int check_pivot_shape(duckdb_connection conn, const char *sql, idx_t count, agnes_error *err)
 {
     strbuf text;
     strbuf_init(&text);
@@ -190,16 +215,27 @@ static bool is_pivot(duckdb_connection conn, const char *sql, idx_t count)
     duckdb_extracted_statements statements = NULL;
     agnes_error ignored;
     bool pivot = !strbuf_failed(&text) && extract(conn, text.data, &statements, &ignored) == count;
-    for (idx_t i = 0; pivot && i + 1 < count; i++) {
+    int rc = AGNES_OK;
+    for (idx_t i = 0; pivot && rc == AGNES_OK && i + 1 < count; i++) {
         duckdb_prepared_statement prepared = NULL;
-        pivot = duckdb_prepare_extracted_statement(conn, statements, i, &prepared) == DuckDBSuccess &&
-                duckdb_prepared_statement_type(prepared) == DUCKDB_STATEMENT_TYPE_CREATE;
+        char name[200];
+        if (duckdb_prepare_extracted_statement(conn, statements, i, &prepared) != DuckDBSuccess) {
+            const char *why = duckdb_prepare_error(prepared);
+            if (why != NULL && query_guard_missing_name(why, name, sizeof name))
+                rc = query_guard_missing(name, err);
+            else
+                pivot = false;
+        } else {
+            pivot = duckdb_prepared_statement_type(prepared) == DUCKDB_STATEMENT_TYPE_CREATE;
+        }
         duckdb_destroy_prepare(&prepared);
     }
     if (statements != NULL)
         duckdb_destroy_extracted(&statements);
     strbuf_free(&text);
-    return pivot;
+    if (rc == AGNES_OK && !pivot)
+        rc = refuse_count(count, err);
+    return rc;
 }
 
 int query_guard_split(duckdb_connection conn, const char *sql, query_statements *out, agnes_error *err)
@@ -217,8 +253,8 @@ int query_guard_split(duckdb_connection conn, const char *sql, query_statements 
         return err->code;
     }
     if (out->count > 1) {
-        if (!is_pivot(conn, sql, out->count)) {
-            int rc = refuse_count(out->count, err);
+        int rc = check_pivot_shape(conn, sql, out->count, err);
+        if (rc != AGNES_OK) {
             query_guard_statements_free(out);
             return rc;
         }
@@ -237,6 +273,47 @@ int query_guard_check_prepared(duckdb_prepared_statement statement, agnes_error 
 }
 
 /* ---- the bound plan ---------------------------------------------------------- */
+
+/* Logical operators a SELECT's plan can start with.  Anything else (a COPY,
+ * an EXPORT, a SET) is a statement of another type. */
+static bool is_select_root(const char *type)
+{
+    static const char *const roots[] = {
+        "LOGICAL_PROJECTION", "LOGICAL_FILTER", "LOGICAL_AGGREGATE_AND_GROUP_BY", "LOGICAL_WINDOW",
+        "LOGICAL_UNNEST", "LOGICAL_LIMIT", "LOGICAL_ORDER_BY", "LOGICAL_TOP_N", "LOGICAL_DISTINCT",
+        "LOGICAL_SAMPLE", "LOGICAL_PIVOT", "LOGICAL_GET", "LOGICAL_CHUNK_GET", "LOGICAL_EXPRESSION_GET",
+        "LOGICAL_DUMMY_SCAN", "LOGICAL_EMPTY_RESULT", "LOGICAL_CTE_REF", "LOGICAL_JOIN", "LOGICAL_DELIM_JOIN",
+        "LOGICAL_COMPARISON_JOIN", "LOGICAL_ANY_JOIN", "LOGICAL_CROSS_PRODUCT", "LOGICAL_POSITIONAL_JOIN",
+        "LOGICAL_ASOF_JOIN", "LOGICAL_DEPENDENT_JOIN", "LOGICAL_UNION", "LOGICAL_EXCEPT", "LOGICAL_INTERSECT",
+        "LOGICAL_RECURSIVE_CTE", "LOGICAL_MATERIALIZED_CTE"};
+    for (size_t i = 0; i < sizeof roots / sizeof roots[0]; i++)
+        if (strcmp(type, roots[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Is sql (one statement) a SELECT?  Asked of the parser only: binding is
+ * not needed to know, and may fail for reasons the caller should not see. */
+static bool parses_as_select(duckdb_connection conn, const char *sql)
+{
+    duckdb_result result;
+    const char *params[] = {sql};
+    agnes_error ignored;
+    if (duck_query_params(conn, "SELECT json_serialize_sql($1::VARCHAR)", params, 1, &result, &ignored) != AGNES_OK)
+        return false;
+    char *text = duckdb_value_varchar(&result, 0, 0);
+    duckdb_destroy_result(&result);
+    bool select = text != NULL && strstr(text, "Only SELECT statements can be serialized") == NULL;
+    duckdb_free(text);
+    return select;
+}
+
+static int refuse_statement_type(agnes_error *err)
+{
+    return agnes_error_set(err, AGNES_ERR_INVALID,
+                           "Only SELECT queries are allowed (this statement changes or inspects the database). "
+                           "Rewrite it as a SELECT.");
+}
 
 typedef struct walk_state {
     const query_guard_policy *policy;
@@ -331,6 +408,14 @@ static int check_single(duckdb_connection conn, const char *sql, const query_gua
         return err->code;
     int rc = query_guard_load_tree(text, &tree, err);
     duckdb_free(text);
+    /* The common case needs no second look: a plan that starts like a
+     * SELECT's.  Otherwise ask the parser what the statement is. */
+    bool plain = rc == AGNES_OK && !json_is_true(json_object_get(tree, "error")) &&
+                 is_select_root(string_field(json_array_get(json_object_get(tree, "plans"), 0), "type"));
+    if (!plain && !parses_as_select(conn, sql)) {
+        json_decref(tree);
+        return refuse_statement_type(err);
+    }
     if (rc != AGNES_OK) {
         /* DuckDB could not even write its error (a message quoting half a
          * UTF-8 character comes back empty): let the sandbox say it. */
@@ -429,15 +514,19 @@ static int check_pivot(query_probe *probe, const char *sql, const query_guard_po
     int rc = AGNES_OK;
     if (strbuf_failed(&text))
         rc = agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
-    else if (duckdb_connect(probe->database, &conn) != DuckDBSuccess)
-        rc = agnes_error_set(err, AGNES_ERR_DB, "cannot connect to the probe");
+    else
+        rc = query_probe_connect(probe, &conn, err);
     idx_t count = rc == AGNES_OK ? extract(conn, text.data, &statements, err) : 0;
     if (rc == AGNES_OK && count == 0)
         rc = err->code;
     for (idx_t i = 0; rc == AGNES_OK && i < count; i++) {
         duckdb_prepared_statement prepared = NULL;
+        char name[200];
         if (duckdb_prepare_extracted_statement(conn, statements, i, &prepared) != DuckDBSuccess) {
-            rc = agnes_error_set(err, AGNES_ERR_DB, "%s", duckdb_prepare_error(prepared));
+            const char *why = duckdb_prepare_error(prepared);
+            rc = why != NULL && query_guard_missing_name(why, name, sizeof name)
+                     ? query_guard_missing(name, err)
+                     : agnes_error_set(err, AGNES_ERR_DB, "%s", why ? why : "the PIVOT does not bind");
         } else if (duckdb_prepared_statement_type(prepared) !=
                    (i + 1 < count ? DUCKDB_STATEMENT_TYPE_CREATE : DUCKDB_STATEMENT_TYPE_EXPLAIN)) {
             rc = refuse_count(count, err);
@@ -445,8 +534,12 @@ static int check_pivot(query_probe *probe, const char *sql, const query_guard_po
             if (have_result)
                 duckdb_destroy_result(&result);
             have_result = true;
-            if (duckdb_execute_prepared(prepared, &result) != DuckDBSuccess)
-                rc = agnes_error_set(err, AGNES_ERR_DB, "%s", duckdb_result_error(&result));
+            if (duckdb_execute_prepared(prepared, &result) != DuckDBSuccess) {
+                const char *why = duckdb_result_error(&result);
+                rc = why != NULL && query_guard_missing_name(why, name, sizeof name)
+                         ? query_guard_missing(name, err)
+                         : agnes_error_set(err, AGNES_ERR_DB, "%s", why ? why : "the PIVOT does not run");
+            }
         }
         duckdb_destroy_prepare(&prepared);
     }
@@ -493,12 +586,7 @@ int query_guard_check(query_probe *probe, const char *sql, bool pivot, const que
             *explain = true;
         return rc;
     }
-    duckdb_connection conn = NULL;
-    if (duckdb_connect(probe->database, &conn) != DuckDBSuccess)
-        return agnes_error_set(err, AGNES_ERR_DB, "cannot connect to the probe");
-    int rc = check_single(conn, sql, policy, explain, err);
-    duckdb_disconnect(&conn);
-    return rc;
+    return check_single(probe->connection, sql, policy, explain, err);
 }
 
 /* ---- explaining a statement that does not bind -------------------------------------- */
@@ -571,7 +659,12 @@ int query_guard_explain(duckdb_connection conn, const char *sql, const char *fal
                                strstr(message, "does not exist") != NULL;
         if (missing_table || missing_catalog) {
             char name[200];
-            name_at(sql, position[0] ? atol(position) : -1, string_field(tree, "name"), name, sizeof name);
+            /* The bare name, as a hidden table's refusal gives it; a whole
+             * missing catalog ("Catalog x does not exist") has none. */
+            if (string_field(tree, "name")[0] != '\0')
+                snprintf(name, sizeof name, "%s", string_field(tree, "name"));
+            else
+                name_at(sql, position[0] ? atol(position) : -1, "?", name, sizeof name);
             rc = query_guard_missing(name[0] ? name : "?", err);
         } else if (strcmp(type, "permission") == 0) {
             rc = refuse_file(err);

@@ -77,6 +77,9 @@ int query_guard_explain(duckdb_connection conn, const char *sql, const char *fal
 /* The statement-type half, on an already prepared statement: SELECT only. */
 int query_guard_check_prepared(duckdb_prepared_statement statement, agnes_error *err);
 
+/* The table name in a DuckDB "does not exist" message, if it is one. */
+bool query_guard_missing_name(const char *message, char *out, size_t out_size);
+
 /* The sentence for a table the caller may not read, or that does not exist. */
 int query_guard_missing(const char *name, agnes_error *err);
 

@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "core/log.h"
 #include "core/strbuf.h"
 #include "core/util.h"
@@ -243,35 +245,42 @@ fail:
     return NULL;
 }
 
-/* "admin", or "analyst:" and the sorted visible ids. */
-static char *engine_key(const query_caller *caller)
+/* Which engine the caller needs: "admin@<generation>" (the whole catalog
+ * as it is now), or "analyst:" and a digest of everything their sandbox is
+ * built from - their grants and those tables' views, files and remote
+ * statements.  A rebuild that does not touch a grant set's tables leaves
+ * its workers in use: the probe's names of other tables may then be a
+ * rebuild old, and a read of any of those is refused either way. */
+static char *engine_key(const query_caller *caller, const analytics_snapshot *snapshot)
 {
-    if (caller->is_admin)
-        return util_strdup("admin");
-    size_t n = json_array_size(caller->visible);
-    const char **names = calloc(n ? n : 1, sizeof *names);
-    strbuf key;
-    strbuf_init(&key);
-    if (names == NULL)
-        return NULL;
-    for (size_t i = 0; i < n; i++)
-        names[i] = json_string_value(json_array_get(caller->visible, i));
-    for (size_t i = 1; i < n; i++) /* insertion sort: grant sets are small */
-        for (size_t j = i; j > 0 && names[j - 1] && names[j] && strcmp(names[j - 1], names[j]) > 0; j--) {
-            const char *swap = names[j];
-            names[j] = names[j - 1];
-            names[j - 1] = swap;
-        }
-    strbuf_append_str(&key, "analyst:");
-    for (size_t i = 0; i < n; i++)
-        if (names[i] != NULL)
-            strbuf_appendf(&key, "%s%s", i ? "," : "", names[i]);
-    free(names);
-    if (strbuf_failed(&key)) {
-        strbuf_free(&key);
-        return NULL;
+    char key[128];
+    if (caller->is_admin) {
+        snprintf(key, sizeof key, "admin@%llu", snapshot->generation);
+        return util_strdup(key);
     }
-    return key.data ? key.data : util_strdup("analyst:");
+    json_t *tables = query_sandbox_for_grants(snapshot->description, caller->visible);
+    json_t *mine = json_array(), *visible = json_array();
+    size_t i;
+    json_t *table;
+    json_array_foreach(tables, i, table) {
+        if (json_object_get(table, "files") != NULL) /* the visible ones */
+            json_array_append(mine, table);
+    }
+    json_array_foreach(caller->visible, i, table)
+        json_array_append(visible, table);
+    json_t *basis = json_pack("{s:o, s:o}", "tables", mine, "visible", visible);
+    char *text = basis ? json_dumps(basis, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(basis);
+    json_decref(tables);
+    if (text == NULL)
+        return NULL;
+    unsigned char digest[32];
+    crypto_generichash(digest, sizeof digest, (const unsigned char *)text, strlen(text), NULL, 0);
+    free(text);
+    char hex[65];
+    util_hex_encode(digest, sizeof digest, hex);
+    snprintf(key, sizeof key, "analyst:%s", hex);
+    return util_strdup(key);
 }
 
 /* Start the worker for key on snapshot and wait for READY.  The slot is
@@ -284,7 +293,8 @@ static int start_worker(query_pool *pool, query_slot *slot, const analytics_snap
         free(key);
         return agnes_error_set(err, AGNES_ERR_NOMEM, "cannot describe the query engine");
     }
-    query_worker_handle fresh = {0, -1, snapshot->generation, key};
+    /* Admin engines follow the catalog file; a sandbox only its digest (the key). */
+    query_worker_handle fresh = {0, -1, caller->is_admin ? snapshot->generation : 0, key};
     int rc = spawn(pool, &fresh, err);
     pthread_mutex_lock(&pool->lock); /* the watchdog reads the pid */
     slot->worker = fresh;
@@ -342,7 +352,7 @@ static void watchdog_tick(query_pool *pool)
         } else if (slot->busy && pid == 0 && !slot->timed_out && now >= slot->deadline_ms) {
             slot->timed_out = true; /* still waiting to start one: the waiter sees it */
         } else if (!slot->busy && pid > 0 &&
-                   (slot->worker.generation != generation ||
+                   ((slot->worker.generation != 0 && slot->worker.generation != generation) ||
                     now - slot->last_used_ms > QUERY_WORKER_IDLE_SECONDS * 1000.0)) {
             worker_stop(pool, &slot->worker);
         }
@@ -421,16 +431,14 @@ int query_pool_init(query_pool *pool, analytics *catalog, credentials *store, co
     return AGNES_OK;
 }
 
-static bool worker_matches(const query_slot *slot, const char *key, unsigned long long generation)
+static bool worker_matches(const query_slot *slot, const char *key)
 {
-    return slot->worker.pid > 0 && slot->worker.key != NULL && strcmp(slot->worker.key, key) == 0 &&
-           slot->worker.generation == generation;
+    return slot->worker.pid > 0 && slot->worker.key != NULL && strcmp(slot->worker.key, key) == 0;
 }
 
 /* The user's running count and the best idle slot: one whose worker serves
  * key, else one without a worker, else the least recently used.  Pool lock held. */
-static query_slot *scan_slots(query_pool *pool, const char *user_id, const char *key, unsigned long long generation,
-                              int *mine)
+static query_slot *scan_slots(query_pool *pool, const char *user_id, const char *key, int *mine)
 {
     query_slot *match = NULL, *empty = NULL, *oldest = NULL;
     *mine = 0;
@@ -440,7 +448,7 @@ static query_slot *scan_slots(query_pool *pool, const char *user_id, const char 
             *mine += strcmp(slot->user_id, user_id) == 0;
             continue;
         }
-        if (match == NULL && worker_matches(slot, key, generation))
+        if (match == NULL && worker_matches(slot, key))
             match = slot;
         else if (empty == NULL && slot->worker.pid == 0)
             empty = slot;
@@ -459,19 +467,19 @@ int query_pool_acquire(query_pool *pool, const query_caller *caller, query_slot 
         return agnes_error_set(err, AGNES_ERR_STATE,
                                "There is no catalog yet. An admin can build it with POST /api/admin/rebuild (or "
                                "`agnes rebuild`).");
-    char *key = engine_key(caller);
+    char *key = engine_key(caller, snapshot);
     if (key == NULL) {
         analytics_release(pool->analytics, snapshot);
         return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
     }
     pthread_mutex_lock(&pool->lock);
-    query_slot *slot = scan_slots(pool, caller->user_id, key, snapshot->generation, &mine);
+    query_slot *slot = scan_slots(pool, caller->user_id, key, &mine);
     /* A full server is nobody's fault: wait a little for a slot.  A user
      * over their own cap is told at once. */
     struct timespec until = deadline_after_ms(SLOT_WAIT_MS);
     while (slot == NULL && mine < pool->max_per_user &&
            pthread_cond_timedwait(&pool->slot_freed, &pool->lock, &until) == 0)
-        slot = scan_slots(pool, caller->user_id, key, snapshot->generation, &mine);
+        slot = scan_slots(pool, caller->user_id, key, &mine);
     if (mine >= pool->max_per_user)
         rc = agnes_error_set(err, AGNES_ERR_BUSY,
                              "You already have %d queries running, the most one user may run at once. Wait for one "
@@ -486,10 +494,16 @@ int query_pool_acquire(query_pool *pool, const query_caller *caller, query_slot 
         slot->timed_out = false;
         slot->out_of_memory = false;
         slot->peak_rss_bytes = 0;
-        slot->deadline_ms = util_monotonic_ms() + pool->timeout_ms;
+        /* Building an engine gets its own bound (it depends on the catalog,
+         * not on the caller's SQL); the query's deadline is set once it is ready. */
+        bool ready_now = worker_matches(slot, key);
+        double budget = ready_now || pool->timeout_ms > QUERY_WORKER_START_SECONDS * 1000.0
+                            ? pool->timeout_ms
+                            : QUERY_WORKER_START_SECONDS * 1000.0;
+        slot->deadline_ms = util_monotonic_ms() + budget;
         snprintf(slot->user_id, sizeof slot->user_id, "%s", caller->user_id);
     }
-    bool ready = slot != NULL && rc == AGNES_OK && worker_matches(slot, key, snapshot->generation);
+    bool ready = slot != NULL && rc == AGNES_OK && worker_matches(slot, key);
     query_worker_handle stale = {0, -1, 0, NULL};
     if (rc == AGNES_OK && !ready) { /* take the old worker out; stop it outside the lock */
         stale = slot->worker;
@@ -499,11 +513,22 @@ int query_pool_acquire(query_pool *pool, const query_caller *caller, query_slot 
     if (rc == AGNES_OK && stale.pid > 0)
         worker_stop(pool, &stale);
     if (rc == AGNES_OK && !ready) {
+        pthread_mutex_lock(&pool->lock);
+        slot->starting = true;
+        pthread_mutex_unlock(&pool->lock);
         rc = start_worker(pool, slot, snapshot, caller, key, err);
+        pthread_mutex_lock(&pool->lock);
+        slot->starting = false;
+        pthread_mutex_unlock(&pool->lock);
         key = NULL; /* the slot's now, or freed */
         if (rc != AGNES_OK) {
             query_pool_release(pool, slot, false);
             slot = NULL;
+        } else {
+            /* The query's own deadline starts when its engine is ready. */
+            pthread_mutex_lock(&pool->lock);
+            slot->deadline_ms = util_monotonic_ms() + pool->timeout_ms;
+            pthread_mutex_unlock(&pool->lock);
         }
     }
     free(key);
@@ -536,8 +561,13 @@ void query_pool_release(query_pool *pool, query_slot *slot, bool reusable)
 int query_pool_why_ended(query_pool *pool, const query_slot *slot, agnes_error *err)
 {
     pthread_mutex_lock(&pool->lock);
-    bool timed_out = slot->timed_out, out_of_memory = slot->out_of_memory;
+    bool timed_out = slot->timed_out, out_of_memory = slot->out_of_memory, starting = slot->starting;
     pthread_mutex_unlock(&pool->lock);
+    if (timed_out && starting)
+        return agnes_error_set(err, AGNES_ERR_TIMEOUT,
+                               "The query engine for your tables did not start within %d seconds and was stopped. "
+                               "Retry; if it persists, ask an admin to check the server log.",
+                               QUERY_WORKER_START_SECONDS);
     if (timed_out)
         return agnes_error_set(err, AGNES_ERR_TIMEOUT,
                                "The query ran longer than %.0f seconds and was stopped. Narrow it (filters, LIMIT, "

@@ -16,15 +16,20 @@
  *                  passed (checked every 50 ms, so a query ends within a
  *                  tick of its deadline, in whatever stage: parse, bind,
  *                  execution or streaming).  The deadline covers the whole
- *                  response, starting the worker included.
+ *                  response from the moment the query's engine is ready;
+ *                  building an engine (a new worker) has its own bound of
+ *                  QUERY_WORKER_START_SECONDS, as it depends on the catalog,
+ *                  not on the caller's SQL.
  *   memory         each worker caps its own data segment (RLIMIT_DATA) at
  *                  the memory limit plus QUERY_WORKER_DATA_MARGIN, and the
  *                  watchdog SIGKILLs a worker whose RSS passes the memory
  *                  limit plus the same margin, so the queries together hold
  *                  at most slot_count x (limit + margin)
- *   freshness      a worker made on an older catalog snapshot is replaced
- *                  on its next use and dropped when idle; idle workers
- *                  exit after QUERY_WORKER_IDLE_SECONDS
+ *   freshness      an admin worker made on an older catalog snapshot is
+ *                  replaced on its next use and dropped when idle; an
+ *                  analyst's is keyed by a digest of what its sandbox holds,
+ *                  so a rebuild replaces it only when their tables changed;
+ *                  idle workers exit after QUERY_WORKER_IDLE_SECONDS
  *
  * Invariants: a slot's worker is read and written only by the thread that
  * acquired the slot; every worker the pool started is reaped by the pool
@@ -45,12 +50,14 @@
 #include "engine/analytics.h"
 
 #define QUERY_WORKER_IDLE_SECONDS 120
+/* Longest a worker may take to build its engine (at least the query timeout). */
+#define QUERY_WORKER_START_SECONDS 30
 
 typedef struct query_worker_handle {
     pid_t pid; /* 0: none */
     int fd;    /* the server's end of the channel */
-    unsigned long long generation;
-    char *key; /* the engine: "admin" or "analyst:<ids>" */
+    unsigned long long generation; /* admin: the catalog snapshot it opened; 0 otherwise */
+    char *key; /* the engine: "admin@<generation>" or "analyst:<digest>" */
 } query_worker_handle;
 
 typedef struct query_slot {
@@ -58,6 +65,7 @@ typedef struct query_slot {
     bool busy;
     bool timed_out;     /* the watchdog killed the worker at the deadline */
     bool out_of_memory; /* ... or for its RSS */
+    bool starting;      /* its worker is building its engine */
     double deadline_ms; /* util_monotonic_ms() clock */
     double last_used_ms;
     long long peak_rss_bytes; /* of the current query's worker */

@@ -325,15 +325,13 @@ static int register_probe_owned(duckdb_connection conn, agnes_error *err, query_
     return rc;
 }
 
-/* The probe's views, written into the file at path. */
-static int build_probe_file(const char *path, const json_t *description, agnes_error *err)
+/* The probe's views, in a catalog named "server" (as the admin engine's and
+ * the sandbox's are), so server.main.<t> binds the same everywhere. */
+static int build_probe(duckdb_connection conn, const json_t *description, agnes_error *err)
 {
-    duck_session session;
     strbuf sql;
     strbuf_init(&sql);
-    if (duck_session_open(&session, path, false, err) != AGNES_OK)
-        return err->code;
-    int rc = register_probe_owned(session.connection, err, NULL);
+    int rc = duck_exec(conn, "ATTACH ':memory:' AS server; USE server", err);
     size_t i;
     json_t *table;
     json_array_foreach(description, i, table) {
@@ -341,49 +339,61 @@ static int build_probe_file(const char *path, const json_t *description, agnes_e
             break;
         agnes_error ignored;
         probe_view_sql(table, false, &sql);
-        if (!strbuf_failed(&sql) && exec_one(session.connection, sql.data, &ignored) == AGNES_OK)
+        if (!strbuf_failed(&sql) && exec_one(conn, sql.data, &ignored) == AGNES_OK)
             continue;
         probe_view_sql(table, true, &sql); /* a type only its extract knows */
         if (strbuf_failed(&sql))
             rc = agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
-        else if ((rc = exec_one(session.connection, sql.data, err)) != AGNES_OK)
+        else if ((rc = exec_one(conn, sql.data, err)) != AGNES_OK)
             agnes_error_wrap(err, "cannot build the query guard's view of table %s",
                              json_string_value(json_object_get(table, "name")));
     }
-    if (rc == AGNES_OK)
-        rc = duck_exec(session.connection, "CHECKPOINT", err);
-    duck_session_close(&session);
     strbuf_free(&sql);
     return rc;
 }
 
-static int open_read_only_file(const char *path, int threads, const char *memory_limit, duckdb_database *out,
-                               agnes_error *err);
-
-int query_probe_open(const json_t *description, const char *work_dir, query_probe *probe, agnes_error *err)
+int query_probe_connect(query_probe *probe, duckdb_connection *out, agnes_error *err)
 {
-    char dir[1200], path[1300];
+    if (duckdb_connect(probe->database, out) != DuckDBSuccess) {
+        *out = NULL;
+        return agnes_error_set(err, AGNES_ERR_DB, "cannot connect to the probe");
+    }
+    if (duck_exec(*out, "USE server", err) != AGNES_OK) {
+        duckdb_disconnect(out);
+        return err->code;
+    }
+    return AGNES_OK;
+}
+
+int query_probe_open(const json_t *description, query_probe *probe, agnes_error *err)
+{
     duckdb_connection conn = NULL;
+    duckdb_config config = NULL;
+    char *open_error = NULL;
     memset(probe, 0, sizeof *probe);
-    /* A file named server.duckdb, so its catalog is called "server" as the
-     * admin engine's is: server.main.<t> binds the same everywhere. */
-    snprintf(dir, sizeof dir, "%s/probe", work_dir);
-    snprintf(path, sizeof path, "%s/server.duckdb", dir);
-    int rc = util_mkdir_p(dir, 0700, err);
-    if (rc == AGNES_OK)
-        rc = build_probe_file(path, description, err);
-    if (rc == AGNES_OK)
-        rc = open_read_only_file(path, 1, "256MB", &probe->database, err);
+    if (duckdb_create_config(&config) != DuckDBSuccess)
+        return agnes_error_set(err, AGNES_ERR_NOMEM, "cannot create a DuckDB configuration");
+    duckdb_set_config(config, "autoinstall_known_extensions", "false");
+    duckdb_set_config(config, "autoload_known_extensions", "false");
+    duckdb_set_config(config, "threads", "1");
+    int rc = duckdb_open_ext(NULL, &probe->database, config, &open_error) == DuckDBSuccess
+                 ? AGNES_OK
+                 : agnes_error_set(err, AGNES_ERR_DB, "cannot open the probe: %s", open_error ? open_error : "?");
+    duckdb_free(open_error);
+    duckdb_destroy_config(&config);
     if (rc == AGNES_OK && duckdb_connect(probe->database, &conn) != DuckDBSuccess)
         rc = agnes_error_set(err, AGNES_ERR_DB, "cannot connect to the probe");
     if (rc == AGNES_OK)
         rc = register_probe_owned(conn, err, &probe->log);
+    if (rc == AGNES_OK)
+        rc = build_probe(conn, description, err);
     /* The probe never reads a file, a setting or an extension. */
     if (rc == AGNES_OK)
         rc = duck_exec(conn, "SET enable_external_access = false; SET lock_configuration = true", err);
     if (conn != NULL)
         duckdb_disconnect(&conn);
-    unlink(path); /* open: the descriptor is enough */
+    if (rc == AGNES_OK)
+        rc = query_probe_connect(probe, &probe->connection, err);
     if (rc != AGNES_OK)
         query_probe_close(probe);
     return rc;
@@ -391,6 +401,8 @@ int query_probe_open(const json_t *description, const char *work_dir, query_prob
 
 void query_probe_close(query_probe *probe)
 {
+    if (probe->connection != NULL)
+        duckdb_disconnect(&probe->connection);
     if (probe->database != NULL)
         duckdb_close(&probe->database); /* frees the log with the function */
     probe->log = NULL;
@@ -467,64 +479,41 @@ static bool is_create_view(duckdb_connection conn, const char *text)
     return ok;
 }
 
-/* Write the sandbox's views into the file at path: a database built and
- * closed before anyone queries it, so it can be opened read-only. */
-static int build_file(const char *path, const json_t *description, const query_sandbox_options *options,
-                      json_t *unservable, agnes_error *err)
+/* Create the visible tables' views in conn's current catalog; the ones
+ * that cannot stand alone are noted in unservable. */
+static void create_views(duckdb_connection conn, const json_t *description, json_t *unservable)
 {
-    duck_session session;
-    strbuf sql;
-    strbuf_init(&sql);
-    if (duck_session_open(&session, path, false, err) != AGNES_OK)
-        return err->code;
-    json_t *calls = remote_calls(description);
-    /* Remote views declare their columns: binding them never connects. */
-    int rc = postgres_query_register_restricted(session.connection, NULL, 1, options->token_envs, calls, err);
-    json_decref(calls);
-    strbuf_append_str(&sql, "SET allowed_paths = ");
-    append_path_list(&sql, description, NULL);
-    strbuf_append_str(&sql, "; SET enable_external_access = false");
-    if (rc == AGNES_OK)
-        rc = strbuf_failed(&sql) ? agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory")
-                                 : duck_exec(session.connection, sql.data, err);
     size_t i;
     json_t *table;
     json_array_foreach(description, i, table) {
         const char *name = json_string_value(json_object_get(table, "name"));
         const char *view = json_string_value(json_object_get(table, "view"));
         agnes_error why;
-        if (rc != AGNES_OK || !is_visible_entry(table))
+        if (!is_visible_entry(table))
             continue;
         if (json_object_get(table, "unservable") != NULL) {
             json_object_set(unservable, name, json_object_get(table, "unservable"));
             continue;
         }
-        if (view == NULL || !is_create_view(session.connection, view)) {
+        if (view == NULL || !is_create_view(conn, view)) {
             json_object_set_new(unservable, name, json_string("its extract does not define it as a view"));
             continue;
         }
-        if (exec_one(session.connection, view, &why) != AGNES_OK) {
+        if (exec_one(conn, view, &why) != AGNES_OK) {
             char reason[AGNES_ERROR_MESSAGE_MAX];
             snprintf(reason, sizeof reason, "its view does not stand alone (%s)", why.message);
             query_utf8_truncate(reason, 400);
             json_object_set_new(unservable, name, json_string(reason));
         }
     }
-    if (rc == AGNES_OK)
-        rc = duck_exec(session.connection, "CHECKPOINT", err);
-    duck_session_close(&session);
-    strbuf_free(&sql);
-    return rc;
 }
 
-static int open_read_only_file(const char *path, int threads, const char *memory_limit, duckdb_database *out,
-                               agnes_error *err)
+static int open_memory(int threads, const char *memory_limit, duckdb_database *out, agnes_error *err)
 {
     duckdb_config config = NULL;
     char *open_error = NULL, value[16];
     if (duckdb_create_config(&config) != DuckDBSuccess)
         return agnes_error_set(err, AGNES_ERR_NOMEM, "cannot create a DuckDB configuration");
-    duckdb_set_config(config, "access_mode", "READ_ONLY");
     duckdb_set_config(config, "autoinstall_known_extensions", "false");
     duckdb_set_config(config, "autoload_known_extensions", "false");
     duckdb_set_config(config, "memory_limit", memory_limit);
@@ -532,9 +521,9 @@ static int open_read_only_file(const char *path, int threads, const char *memory
         snprintf(value, sizeof value, "%d", threads);
         duckdb_set_config(config, "threads", value);
     }
-    int rc = duckdb_open_ext(path, out, config, &open_error) == DuckDBSuccess
+    int rc = duckdb_open_ext(NULL, out, config, &open_error) == DuckDBSuccess
                  ? AGNES_OK
-                 : agnes_error_set(err, AGNES_ERR_DB, "cannot open the query sandbox %s: %s", path,
+                 : agnes_error_set(err, AGNES_ERR_DB, "cannot open an in-memory DuckDB: %s",
                                    open_error ? open_error : "unknown error");
     duckdb_free(open_error);
     duckdb_destroy_config(&config);
@@ -542,7 +531,7 @@ static int open_read_only_file(const char *path, int threads, const char *memory
 }
 
 /* Settings that would otherwise show the server's home directory or let a
- * query reach beyond the sandbox; then external access off and locked. */
+ * query reach beyond the sandbox; then external access off. */
 static int lock_down(duckdb_connection conn, const json_t *description, const query_sandbox_options *options,
                      agnes_error *err)
 {
@@ -561,7 +550,7 @@ static int lock_down(duckdb_connection conn, const json_t *description, const qu
     duck_append_literal(&sql, ext);
     strbuf_append_str(&sql, "; SET allowed_paths = ");
     append_path_list(&sql, description, options->extra_paths);
-    strbuf_append_str(&sql, "; SET enable_external_access = false; SET lock_configuration = true");
+    strbuf_append_str(&sql, "; SET enable_external_access = false");
     int rc = strbuf_failed(&sql) ? agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory")
                                  : duck_exec(conn, sql.data, err);
     strbuf_free(&sql);
@@ -571,23 +560,12 @@ static int lock_down(duckdb_connection conn, const json_t *description, const qu
 int query_sandbox_open(const json_t *description, const query_sandbox_options *options, duckdb_database *out,
                        json_t **unservable, agnes_error *err)
 {
-    char dir[1200], path[1300], wal[1310];
     duckdb_connection conn = NULL;
     *out = NULL;
     *unservable = json_object();
     if (*unservable == NULL)
         return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
-    /* Named server.duckdb for the same reason as the probe. */
-    snprintf(dir, sizeof dir, "%s/sandbox", options->work_dir);
-    snprintf(path, sizeof path, "%s/server.duckdb", dir);
-    snprintf(wal, sizeof wal, "%s.wal", path);
-    unlink(path);
-    unlink(wal);
-    int rc = util_mkdir_p(dir, 0700, err);
-    if (rc == AGNES_OK)
-        rc = build_file(path, description, options, *unservable, err);
-    if (rc == AGNES_OK)
-        rc = open_read_only_file(path, options->threads, options->memory_limit, out, err);
+    int rc = open_memory(options->threads, options->memory_limit, out, err);
     if (rc == AGNES_OK && duckdb_connect(*out, &conn) != DuckDBSuccess)
         rc = agnes_error_set(err, AGNES_ERR_DB, "cannot connect to the query sandbox");
     if (rc == AGNES_OK) {
@@ -596,13 +574,19 @@ int query_sandbox_open(const json_t *description, const query_sandbox_options *o
                                                 options->token_envs, calls, err);
         json_decref(calls);
     }
+    /* The views live in a catalog named "server", as the admin engine's do. */
+    if (rc == AGNES_OK)
+        rc = duck_exec(conn, "ATTACH ':memory:' AS server; USE server", err);
+    /* External access goes off before the views bind: they reach their own
+     * files and nothing else even while being created. */
     if (rc == AGNES_OK)
         rc = lock_down(conn, description, options, err);
+    if (rc == AGNES_OK)
+        create_views(conn, description, *unservable);
+    if (rc == AGNES_OK)
+        rc = duck_exec(conn, "SET lock_configuration = true", err);
     if (conn != NULL)
         duckdb_disconnect(&conn);
-    /* The open database keeps its descriptor; nothing needs the name. */
-    unlink(path);
-    unlink(wal);
     if (rc != AGNES_OK) {
         if (*out != NULL)
             duckdb_close(out);
@@ -610,4 +594,17 @@ int query_sandbox_open(const json_t *description, const query_sandbox_options *o
         *unservable = NULL;
     }
     return rc;
+}
+
+int query_sandbox_connect(duckdb_database sandbox, duckdb_connection *out, agnes_error *err)
+{
+    if (duckdb_connect(sandbox, out) != DuckDBSuccess) {
+        *out = NULL;
+        return agnes_error_set(err, AGNES_ERR_DB, "cannot connect to the query sandbox");
+    }
+    if (duck_exec(*out, "USE server", err) != AGNES_OK) {
+        duckdb_disconnect(out);
+        return err->code;
+    }
+    return AGNES_OK;
 }

@@ -9,7 +9,7 @@
  *       not, as an empty stand-in with the same name and column types that
  *       reads __agnes_table('<name>') - and decides on the bound plan.
  *   (b) the statement then runs in the caller's SANDBOX - one per grant
- *       set: a read-only database whose catalog holds only the views the
+ *       set: a database whose catalog holds only the views the
  *       grant set may read, whose allowed_paths are only those views'
  *       files, and whose postgres_query runs only their remote statements.
  *       Nothing else exists there to name, read or introspect.
@@ -66,12 +66,16 @@ typedef struct query_probe_log {
 
 typedef struct query_probe {
     duckdb_database database;
+    duckdb_connection connection; /* kept: the guard asks one question at a time */
     query_probe_log *log; /* owned by the registered function */
 } query_probe;
 
-/* Build the probe from a description (every table's name and columns) in
- * work_dir.  A table whose column types do not parse gets VARCHAR columns. */
-int query_probe_open(const json_t *description, const char *work_dir, query_probe *probe, agnes_error *err);
+/* Build the probe from a description (every table's name and columns), in
+ * memory.  A table whose column types do not parse gets VARCHAR columns. */
+int query_probe_open(const json_t *description, query_probe *probe, agnes_error *err);
+
+/* A new connection to the probe, its default catalog set to "server". */
+int query_probe_connect(query_probe *probe, duckdb_connection *out, agnes_error *err);
 void query_probe_close(query_probe *probe);
 
 /* The catalog tables bound since the last reset (new reference), and a reset. */
@@ -80,7 +84,7 @@ json_t *query_probe_take_log(query_probe *probe);
 /* ---- the sandbox ----------------------------------------------------- */
 
 typedef struct query_sandbox_options {
-    const char *work_dir;     /* the worker's private directory (spill, build file, results) */
+    const char *work_dir;     /* the worker's private directory (spill files, results) */
     const char *memory_limit; /* DuckDB syntax: "2GB" */
     int threads;              /* 0: DuckDB's default */
     credentials *credentials; /* connection strings of the granted remote tables */
@@ -89,11 +93,16 @@ typedef struct query_sandbox_options {
     const char *const *extra_paths; /* NULL-terminated: files queries may write (Parquet results) */
 } query_sandbox_options;
 
-/* Build the sandbox for the visible tables of `description`.  *unservable
- * (new reference) maps each visible table the sandbox could not hold to
- * the reason.  The database is read-only, external access is off except
- * for the tables' files and extra_paths, and its configuration is locked. */
+/* Build the sandbox for the visible tables of `description`, in memory.
+ * *unservable (new reference) maps each visible table the sandbox could
+ * not hold to the reason.  External access is off except for the tables'
+ * files and extra_paths, and the configuration is locked.  Queries cannot
+ * write to it: the executor runs SELECTs only (and a PIVOT's temporary enum
+ * types, gone with the query's connection). */
 int query_sandbox_open(const json_t *description, const query_sandbox_options *options, duckdb_database *out,
                        json_t **unservable, agnes_error *err);
+
+/* A new connection to a sandbox, its default catalog set to "server". */
+int query_sandbox_connect(duckdb_database sandbox, duckdb_connection *out, agnes_error *err);
 
 #endif

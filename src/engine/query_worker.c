@@ -110,9 +110,14 @@ static int open_analyst(query_engine *engine, const json_t *init, agnes_error *e
     engine->visible = json_deep_copy(json_object_get(init, "visible"));
     if (engine->visible == NULL)
         engine->visible = json_array();
-    if (query_probe_open(tables, engine->work_dir, &engine->probe, err) != AGNES_OK)
+    double started = util_monotonic_ms();
+    if (query_probe_open(tables, &engine->probe, err) != AGNES_OK)
         return err->code;
-    return query_sandbox_open(tables, &options, &engine->database, &engine->unservable, err);
+    double probed = util_monotonic_ms();
+    int rc = query_sandbox_open(tables, &options, &engine->database, &engine->unservable, err);
+    log_debug("msg=\"query engine built\" tables=%zu probe_ms=%.1f sandbox_ms=%.1f", json_array_size(tables),
+              probed - started, util_monotonic_ms() - probed);
+    return rc;
 }
 
 int query_engine_open(const json_t *init, query_engine **out, agnes_error *err)
@@ -155,26 +160,6 @@ void query_engine_close(query_engine *engine)
 
 /* ---- one query ------------------------------------------------------------------ */
 
-/* "... Table with name X does not exist ..." and its kin: the name, else false. */
-static bool missing_name(const char *message, char *out, size_t out_size)
-{
-    static const struct {
-        const char *before, *after;
-    } shapes[] = {{"Table with name ", " does not exist"},
-                  {"Catalog \"", "\" does not exist"},
-                  {"Schema with name ", " does not exist"}};
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-        const char *start = strstr(message, shapes[i].before);
-        const char *end = start ? strstr(start + strlen(shapes[i].before), shapes[i].after) : NULL;
-        if (start != NULL && end != NULL) {
-            start += strlen(shapes[i].before);
-            snprintf(out, out_size, "%.*s", (int)(end - start), start);
-            return true;
-        }
-    }
-    return false;
-}
-
 /* DuckDB's message as the caller may see it (rc AGNES_ERR_DB), or rc. */
 static int caller_error(const query_engine *engine, int rc, agnes_error *err)
 {
@@ -194,7 +179,7 @@ static int caller_error(const query_engine *engine, int rc, agnes_error *err)
                                "admin to raise the limit. %s",
                                engine->memory_limit, message);
     }
-    if (engine->analyst && missing_name(message, name, sizeof name))
+    if (engine->analyst && query_guard_missing_name(message, name, sizeof name))
         return query_guard_missing(name, err);
     if (strncmp(message, "Permission Error", 16) == 0)
         return engine->analyst
@@ -218,16 +203,14 @@ static int start(query_engine *engine, duckdb_connection conn, const char *sql, 
                  bool guard, query_exec **run, agnes_error *err)
 {
     query_statements statements;
-    duckdb_connection split_conn = conn, probe_conn = NULL;
+    duckdb_connection split_conn = conn;
     bool check = engine->analyst && guard;
-    if (check && duckdb_connect(engine->probe.database, &probe_conn) == DuckDBSuccess)
-        split_conn = probe_conn; /* a PIVOT's source binds there whatever the grants */
+    if (check)
+        split_conn = engine->probe.connection; /* a PIVOT's source binds there whatever the grants */
     int rc = query_guard_split(split_conn, sql, &statements, err);
     bool pivot = rc == AGNES_OK && statements.pivot;
     if (rc == AGNES_OK)
         query_guard_statements_free(&statements);
-    if (probe_conn != NULL)
-        duckdb_disconnect(&probe_conn);
     if (rc == AGNES_OK && check) {
         query_guard_policy policy = {.visible = engine->visible, .unservable = engine->unservable};
         bool explain = false;
@@ -313,9 +296,12 @@ int query_engine_run(query_engine *engine, const json_t *query, bool guard, int 
     duckdb_connection conn = NULL;
     query_exec *run = NULL;
     agnes_error err;
-    int rc = duckdb_connect(engine->database, &conn) == DuckDBSuccess
-                 ? start(engine, conn, sql, &request, guard, &run, &err)
+    int rc = engine->analyst ? query_sandbox_connect(engine->database, &conn, &err)
+             : duckdb_connect(engine->database, &conn) == DuckDBSuccess
+                 ? AGNES_OK
                  : agnes_error_set(&err, AGNES_ERR_DB, "cannot connect to the query engine");
+    if (rc == AGNES_OK)
+        rc = start(engine, conn, sql, &request, guard, &run, &err);
     int io_rc = rc == AGNES_OK ? stream(engine, run, fd, io) : send_error(fd, QUERY_FRAME_ERROR, rc, &err, io);
     query_exec_free(run);
     if (conn != NULL)
