@@ -157,7 +157,9 @@ static int spawn(query_pool *pool, query_worker_handle *worker, agnes_error *err
     char *argv[] = {"agnes", "query-worker", NULL};
     char **envp = worker_environment();
     pid_t pid = 0;
-    int rc = envp ? posix_spawn(&pid, pool->exe, &actions, NULL, argv, envp) : ENOMEM;
+    /* /proc/self/exe, not the path: the running binary even when an upgrade
+     * has replaced the file on disk (a worker must speak this server's protocol). */
+    int rc = envp ? posix_spawn(&pid, "/proc/self/exe", &actions, NULL, argv, envp) : ENOMEM;
     free(envp);
     posix_spawn_file_actions_destroy(&actions);
     close(pair[1]);

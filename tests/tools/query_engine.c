@@ -9,6 +9,8 @@
  * statement: {"sql", "frames": [{"type", "payload"}...]} where payload is
  * the frame's JSON (ERROR, HEAD, END, ABORT) or its text (DATA).
  *
+ * QUERY_ENGINE_GUARD=1 runs the guard too (to time what it costs).
+ *
  * A test tool only: the server cannot switch the guard off - the worker
  * protocol has no way to ask for it.
  */
@@ -82,7 +84,8 @@ int main(int argc, char **argv)
     json_array_foreach(statements, i, sql) {
         FILE *frames = tmpfile();
         json_t *query = json_pack("{s:O, s:i, s:s}", "sql", sql, "limit", 1000, "format", "json");
-        if (frames == NULL || query == NULL || query_engine_run(engine, query, false, fileno(frames), &err)) {
+        bool guard = getenv("QUERY_ENGINE_GUARD") != NULL && strcmp(getenv("QUERY_ENGINE_GUARD"), "1") == 0;
+        if (frames == NULL || query == NULL || query_engine_run(engine, query, guard, fileno(frames), &err)) {
             fprintf(stderr, "query_engine: %s\n", frames ? err.message : "no temporary file");
             return 1;
         }
