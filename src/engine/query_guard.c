@@ -404,14 +404,20 @@ static char *serialize_plan(duckdb_connection conn, const char *sql, agnes_error
     return text;
 }
 
-static int check_single(duckdb_connection conn, const char *sql, const query_guard_policy *policy, bool *explain,
+static bool refuse_missing(const json_t *tree, const char *sql, agnes_error *err);
+
+static int check_single(query_probe *probe, const char *sql, const query_guard_policy *policy, bool *explain,
                         agnes_error *err)
 {
+    duckdb_connection conn = probe->connection;
     json_t *tree = NULL;
+    json_decref(query_probe_take_log(probe));
     char *text = serialize_plan(conn, sql, err);
-    if (text == NULL)
-        return err->code;
-    int rc = query_guard_load_tree(text, &tree, err);
+    /* Every catalog table the binder touched, whether or not the plan still
+     * reads it (DESCRIBE answers from the binding alone). */
+    json_t *bound = query_probe_take_log(probe);
+    walk_state st = {.policy = policy, .err = err};
+    int rc = text != NULL ? query_guard_load_tree(text, &tree, err) : err->code;
     duckdb_free(text);
     /* The common case needs no second look: a plan that starts like a
      * SELECT's.  Otherwise ask the parser what the statement is. */
@@ -419,8 +425,19 @@ static int check_single(duckdb_connection conn, const char *sql, const query_gua
                  is_select_root(string_field(json_array_get(json_object_get(tree, "plans"), 0), "type"));
     if (!plain && !parses_as_select(conn, sql)) {
         json_decref(tree);
+        json_decref(bound);
         return refuse_statement_type(err);
     }
+    size_t i;
+    json_t *name;
+    json_array_foreach(bound, i, name) {
+        if (check_read(&st, json_string_value(name)) != AGNES_OK) {
+            json_decref(bound);
+            json_decref(tree);
+            return err->code;
+        }
+    }
+    json_decref(bound);
     if (rc != AGNES_OK) {
         /* DuckDB could not even write its error (a message quoting half a
          * UTF-8 character comes back empty): let the sandbox say it. */
@@ -434,19 +451,21 @@ static int check_single(duckdb_connection conn, const char *sql, const query_gua
         } else if (strcmp(string_field(tree, "error_subtype"), "MISSING_ENTRY") == 0 &&
                    strcmp(string_field(tree, "type"), "Table Function") == 0) {
             rc = refuse_table_function(string_field(tree, "name"), err);
+        } else if (refuse_missing(tree, sql, err)) {
+            /* Missing from the whole catalog: the name is the caller's own. */
+            rc = AGNES_ERR_FORBIDDEN;
         } else if (strncmp(string_field(tree, "error_message"), "Table Function with name \"", 26) == 0) {
             /* one that lives in an extension the probe does not load */
-            char name[128];
+            char function[128];
             const char *start = string_field(tree, "error_message") + 26, *end = strchr(start, '"');
-            snprintf(name, sizeof name, "%.*s", end ? (int)(end - start) : 0, start);
-            rc = refuse_table_function(name[0] ? name : "?", err);
+            snprintf(function, sizeof function, "%.*s", end ? (int)(end - start) : 0, start);
+            rc = refuse_table_function(function[0] ? function : "?", err);
         } else {
             /* Say nothing from the probe: it knows every table's name. */
             *explain = true;
             rc = agnes_error_set(err, AGNES_ERR_DB, "%s", string_field(tree, "error_message"));
         }
     } else {
-        walk_state st = {.policy = policy, .err = err};
         rc = walk_plan(&st, json_object_get(tree, "plans"));
     }
     json_decref(tree);
@@ -591,7 +610,7 @@ int query_guard_check(query_probe *probe, const char *sql, bool pivot, const que
             *explain = true;
         return rc;
     }
-    return check_single(probe->connection, sql, policy, explain, err);
+    return check_single(probe, sql, policy, explain, err);
 }
 
 /* ---- explaining a statement that does not bind -------------------------------------- */
@@ -632,6 +651,30 @@ static void name_at(const char *sql, long position, const char *fallback, char *
     query_utf8_truncate(out, out_size);
 }
 
+/* A "does not exist" for a table, schema or catalog: the one sentence for
+ * missing and hidden tables, naming what the caller wrote. */
+static bool refuse_missing(const json_t *tree, const char *sql, agnes_error *err)
+{
+    const char *type = string_field(tree, "error_type"), *message = string_field(tree, "error_message");
+    const char *subtype = string_field(tree, "error_subtype"), *what = string_field(tree, "type");
+    const char *position = string_field(tree, "position");
+    bool missing_table = strcmp(subtype, "MISSING_ENTRY") == 0 &&
+                         (strcmp(what, "Table") == 0 || strcmp(what, "Schema") == 0 || strcmp(what, "Catalog") == 0);
+    bool missing_catalog = strcmp(type, "binder") == 0 && strncmp(message, "Catalog \"", 9) == 0 &&
+                           strstr(message, "does not exist") != NULL;
+    if (!missing_table && !missing_catalog)
+        return false;
+    char name[200];
+    /* The bare name, as a hidden table's refusal gives it; a whole missing
+     * catalog ("Catalog x does not exist") has none. */
+    if (string_field(tree, "name")[0] != '\0')
+        snprintf(name, sizeof name, "%s", string_field(tree, "name"));
+    else
+        name_at(sql, position[0] ? atol(position) : -1, "?", name, sizeof name);
+    query_guard_missing(name[0] ? name : "?", err);
+    return true;
+}
+
 int query_guard_explain(duckdb_connection conn, const char *sql, const char *fallback, agnes_error *err)
 {
     json_t *tree = NULL;
@@ -656,21 +699,8 @@ int query_guard_explain(duckdb_connection conn, const char *sql, const char *fal
                              "tables you can query.");
     } else {
         const char *type = string_field(tree, "error_type"), *message = string_field(tree, "error_message");
-        const char *subtype = string_field(tree, "error_subtype"), *what = string_field(tree, "type");
-        const char *position = string_field(tree, "position");
-        bool missing_table = strcmp(subtype, "MISSING_ENTRY") == 0 &&
-                             (strcmp(what, "Table") == 0 || strcmp(what, "Schema") == 0 || strcmp(what, "Catalog") == 0);
-        bool missing_catalog = strcmp(type, "binder") == 0 && strncmp(message, "Catalog \"", 9) == 0 &&
-                               strstr(message, "does not exist") != NULL;
-        if (missing_table || missing_catalog) {
-            char name[200];
-            /* The bare name, as a hidden table's refusal gives it; a whole
-             * missing catalog ("Catalog x does not exist") has none. */
-            if (string_field(tree, "name")[0] != '\0')
-                snprintf(name, sizeof name, "%s", string_field(tree, "name"));
-            else
-                name_at(sql, position[0] ? atol(position) : -1, "?", name, sizeof name);
-            rc = query_guard_missing(name[0] ? name : "?", err);
+        if (refuse_missing(tree, sql, err)) {
+            rc = AGNES_ERR_FORBIDDEN;
         } else if (strcmp(type, "permission") == 0) {
             rc = refuse_file(err);
         } else {

@@ -40,6 +40,7 @@ typedef struct passed_statement {
 
 struct query_engine {
     bool analyst;
+    bool unsandboxed; /* test tools only: the database is the admin engine */
     passed_statement passed[GUARD_MEMORY];
     unsigned next_passed;
     duckdb_database database; /* the admin engine, or the analyst's sandbox */
@@ -151,6 +152,28 @@ int query_engine_open(const json_t *init, query_engine **out, agnes_error *err)
         return rc;
     }
     *out = engine;
+    return AGNES_OK;
+}
+
+int query_engine_open_guard_only(const json_t *analyst_init, const json_t *admin_init, query_engine **out,
+                                 agnes_error *err)
+{
+    query_engine *admin = NULL, *analyst = NULL;
+    *out = NULL;
+    if (query_engine_open(admin_init, &admin, err) != AGNES_OK)
+        return err->code;
+    if (query_engine_open(analyst_init, &analyst, err) != AGNES_OK) {
+        query_engine_close(admin);
+        return err->code;
+    }
+    /* The analyst's guard in front of the whole catalog. */
+    duckdb_database sandbox = analyst->database;
+    analyst->database = admin->database;
+    analyst->unsandboxed = true;
+    admin->database = sandbox;
+    admin->work_dir[0] = '\0'; /* the same directory as the analyst's (one process) */
+    query_engine_close(admin);
+    *out = analyst;
     return AGNES_OK;
 }
 
@@ -340,7 +363,7 @@ int query_engine_run(query_engine *engine, const json_t *query, bool guard, int 
     duckdb_connection conn = NULL;
     query_exec *run = NULL;
     agnes_error err;
-    int rc = engine->analyst ? query_sandbox_connect(engine->database, &conn, &err)
+    int rc = engine->analyst && !engine->unsandboxed ? query_sandbox_connect(engine->database, &conn, &err)
              : duckdb_connect(engine->database, &conn) == DuckDBSuccess
                  ? AGNES_OK
                  : agnes_error_set(&err, AGNES_ERR_DB, "cannot connect to the query engine");

@@ -40,6 +40,13 @@ typedef struct query_engine query_engine;
 int query_engine_open(const json_t *init, query_engine **out, agnes_error *err);
 void query_engine_close(query_engine *engine);
 
+/* For test tools only, to prove wall (a) alone: an analyst's engine whose
+ * guard is the analyst's but whose database is the admin engine (the whole
+ * catalog), so nothing but the guard stands between a query and every
+ * table.  The worker process never builds one. */
+int query_engine_open_guard_only(const json_t *analyst_init, const json_t *admin_init, query_engine **out,
+                                 agnes_error *err);
+
 /* Run one QUERY message {sql, limit, format, request_id} and write its
  * frames (ERROR, or HEAD DATA* END|ABORT) to fd.  guard=false skips wall
  * (a) so tests can prove wall (b) alone: only test tools pass false (the

@@ -109,6 +109,9 @@ def attacks(data):
         ("query_table", "SELECT * FROM query_table('orders')", 403, missing),
         ("query()", "SELECT * FROM query('SELECT * FROM orders')", 403, missing),
         ("describe ungranted", "DESCRIBE orders", 403, missing),
+        ("describe in a subquery", "SELECT * FROM (DESCRIBE orders)", 403, missing),
+        ("summarize ungranted", "SUMMARIZE orders", 403, missing),
+        ("summarize a query", "SUMMARIZE SELECT * FROM payroll", 403, missing),
         ("pivot ungranted", "PIVOT orders ON country USING count(*)", 403, missing),
         ("pivot source subquery", "PIVOT (SELECT * FROM payroll) ON country USING count(*)", 403, missing),
         ("cte named as the file",
@@ -197,6 +200,25 @@ def test_wall_b_alone_returns_nothing_ungranted(world):
     last = results[-1]["frames"]
     assert [f["type"] for f in last] == ["H", "D", "Z"] and json.loads(last[1]["payload"])["rows"] == [[5000]]
     assert query(world, "SELECT DISTINCT label FROM customers WHERE id = 1").json()["rows"] == [["cust 1"]]
+
+
+def test_wall_a_alone_refuses_every_attack_in_front_of_the_whole_catalog(world):
+    """The guard in front of the admin engine: nothing but wall (a) between the SQL and every table,
+    so a guard regression cannot hide behind the sandbox's own refusals."""
+    cases = attacks(world["data"])
+    statements = [case[1] for case in cases] + ["SELECT count(*) AS n FROM customers"]
+    out = subprocess.run([os.path.join(AGNES_TOOLS, "query_engine"), "customers"], input=json.dumps(statements),
+                         env=dict(world["env"], QUERY_ENGINE_WALL="a"), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    results = json.loads(out.stdout)
+    for (name, sql, status, fragment), result in zip(cases, results):
+        first = result["frames"][0]
+        assert first["type"] == "E", (name, result["frames"])
+        assert first["payload"]["code"] == {400: "invalid", 403: "forbidden"}[status], (name, first)
+        assert fragment in first["payload"]["message"], (name, first)
+        assert leaks(json.dumps(result["frames"]), sql, world) == [], name
+    last = results[-1]["frames"]
+    assert json.loads(last[1]["payload"])["rows"] == [[5000]]  # the granted table answers through it
 
 
 @pytest.mark.parametrize("shape", [

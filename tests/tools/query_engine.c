@@ -10,11 +10,14 @@
  * the frame's JSON (ERROR, HEAD, END, ABORT) or its text (DATA).
  *
  * QUERY_ENGINE_GUARD=1 runs the guard too (to time what it costs).
+ * QUERY_ENGINE_WALL=a proves the other wall alone: the guard on, in front
+ * of the admin engine (the whole catalog) instead of the sandbox.
  *
  * A test tool only: the server cannot switch the guard off - the worker
  * protocol has no way to ask for it.
  */
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,7 +78,13 @@ int main(int argc, char **argv)
     query_caller caller = {.user_id = "test", .is_admin = false, .visible = visible};
     json_t *init = snapshot ? query_pool_init_message(&pool, snapshot, &caller) : NULL;
     query_engine *engine = NULL;
-    if (init == NULL || query_engine_open(init, &engine, &err) != AGNES_OK) {
+    const char *wall = getenv("QUERY_ENGINE_WALL");
+    bool wall_a = wall != NULL && strcmp(wall, "a") == 0;
+    query_caller admin = {.user_id = "test-admin", .is_admin = true};
+    json_t *admin_init = wall_a && snapshot ? query_pool_init_message(&pool, snapshot, &admin) : NULL;
+    if (init == NULL ||
+        (wall_a ? query_engine_open_guard_only(init, admin_init, &engine, &err)
+                : query_engine_open(init, &engine, &err)) != AGNES_OK) {
         fprintf(stderr, "query_engine: %s\n", init ? err.message : "no catalog");
         return 1;
     }
@@ -84,7 +93,7 @@ int main(int argc, char **argv)
     json_array_foreach(statements, i, sql) {
         FILE *frames = tmpfile();
         json_t *query = json_pack("{s:O, s:i, s:s}", "sql", sql, "limit", 1000, "format", "json");
-        bool guard = getenv("QUERY_ENGINE_GUARD") != NULL && strcmp(getenv("QUERY_ENGINE_GUARD"), "1") == 0;
+        bool guard = wall_a || (getenv("QUERY_ENGINE_GUARD") != NULL && strcmp(getenv("QUERY_ENGINE_GUARD"), "1") == 0);
         if (frames == NULL || query == NULL || query_engine_run(engine, query, guard, fileno(frames), &err)) {
             fprintf(stderr, "query_engine: %s\n", frames ? err.message : "no temporary file");
             return 1;
@@ -97,6 +106,7 @@ int main(int argc, char **argv)
     printf("\n");
     query_engine_close(engine);
     json_decref(init);
+    json_decref(admin_init);
     analytics_release(&catalog, snapshot);
     query_pool_free(&pool);
     analytics_free(&catalog);
