@@ -594,18 +594,6 @@ size_t query_pool_running(query_pool *pool)
     return running;
 }
 
-long long query_pool_total_rss(query_pool *pool)
-{
-    long long total = process_rss(getpid());
-    pthread_mutex_lock(&pool->lock);
-    for (size_t i = 0; i < pool->slot_count; i++) {
-        long long rss = pool->slots[i].worker.pid > 0 ? process_rss(pool->slots[i].worker.pid) : -1;
-        total += rss > 0 ? rss : 0;
-    }
-    pthread_mutex_unlock(&pool->lock);
-    return total;
-}
-
 void query_pool_free(query_pool *pool)
 {
     if (pool->slots == NULL)

@@ -137,9 +137,6 @@ json_t *query_pool_init_message(const query_pool *pool, const analytics_snapshot
 /* Queries running now (for health). */
 size_t query_pool_running(query_pool *pool);
 
-/* The RSS of this process and of every worker, in bytes (for health and tests). */
-long long query_pool_total_rss(query_pool *pool);
-
 /* Stop the watchdog, end every worker (no slot may be busy). */
 void query_pool_free(query_pool *pool);
 

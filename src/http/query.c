@@ -30,7 +30,6 @@
 
 typedef struct query_stream {
     query_run *run;
-    long long limit;
     bool trailer; /* Agnes-Truncated goes in the trailer: unknown at the head */
     char request_id[HTTP_REQUEST_ID_MAX + 1];
 } query_stream;
@@ -148,7 +147,7 @@ void query_respond(http_context *ctx, const http_request *req, http_response *re
         http_respond_internal(resp, req, &err);
         goto done;
     }
-    *stream = (query_stream){.run = run, .limit = limit, .trailer = query_run_truncated(run) == NULL};
+    *stream = (query_stream){.run = run, .trailer = query_run_truncated(run) == NULL};
     snprintf(stream->request_id, sizeof stream->request_id, "%s", req->request_id);
     http_respond_stream(resp, 200, query_format_content_type(format),
                         (http_stream){.read = stream_read, .release = stream_release, .trailers = stream_trailers,
