@@ -401,8 +401,13 @@ static void limit_self(const json_t *init)
     (void)init; /* the sanitizer's shadow memory is counted as data: no cap */
 #else
     long long limit = json_integer_value(json_object_get(init, "memory_limit_bytes"));
+    long long threads = json_integer_value(json_object_get(init, "threads"));
+    if (threads <= 0)
+        threads = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
     if (limit > 0) {
-        struct rlimit data = {(rlim_t)(limit + QUERY_WORKER_DATA_MARGIN), (rlim_t)(limit + QUERY_WORKER_DATA_MARGIN)};
+        /* Thread stacks count as data too: 16 MB of room for each of DuckDB's threads. */
+        rlim_t cap = (rlim_t)(limit + QUERY_WORKER_DATA_MARGIN + threads * 16LL * 1024 * 1024);
+        struct rlimit data = {cap, cap};
         if (setrlimit(RLIMIT_DATA, &data) != 0)
             log_warn("msg=\"query worker cannot limit its memory\" detail=\"%s\"", strerror(errno));
     }

@@ -15,7 +15,8 @@
  * PIVOT's temporary enum type) is seen by the next.
  *
  * Limits the worker sets on itself before DuckDB allocates anything:
- * RLIMIT_DATA at the query memory limit plus a margin (an allocation past
+ * RLIMIT_DATA at the query memory limit plus a margin and 16 MB per DuckDB
+ * thread for its stack (an allocation past
  * it fails inside DuckDB with "Out of Memory", answered as a 400), no core
  * files (they would hold query data), and an exit within a second of the
  * server's.  The server watches RSS and the deadline and kills a
