@@ -260,20 +260,21 @@ static char *engine_key(const query_caller *caller, const analytics_snapshot *sn
         snprintf(key, sizeof key, "admin@%llu", snapshot->generation);
         return util_strdup(key);
     }
-    json_t *tables = query_sandbox_for_grants(snapshot->description, caller->visible);
-    json_t *mine = json_array(), *visible = json_array();
+    /* Only the caller's own tables: this runs for every query. */
+    json_t *mine = json_array(), *visible = json_array(), *set = query_sandbox_name_set(caller->visible);
     size_t i;
-    json_t *table;
-    json_array_foreach(tables, i, table) {
-        if (json_object_get(table, "files") != NULL) /* the visible ones */
+    json_t *table, *id;
+    json_array_foreach(snapshot->description, i, table) {
+        const char *name = json_string_value(json_object_get(table, "name"));
+        if (name != NULL && query_sandbox_in_set(set, name))
             json_array_append(mine, table);
     }
-    json_array_foreach(caller->visible, i, table)
-        json_array_append(visible, table);
+    json_decref(set);
+    json_array_foreach(caller->visible, i, id)
+        json_array_append(visible, id);
     json_t *basis = json_pack("{s:o, s:o}", "tables", mine, "visible", visible);
     char *text = basis ? json_dumps(basis, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(basis);
-    json_decref(tables);
     if (text == NULL)
         return NULL;
     unsigned char digest[32];
@@ -594,10 +595,48 @@ size_t query_pool_running(query_pool *pool)
     return running;
 }
 
+static query_grant_entry *grant_entry(query_pool *pool, const char *user_id)
+{
+    unsigned hash = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)user_id; *p != '\0'; p++)
+        hash = (hash ^ *p) * 16777619u;
+    return &pool->grants[hash % QUERY_GRANT_CACHE_SLOTS];
+}
+
+json_t *query_pool_grants_get(query_pool *pool, const char *user_id, unsigned generation)
+{
+    json_t *visible = NULL;
+    pthread_mutex_lock(&pool->lock);
+    query_grant_entry *entry = grant_entry(pool, user_id);
+    if (entry->used && entry->generation == generation && strcmp(entry->user_id, user_id) == 0)
+        visible = json_deep_copy(entry->visible);
+    pthread_mutex_unlock(&pool->lock);
+    return visible;
+}
+
+void query_pool_grants_put(query_pool *pool, const char *user_id, unsigned generation, json_t *visible)
+{
+    json_t *copy = visible ? json_deep_copy(visible) : NULL;
+    if (copy == NULL || strlen(user_id) >= sizeof pool->grants[0].user_id) {
+        json_decref(copy);
+        return;
+    }
+    pthread_mutex_lock(&pool->lock);
+    query_grant_entry *entry = grant_entry(pool, user_id);
+    json_decref(entry->visible);
+    entry->used = true;
+    entry->generation = generation;
+    snprintf(entry->user_id, sizeof entry->user_id, "%s", user_id);
+    entry->visible = copy;
+    pthread_mutex_unlock(&pool->lock);
+}
+
 void query_pool_free(query_pool *pool)
 {
     if (pool->slots == NULL)
         return;
+    for (size_t i = 0; i < QUERY_GRANT_CACHE_SLOTS; i++)
+        json_decref(pool->grants[i].visible);
     if (pool->watchdog_started) {
         pthread_mutex_lock(&pool->lock);
         pool->stopping = true;

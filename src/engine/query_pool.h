@@ -82,6 +82,16 @@ typedef struct query_pool_options {
     const char *log_level;
 } query_pool_options;
 
+/* Grant sets remembered between queries (see query_pool_grants_get). */
+#define QUERY_GRANT_CACHE_SLOTS 128
+
+typedef struct query_grant_entry {
+    bool used;
+    unsigned generation;
+    char user_id[64];
+    json_t *visible;
+} query_grant_entry;
+
 typedef struct query_pool {
     pthread_mutex_t lock;      /* guards every slot field and `stopping` */
     pthread_cond_t wake;       /* stops the watchdog */
@@ -103,6 +113,7 @@ typedef struct query_pool {
     int remote_timeout_seconds;
     char log_level[16];
     char exe[AGNES_PATH_MAX]; /* this program, which workers run */
+    query_grant_entry grants[QUERY_GRANT_CACHE_SLOTS]; /* guarded by lock */
 } query_pool;
 
 /* Who runs a query, and what they may read (NULL visible: nothing). */
@@ -128,6 +139,14 @@ void query_pool_release(query_pool *pool, query_slot *slot, bool reusable);
 /* Why the slot's worker vanished: AGNES_ERR_TIMEOUT or AGNES_ERR_INVALID
  * (memory) with the sentence to show, else AGNES_ERR_DB. */
 int query_pool_why_ended(query_pool *pool, const query_slot *slot, agnes_error *err);
+
+/* A caller's grant set as it was read at `generation` (system.duckdb's
+ * write generation, store/system_db.h), or NULL: a new reference.  Reading
+ * grants costs a DuckDB connection and a join per query - more than the
+ * rest of a small query - and any write (a grant, a membership, a user)
+ * moves the generation on, so a remembered set is never stale. */
+json_t *query_pool_grants_get(query_pool *pool, const char *user_id, unsigned generation);
+void query_pool_grants_put(query_pool *pool, const char *user_id, unsigned generation, json_t *visible);
 
 /* The INIT message (query_protocol.h) of the caller's engine on snapshot:
  * what a worker builds its engine from.  New reference, NULL on failure. */

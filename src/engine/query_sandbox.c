@@ -1,5 +1,6 @@
 #include "engine/query_sandbox.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,33 +168,60 @@ int query_sandbox_describe(duckdb_connection catalog, const json_t *tables, json
     return AGNES_OK;
 }
 
-static bool name_in(const json_t *names, const char *name)
+/* Names are case-insensitive: keys lower-cased (ASCII, as identifiers are). */
+static void lowered(const char *name, char *out, size_t out_size)
 {
+    size_t i = 0;
+    for (; name[i] != '\0' && i + 1 < out_size; i++)
+        out[i] = (char)tolower((unsigned char)name[i]);
+    out[i] = '\0';
+}
+
+json_t *query_sandbox_name_set(const json_t *names)
+{
+    json_t *set = json_object();
     size_t i;
-    json_t *value;
-    json_array_foreach(names, i, value) {
-        if (json_is_string(value) && strcasecmp(json_string_value(value), name) == 0)
-            return true;
+    json_t *name;
+    char key[256];
+    json_array_foreach(names, i, name) {
+        if (set != NULL && json_is_string(name)) {
+            lowered(json_string_value(name), key, sizeof key);
+            json_object_set(set, key, json_true());
+        }
     }
-    return false;
+    return set;
+}
+
+bool query_sandbox_in_set(const json_t *set, const char *name)
+{
+    char key[256];
+    lowered(name, key, sizeof key);
+    return json_object_get(set, key) != NULL;
 }
 
 json_t *query_sandbox_for_grants(const json_t *description, const json_t *visible)
 {
-    json_t *out = json_array();
+    json_t *out = json_array(), *set = query_sandbox_name_set(visible);
     size_t i;
     json_t *table;
+    if (out == NULL || set == NULL) {
+        json_decref(out);
+        json_decref(set);
+        return NULL;
+    }
     json_array_foreach(description, i, table) {
         const char *name = json_string_value(json_object_get(table, "name"));
-        json_t *entry = name_in(visible, name ? name : "")
+        json_t *entry = query_sandbox_in_set(set, name ? name : "")
                             ? json_deep_copy(table)
                             : json_pack("{s:O, s:O}", "name", json_object_get(table, "name"), "columns",
                                         json_object_get(table, "columns"));
         if (entry == NULL || json_array_append_new(out, entry) != 0) {
             json_decref(out);
-            return NULL;
+            out = NULL;
+            break;
         }
     }
+    json_decref(set);
     return out;
 }
 

@@ -57,6 +57,11 @@ int query_sandbox_describe(duckdb_connection catalog, const json_t *tables, json
  * visible ones only.  New reference, NULL when out of memory. */
 json_t *query_sandbox_for_grants(const json_t *description, const json_t *visible);
 
+/* A set of table names (a JSON object keyed by the lower-cased names): a
+ * grant set is looked up once per table, not scanned. */
+json_t *query_sandbox_name_set(const json_t *names);
+bool query_sandbox_in_set(const json_t *set, const char *name);
+
 /* ---- the probe ------------------------------------------------------- */
 
 typedef struct query_probe_log {

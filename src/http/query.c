@@ -24,6 +24,7 @@
 #include "http/auth.h"
 #include "http/catalog.h"
 #include "http/json_body.h"
+#include "store/system_db.h"
 
 #define QUERY_DEFAULT_LIMIT 1000
 #define QUERY_MAX_LIMIT 1000000000LL
@@ -124,9 +125,14 @@ void query_respond(http_context *ctx, const http_request *req, http_response *re
     query_stream *stream = NULL;
     agnes_error err;
     int rc = AGNES_OK;
-    if (!trusted && !who->is_admin && (rc = catalog_visible_ids(ctx, who, &visible, &err)) != AGNES_OK) {
-        respond_run_error(resp, req, rc, &err);
-        goto done;
+    if (!trusted && !who->is_admin) {
+        unsigned generation = system_db_write_generation(ctx->db); /* read before the grants */
+        visible = query_pool_grants_get(ctx->queries, who->user_id, generation);
+        if (visible == NULL && (rc = catalog_visible_ids(ctx, who, &visible, &err)) != AGNES_OK) {
+            respond_run_error(resp, req, rc, &err);
+            goto done;
+        }
+        query_pool_grants_put(ctx->queries, who->user_id, generation, visible);
     }
     query_request request = {
         .caller = {.user_id = who->user_id, .is_admin = who->is_admin || trusted, .visible = visible},

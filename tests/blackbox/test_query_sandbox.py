@@ -236,6 +236,20 @@ def test_an_ungranted_table_answers_exactly_like_a_missing_one(world, shape):
     assert "Did you mean" not in hidden.text + missing.text
 
 
+def test_a_grant_and_its_revocation_take_effect_on_the_next_query(world):
+    server, admin = world["server"], world["admin"]
+    assert query(world, "SELECT count(*) FROM payroll").status_code == 403
+    grant = call(server, "POST", "/api/admin/grants", admin,
+                 json={"group_id": everyone_id(server, admin), "resource_type": "table", "resource_id": "payroll"})
+    assert grant.status_code == 201, grant.text
+    try:
+        assert query(world, "SELECT count(*) FROM payroll").json()["rows"] == [[5000]]
+    finally:
+        assert call(server, "DELETE", f"/api/admin/grants/{grant.json()['id']}", admin).status_code in (200, 204)
+    r = query(world, "SELECT count(*) FROM payroll")
+    assert r.status_code == 403 and "payroll-secret" not in r.text
+
+
 def test_ctes_and_aliases_are_judged_by_what_they_read(world):
     # A CTE that shadows an ungranted view's name reads nothing ungranted: it runs.
     assert query(world, "WITH orders AS (SELECT 1 AS id) SELECT * FROM orders").json()["rows"] == [[1]]
