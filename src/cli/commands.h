@@ -16,6 +16,7 @@ int command_contract(int argc, char **argv);
 int command_rebuild(int argc, char **argv);
 int command_sync(int argc, char **argv);
 int command_sql(int argc, char **argv);
+int command_query_worker(int argc, char **argv); /* internal: started by serve */
 int command_openapi(int argc, char **argv);
 int command_schema(int argc, char **argv);
 int command_version(int argc, char **argv);

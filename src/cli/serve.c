@@ -268,9 +268,15 @@ int command_serve(int argc, char **argv)
                        (int)config_get_int(&rt.config, CFG_QUERY_TIMEOUT), &err))
         goto fail;
     state.context.analytics = &catalog_reader;
-    if (query_pool_init(&queries, &catalog_reader, (size_t)config_get_int(&rt.config, CFG_QUERY_MAX_CONCURRENT),
-                        (int)config_get_int(&rt.config, CFG_QUERY_MAX_PER_USER),
-                        (double)config_get_int(&rt.config, CFG_QUERY_TIMEOUT), &err))
+    query_pool_options query_options = {
+        .slot_count = (size_t)config_get_int(&rt.config, CFG_QUERY_MAX_CONCURRENT),
+        .max_per_user = (int)config_get_int(&rt.config, CFG_QUERY_MAX_PER_USER),
+        .timeout_seconds = (double)config_get_int(&rt.config, CFG_QUERY_TIMEOUT),
+        .memory_limit = config_get_string(&rt.config, CFG_QUERY_MEMORY_LIMIT),
+        .remote_timeout_seconds = (int)config_get_int(&rt.config, CFG_QUERY_TIMEOUT),
+        .log_level = config_get_string(&rt.config, CFG_LOG_LEVEL),
+    };
+    if (query_pool_init(&queries, &catalog_reader, &rt.credentials, &rt.paths, &query_options, &err))
         goto fail;
     state.context.queries = &queries;
     if (result_store_init(&results, &rt.paths, config_get_int(&rt.config, CFG_RESULT_TTL),
@@ -286,7 +292,7 @@ int command_serve(int argc, char **argv)
     custom_connectors_reap(&rt.paths);
     if (fail_interrupted_syncs(&db, &err))
         goto fail;
-    query_sweep_results(&rt.paths);
+    query_pool_sweep(&rt.paths); /* results and worker directories of a killed server */
     bool demo_created = false;
     if (config_get_bool(&rt.config, CFG_DEMO) && demo_seed_if_empty(&rt.paths, &demo_created, &err))
         goto fail;

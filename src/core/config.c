@@ -106,7 +106,7 @@ static const config_key_spec specs[CFG_KEY_COUNT] = {
     [CFG_QUERY_MAX_CONCURRENT] = {"query.max_concurrent", "AGNES_QUERY_MAX_CONCURRENT", CONFIG_INT, "8", 1, 1024,
                                   NULL, false, "Queries the server runs at once across all users (others wait 5 s, then 429)"},
     [CFG_QUERY_MEMORY_LIMIT] = {"query.memory_limit", "AGNES_QUERY_MEMORY_LIMIT", CONFIG_STRING, "2GB", 0, 0, NULL,
-                                false, "DuckDB memory_limit for queries on the catalog (e.g. 512MB, 4GB)"},
+                                false, "Memory of one query (e.g. 512MB, 4GB); its worker process is stopped at this + 512 MB"},
     [CFG_RESULT_MAX_ROWS] = {"results.max_rows", "AGNES_RESULT_MAX_ROWS", CONFIG_INT, "200", 1, 100000, NULL, false,
                              "Rows an MCP query or result page returns inline by default; more become a handle"},
     [CFG_RESULT_MAX_CHARS] = {"results.max_chars", "AGNES_RESULT_MAX_CHARS", CONFIG_INT, "20000", 100, 10000000, NULL,

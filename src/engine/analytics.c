@@ -9,6 +9,7 @@
 #include "engine/contract.h"
 #include "engine/orchestrator.h"
 #include "engine/postgres_query.h"
+#include "engine/query_sandbox.h"
 #include "store/duck.h"
 
 int analytics_init(analytics *a, const char *memory_limit, credentials *store, int remote_timeout_seconds,
@@ -24,26 +25,40 @@ int analytics_init(analytics *a, const char *memory_limit, credentials *store, i
     return AGNES_OK;
 }
 
-/* ATTACH every extract under its source name; a failure skips that source.
- * Only extracts the last rebuild checked, unchanged since: opening an
- * unchecked (possibly damaged) extract in the server can crash it. */
-static void attach_sources(duckdb_connection conn, const agnes_paths *paths)
+/* Every extract to attach, as [{source, path}].  Only extracts the last
+ * rebuild checked, unchanged since: opening an unchecked (possibly damaged)
+ * extract can crash the process that opens it. */
+json_t *analytics_extract_list(const agnes_paths *paths)
 {
-    json_t *sources = NULL;
+    json_t *sources = NULL, *out = json_array();
     agnes_error err;
     if (orchestrator_list_vetted_sources(paths, &sources, &err) != AGNES_OK) {
         log_warn("msg=\"cannot list sources\" detail=\"%s\"", err.message);
-        return;
+        return out;
     }
     size_t i;
     json_t *name;
     json_array_foreach(sources, i, name) {
         char path[AGNES_PATH_MAX];
         orchestrator_extract_path(paths, json_string_value(name), path, sizeof path);
-        if (duck_attach_read_only(conn, path, json_string_value(name), &err) != AGNES_OK)
-            log_warn("msg=\"cannot attach source\" source=%s detail=\"%s\"", json_string_value(name), err.message);
+        json_array_append_new(out, json_pack("{s:O, s:s}", "source", name, "path", path));
     }
     json_decref(sources);
+    return out;
+}
+
+/* ATTACH every extract under its source name; a failure skips that source. */
+static void attach_sources(duckdb_connection conn, const json_t *extracts)
+{
+    agnes_error err;
+    size_t i;
+    json_t *extract;
+    json_array_foreach(extracts, i, extract) {
+        const char *source = json_string_value(json_object_get(extract, "source"));
+        const char *path = json_string_value(json_object_get(extract, "path"));
+        if (source != NULL && path != NULL && duck_attach_read_only(conn, path, source, &err) != AGNES_OK)
+            log_warn("msg=\"cannot attach source\" source=%s detail=\"%s\"", source, err.message);
+    }
 }
 
 static void close_snapshot(analytics_snapshot *snapshot)
@@ -52,18 +67,23 @@ static void close_snapshot(analytics_snapshot *snapshot)
     json_decref(snapshot->tables);
     json_decref(snapshot->table_names);
     json_decref(snapshot->rebuild);
+    json_decref(snapshot->description);
     free(snapshot);
 }
 
-static int lock_down(duckdb_connection conn, const agnes_paths *paths, const char *memory_limit, agnes_error *err)
+/* dir with exactly one trailing slash, as allowed_directories wants it. */
+static void directory_literal(strbuf *sql, const char *dir)
 {
-    char extracts[AGNES_PATH_MAX], tmp[AGNES_PATH_MAX], spill[AGNES_PATH_MAX + 16];
-    if (paths_data_file(paths, DATA_EXTRACTS_DIR, extracts, sizeof extracts, err) ||
-        paths_data_file(paths, DATA_TMP_DIR, tmp, sizeof tmp, err))
-        return err->code;
-    snprintf(spill, sizeof spill, "%s/duckdb_spill", tmp);
-    strncat(extracts, "/", sizeof extracts - strlen(extracts) - 1);
-    strncat(tmp, "/", sizeof tmp - strlen(tmp) - 1);
+    char with_slash[AGNES_PATH_MAX + 2];
+    size_t n = strlen(dir);
+    snprintf(with_slash, sizeof with_slash, "%s%s", dir, n > 0 && dir[n - 1] == '/' ? "" : "/");
+    duck_append_literal(sql, with_slash);
+}
+
+static int lock_down(duckdb_connection conn, const analytics_engine_options *options, agnes_error *err)
+{
+    char spill[AGNES_PATH_MAX + 16];
+    snprintf(spill, sizeof spill, "%s/duckdb_spill", options->work_dir);
     strbuf sql;
     strbuf_init(&sql);
     /* temp_directory is set explicitly: DuckDB's default is
@@ -71,15 +91,54 @@ static int lock_down(duckdb_connection conn, const agnes_paths *paths, const cha
     strbuf_append_str(&sql, "SET temp_directory=");
     duck_append_literal(&sql, spill);
     strbuf_append_str(&sql, "; SET allowed_directories=[");
-    duck_append_literal(&sql, extracts);
+    directory_literal(&sql, options->extracts_dir);
     strbuf_append_char(&sql, ',');
-    duck_append_literal(&sql, tmp);
+    directory_literal(&sql, options->work_dir);
     strbuf_append_str(&sql, "]; SET enable_external_access=false; SET memory_limit=");
-    duck_append_literal(&sql, memory_limit);
+    duck_append_literal(&sql, options->memory_limit);
     strbuf_append_str(&sql, "; SET lock_configuration=true;");
     int rc = strbuf_failed(&sql) ? agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory")
                                  : duck_exec(conn, sql.data, err);
     strbuf_free(&sql);
+    return rc;
+}
+
+int analytics_open_engine(const analytics_engine_options *options, duckdb_database *out, agnes_error *err)
+{
+    duckdb_connection conn = NULL;
+    duckdb_config config = NULL;
+    char *open_error = NULL, threads[16];
+    *out = NULL;
+    if (duckdb_create_config(&config) != DuckDBSuccess)
+        return agnes_error_set(err, AGNES_ERR_NOMEM, "cannot create a DuckDB configuration");
+    duckdb_set_config(config, "access_mode", "READ_ONLY");
+    duckdb_set_config(config, "autoinstall_known_extensions", "false");
+    duckdb_set_config(config, "autoload_known_extensions", "false");
+    if (options->threads > 0) {
+        snprintf(threads, sizeof threads, "%d", options->threads);
+        duckdb_set_config(config, "threads", threads);
+    }
+    int rc = duckdb_open_ext(options->catalog_path, out, config, &open_error) == DuckDBSuccess
+                 ? AGNES_OK
+                 : agnes_error_set(err, AGNES_ERR_DB, "cannot open %s: %s", options->catalog_path,
+                                   open_error ? open_error : "unknown DuckDB error");
+    duckdb_free(open_error);
+    duckdb_destroy_config(&config);
+    if (rc != AGNES_OK)
+        return rc;
+    if (duckdb_connect(*out, &conn) != DuckDBSuccess)
+        rc = agnes_error_set(err, AGNES_ERR_DB, "cannot connect to %s", options->catalog_path);
+    if (rc == AGNES_OK)
+        rc = postgres_query_register(conn, options->credentials, options->remote_timeout_seconds,
+                                     options->token_envs, err);
+    if (rc == AGNES_OK) {
+        attach_sources(conn, options->extracts);
+        rc = lock_down(conn, options, err);
+    }
+    if (conn != NULL)
+        duckdb_disconnect(&conn);
+    if (rc != AGNES_OK)
+        duckdb_close(out);
     return rc;
 }
 
@@ -111,37 +170,56 @@ static int load_tables(duckdb_connection conn, analytics_snapshot *snapshot, agn
 }
 
 /* Open, attach, lock down and describe one snapshot of the file at path. */
-static int open_snapshot(const analytics *a, const char *path, const agnes_paths *paths, analytics_snapshot **out,
+static int open_snapshot(analytics *a, const char *path, const agnes_paths *paths, analytics_snapshot **out,
                          agnes_error *err)
 {
+    char extracts[AGNES_PATH_MAX], tmp[AGNES_PATH_MAX];
     analytics_snapshot *fresh = calloc(1, sizeof *fresh);
     duckdb_connection conn = NULL;
+    json_t *sources = NULL;
     *out = NULL;
     if (fresh == NULL)
         return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
-    if (duck_open(path, true, &fresh->database, err) != AGNES_OK) {
+    if (paths_data_file(paths, DATA_EXTRACTS_DIR, extracts, sizeof extracts, err) ||
+        paths_data_file(paths, DATA_TMP_DIR, tmp, sizeof tmp, err)) {
         free(fresh);
         return err->code;
     }
-    int rc = AGNES_OK;
+    contract_allowlists allow;
+    contract_allowlists_from_env(&allow);
+    sources = analytics_extract_list(paths);
+    analytics_engine_options options = {
+        .catalog_path = path,
+        .extracts = sources,
+        .extracts_dir = extracts,
+        .work_dir = tmp,
+        .memory_limit = a->memory_limit,
+        .credentials = a->credentials,
+        .remote_timeout_seconds = a->remote_timeout_seconds,
+        .token_envs = allow.token_envs,
+    };
+    int rc = analytics_open_engine(&options, &fresh->database, err);
+    json_decref(sources);
+    if (rc != AGNES_OK) {
+        free(fresh);
+        return rc;
+    }
     if (duckdb_connect(fresh->database, &conn) != DuckDBSuccess)
         rc = agnes_error_set(err, AGNES_ERR_DB, "cannot connect to %s", path);
-    else {
-        contract_allowlists allow;
-        contract_allowlists_from_env(&allow);
-        rc = postgres_query_register(conn, a->credentials, a->remote_timeout_seconds, allow.token_envs, err);
-        attach_sources(conn, paths);
-        if (rc == AGNES_OK)
-            rc = load_tables(conn, fresh, err);
-        if (rc == AGNES_OK)
-            rc = lock_down(conn, paths, a->memory_limit, err);
+    if (rc == AGNES_OK)
+        rc = load_tables(conn, fresh, err);
+    if (rc == AGNES_OK)
+        rc = query_sandbox_describe(conn, fresh->tables, &fresh->description, err);
+    if (conn != NULL)
         duckdb_disconnect(&conn);
-    }
     if (rc != AGNES_OK) {
         close_snapshot(fresh);
         return rc;
     }
     fresh->users = 1; /* the reference held by being current */
+    pthread_mutex_lock(&a->lock);
+    fresh->generation = ++a->generations;
+    pthread_mutex_unlock(&a->lock);
     *out = fresh;
     return AGNES_OK;
 }

@@ -22,6 +22,10 @@
 
 typedef struct analytics_snapshot {
     duckdb_database database;
+    unsigned long long generation; /* increases with every snapshot opened */
+    /* What query workers build their engines from (query_sandbox.h):
+     * every table's columns, view, files and remote statements. */
+    json_t *description;
     /* agnes.tables as JSON objects {id, name, description, source_type,
      * query_mode, rows, size_bytes, last_sync}, ordered by name, and the
      * bare names: read once here so requests do not query for them. */
@@ -36,10 +40,34 @@ typedef struct analytics_snapshot {
 typedef struct analytics {
     pthread_mutex_t lock;
     analytics_snapshot *current; /* NULL until a catalog exists */
+    unsigned long long generations; /* snapshots opened so far */
     char memory_limit[32];       /* DuckDB memory_limit of every snapshot */
     credentials *credentials;    /* connection strings of remote sources (runtime-owned) */
     int remote_timeout_seconds;  /* statement timeout of remote queries */
 } analytics;
+
+/* How to open the whole catalog, locked down: the server's snapshot and
+ * an admin query worker's engine are opened the same way. */
+typedef struct analytics_engine_options {
+    const char *catalog_path;   /* analytics/server.duckdb */
+    const json_t *extracts;     /* [{source, path}]: attached read-only under the source's name */
+    const char *extracts_dir;   /* readable: the views read their Parquet here */
+    const char *work_dir;       /* readable and writable: spill files, Parquet results */
+    const char *memory_limit;   /* DuckDB syntax */
+    int threads;                /* 0: DuckDB's default */
+    credentials *credentials;   /* for remote views; NULL: they bind but do not run */
+    int remote_timeout_seconds;
+    const char *token_envs;     /* allowlist of connection variable names */
+} analytics_engine_options;
+
+/* Open the catalog with every extract attached (a source that fails to
+ * attach is skipped, logged), postgres_query registered, then locked down:
+ * external access off but for extracts_dir and work_dir, the memory limit
+ * set, the configuration locked so SQL cannot undo any of it. */
+int analytics_open_engine(const analytics_engine_options *options, duckdb_database *out, agnes_error *err);
+
+/* [{source, path}] of every extract under DATA_DIR (new reference). */
+json_t *analytics_extract_list(const agnes_paths *paths);
 
 /* memory_limit is DuckDB's syntax ("2GB", "512MB").  store (outliving a)
  * holds the connection strings remote views use; remote statements end

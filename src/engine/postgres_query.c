@@ -14,7 +14,30 @@ typedef struct function_context { /* extra info: one per registration */
     credentials *store;
     int statement_timeout_seconds;
     char token_envs[CONTRACT_ALLOWLIST_MAX];
+    json_t *allowed; /* [[dsn_env, sql], ...] the only calls that bind, or NULL for any */
 } function_context;
+
+static void free_context(void *data)
+{
+    function_context *context = data;
+    json_decref(context->allowed);
+    free(context);
+}
+
+/* Is (dsn_env, sql) one of the calls this registration may run? */
+static bool call_allowed(const function_context *context, const char *dsn_env, const char *sql)
+{
+    if (context->allowed == NULL)
+        return true;
+    size_t i;
+    json_t *pair;
+    json_array_foreach(context->allowed, i, pair) {
+        const char *env = json_string_value(json_array_get(pair, 0)), *text = json_string_value(json_array_get(pair, 1));
+        if (env != NULL && text != NULL && strcmp(env, dsn_env) == 0 && strcmp(text, sql) == 0)
+            return true;
+    }
+    return false;
+}
 
 typedef struct bind_data {
     char dsn[DSN_MAX];
@@ -117,6 +140,12 @@ static void function_bind(duckdb_bind_info info)
     duckdb_free(sql);
     if (dsn_env == NULL || bind->sql == NULL) {
         snprintf(message, sizeof message, "postgres_query(dsn_env, sql) needs both arguments");
+    } else if (!call_allowed(context, dsn_env, bind->sql)) {
+        /* A sandboxed engine runs only the statements of the remote tables it
+         * serves: without this, an analyst could ask the source anything. */
+        snprintf(message, sizeof message,
+                 "postgres_query is not available in queries: query the remote tables by their names (GET "
+                 "/api/catalog/tables lists yours)");
     } else if (!contract_allowlist_contains(context->token_envs, dsn_env)) {
         snprintf(message, sizeof message,
                  "postgres_query: '%s' is not an allowed connection variable (AGNES_REMOTE_ATTACH_TOKEN_ENVS)", dsn_env);
@@ -223,9 +252,19 @@ static void function_scan(duckdb_function_info info, duckdb_data_chunk output)
 int postgres_query_register(duckdb_connection conn, credentials *store, int statement_timeout_seconds,
                             const char *token_envs, agnes_error *err)
 {
+    return postgres_query_register_restricted(conn, store, statement_timeout_seconds, token_envs, NULL, err);
+}
+
+int postgres_query_register_restricted(duckdb_connection conn, credentials *store, int statement_timeout_seconds,
+                                       const char *token_envs, const json_t *allowed, agnes_error *err)
+{
     function_context *context = calloc(1, sizeof *context);
     if (context == NULL)
         return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+    if (allowed != NULL && (context->allowed = json_deep_copy(allowed)) == NULL) {
+        free(context);
+        return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+    }
     context->store = store;
     context->statement_timeout_seconds = statement_timeout_seconds;
     snprintf(context->token_envs, sizeof context->token_envs, "%s", token_envs);
@@ -236,7 +275,7 @@ int postgres_query_register(duckdb_connection conn, credentials *store, int stat
     duckdb_table_function_add_parameter(function, varchar);
     duckdb_table_function_add_parameter(function, varchar);
     duckdb_table_function_add_named_parameter(function, "columns", list);
-    duckdb_table_function_set_extra_info(function, context, free);
+    duckdb_table_function_set_extra_info(function, context, free_context);
     duckdb_table_function_set_bind(function, function_bind);
     duckdb_table_function_set_init(function, function_init);
     duckdb_table_function_set_function(function, function_scan);

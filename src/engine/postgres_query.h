@@ -15,12 +15,14 @@
  * dsn_env must be on the remote-attach token allowlist, so no query can
  * read another variable through it; every transaction is read-only and
  * bounded by a statement timeout.  Analysts cannot call it directly: the
- * query guard allows only range/generate_series/unnest.
+ * query guard allows only range/generate_series/unnest, and the sandbox
+ * their queries run in registers it restricted to their remote tables.
  */
 #ifndef AGNES_ENGINE_POSTGRES_QUERY_H
 #define AGNES_ENGINE_POSTGRES_QUERY_H
 
 #include <duckdb.h>
+#include <jansson.h>
 
 #include "core/credentials.h"
 #include "core/error.h"
@@ -31,5 +33,13 @@
  * allowlist of variable names. */
 int postgres_query_register(duckdb_connection conn, credentials *store, int statement_timeout_seconds,
                             const char *token_envs, agnes_error *err);
+
+/* As postgres_query_register, but only the calls listed in allowed -
+ * [[dsn_env, sql], ...], copied - bind; any other is an error.  This is
+ * what a query sandbox registers: the exact statements of the remote views
+ * it serves, so SQL that calls the function directly reaches nothing else
+ * (NULL allowed: any call, as postgres_query_register). */
+int postgres_query_register_restricted(duckdb_connection conn, credentials *store, int statement_timeout_seconds,
+                                       const char *token_envs, const json_t *allowed, agnes_error *err);
 
 #endif

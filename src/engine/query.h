@@ -1,73 +1,71 @@
 /*
- * query.h - run one caller's SELECT and produce its result as a byte stream.
+ * query.h - the query engine's entry point: who asks, what they may read,
+ * the SQL, a row limit and a format in; a byte stream out.
  *
- * query_run_start() checks the SQL (query_guard), prepares and starts it,
- * and fetches the first chunk, so every error a caller can cause - parse,
- * bind, permission, an unsupported column type - is known before a status
- * line is sent.  query_run_read() then produces the body a slice at a time,
- * formatting one DuckDB chunk (2048 rows) at a time, so memory stays flat
- * however many rows stream.
+ * Every caller of the engine - POST /api/query, the catalog's sample
+ * endpoint, and later the MCP server and result handles - goes through
+ * these four calls, so the walls and limits hold for all of them:
  *
- *   json     {"columns", "types", "rows", "row_count", "truncated", "elapsed_ms"}
- *   ndjson   one {"column": value} object per line
- *   csv      a header line, then RFC 4180 rows
- *   parquet  DuckDB writes the file into DATA_DIR/tmp; it is streamed from
- *            an unlinked descriptor, so nothing is left behind
- *   arrow    an Arrow IPC stream: the schema, one record batch per chunk
- *            (engine/arrow_ipc.h)
+ *   query_run_start()  take a slot and a worker for the caller's engine
+ *                      (query_pool.h), send the query, and wait for its
+ *                      first answer: an error (4xx sentence) or HEAD
+ *   query_run_read()   the body, as the worker produces it
+ *   query_run_free()   give the slot back (a half-read worker is killed)
  *
- * `limit` caps the rows of every format; only json can say it cut
- * ("truncated"), the streamed formats simply stop at the limit.
+ * Formats and values: query_exec.h and result_format.h.  Whether the limit
+ * cut the result: query_run_truncated() is "true"/"false" when the worker
+ * knew it before the first byte (every result up to ~1 MiB after the
+ * limit), else NULL until query_run_read() has returned 0, after which
+ * query_run_truncated_final() says it.
  */
 #ifndef AGNES_ENGINE_QUERY_H
 #define AGNES_ENGINE_QUERY_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
 #include "core/error.h"
 #include "core/paths.h"
-#include "engine/query_guard.h"
+#include "engine/query_exec.h"
 #include "engine/query_pool.h"
 
-typedef enum query_format {
-    QUERY_FORMAT_JSON,
-    QUERY_FORMAT_NDJSON,
-    QUERY_FORMAT_CSV,
-    QUERY_FORMAT_PARQUET,
-    QUERY_FORMAT_ARROW,
-} query_format;
-
-/* "json", "ndjson", "csv", "parquet", "arrow"; false for anything else. */
-bool query_format_parse(const char *name, query_format *out);
-const char *query_format_content_type(query_format format);
-
 typedef struct query_request {
+    query_caller caller;
     const char *sql;
     long long limit; /* >= 1 */
     query_format format;
-    const query_guard_policy *policy;
-    const char *tmp_dir; /* DATA_DIR/tmp, for parquet results */
-    const char *request_id; /* names the temporary file */
+    const char *request_id; /* for the log */
+    /* Parquet only (result handles): columns Parquet would not keep exactly
+     * (HUGEINT, TIMETZ, ...) are written as text and repeated names kept;
+     * query_run_shape() then says how to read the file back. */
+    bool exact;
 } query_request;
 
 typedef struct query_run query_run;
 
-/* Start the query on slot's connection.  Errors: AGNES_ERR_INVALID (400),
- * AGNES_ERR_FORBIDDEN (403), AGNES_ERR_TIMEOUT (408), others (500). */
-int query_run_start(query_pool *pool, query_slot *slot, const query_request *request, query_run **out,
-                    agnes_error *err);
+/* Errors: AGNES_ERR_INVALID (400), AGNES_ERR_FORBIDDEN (403),
+ * AGNES_ERR_TIMEOUT (408), AGNES_ERR_BUSY (429), AGNES_ERR_STATE (503, no
+ * catalog), others (500). */
+int query_run_start(query_pool *pool, const query_request *request, query_run **out, agnes_error *err);
 
 /* Copy up to `max` bytes of the body into buf: the count, 0 at the end,
  * -1 on failure (err set; the response must be cut off, not completed). */
 ssize_t query_run_read(query_run *run, char *buf, size_t max, agnes_error *err);
 
-/* Rows produced so far (for the access log). */
+/* "true" / "false" when known before the body, else NULL. */
+const char *query_run_truncated(const query_run *run);
+
+/* After the end of the body: whether the limit cut it. */
+bool query_run_truncated_final(const query_run *run);
+
+/* Rows produced (known at the end). */
 long long query_run_rows(const query_run *run);
 
-void query_run_free(query_run *run);
+/* With request->exact: the result's shape for engine/result_handle.h
+ * ({columns, restore?}), borrowed from the run; NULL otherwise. */
+const json_t *query_run_shape(const query_run *run);
 
-/* Remove Parquet results a killed server left in DATA_DIR/tmp (run at start). */
-void query_sweep_results(const agnes_paths *paths);
+void query_run_free(query_run *run);
 
 #endif

@@ -1,5 +1,7 @@
 #include "engine/result_format.h"
 
+#include <ctype.h>
+#include <float.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -18,6 +20,177 @@ static bool is_json_alias(duckdb_logical_type type)
     bool json = alias != NULL && strcmp(alias, "JSON") == 0;
     duckdb_free(alias);
     return json;
+}
+
+/* ---- text that must stay valid --------------------------------------------- */
+
+/* Length of the valid UTF-8 sequence at p (n bytes left), or 0. */
+static size_t utf8_length(const unsigned char *p, size_t n)
+{
+    size_t need = p[0] < 0x80 ? 1 : (p[0] & 0xE0) == 0xC0 ? 2 : (p[0] & 0xF0) == 0xE0 ? 3 : (p[0] & 0xF8) == 0xF0 ? 4 : 0;
+    if (need == 0 || need > n || (need == 2 && p[0] < 0xC2))
+        return 0;
+    for (size_t i = 1; i < need; i++)
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+    if (need == 3 && ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] >= 0xA0)))
+        return 0;
+    if (need == 4 && ((p[0] == 0xF0 && p[1] < 0x90) || (p[0] == 0xF4 && p[1] >= 0x90) || p[0] > 0xF4))
+        return 0;
+    return need;
+}
+
+/* Text as a JSON string literal; bytes that are not UTF-8 (a remote source
+ * in SQL_ASCII, a damaged file) become U+FFFD, so the answer stays JSON. */
+void result_format_json_string(strbuf *out, const char *text, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)text;
+    size_t i = 0;
+    while (i < len && p[i] < 0x80)
+        i++;
+    if (i == len) { /* ASCII: the common case */
+        strbuf_append_json_string(out, text, len);
+        return;
+    }
+    strbuf clean;
+    strbuf_init(&clean);
+    for (i = 0; i < len;) {
+        size_t n = utf8_length(p + i, len - i);
+        if (n == 0) {
+            strbuf_append(&clean, "\xEF\xBF\xBD", 3);
+            i++;
+        } else {
+            strbuf_append(&clean, text + i, n);
+            i += n;
+        }
+    }
+    strbuf_append_json_string(out, clean.data ? clean.data : "", clean.len);
+    strbuf_free(&clean);
+}
+
+/* A JSON document DuckDB made, checked and normalised: bare NaN, Infinity
+ * and -Infinity (json_object('x', 0/0), to_json('inf'::DOUBLE)) become the
+ * strings DOUBLE cells use, so every answer parses.  Returns the position
+ * after the value, or NULL when the text is not JSON. */
+#define JSON_MAX_DEPTH 512
+
+static const char *skip_space(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+static const char *json_value(strbuf *out, const char *p, const char *end, int depth);
+
+static const char *json_string_token(strbuf *out, const char *p, const char *end)
+{
+    const char *start = p++;
+    while (p < end && *p != '"') {
+        if ((unsigned char)*p < 0x20)
+            return NULL;
+        if (*p == '\\') {
+            if (++p >= end || strchr("\"\\/bfnrtu", *p) == NULL)
+                return NULL;
+            if (*p == 'u') {
+                for (int k = 1; k <= 4; k++)
+                    if (p + k >= end || !isxdigit((unsigned char)p[k]))
+                        return NULL;
+                p += 4;
+            }
+            p++;
+        } else {
+            size_t n = utf8_length((const unsigned char *)p, (size_t)(end - p));
+            if (n == 0)
+                return NULL;
+            p += n;
+        }
+    }
+    if (p >= end)
+        return NULL;
+    strbuf_append(out, start, (size_t)(p + 1 - start));
+    return p + 1;
+}
+
+static const char *json_container(strbuf *out, const char *p, const char *end, int depth)
+{
+    char close = *p == '{' ? '}' : ']';
+    bool object = *p == '{';
+    strbuf_append_char(out, *p++);
+    p = skip_space(p, end);
+    if (p < end && *p == close) {
+        strbuf_append_char(out, close);
+        return p + 1;
+    }
+    for (;;) {
+        if (object) {
+            p = skip_space(p, end);
+            if (p >= end || *p != '"' || (p = json_string_token(out, p, end)) == NULL)
+                return NULL;
+            p = skip_space(p, end);
+            if (p >= end || *p != ':')
+                return NULL;
+            strbuf_append_char(out, ':');
+            p++;
+        }
+        if ((p = json_value(out, p, end, depth + 1)) == NULL)
+            return NULL;
+        p = skip_space(p, end);
+        if (p < end && *p == ',') {
+            strbuf_append_char(out, ',');
+            p++;
+            continue;
+        }
+        if (p < end && *p == close) {
+            strbuf_append_char(out, close);
+            return p + 1;
+        }
+        return NULL;
+    }
+}
+
+static const char *json_value(strbuf *out, const char *p, const char *end, int depth)
+{
+    static const struct {
+        const char *token, *replacement;
+    } words[] = {{"true", "true"},          {"false", "false"},       {"null", "null"},
+                 {"NaN", "\"NaN\""},        {"-Infinity", "\"-Infinity\""}, {"Infinity", "\"Infinity\""}};
+    p = skip_space(p, end);
+    if (p >= end || depth > JSON_MAX_DEPTH)
+        return NULL;
+    if (*p == '"')
+        return json_string_token(out, p, end);
+    if (*p == '{' || *p == '[')
+        return json_container(out, p, end, depth);
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+        size_t n = strlen(words[i].token);
+        if ((size_t)(end - p) >= n && memcmp(p, words[i].token, n) == 0) {
+            strbuf_append_str(out, words[i].replacement);
+            return p + n;
+        }
+    }
+    const char *start = p; /* a number: -?digits[.digits][e[+-]digits] */
+    if (*p == '-')
+        p++;
+    if (p >= end || !isdigit((unsigned char)*p))
+        return NULL;
+    while (p < end && (isdigit((unsigned char)*p) || *p == '.' || *p == 'e' || *p == 'E' || *p == '+' || *p == '-'))
+        p++;
+    strbuf_append(out, start, (size_t)(p - start));
+    return p;
+}
+
+void result_format_json_document(strbuf *out, const char *text, size_t len)
+{
+    size_t mark = out->len;
+    const char *end = text + len, *p = json_value(out, text, end, 0);
+    if (p != NULL && skip_space(p, end) == end)
+        return;
+    /* Not JSON after all (a JSON column fed from a file): say it as text. */
+    out->len = mark;
+    if (out->data != NULL)
+        out->data[mark] = '\0';
+    result_format_json_string(out, text, len);
 }
 
 /* ---- type checks and names ------------------------------------------- */
@@ -241,7 +414,9 @@ static void append_real(strbuf *out, double value, bool is_float, bool json)
         return;
     }
     char text[40];
-    for (int precision = is_float ? 6 : 15; precision <= 17; precision++) {
+    /* Subnormals hold fewer digits: search from one, so 1e-320 prints so. */
+    int first = fabs(value) < DBL_MIN && value != 0 ? 1 : is_float ? 6 : 15;
+    for (int precision = first; precision <= 17; precision++) {
         snprintf(text, sizeof text, "%.*g", precision, value);
         double back = strtod(text, NULL);
         if (is_float ? (float)back == (float)value : back == value)
@@ -403,7 +578,7 @@ static void append_blob_text(strbuf *out, const char *data, uint32_t len)
 static void append_as_string(strbuf *out, bool json, strbuf *scratch)
 {
     if (json)
-        strbuf_append_json_string(out, scratch->data ? scratch->data : "", scratch->len);
+        result_format_json_string(out, scratch->data ? scratch->data : "", scratch->len);
     else
         strbuf_append(out, scratch->data ? scratch->data : "", scratch->len);
 }
@@ -496,7 +671,7 @@ static void format_struct(strbuf *out, duckdb_vector vector, duckdb_logical_type
         duckdb_logical_type child_type = duckdb_struct_type_child_type(type, i);
         if (i)
             strbuf_append_char(out, ',');
-        strbuf_append_json_string(out, name ? name : "", name ? strlen(name) : 0);
+        result_format_json_string(out, name ? name : "", name ? strlen(name) : 0);
         strbuf_append_char(out, ':');
         format_value(out, duckdb_struct_vector_get_child(vector, i), child_type, row, true);
         duckdb_destroy_logical_type(&child_type);
@@ -592,10 +767,12 @@ static void format_value(strbuf *out, duckdb_vector vector, duckdb_logical_type 
         duckdb_string_t *s = &((duckdb_string_t *)data)[row];
         const char *text = duckdb_string_t_data(s);
         uint32_t len = duckdb_string_t_length(*s);
-        if (json && !is_json_alias(type))
-            strbuf_append_json_string(out, text, len);
+        if (is_json_alias(type))
+            result_format_json_document(out, text, len); /* JSON text, made safe to embed */
+        else if (json)
+            result_format_json_string(out, text, len);
         else
-            strbuf_append(out, text, len); /* JSON values are already JSON text */
+            strbuf_append(out, text, len);
         return;
     }
     case DUCKDB_TYPE_LIST: case DUCKDB_TYPE_ARRAY: case DUCKDB_TYPE_STRUCT: case DUCKDB_TYPE_MAP:

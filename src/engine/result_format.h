@@ -16,7 +16,12 @@
  *   DATE, TIME, TIMESTAMP   ISO-8601 strings; TIMESTAMP WITH TIME ZONE ends
  *                           in "Z" (DuckDB stores it in UTC)
  *   INTERVAL                ISO-8601 durations ("P1M2DT3.5S")
- *   UUID, ENUM, VARCHAR     strings; BLOB as DuckDB prints it ("\xAB")
+ *   UUID, ENUM, VARCHAR     strings (bytes that are not UTF-8 become U+FFFD);
+ *                           BLOB as DuckDB prints it ("\xAB")
+ *   JSON                    the document itself, with bare NaN / Infinity /
+ *                           -Infinity (which DuckDB writes for json_object('x',
+ *                           0/0)) as the strings above, so every answer is
+ *                           JSON; text that is not JSON as a string
  *   LIST, ARRAY             arrays; STRUCT objects; MAP arrays of
  *                           {"key", "value"}; UNION the active member
  *   NULL                    null (an empty field in CSV)
@@ -43,6 +48,12 @@ void result_format_type_name(duckdb_logical_type type, strbuf *out);
 
 /* Append row `row` of `vector` as a JSON value. */
 void result_format_json(strbuf *out, duckdb_vector vector, duckdb_logical_type type, idx_t row);
+
+/* Append text as a JSON string literal; invalid UTF-8 becomes U+FFFD. */
+void result_format_json_string(strbuf *out, const char *text, size_t len);
+
+/* Append a JSON document, normalised as described above. */
+void result_format_json_document(strbuf *out, const char *text, size_t len);
 
 /* Append text as one CSV field: quoted (quotes doubled) when it holds a
  * comma, quote or line break. */

@@ -90,9 +90,15 @@ typedef struct http_header {
 typedef ssize_t (*http_stream_read)(void *cls, char *buf, size_t max);
 typedef void (*http_stream_release)(void *cls);
 
+/* Optional: trailer fields sent after the last chunk (HTTP/1.1 chunked
+ * bodies only), asked for once read has returned 0.  Fill up to max
+ * headers into out and return the count. */
+typedef int (*http_stream_trailers)(void *cls, http_header *out, int max);
+
 typedef struct http_stream {
     http_stream_read read;
     http_stream_release release;
+    http_stream_trailers trailers; /* may be NULL */
     void *cls;
 } http_stream;
 

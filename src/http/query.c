@@ -1,15 +1,20 @@
 /*
  * POST /api/query {sql, limit?=1000, format?="json"} (SPEC §8).
  *
- * The handler validates the body, takes a slot from the query pool (the
- * per-user cap and the deadline live there), starts the run - which checks
- * the SQL and fetches the first rows, so every caller error is a 4xx with
- * a sentence - and then answers with a stream that formats the rest chunk
- * by chunk while the client reads.  The slot is held until the stream is
- * released, so a slow reader counts against its own user's cap.
+ * The handler validates the body and starts the run (engine/query.h) -
+ * which takes a slot and a worker, checks the SQL and reads ahead, so every
+ * caller error is a 4xx with a sentence - and then answers with a stream
+ * relayed from the worker while the client reads.  The slot is held until
+ * the body is complete, so a slow reader counts against its own user's cap.
+ *
+ * Truncation is never silent, in any format: `Agnes-Truncated: true|false`
+ * is a response header when the worker knew it before the first byte, and
+ * otherwise an HTTP trailer (announced by `Trailer: Agnes-Truncated`) at
+ * the end of the chunked body.  `Agnes-Row-Limit` is the limit applied.
  */
 #include "http/query.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,28 +24,16 @@
 #include "http/auth.h"
 #include "http/catalog.h"
 #include "http/json_body.h"
+#include "store/system_db.h"
 
 #define QUERY_DEFAULT_LIMIT 1000
 #define QUERY_MAX_LIMIT 1000000000LL
 
 typedef struct query_stream {
-    query_pool *pool;
-    query_slot *slot;
     query_run *run;
+    bool trailer; /* Agnes-Truncated goes in the trailer: unknown at the head */
     char request_id[HTTP_REQUEST_ID_MAX + 1];
 } query_stream;
-
-/* Give the slot back.  Done at the end of the stream, before the last
- * bytes reach the client: a client that sends its next query the moment
- * this one ends must find its slot free, not still held until MHD gets
- * round to releasing the response. */
-static void stream_finish(query_stream *s)
-{
-    query_run_free(s->run);
-    s->run = NULL;
-    query_pool_release(s->pool, s->slot);
-    s->slot = NULL;
-}
 
 static ssize_t stream_read(void *cls, char *buf, size_t max)
 {
@@ -50,17 +43,25 @@ static ssize_t stream_read(void *cls, char *buf, size_t max)
         return 0;
     ssize_t n = query_run_read(s->run, buf, max, &err);
     if (n < 0)
-        log_warn("msg=\"query stream cut off\" request_id=%s rows=%lld detail=\"%s\"", s->request_id,
-                 query_run_rows(s->run), err.message);
-    if (n <= 0)
-        stream_finish(s);
+        log_warn("msg=\"query stream cut off\" request_id=%s detail=\"%s\"", s->request_id, err.message);
     return n;
+}
+
+/* The trailer of a body whose truncation was unknown when it started. */
+static int stream_trailers(void *cls, http_header *out, int max)
+{
+    query_stream *s = cls;
+    if (!s->trailer || s->run == NULL || max < 1)
+        return 0;
+    snprintf(out[0].name, sizeof out[0].name, "Agnes-Truncated");
+    snprintf(out[0].value, sizeof out[0].value, "%s", query_run_truncated_final(s->run) ? "true" : "false");
+    return 1;
 }
 
 static void stream_release(void *cls)
 {
     query_stream *s = cls;
-    stream_finish(s);
+    query_run_free(s->run);
     free(s);
 }
 
@@ -120,32 +121,27 @@ void query_respond(http_context *ctx, const http_request *req, http_response *re
 {
     const auth_identity *who = req->identity;
     json_t *visible = NULL;
-    query_slot *slot = NULL;
     query_run *run = NULL;
     query_stream *stream = NULL;
     agnes_error err;
-    int rc;
-    char tmp_dir[AGNES_PATH_MAX];
-    if ((!trusted && (rc = catalog_visible_ids(ctx, who, &visible, &err)) != AGNES_OK) ||
-        (rc = paths_data_file(&ctx->runtime->paths, DATA_TMP_DIR, tmp_dir, sizeof tmp_dir, &err)) != AGNES_OK ||
-        (rc = query_pool_acquire(ctx->queries, who->user_id, &slot, &err)) != AGNES_OK) {
-        respond_run_error(resp, req, rc, &err);
-        goto done;
+    int rc = AGNES_OK;
+    if (!trusted && !who->is_admin) {
+        unsigned generation = system_db_write_generation(ctx->db); /* read before the grants */
+        visible = query_pool_grants_get(ctx->queries, who->user_id, generation);
+        if (visible == NULL && (rc = catalog_visible_ids(ctx, who, &visible, &err)) != AGNES_OK) {
+            respond_run_error(resp, req, rc, &err);
+            goto done;
+        }
+        query_pool_grants_put(ctx->queries, who->user_id, generation, visible);
     }
-    query_guard_policy policy = {
-        .is_admin = who->is_admin || trusted,
-        .catalog = slot->snapshot->table_names,
-        .visible = visible,
-    };
     query_request request = {
+        .caller = {.user_id = who->user_id, .is_admin = who->is_admin || trusted, .visible = visible},
         .sql = sql,
         .limit = limit,
         .format = format,
-        .policy = &policy,
-        .tmp_dir = tmp_dir,
         .request_id = req->request_id,
     };
-    if ((rc = query_run_start(ctx->queries, slot, &request, &run, &err)) != AGNES_OK) {
+    if ((rc = query_run_start(ctx->queries, &request, &run, &err)) != AGNES_OK) {
         if (rc == AGNES_ERR_FORBIDDEN || rc == AGNES_ERR_TIMEOUT)
             log_info("msg=\"query refused\" request_id=%s user=%s reason=%s detail=\"%s\"", req->request_id,
                      who->email, agnes_status_name(rc), err.message);
@@ -157,15 +153,23 @@ void query_respond(http_context *ctx, const http_request *req, http_response *re
         http_respond_internal(resp, req, &err);
         goto done;
     }
-    *stream = (query_stream){.pool = ctx->queries, .slot = slot, .run = run};
+    *stream = (query_stream){.run = run, .trailer = query_run_truncated(run) == NULL};
     snprintf(stream->request_id, sizeof stream->request_id, "%s", req->request_id);
     http_respond_stream(resp, 200, query_format_content_type(format),
-                        (http_stream){.read = stream_read, .release = stream_release, .cls = stream});
-    slot = NULL; /* the stream owns them now */
-    run = NULL;
+                        (http_stream){.read = stream_read, .release = stream_release, .trailers = stream_trailers,
+                                      .cls = stream});
+    /* Truncation is never silent: a header when the worker knew it before
+     * the first byte, else a trailer announced here (RFC 9110 6.5). */
+    if (query_run_truncated(run) != NULL)
+        http_response_add_header(resp, "Agnes-Truncated", query_run_truncated(run));
+    else
+        http_response_add_header(resp, "Trailer", "Agnes-Truncated");
+    char limit_text[32];
+    snprintf(limit_text, sizeof limit_text, "%lld", limit);
+    http_response_add_header(resp, "Agnes-Row-Limit", limit_text);
+    run = NULL; /* the stream owns it now */
 done:
     query_run_free(run);
-    query_pool_release(ctx->queries, slot);
     json_decref(visible);
 }
 

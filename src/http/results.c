@@ -12,6 +12,7 @@
 #include "core/mcp.h"
 #include "core/util.h"
 #include "engine/query.h"
+#include "engine/query_guard.h"
 #include "engine/result_handle.h"
 #include "http/auth.h"
 #include "http/catalog.h"
@@ -49,50 +50,38 @@ static ssize_t read_run(void *cls, char *buf, size_t max, agnes_error *err)
 int results_run(http_context *ctx, const auth_identity *who, const char *sql, long long limit, long long max_chars,
                 strbuf *text, unsigned *status, agnes_error *err)
 {
-    json_t *visible = NULL, *record = NULL, *shape = NULL;
-    query_slot *slot = NULL;
+    json_t *visible = NULL, *record = NULL;
     query_run *run = NULL;
-    char tmp_dir[AGNES_PATH_MAX], request_id[48], path[AGNES_PATH_MAX + 64], *exact = NULL;
+    char request_id[48], path[AGNES_PATH_MAX + 64];
     result_page page_storage = {0}, *page = &page_storage;
     budget(ctx, &limit, &max_chars);
+    /* Every caller's grant set goes with the handle: paging re-checks it. */
     int rc = catalog_visible_ids(ctx, who, &visible, err);
-    if (rc == AGNES_OK)
-        rc = paths_data_file(&ctx->runtime->paths, DATA_TMP_DIR, tmp_dir, sizeof tmp_dir, err);
-    if (rc == AGNES_OK)
-        rc = query_pool_acquire(ctx->queries, who->user_id, &slot, err);
     if (rc == AGNES_OK) {
-        query_guard_policy policy = {
-            .is_admin = who->is_admin,
-            .catalog = slot->snapshot->table_names,
-            .visible = visible,
-        };
-        char unique[RESULT_HANDLE_LEN + 1]; /* names the engine's temporary file */
+        char unique[RESULT_HANDLE_LEN + 1];
         result_handle_new(unique);
         snprintf(request_id, sizeof request_id, "result-%s", unique);
-        /* What Parquet would not keep exactly (types, repeated names) is recorded and
-         * restored on reading (engine/result_handle.h); the guard sees the caller's SQL first. */
-        rc = query_guard_check(slot->parser, sql, &policy, err);
-        if (rc == AGNES_OK)
-            rc = result_exact_sql(slot->connection, sql, &exact, &shape, err);
+        /* The query runs in a worker behind the same walls as /api/query
+         * (engine/query.h); `exact` has it record what Parquet would not keep
+         * exactly (types, repeated names), restored on reading. */
         query_request request = {
-            .sql = exact ? exact : sql,
+            .caller = {.user_id = who->user_id, .is_admin = who->is_admin, .visible = visible},
+            .sql = sql,
             .limit = RESULTS_MAX_ROWS,
             .format = QUERY_FORMAT_PARQUET,
-            .policy = &policy,
-            .tmp_dir = tmp_dir,
             .request_id = request_id,
+            .exact = true,
         };
-        if (rc == AGNES_OK)
-            rc = query_run_start(ctx->queries, slot, &request, &run, err);
+        rc = query_run_start(ctx->queries, &request, &run, err);
     }
     if (rc == AGNES_OK) {
         result_owner owner = {
-            .user_id = who->user_id, .is_admin = who->is_admin, .visible = visible, .sql = sql, .shape = shape};
+            .user_id = who->user_id, .is_admin = who->is_admin, .visible = visible, .sql = sql,
+            .shape = query_run_shape(run)};
         rc = result_store_keep(ctx->results, &owner, read_run, run, &record, err);
     }
-    /* The slot goes back before the page is read: paging needs no catalog connection. */
+    /* The worker goes back before the page is read: paging needs no catalog connection. */
     query_run_free(run);
-    query_pool_release(ctx->queries, slot);
     const char *handle = json_string_value(json_object_get(record, "handle"));
     if (rc == AGNES_OK) {
         snprintf(path, sizeof path, "%s/%s.parquet", ctx->results->dir, handle);
@@ -120,9 +109,7 @@ int results_run(http_context *ctx, const auth_identity *who, const char *sql, lo
     *status = rc == AGNES_OK ? 200 : status_of(rc);
     result_page_free(page);
     json_decref(record);
-    json_decref(shape);
     json_decref(visible);
-    free(exact);
     return rc;
 }
 

@@ -583,6 +583,7 @@ static void route_request_now(http_server *server, struct MHD_Connection *connec
 /* MHD's side of an http_stream. */
 typedef struct stream_state {
     http_stream stream;
+    struct MHD_Response *response; /* for trailers */
 } stream_state;
 
 static ssize_t stream_read(void *cls, uint64_t position, char *buf, size_t max)
@@ -590,6 +591,13 @@ static ssize_t stream_read(void *cls, uint64_t position, char *buf, size_t max)
     (void)position;
     stream_state *s = cls;
     ssize_t n = s->stream.read(s->stream.cls, buf, max);
+    if (n == 0 && s->stream.trailers != NULL && s->response != NULL) {
+        /* MHD writes footers after the last chunk; added now, they are sent. */
+        http_header trailers[4];
+        int count = s->stream.trailers(s->stream.cls, trailers, 4);
+        for (int i = 0; i < count; i++)
+            MHD_add_response_footer(s->response, trailers[i].name, trailers[i].value);
+    }
     if (n == 0)
         return MHD_CONTENT_READER_END_OF_STREAM;
     return n < 0 ? MHD_CONTENT_READER_END_WITH_ERROR : n;
@@ -654,11 +662,14 @@ static struct MHD_Response *create_stream_response(http_response *resp)
         return NULL;
     }
     s->stream = resp->stream;
+    s->response = NULL;
     resp->stream.read = NULL; /* owned by MHD (or released below) from here */
     struct MHD_Response *response =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK_BYTES, stream_read, s, stream_release);
     if (response == NULL)
         stream_release(s);
+    else
+        s->response = response;
     return response;
 }
 

@@ -69,50 +69,58 @@ def test_analysts_query_granted_tables_and_get_403_naming_the_others(shop):
     assert joined.status_code == 403 and "'orders'" in joined.json()["detail"]
     unknown = query(server, analyst, "SELECT * FROM nope")
     assert unknown.status_code == 403 and "does not exist or you have no access" in unknown.json()["detail"]
+    assert r.json()["detail"].replace("orders", "nope") == unknown.json()["detail"]  # existence is no oracle
     hidden = query(server, analyst, "SELECT * FROM customers WHERE id IN (SELECT id FROM \"ORDERS\")")
     assert hidden.status_code == 403 and "orders" in hidden.json()["detail"].lower()
 
 
+MISSING = "does not exist or you have no access to it"
+BY_NAME = "by name only, not files"
+METADATA = "The engine's own catalog"
+SINGLE = "Only a single SELECT statement is allowed"
+SELECT_ONLY = "Only SELECT queries are allowed"
+
+# Each case names the status and a fragment of the guard's own sentence: the locked-down
+# engine behind the guard would refuse most of these too, and must not hide a guard regression.
 ATTACKS = [
-    ("multiple statements", "SELECT 1; SELECT 2"),
-    ("copy", "COPY (SELECT 1) TO '/tmp/agnes-pwned.csv'"),
-    ("attach", "ATTACH '/tmp/x.duckdb' AS x"),
-    ("install", "INSTALL httpfs"),
-    ("load", "LOAD httpfs"),
-    ("set", "SET enable_external_access = true"),
-    ("pragma", "PRAGMA database_list"),
-    ("read_csv", "SELECT * FROM read_csv('/etc/passwd')"),
-    ("read_csv_auto", "SELECT * FROM read_csv_auto('/etc/passwd', header = false)"),
-    ("read_text", "SELECT * FROM read_text('/etc/passwd')"),
-    ("glob", "SELECT * FROM glob('/etc/*')"),
-    ("getenv", "SELECT getenv('HOME')"),
-    ("comment hiding a statement", "SELECT 1 /* harmless */; DROP VIEW customers"),
-    ("line comment then statement", "SELECT 1 -- harmless\n; ATTACH '/tmp/y.duckdb' AS y"),
-    ("cte shadowing a hidden view", "WITH orders AS (SELECT 1 AS id) SELECT * FROM orders"),
-    ("cte reading a hidden view", "WITH c AS (SELECT * FROM orders) SELECT * FROM c"),
-    ("information_schema", "SELECT * FROM information_schema.tables"),
-    ("duckdb_tables", "SELECT * FROM duckdb_tables()"),
-    ("duckdb_settings", "SELECT * FROM duckdb_settings()"),
-    ("sqlite_master", "SELECT * FROM sqlite_master"),
-    ("raw source catalog", "SELECT * FROM shop.orders"),
-    ("catalog metadata schema", "SELECT * FROM agnes.tables"),
-    ("show tables", "SHOW TABLES"),
-    ("describe hidden view", "DESCRIBE orders"),
-    ("query_table", "SELECT * FROM query_table('orders')"),
-    ("drop", "DROP VIEW customers"),
-    ("create", "CREATE TABLE t AS SELECT 1"),
-    ("explain", "EXPLAIN SELECT * FROM orders"),
-    ("call", "CALL pragma_version()"),
-    ("export", "EXPORT DATABASE '/tmp/agnes-export'"),
+    ("multiple statements", "SELECT 1; SELECT 2", 400, SINGLE),
+    ("copy", "COPY (SELECT 1) TO '/tmp/agnes-pwned.csv'", 400, SELECT_ONLY),
+    ("attach", "ATTACH '/tmp/x.duckdb' AS x", 400, SELECT_ONLY),
+    ("install", "INSTALL httpfs", 400, SELECT_ONLY),
+    ("load", "LOAD httpfs", 400, SELECT_ONLY),
+    ("set", "SET enable_external_access = true", 400, SELECT_ONLY),
+    ("pragma", "PRAGMA database_list", 400, SELECT_ONLY),
+    ("read_csv", "SELECT * FROM read_csv('/etc/passwd')", 403, BY_NAME),
+    ("read_csv_auto", "SELECT * FROM read_csv_auto('/etc/passwd', header = false)", 403, BY_NAME),
+    ("read_text", "SELECT * FROM read_text('/etc/passwd')", 403, BY_NAME),
+    ("glob", "SELECT * FROM glob('/etc/*')", 403, BY_NAME),
+    ("getenv", "SELECT getenv('HOME')", 400, "getenv"),
+    ("comment hiding a statement", "SELECT 1 /* harmless */; DROP VIEW customers", 400, SINGLE),
+    ("line comment then statement", "SELECT 1 -- harmless\n; ATTACH '/tmp/y.duckdb' AS y", 400, SINGLE),
+    ("cte reading a hidden view", "WITH c AS (SELECT * FROM orders) SELECT * FROM c", 403, MISSING),
+    ("information_schema", "SELECT * FROM information_schema.tables", 403, METADATA),
+    ("duckdb_tables", "SELECT * FROM duckdb_tables()", 403, METADATA),
+    ("duckdb_settings", "SELECT * FROM duckdb_settings()", 403, METADATA),
+    ("sqlite_master", "SELECT * FROM sqlite_master", 403, METADATA),
+    ("raw source catalog", "SELECT * FROM shop.orders", 403, MISSING),
+    ("catalog metadata schema", "SELECT * FROM agnes.tables", 403, MISSING),
+    ("show tables", "SHOW TABLES", 403, METADATA),
+    ("describe hidden view", "DESCRIBE orders", 403, MISSING),
+    ("query_table", "SELECT * FROM query_table('orders')", 403, MISSING),
+    ("drop", "DROP VIEW customers", 400, SELECT_ONLY),
+    ("create", "CREATE TABLE t AS SELECT 1", 400, SELECT_ONLY),
+    ("explain", "EXPLAIN SELECT * FROM orders", 400, SELECT_ONLY),
+    ("call", "CALL pragma_version()", 403, METADATA),
+    ("export", "EXPORT DATABASE '/tmp/agnes-export'", 400, SELECT_ONLY),
 ]
 
 
-@pytest.mark.parametrize("name,sql", ATTACKS, ids=[a[0] for a in ATTACKS])
-def test_the_guard_refuses_attacks_with_a_sentence_and_no_data(shop, name, sql):
+@pytest.mark.parametrize("name,sql,status,fragment", ATTACKS, ids=[a[0] for a in ATTACKS])
+def test_the_guard_refuses_attacks_with_its_own_sentence_and_no_data(shop, name, sql, status, fragment):
     server, _, analyst = shop
     r = query(server, analyst, sql)
-    assert r.status_code in (400, 403), (name, r.status_code, r.text)
-    assert r.json()["detail"], name
+    assert r.status_code == status, (name, r.status_code, r.text)
+    assert fragment in r.json()["detail"], (name, r.text)
     assert "root:" not in r.text and "item " not in r.text
 
 
@@ -120,7 +128,7 @@ def test_reading_another_tables_parquet_file_is_refused(shop, workdir):
     server, admin, analyst = shop
     parquet = workdir / "data" / "extracts" / "shop" / "data" / "orders.parquet"
     r = query(server, analyst, f"SELECT * FROM read_parquet('{parquet}')")
-    assert r.status_code == 403 and "read_parquet" in r.json()["detail"]
+    assert r.status_code == 403 and "by name only, not files" in r.json()["detail"]
     # Admins may read files, but only inside the extracts tree: the connection is locked down.
     assert query(server, admin, f"SELECT count(*) FROM read_parquet('{parquet}')").json()["rows"] == [[10]]
     passwd = query(server, admin, "SELECT * FROM read_csv('/etc/passwd')")
@@ -219,7 +227,7 @@ def test_csv_ndjson_and_parquet_formats(shop, workdir):
     out = workdir / "result.parquet"
     out.write_bytes(r.content)
     assert duckdb_exec(":memory:", f"SELECT count(*), max(id) FROM '{out}'").strip() == "7\t6"
-    assert list((workdir / "data" / "tmp").glob("query-*")) == []  # nothing left behind
+    assert list((workdir / "data" / "tmp").glob("**/*.parquet")) == []  # nothing left behind
 
 
 def test_a_query_past_its_deadline_is_stopped_with_408(server_factory, env):

@@ -88,7 +88,7 @@ static void print_table(const json_t *answer)
         printf("\n");
     }
     printf("(%zu row%s%s)\n", json_array_size(rows), json_array_size(rows) == 1 ? "" : "s",
-           json_is_true(json_object_get(answer, "truncated")) ? ", truncated: use --limit" : "");
+           json_is_true(json_object_get(answer, "truncated")) ? ", truncated at the limit" : "");
 }
 
 static void print_answer(const json_t *answer, const char *format)
@@ -268,6 +268,12 @@ int command_query(int argc, char **argv)
     if (rc != AGNES_OK)
         return client_fail("query", &err);
     print_answer(answer, format);
+    /* Never silently short: a script reading stdout cannot see "truncated". */
+    if (json_is_true(json_object_get(answer, "truncated")))
+        fprintf(stderr,
+                "agnes query: warning: the result was cut at %lld rows (the limit); there are more. Raise --limit "
+                "or narrow the query.\n",
+                (long long)json_integer_value(json_object_get(answer, "row_count")));
     json_decref(answer);
     return 0;
 }

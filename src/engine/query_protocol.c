@@ -1,0 +1,196 @@
+#include "engine/query_protocol.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static int write_all(int fd, const void *data, size_t len, agnes_error *err)
+{
+    const char *p = data;
+    while (len > 0) {
+        /* send(): a worker killed mid-query must not SIGPIPE the server. */
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == ENOTSOCK)
+            n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return agnes_error_set(err, AGNES_ERR_IO, "cannot write to the query worker channel: %s",
+                                   strerror(errno));
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return AGNES_OK;
+}
+
+/* Read exactly len bytes; *got tells how many arrived before an end-of-file. */
+static int read_all(int fd, void *data, size_t len, size_t *got, agnes_error *err)
+{
+    char *p = data;
+    *got = 0;
+    while (*got < len) {
+        ssize_t n = read(fd, p + *got, len - *got);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return agnes_error_set(err, AGNES_ERR_IO, "cannot read the query worker channel: %s", strerror(errno));
+        }
+        if (n == 0)
+            return *got == 0 ? agnes_error_set(err, AGNES_ERR_NOT_FOUND, "the query worker channel closed")
+                             : agnes_error_set(err, AGNES_ERR_IO, "the query worker channel closed in the middle "
+                                                                  "of a frame");
+        *got += (size_t)n;
+    }
+    return AGNES_OK;
+}
+
+int query_frame_write(int fd, char type, const void *data, size_t len, agnes_error *err)
+{
+    if (len > QUERY_FRAME_MAX)
+        return agnes_error_set(err, AGNES_ERR_INVALID, "a query worker frame of %zu bytes is over the %u limit", len,
+                               QUERY_FRAME_MAX);
+    unsigned char header[5] = {(unsigned char)type, (unsigned char)(len & 0xff), (unsigned char)((len >> 8) & 0xff),
+                               (unsigned char)((len >> 16) & 0xff), (unsigned char)((len >> 24) & 0xff)};
+    if (len > 0 && len <= 64 * 1024) {
+        /* One write for small frames: fewer wake-ups of the reader. */
+        char buf[5 + 64 * 1024];
+        memcpy(buf, header, 5);
+        memcpy(buf + 5, data, len);
+        return write_all(fd, buf, 5 + len, err);
+    }
+    if (write_all(fd, header, sizeof header, err) != AGNES_OK)
+        return err->code;
+    return len > 0 ? write_all(fd, data, len, err) : AGNES_OK;
+}
+
+int query_frame_write_json(int fd, char type, const json_t *object, agnes_error *err)
+{
+    char *text = json_dumps(object, JSON_COMPACT);
+    if (text == NULL)
+        return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+    int rc = query_frame_write(fd, type, text, strlen(text), err);
+    free(text);
+    return rc;
+}
+
+int query_frame_write_error(int fd, char type, int code, const char *message, agnes_error *err)
+{
+    json_t *object = json_pack("{s:s, s:s}", "code", agnes_status_name(code), "message", message ? message : "");
+    if (object == NULL) /* message was not UTF-8: say what we can */
+        object = json_pack("{s:s, s:s}", "code", agnes_status_name(code), "message", "the query failed");
+    if (object == NULL)
+        return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+    int rc = query_frame_write_json(fd, type, object, err);
+    json_decref(object);
+    return rc;
+}
+
+int query_frame_read(int fd, char *type, strbuf *payload, agnes_error *err)
+{
+    unsigned char header[5];
+    size_t got = 0;
+    strbuf_reset(payload);
+    int rc = read_all(fd, header, sizeof header, &got, err);
+    if (rc != AGNES_OK)
+        return rc; /* AGNES_ERR_NOT_FOUND: closed before the frame began */
+    size_t len = (size_t)header[1] | (size_t)header[2] << 8 | (size_t)header[3] << 16 | (size_t)header[4] << 24;
+    if (len > QUERY_FRAME_MAX)
+        return agnes_error_set(err, AGNES_ERR_IO, "the query worker sent a frame of %zu bytes", len);
+    *type = (char)header[0];
+    if (len == 0)
+        return AGNES_OK;
+    /* Grow once to the frame's size, then read straight into the buffer. */
+    strbuf_append(payload, "", 0);
+    char *scratch = malloc(len + 1);
+    if (scratch == NULL)
+        return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+    rc = read_all(fd, scratch, len, &got, err);
+    if (rc == AGNES_ERR_NOT_FOUND)
+        rc = agnes_error_set(err, AGNES_ERR_IO, "the query worker channel closed in the middle of a frame");
+    if (rc == AGNES_OK)
+        strbuf_append(payload, scratch, len);
+    free(scratch);
+    if (rc == AGNES_OK && strbuf_failed(payload))
+        rc = agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+    return rc;
+}
+
+json_t *query_frame_json(const strbuf *payload)
+{
+    if (payload->len == 0)
+        return NULL;
+    json_t *object = json_loadb(payload->data, payload->len, 0, NULL);
+    if (object != NULL && !json_is_object(object)) {
+        json_decref(object);
+        object = NULL;
+    }
+    return object;
+}
+
+int query_status_from_name(const char *name)
+{
+    static const int codes[] = {AGNES_ERR_INVALID, AGNES_ERR_IO,       AGNES_ERR_NOMEM,     AGNES_ERR_DB,
+                                AGNES_ERR_CONFIG,  AGNES_ERR_STATE,    AGNES_ERR_NETWORK,   AGNES_ERR_NOT_FOUND,
+                                AGNES_ERR_FORBIDDEN, AGNES_ERR_TIMEOUT, AGNES_ERR_BUSY};
+    for (size_t i = 0; name != NULL && i < sizeof codes / sizeof codes[0]; i++)
+        if (strcmp(agnes_status_name(codes[i]), name) == 0)
+            return codes[i];
+    return AGNES_ERR_DB;
+}
+
+void query_utf8_truncate(char *text, size_t max)
+{
+    size_t len = strlen(text);
+    if (len >= max) {
+        size_t cut = max - 1;
+        /* Step back over continuation bytes (10xxxxxx) to a sequence start. */
+        while (cut > 0 && ((unsigned char)text[cut] & 0xC0) == 0x80)
+            cut--;
+        text[cut] = '\0';
+        return;
+    }
+    /* Text already cut by someone else (snprintf into a fixed buffer) may
+     * end inside a sequence: drop the incomplete tail. */
+    size_t start = len;
+    while (start > 0 && len - start < 4 && ((unsigned char)text[start - 1] & 0xC0) == 0x80)
+        start--;
+    if (start == 0)
+        return;
+    unsigned char lead = (unsigned char)text[start - 1];
+    size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+    if (len - (start - 1) < need)
+        text[start - 1] = '\0';
+}
+
+/* Length of the valid UTF-8 sequence at p (at most n bytes), or 0. */
+static size_t utf8_sequence(const unsigned char *p, size_t n)
+{
+    size_t need = p[0] < 0x80 ? 1 : (p[0] & 0xE0) == 0xC0 ? 2 : (p[0] & 0xF0) == 0xE0 ? 3 : (p[0] & 0xF8) == 0xF0 ? 4 : 0;
+    if (need == 0 || need > n || (need == 2 && p[0] < 0xC2))
+        return 0;
+    for (size_t i = 1; i < need; i++)
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+    if (need == 3 && ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] >= 0xA0)))
+        return 0; /* overlong, or a surrogate */
+    if (need == 4 && ((p[0] == 0xF0 && p[1] < 0x90) || (p[0] == 0xF4 && p[1] >= 0x90) || p[0] > 0xF4))
+        return 0;
+    return need;
+}
+
+void query_utf8_sanitize(char *text)
+{
+    unsigned char *p = (unsigned char *)text;
+    size_t n = strlen(text);
+    for (size_t i = 0; i < n;) {
+        size_t len = utf8_sequence(p + i, n - i);
+        if (len == 0) {
+            p[i++] = '?';
+            continue;
+        }
+        i += len;
+    }
+}
