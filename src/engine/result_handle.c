@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -506,11 +507,21 @@ static void remove_handle(const result_store *store, const char *handle)
     unlink(path);
 }
 
+/* Creation order.  created_unix has whole seconds, and results made in one
+ * second tied (the oldest of them was not always the first evicted); so
+ * records carry created_ns, strictly increasing within a store.  Records
+ * written before it fall back to their second. */
+static json_int_t created_ns(const json_t *record)
+{
+    const json_t *ns = json_object_get(record, "created_ns");
+    return json_is_integer(ns) ? json_integer_value(ns)
+                               : json_integer_value(json_object_get(record, "created_unix")) * 1000000000LL;
+}
+
 static int compare_created(const void *a, const void *b)
 {
     const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
-    json_int_t p = json_integer_value(json_object_get(x, "created_unix")),
-               q = json_integer_value(json_object_get(y, "created_unix"));
+    json_int_t p = created_ns(x), q = created_ns(y);
     return p < q ? -1 : p > q ? 1 : strcmp(json_string_value(json_object_get(x, "handle")),
                                            json_string_value(json_object_get(y, "handle")));
 }
@@ -642,15 +653,23 @@ int result_store_keep(result_store *store, const result_owner *owner, result_sou
         duckdb_disconnect(&conn);
     free(count_sql);
     int64_t now = util_unix_now(), until = now + store->ttl_seconds;
+    struct timespec clock_now;
+    clock_gettime(CLOCK_REALTIME, &clock_now);
+    long long ns = (long long)clock_now.tv_sec * 1000000000LL + clock_now.tv_nsec;
+    pthread_mutex_lock(&store->lock);
+    if (ns <= store->last_created_ns)
+        ns = store->last_created_ns + 1;
+    store->last_created_ns = ns;
+    pthread_mutex_unlock(&store->lock);
     util_utc_iso(now, created);
     util_utc_iso(until, expires);
     bool oversize = size > store->max_bytes_per_user;
     if (rc == AGNES_OK)
-        *record = json_pack("{s:s, s:s, s:b, s:O?, s:s, s:s, s:I, s:s, s:I, s:I, s:I, s:b, s:O?}", "handle", handle,
+        *record = json_pack("{s:s, s:s, s:b, s:O?, s:s, s:s, s:I, s:I, s:s, s:I, s:I, s:I, s:b, s:O?}", "handle", handle,
                             "user_id", owner->user_id, "is_admin", owner->is_admin, "visible",
                             owner->is_admin ? NULL : owner->visible, "sql", owner->sql ? owner->sql : "",
-                            "created_at", created, "created_unix", (json_int_t)now, "expires_at", expires,
-                            "expires_unix", (json_int_t)until, "total_rows", (json_int_t)total, "size_bytes",
+                            "created_at", created, "created_unix", (json_int_t)now, "created_ns", (json_int_t)ns,
+                            "expires_at", expires, "expires_unix", (json_int_t)until, "total_rows", (json_int_t)total, "size_bytes",
                             (json_int_t)size, "oversize", oversize, "shape", owner->shape);
     if (rc == AGNES_OK && *record == NULL)
         rc = agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");

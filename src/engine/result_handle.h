@@ -111,6 +111,7 @@ typedef struct result_store {
     pthread_mutex_t reader_lock; /* guards opening `reader` */
     pthread_mutex_t lock;        /* keep, evict, delete and sweep change the directory one at a time */
     bool ready;                  /* initialised (result_store_free is safe either way) */
+    long long last_created_ns;   /* guarded by lock: records' created_ns strictly increase */
 } result_store;
 
 /* Open the store on DATA_DIR/results (created 0700: results are user data). */

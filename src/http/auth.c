@@ -203,7 +203,7 @@ bool auth_gate(http_context *ctx, const route *matched, http_request *req, auth_
                http_response *resp)
 {
     enum route_access access = matched->access;
-    if (!csrf_check(req, resp))
+    if (!(matched->flags & ROUTE_BEARER_ONLY) && !csrf_check(req, resp))
         return false;
     if (access == ROUTE_PUBLIC)
         return true;

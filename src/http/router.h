@@ -29,6 +29,10 @@ typedef void (*route_handler)(http_context *ctx, const http_request *req, http_r
 #define ROUTE_BLOCKING 0x4u    /* may run for seconds: the handler gets a thread of its own (server.c) */
 #define ROUTE_UPLOAD 0x8u      /* the body is a file: streamed to disk, see upload_body.h */
 #define ROUTE_SMALL_UPLOAD 0x10u /* with ROUTE_UPLOAD: capped by upload.max_session_bytes instead */
+/* Bearer tokens only (the handler refuses the web cookie with its own
+ * sentence): no cross-site request can ride on a browser's session, so the
+ * CSRF check (csrf.h) has nothing to protect and would only hide that sentence. */
+#define ROUTE_BEARER_ONLY 0x20u
 
 typedef struct route {
     const char *method;

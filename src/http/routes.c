@@ -150,8 +150,9 @@ const route http_routes[] = {
     {"POST", "/mcp", mcp_handle_post, ROUTE_USER,
      "MCP (streamable HTTP): JSON-RPC with a bearer token; tools list_tables, describe_table, query, fetch_result, "
      "sync_status, pull (+ sync_trigger, registry for admins)",
-     ROUTE_BLOCKING},
-    {"DELETE", "/mcp", mcp_handle_delete, ROUTE_USER, "End the MCP session named by Mcp-Session-Id"},
+     ROUTE_BLOCKING | ROUTE_BEARER_ONLY},
+    {"DELETE", "/mcp", mcp_handle_delete, ROUTE_USER, "End the MCP session named by Mcp-Session-Id",
+     ROUTE_BEARER_ONLY},
     /* The CLI for analysts, built from this server's own binary (http/cli_dist.h). */
     {"GET", "/cli/install.sh", cli_dist_handle_install_script, ROUTE_ANONYMOUS,
      "Installer: `curl -fsS SERVER/cli/install.sh | sh` puts agnes into ~/.local (no root), SHA-256 checked",
