@@ -15,6 +15,8 @@ echo "$PWD $*" >> "$FAKE_NPM_LOG"
 case "$PWD" in
   */tests/js)
     mkdir -p node_modules/apache-arrow && echo '{}' > node_modules/apache-arrow/package.json; exit 0 ;;
+  */web|*/tests/browser|*/tests/mcp)
+    mkdir -p node_modules && echo '{}' > node_modules/.package-lock.json; exit 0 ;;
 esac
 calls=$(grep -c "/third_party/duckdb " "$FAKE_NPM_LOG")
 mkdir -p node_modules/duckdb/src/duckdb/src/include node_modules/@duckdb/node-bindings-linux-x64
@@ -31,7 +33,7 @@ def fake_checkout(workdir):
     repo = workdir / "repo"
     (repo / "scripts").mkdir(parents=True)
     shutil.copy(ROOT / "scripts" / "bootstrap", repo / "scripts" / "bootstrap")
-    for d in ("third_party/duckdb", "tests/js"):
+    for d in ("third_party/duckdb", "tests/js", "web", "tests/browser", "tests/mcp"):
         (repo / d).mkdir(parents=True)
         for f in ("package.json", "package-lock.json"):
             shutil.copy(ROOT / d / f, repo / d / f)
