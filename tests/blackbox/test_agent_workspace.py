@@ -78,7 +78,7 @@ def test_init_writes_mcp_json_and_hooks_that_work_without_agnes_on_path(world):
     starts, ends = hook_commands(ws, "SessionStart"), hook_commands(ws, "SessionEnd")
     assert len(starts) == 1 and len(ends) == 1 and binary in starts[0] and "pull --quiet --print-changes" in starts[0]
     claude_md = (ws / "CLAUDE.md").read_text()
-    assert "The SQL dialect is **DuckDB's**" in claude_md and "fetch_result" in claude_md
+    assert "SQL dialect: DuckDB's" in claude_md and "fetch_result" in claude_md
     assert "changes.md" in claude_md
     # Again: nothing doubled, nothing lost.
     assert agnes(home, "init").returncode == 0

@@ -253,7 +253,10 @@ def test_pitfall_the_manifest_hash_is_the_one_the_cli_checks(world):
 # ---- issue 13: pull's promises, exit codes and what the CLI tells people and agents ----
 
 def server_file(workdir, table):
-    return workdir / "data" / "extracts" / "local" / "data" / f"{table}.parquet"
+    """The Parquet file an upload published (uploads publish versioned names: <table>.<version>.parquet)."""
+    files = list((workdir / "data" / "extracts" / "local" / "data").glob(f"{table}.*parquet"))
+    assert len(files) == 1, files
+    return files[0]
 
 
 def corrupt_in_place(path):
