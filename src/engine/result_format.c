@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/duck.h"
+
 /* 2^53: the largest integer range a JSON reader's double holds exactly. */
 #define JSON_SAFE_INTEGER 9007199254740992LL
 
@@ -295,13 +297,31 @@ static void append_child_type(strbuf *out, duckdb_logical_type child)
     duckdb_destroy_logical_type(&child);
 }
 
+static bool plain_identifier(const char *name)
+{
+    if (!((name[0] >= 'a' && name[0] <= 'z') || name[0] == '_'))
+        return false;
+    for (const char *c = name; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_'))
+            return false;
+    return true;
+}
+
 static void append_named_members(strbuf *out, duckdb_logical_type type, bool is_union)
 {
     idx_t count = is_union ? duckdb_union_type_member_count(type) : duckdb_struct_type_child_count(type);
     strbuf_append_str(out, is_union ? "UNION(" : "STRUCT(");
     for (idx_t i = 0; i < count; i++) {
         char *name = is_union ? duckdb_union_type_member_name(type, i) : duckdb_struct_type_child_name(type, i);
-        strbuf_appendf(out, "%s%s ", i ? ", " : "", name ? name : "");
+        strbuf_append_str(out, i ? ", " : "");
+        /* Member names are the caller's text, and this name is SQL: result
+         * handles cast back to it.  Anything but a plain lowercase identifier
+         * is quoted ("a HUGEINT once closed the STRUCT and ran a subquery). */
+        if (name != NULL && plain_identifier(name))
+            strbuf_append_str(out, name);
+        else
+            duck_append_identifier(out, name ? name : "");
+        strbuf_append_char(out, ' ');
         duckdb_free(name);
         append_child_type(out, is_union ? duckdb_union_type_member_type(type, i)
                                          : duckdb_struct_type_child_type(type, i));

@@ -55,6 +55,33 @@ static char *parquet_sql(const char *before, const char *path, const char *after
 /* The select list that reads a result back: every column by position (names
  * may repeat), the restored ones cast back to their type; *clash when a
  * column is called file_row_number. */
+/* Defence in depth for a type pasted into SQL: outside double-quoted
+ * identifiers only what type names are made of (upper-case words, digits,
+ * blanks, commas, parentheses, brackets), quotes closed and parentheses
+ * balanced.  A record failing this is read without the cast (as text),
+ * never executed: the reader runs in the server, not in a query worker. */
+static bool type_text_is_safe(const char *type)
+{
+    int depth = 0;
+    for (const char *c = type; *c; c++) {
+        if (*c == '"') {
+            for (c++; *c && !(*c == '"' && c[1] != '"'); c += *c == '"' ? 2 : 1)
+                ;
+            if (*c != '"')
+                return false;
+        } else if (*c == '(' || *c == '[') {
+            depth++;
+        } else if (*c == ')' || *c == ']') {
+            if (--depth < 0)
+                return false;
+        } else if (!((*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == ' ' || *c == ',' || *c == '_' ||
+                     (*c >= 'a' && *c <= 'z'))) {
+            return false;
+        }
+    }
+    return depth == 0;
+}
+
 static int select_list(duckdb_connection conn, const char *path, const json_t *shape, strbuf *out, bool *clash,
                        agnes_error *err)
 {
@@ -77,8 +104,8 @@ static int select_list(duckdb_connection conn, const char *path, const json_t *s
         const char *type = json_string_value(json_array_get(restore, i));
         *clash = *clash || (name != NULL && strcmp(name, "file_row_number") == 0);
         strbuf_appendf(out, "%s", i ? ", " : "");
-        if (type != NULL && name != NULL) {
-            /* Types come from result_format_type_name (our own text), the name is quoted. */
+        if (type != NULL && name != NULL && type_text_is_safe(type)) {
+            /* Types come from result_format_type_name (member names quoted), the name is quoted. */
             strbuf_appendf(out, "CAST(#%llu AS %s) AS ", (unsigned long long)i + 1, type);
             duck_append_identifier(out, name);
         } else {

@@ -482,3 +482,19 @@ def test_a_handle_keeps_what_parquet_would_not(world):
     assert later["rows"] == whole["rows"][250:255] and later["rows"][0][4] == "12:00:00+01:00"
     csv = call(server, "GET", f"/api/results/{page['handle']}?format=csv", pat).content
     assert csv == call(server, "POST", "/api/query", pat, json={"sql": sql, "limit": 1000, "format": "csv"}).content
+
+
+def test_a_struct_member_name_cannot_write_the_sql_that_reads_a_handle(server_factory, env):
+    """A result with HUGEINT inside a STRUCT is kept as text and cast back on reading. The member name is the
+    caller's text: unquoted, `"a HUGEINT)) AS x, (SELECT ...) AS leak, ..."` closed the cast and ran its own
+    subquery in the server's result reader (outside every query worker), which read other users' results."""
+    server = server_factory(env)
+    _, _, analyst = setup_admin_and_analyst(server)
+    name = 'a HUGEINT)) AS x, (SELECT 42) AS leak, CAST(NULL AS STRUCT(b'
+    sql = f'SELECT {{\'{name}\': i::HUGEINT}}::STRUCT("{name}" HUGEINT) AS s FROM range(3) t(i)'
+    r = call(server, "POST", "/api/results", analyst["access_token"], json={"sql": sql, "limit": 1})
+    assert r.status_code == 200, r.text
+    first = r.json()
+    assert first["columns"] == ["s"] and first["handle"], first
+    page = call(server, "GET", f"/api/results/{first['handle']}/rows?offset=1&limit=5", analyst["access_token"]).json()
+    assert page["columns"] == ["s"] and [row[0] for row in page["rows"]] == [{name: 1}, {name: 2}], page
