@@ -200,6 +200,31 @@ static idx_t extract(duckdb_connection conn, const char *sql, duckdb_extracted_s
     return count;
 }
 
+/* Is the text one query expression, whatever DuckDB made of it?  Wrapped as
+ * "SELECT * FROM (<text>)" it still splits into `count` statements only if
+ * the text was one PIVOT (its type statements come first): a semicolon
+ * between statements would have to sit inside the parentheses, which does
+ * not parse.  Used when a PIVOT's type statement does not bind (a column
+ * that does not exist), where the EXPLAIN test below cannot tell. */
+static bool one_query_expression(duckdb_connection conn, const char *sql, idx_t count)
+{
+    size_t length = strlen(sql);
+    while (length > 0 && (isspace((unsigned char)sql[length - 1]) || sql[length - 1] == ';'))
+        length--;
+    strbuf text;
+    strbuf_init(&text);
+    strbuf_append_str(&text, "SELECT * FROM (");
+    strbuf_append(&text, sql, length);
+    strbuf_append_str(&text, "\n)"); /* the newline ends a trailing -- comment */
+    duckdb_extracted_statements statements = NULL;
+    agnes_error ignored;
+    bool one = !strbuf_failed(&text) && extract(conn, text.data, &statements, &ignored) == count;
+    if (statements != NULL)
+        duckdb_destroy_extracted(&statements);
+    strbuf_free(&text);
+    return one;
+}
+
 /* Is the text one PIVOT that DuckDB splits into CREATE TYPE ... + SELECT?
  * Prefixed with EXPLAIN, a PIVOT's type statements still come first and
  * the EXPLAIN lands on its SELECT; text that really holds several
@@ -216,7 +241,8 @@ static int check_pivot_shape(duckdb_connection conn, const char *sql, idx_t coun
     agnes_error ignored;
     bool pivot = !strbuf_failed(&text) && extract(conn, text.data, &statements, &ignored) == count;
     int rc = AGNES_OK;
-    for (idx_t i = 0; pivot && rc == AGNES_OK && i + 1 < count; i++) {
+    bool unbound = false;
+    for (idx_t i = 0; pivot && !unbound && rc == AGNES_OK && i + 1 < count; i++) {
         duckdb_prepared_statement prepared = NULL;
         char name[200];
         if (duckdb_prepare_extracted_statement(conn, statements, i, &prepared) != DuckDBSuccess) {
@@ -224,7 +250,7 @@ static int check_pivot_shape(duckdb_connection conn, const char *sql, idx_t coun
             if (why != NULL && query_guard_missing_name(why, name, sizeof name))
                 rc = query_guard_missing(name, err);
             else
-                pivot = false;
+                unbound = true; /* check_pivot says why, in the caller's sandbox */
         } else {
             pivot = duckdb_prepared_statement_type(prepared) == DUCKDB_STATEMENT_TYPE_CREATE;
         }
@@ -233,6 +259,8 @@ static int check_pivot_shape(duckdb_connection conn, const char *sql, idx_t coun
     if (statements != NULL)
         duckdb_destroy_extracted(&statements);
     strbuf_free(&text);
+    if (rc == AGNES_OK && unbound)
+        pivot = one_query_expression(conn, sql, count);
     if (rc == AGNES_OK && !pivot)
         rc = refuse_count(count, err);
     return rc;
@@ -709,5 +737,47 @@ int query_guard_explain(duckdb_connection conn, const char *sql, const char *fal
     }
     json_decref(tree);
     duckdb_free(text);
+    return rc;
+}
+
+int query_guard_explain_pivot(duckdb_connection conn, const char *sql, agnes_error *err)
+{
+    duckdb_extracted_statements statements = NULL;
+    idx_t count = extract(conn, sql, &statements, err);
+    int rc = count == 0 ? err->code : AGNES_OK;
+    bool failed = false;
+    for (idx_t i = 0; rc == AGNES_OK && !failed && i < count; i++) {
+        duckdb_prepared_statement prepared = NULL;
+        duckdb_result result;
+        const char *why = NULL;
+        bool have_result = false;
+        if (duckdb_prepare_extracted_statement(conn, statements, i, &prepared) != DuckDBSuccess) {
+            why = duckdb_prepare_error(prepared);
+        } else if (i + 1 < count) {
+            have_result = true;
+            if (duckdb_execute_prepared(prepared, &result) != DuckDBSuccess)
+                why = duckdb_result_error(&result);
+        }
+        if (why != NULL) {
+            char name[200];
+            failed = true;
+            if (query_guard_missing_name(why, name, sizeof name)) {
+                rc = query_guard_missing(name, err);
+            } else {
+                rc = agnes_error_set(err, AGNES_ERR_INVALID, "Query error: %s", why);
+                query_utf8_truncate(err->message, sizeof err->message);
+                query_utf8_sanitize(err->message);
+            }
+        }
+        if (have_result)
+            duckdb_destroy_result(&result);
+        duckdb_destroy_prepare(&prepared);
+    }
+    if (rc == AGNES_OK)
+        rc = agnes_error_set(err, AGNES_ERR_INVALID,
+                             "Query error: the PIVOT could not be prepared. Check its ON, USING and GROUP BY "
+                             "columns against GET /api/catalog/tables/{id}.");
+    if (statements != NULL)
+        duckdb_destroy_extracted(&statements);
     return rc;
 }

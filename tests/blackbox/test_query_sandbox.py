@@ -271,6 +271,31 @@ def test_analysts_pivot_the_tables_they_may_read(world):
     assert r.status_code == 400 and "Only a single SELECT" in r.json()["detail"]
     r = query(world, "CREATE TEMP TYPE e AS ENUM ('a'); SELECT 1")
     assert r.status_code == 400 and "Only a single SELECT" in r.json()["detail"]
+    r = query(world, "SELECT nope FROM customers; SELECT 1")
+    assert r.status_code == 400 and "Only a single SELECT" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("token", ["analyst", "admin"])
+def test_a_pivot_that_does_not_bind_is_told_why_not_called_two_statements(world, token):
+    # DuckDB splits a PIVOT into CREATE TYPE + SELECT; when the first does not bind (a column
+    # that is not there), the answer is the binder's sentence, not "2 statements".
+    for sql, column in [("PIVOT customers ON nope USING count(*)", "nope"),
+                        ("PIVOT customers ON country USING count(nope)", "nope"),
+                        ("PIVOT customers ON country USING count(*) GROUP BY missing_column;  -- c",
+                         "missing_column")]:
+        r = query(world, sql, token)
+        assert r.status_code == 400, (sql, r.text)
+        detail = r.json()["detail"]
+        assert "Binder Error" in detail and column in detail and "statements" not in detail, (sql, detail)
+        assert leaks(r.text, sql, world) == [] or token == "admin", (sql, r.text)
+    # For an analyst, a PIVOT over an ungranted table still answers as a missing one, whatever
+    # else is wrong with it, and names none of that table's columns.
+    if token == "analyst":
+        for sql in ["PIVOT orders ON nope USING count(*)",
+                    "PIVOT (SELECT * FROM customers, payroll) ON nope USING count(*)"]:
+            r = query(world, sql)
+            assert r.status_code == 403 and "does not exist or you have no access" in r.json()["detail"], r.text
+            assert leaks(r.text, sql, world) == [], r.text
 
 
 def test_admins_keep_full_sql_over_the_catalog(world):
