@@ -695,10 +695,27 @@ static bool refuse_missing(const json_t *tree, const char *sql, agnes_error *err
     char name[200];
     /* The bare name, as a hidden table's refusal gives it; a whole missing
      * catalog ("Catalog x does not exist") has none. */
+    long at = position[0] ? atol(position) : -1;
+    if (at < 0 && missing_catalog) {
+        /* No position: find the catalog as the caller wrote it ("demo.main.t"),
+         * so the sentence names their whole name rather than "?". */
+        char catalog[128];
+        const char *start = message + 9, *end = strchr(start, '"');
+        if (end != NULL && (size_t)(end - start) < sizeof catalog) {
+            snprintf(catalog, sizeof catalog, "%.*s", (int)(end - start), start);
+            size_t n = strlen(catalog);
+            for (const char *p = sql; *p != '\0' && at < 0; p++) {
+                if (strncasecmp(p, catalog, n) == 0 && p[n] == '.')
+                    at = (long)(p - sql);
+                else if (*p == '"' && strncasecmp(p + 1, catalog, n) == 0 && p[n + 1] == '"' && p[n + 2] == '.')
+                    at = (long)(p - sql);
+            }
+        }
+    }
     if (string_field(tree, "name")[0] != '\0')
         snprintf(name, sizeof name, "%s", string_field(tree, "name"));
     else
-        name_at(sql, position[0] ? atol(position) : -1, "?", name, sizeof name);
+        name_at(sql, at, "?", name, sizeof name);
     query_guard_missing(name[0] ? name : "?", err);
     return true;
 }

@@ -227,6 +227,7 @@ def test_wall_a_alone_refuses_every_attack_in_front_of_the_whole_catalog(world):
     "SELECT * FROM {t}", "SELECT nope FROM {t}", "SELECT * FROM customers JOIN {t} USING (id)",
     "SELECT * FROM main.{t}", "DESCRIBE {t}", "PIVOT {t} ON country USING count(*)",
     "SELECT * FROM query_table('{t}')", "SELECT count(*) FROM {t} WHERE id > 4999",
+    "SELECT * FROM shop.main.{t}", "SELECT * FROM nosuch.main.{t}",
 ])
 def test_an_ungranted_table_answers_exactly_like_a_missing_one(world, shape):
     hidden, missing = query(world, shape.format(t="orders")), query(world, shape.format(t="ordrs"))
@@ -234,6 +235,8 @@ def test_an_ungranted_table_answers_exactly_like_a_missing_one(world, shape):
     assert hidden.json()["detail"].replace("orders", "X") == missing.json()["detail"].replace("ordrs", "X")
     assert set(hidden.json()) == set(missing.json()) == {"detail"}
     assert "Did you mean" not in hidden.text + missing.text
+    # The sentence names what the caller wrote, three-part names included (not "Table '?'").
+    assert "'?'" not in hidden.text and ("orders" in hidden.json()["detail"]), hidden.text
 
 
 def test_a_grant_and_its_revocation_take_effect_on_the_next_query(world):
