@@ -9,6 +9,8 @@ ARG AGNES_COMMIT_SHA=unknown
 WORKDIR /src
 COPY scripts/bootstrap scripts/bootstrap
 COPY third_party/duckdb/package.json third_party/duckdb/package-lock.json third_party/duckdb/
+# The web pages' pinned libraries (CodeMirror, Chart.js), embedded into the binary by make.
+COPY web/package.json web/package-lock.json web/
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends ca-certificates sudo \
     && scripts/bootstrap --build-only && rm -rf /var/lib/apt/lists/*
 COPY . .

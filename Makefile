@@ -4,12 +4,13 @@
 #   make run        install missing deps, build, serve on ./data with a local listener
 #   make test       unit (cmocka) + black-box (pytest) suites, one summary line
 #   make asan       the same suite against an ASan+UBSan build
+#   make install PREFIX=DIR   DIR/bin/agnes + DIR/lib/agnes/libduckdb.so (no root needed for a home prefix)
 #   make clean
 #
 # Version info is baked in: make VERSION=2026.11.1 CHANNEL=stable
 
 CC       ?= cc
-PKGS     := libmicrohttpd jansson libsodium yaml-0.1 libcurl libjwt libpq
+PKGS     := libmicrohttpd jansson libsodium yaml-0.1 libcurl libjwt libpq zlib
 DUCKDB   := third_party/duckdb
 CSTD     := -std=c11 -D_GNU_SOURCE
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-missing-field-initializers -Wno-format-truncation
@@ -36,16 +37,23 @@ BUILD    := build/asan
 CFLAGS   := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LDFLAGS  += -fsanitize=address,undefined
 endif
-# The binary finds libduckdb.so relative to itself: from build/, build/tests/,
-# build/asan/ and build/asan/tests/ in a checkout, and ../lib when installed.
-RPATH    := $(foreach up,.. ../.. ../../..,-Wl,-rpath,'$$ORIGIN/$(up)/$(DUCKDB)/lib') -Wl,-rpath,'$$ORIGIN/../lib'
+# The binary finds libduckdb.so relative to itself.  First ../lib/agnes: where
+# `make install` and the served CLI (GET /cli/agnes-linux-x86_64.tar.gz) put
+# it, so an installed copy never picks up another libduckdb on the way.  Then
+# build/, build/tests/, build/asan/ and build/asan/tests/ in a checkout, and ../lib.
+RPATH    := -Wl,-rpath,'$$ORIGIN/../lib/agnes' \
+            $(foreach up,.. ../.. ../../..,-Wl,-rpath,'$$ORIGIN/$(up)/$(DUCKDB)/lib') -Wl,-rpath,'$$ORIGIN/../lib'
+PREFIX   ?= /usr/local
 
-OBJ      := $(SRC:src/%.c=$(BUILD)/obj/%.o)
+# The web/ folder (pages, styles, scripts, pinned npm modules) becomes one generated C file.
+WEB_GEN  := $(BUILD)/gen/web_assets.c
+WEB_SRC  := $(sort $(wildcard web/pages/* web/assets/*)) web/package-lock.json scripts/web-embed.mjs
+OBJ      := $(SRC:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/web_assets.o
 LIB      := $(BUILD)/libagnes.a
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run-deps run test asan unit-build clean interfaces
+.PHONY: all deps run-deps run test asan unit-build clean interfaces web-size install
 .DELETE_ON_ERROR:
 
 all: $(BUILD)/agnes
@@ -74,6 +82,26 @@ $(BUILD)/obj/%.o: src/%.c $(DUCKDB)/include/duckdb.h
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CSTD) $(WARN) $(CFLAGS) $(CPPFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+
+web/node_modules/.installed-from-lock: web/package-lock.json
+	scripts/bootstrap --build-only
+	@touch $@
+
+$(WEB_GEN): $(WEB_SRC) web/node_modules/.installed-from-lock
+	@$(if $(Q),echo "  WEB     $@")
+	$(Q)node scripts/web-embed.mjs web $@
+
+$(BUILD)/obj/gen/web_assets.o: $(WEB_GEN) src/web/assets.h
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CSTD) $(WARN) -O1 $(CPPFLAGS) -c $< -o $@
+
+# Prints every embedded file with its size and the total shipped (raw and gzip).
+web-size: web/node_modules/.installed-from-lock
+	@node scripts/web-embed.mjs web $(BUILD)/gen/web_report.c --report | tail -1
+
+# The installer script is embedded with .incbin (http/cli_dist.c).
+$(BUILD)/obj/http/cli_dist.o: scripts/install-cli.sh
 
 $(LIB): $(filter-out $(BUILD)/obj/main.o,$(OBJ))
 	@rm -f $@
@@ -114,6 +142,18 @@ interfaces: all
 	$(BUILD)/agnes openapi > openapi.json
 	$(BUILD)/agnes schema dump > contracts/system_schema.json
 	$(BUILD)/agnes help --json > contracts/cli.json
+
+# The binary and its DuckDB, side by side under PREFIX; the rpath is relative
+# ($$ORIGIN/../lib/agnes), so the tree works wherever it is moved.  DESTDIR
+# stages a package.  Each file is copied to a temporary name and renamed, so
+# a running `agnes` is never overwritten in place.
+install: all
+	install -d '$(DESTDIR)$(PREFIX)/bin' '$(DESTDIR)$(PREFIX)/lib/agnes'
+	install -m 0644 $(DUCKDB)/lib/libduckdb.so '$(DESTDIR)$(PREFIX)/lib/agnes/.libduckdb.so.new'
+	mv -f '$(DESTDIR)$(PREFIX)/lib/agnes/.libduckdb.so.new' '$(DESTDIR)$(PREFIX)/lib/agnes/libduckdb.so'
+	install -m 0755 $(BUILD)/agnes '$(DESTDIR)$(PREFIX)/bin/.agnes.new'
+	mv -f '$(DESTDIR)$(PREFIX)/bin/.agnes.new' '$(DESTDIR)$(PREFIX)/bin/agnes'
+	@echo "installed $(DESTDIR)$(PREFIX)/bin/agnes ($(VERSION)) and $(DESTDIR)$(PREFIX)/lib/agnes/libduckdb.so"
 
 clean:
 	rm -rf build

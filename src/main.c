@@ -3,6 +3,7 @@
  * src/cli/ and owns its own argument parsing.
  */
 #include <curl/curl.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -23,6 +24,7 @@ static const command commands[] = {
     {"login", command_login},     {"logout", command_logout},   {"status", command_status},
     {"pull", command_pull},       {"push", command_push},       {"query", command_query},
     {"catalog", command_catalog}, {"init", command_init},       {"admin", command_admin},
+    {"mcp", command_mcp},
     {"version", command_version}, {"--version", command_version}, {"-V", command_version},
     {"help", command_help},       {"--help", command_help},     {"-h", command_help},
 };
@@ -33,6 +35,12 @@ int main(int argc, char **argv)
         command_help(argc, argv);
         return EXIT_USAGE;
     }
+    /* Every command writes to pipes or sockets - a connector's stdin, HTTP
+     * clients, libcurl's connections, stdout into `| head` - and a reader that
+     * goes away must be an EPIPE its writer handles, never a death by SIGPIPE
+     * (`agnes sync --json` once exited -13 that way).  Set before any thread
+     * starts; connectors get the default back before exec. */
+    signal(SIGPIPE, SIG_IGN);
     /* libcurl's global state must be set up before any thread starts. */
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "agnes: cannot initialise libcurl\n");

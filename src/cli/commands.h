@@ -21,5 +21,6 @@ int command_openapi(int argc, char **argv);
 int command_schema(int argc, char **argv);
 int command_version(int argc, char **argv);
 int command_help(int argc, char **argv);
+int command_mcp(int argc, char **argv);
 
 #endif

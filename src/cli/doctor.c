@@ -153,6 +153,7 @@ static json_t *paths_json(const agnes_paths *p)
 
 static void print_human(json_t *doc)
 {
+    printf("agnes doctor: server mode - %s\n", json_string_value(json_object_get(doc, "mode_reason")));
     printf("Agnes %s (channel %s), schema version %lld\n\n", json_string_value(json_object_get(doc, "version")),
            json_string_value(json_object_get(doc, "channel")),
            (long long)json_integer_value(json_object_get(doc, "schema_version")));
@@ -180,20 +181,54 @@ static void print_human(json_t *doc)
                json_string_value(json_object_get(value, "name")), json_string_value(json_object_get(value, "detail")));
 }
 
-/* No server directories in the environment, and an analyst login here. */
-static bool analyst_machine(void)
+/* Which doctor runs, and why - said on the first line of its output (it
+ * used to switch to the client checks silently in a server checkout that
+ * also had an analyst login).  Server: asked for, a server directory set in
+ * the environment, or a server state tier in this directory's default
+ * place (./data/state/system.duckdb, a checkout after `make run`).  Client:
+ * asked for, or an analyst login (AGNES_SERVER or credentials.json) and no
+ * sign of a server here.  Neither: server (the configuration explains). */
+static bool choose_client_mode(bool client_flag, bool server_flag, char *why, size_t why_size)
 {
-    if (getenv("DATA_DIR") != NULL || getenv("STATE_DIR") != NULL)
-        return false;
-    if (getenv("AGNES_SERVER") != NULL)
-        return true;
     const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
-    char path[AGNES_PATH_MAX + 64];
+    char login_file[AGNES_PATH_MAX + 64];
     if (xdg != NULL && xdg[0] == '/')
-        snprintf(path, sizeof path, "%s/agnes/credentials.json", xdg);
+        snprintf(login_file, sizeof login_file, "%s/agnes/credentials.json", xdg);
     else
-        snprintf(path, sizeof path, "%s/.config/agnes/credentials.json", home ? home : "");
-    return util_file_exists(path);
+        snprintf(login_file, sizeof login_file, "%s/.config/agnes/credentials.json", home ? home : "");
+    if (client_flag) {
+        snprintf(why, why_size, "asked for with --client");
+        return true;
+    }
+    if (server_flag) {
+        snprintf(why, why_size, "asked for with --server");
+        return false;
+    }
+    if (getenv("DATA_DIR") != NULL || getenv("STATE_DIR") != NULL) {
+        snprintf(why, why_size, "%s is set in the environment; `agnes doctor --client` checks an analyst login",
+                 getenv("STATE_DIR") != NULL ? "STATE_DIR" : "DATA_DIR");
+        return false;
+    }
+    if (util_file_exists("data/state/system.duckdb")) {
+        snprintf(why, why_size,
+                 "this directory holds a server's state (data/state/system.duckdb); `agnes doctor --client` checks "
+                 "an analyst login");
+        return false;
+    }
+    if (getenv("AGNES_SERVER") != NULL) {
+        snprintf(why, why_size, "AGNES_SERVER is set and no server state is here; `agnes doctor --server` checks a "
+                                "server");
+        return true;
+    }
+    if (util_file_exists(login_file)) {
+        snprintf(why, why_size,
+                 "an analyst login exists (%s) and no server state is here (DATA_DIR and STATE_DIR unset, no "
+                 "data/state/system.duckdb); `agnes doctor --server` checks a server",
+                 login_file);
+        return true;
+    }
+    snprintf(why, why_size, "no analyst login on this machine; `agnes doctor --client` checks one");
+    return false;
 }
 
 int command_doctor(int argc, char **argv)
@@ -209,13 +244,15 @@ int command_doctor(int argc, char **argv)
         else {
             fprintf(stderr, "usage: agnes doctor [--json] [--server | --client]\n"
                             "  --server: this instance's configuration and state tier (the default where DATA_DIR or\n"
-                            "  STATE_DIR is set, or no analyst login exists); --client: the analyst side (server\n"
-                            "  reachable, token valid, workspace consistent).\n");
+                            "  STATE_DIR is set, this directory holds data/state/system.duckdb, or no analyst login\n"
+                            "  exists); --client: the analyst side (server reachable, token valid, workspace\n"
+                            "  consistent). The first line says which ran and why.\n");
             return strcmp(argv[i], "--help") == 0 ? 0 : EXIT_USAGE;
         }
     }
-    if (client_side || (!server_side && analyst_machine()))
-        return client_doctor(as_json);
+    char why[AGNES_PATH_MAX + 300];
+    if (choose_client_mode(client_side, server_side, why, sizeof why))
+        return client_doctor(as_json, why);
     agnes_runtime rt = {0};
     agnes_error err;
     agnes_error_clear(&err);
@@ -235,10 +272,10 @@ int command_doctor(int argc, char **argv)
     json_t *warnings = json_array();
     for (size_t i = 0; i < rt.config.warning_count; i++)
         json_array_append_new(warnings, json_string(rt.config.warnings[i]));
-    json_t *doc = json_pack("{s:s, s:s, s:i, s:o, s:o, s:o, s:o, s:b}", "version", rt.version.version, "channel",
-                            rt.version.channel, "schema_version", migrations_latest(), "paths", paths_json(&rt.paths),
-                            "config", config_json(&rt.config), "warnings", warnings, "checks", report.checks, "ok",
-                            report.failures == 0);
+    json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:i, s:o, s:o, s:o, s:o, s:b}", "mode", "server", "mode_reason", why,
+                            "version", rt.version.version, "channel", rt.version.channel, "schema_version",
+                            migrations_latest(), "paths", paths_json(&rt.paths), "config", config_json(&rt.config),
+                            "warnings", warnings, "checks", report.checks, "ok", report.failures == 0);
     if (as_json) {
         char *text = json_dumps(doc, JSON_INDENT(2));
         if (text)

@@ -18,9 +18,11 @@
 #include "engine/demo.h"
 #include "engine/query.h"
 #include "engine/query_pool.h"
+#include "engine/result_handle.h"
 #include "http/auth_cache.h"
 #include "http/catalog_admin.h"
 #include "http/health.h"
+#include "http/mcp.h"
 #include "http/sync.h"
 #include "http/rate_limit.h"
 #include "http/router.h"
@@ -41,6 +43,7 @@ typedef struct serve_state {
     double next_release_ms;
     double next_catalog_ms;
     double next_schedule_ms;
+    double next_result_sweep_ms;
     unsigned release_generation_seen;
 } serve_state;
 
@@ -101,6 +104,10 @@ static void serve_tick(void *arg)
     if (config_get_bool(&rt->config, CFG_SCHEDULER) && now >= state->next_schedule_ms) {
         sync_schedule_tick(&state->context);
         state->next_schedule_ms = now + 1000.0 * SCHEDULE_CHECK_SECONDS;
+    }
+    if (state->context.results != NULL && now >= state->next_result_sweep_ms) {
+        result_store_sweep(state->context.results); /* expired result handles (engine/result_handle.h) */
+        state->next_result_sweep_ms = now + 60000.0;
     }
     if (now >= state->next_health_ms) {
         health_monitor_refresh(state->context.health, &state->context);
@@ -218,6 +225,8 @@ int command_serve(int argc, char **argv)
     auth_cache *identities = NULL;     /* 256 entries: heap, owned here */
     analytics catalog_reader = {0};
     query_pool queries = {0};
+    result_store results = {0};
+    mcp_sessions *sessions = NULL;
     sync_runs runs = {0};
     bool requests_abandoned = false;
     agnes_error err;
@@ -270,6 +279,15 @@ int command_serve(int argc, char **argv)
     if (query_pool_init(&queries, &catalog_reader, &rt.credentials, &rt.paths, &query_options, &err))
         goto fail;
     state.context.queries = &queries;
+    if (result_store_init(&results, &rt.paths, config_get_int(&rt.config, CFG_RESULT_TTL),
+                          config_get_int(&rt.config, CFG_RESULT_MAX_BYTES_PER_USER), &err))
+        goto fail;
+    state.context.results = &results;
+    if ((sessions = mcp_sessions_new()) == NULL) {
+        agnes_error_set(&err, AGNES_ERR_NOMEM, "cannot create the MCP session table");
+        goto fail;
+    }
+    state.context.mcp_sessions = sessions;
     local_files_sweep(&rt.paths); /* leftovers of a killed upload or parquet query */
     custom_connectors_reap(&rt.paths);
     if (fail_interrupted_syncs(&db, &err))
@@ -290,6 +308,9 @@ int command_serve(int argc, char **argv)
         .listen = config_get_string(&rt.config, CFG_SERVER_LISTEN),
         .threads = (unsigned)config_get_int(&rt.config, CFG_SERVER_THREADS),
         .max_connections = (unsigned)config_get_int(&rt.config, CFG_SERVER_MAX_CONNECTIONS),
+        .max_connections_per_address = (unsigned)config_get_int(&rt.config, CFG_SERVER_MAX_CONNECTIONS_PER_ADDRESS),
+        .trust_proxy = config_get_bool(&rt.config, CFG_TRUST_PROXY),
+        .idle_timeout_seconds = (unsigned)config_get_int(&rt.config, CFG_SERVER_IDLE_TIMEOUT),
         .max_body_bytes = (size_t)config_get_int(&rt.config, CFG_SERVER_MAX_BODY_BYTES),
     };
     if (server_start(&server, &state.context, http_routes, http_route_count, &options, &err))
@@ -321,6 +342,8 @@ done:
     if (!requests_abandoned) {
         query_pool_free(&queries);
         analytics_free(&catalog_reader);
+        result_store_free(&results);
+        mcp_sessions_free(sessions);
     }
     system_db_close(&db); /* CHECKPOINT, then close */
     health_monitor_free(&health);

@@ -105,14 +105,18 @@ int command_sync(int argc, char **argv)
     bool all_ok = true;
     const char *source;
     json_t *rows;
-    json_object_foreach(by_source, source, rows) {
-        json_t *outcome = sync_run_source(&rt, &db, run_id, source, rows, NULL);
-        all_ok = print_outcome(outcome, as_json) && all_ok;
-        json_array_append_new(outcomes, outcome);
-    }
+    json_object_foreach(by_source, source, rows)
+        json_array_append_new(outcomes, sync_run_source(&rt, &db, run_id, source, rows, NULL));
     if (orchestrator_rebuild(&rt.paths, &db, &allow, &report, &err) != AGNES_OK) {
         fprintf(stderr, "agnes sync: the catalog rebuild failed: %s\n", err.message);
         goto done;
+    }
+    /* Tables the catalog refused to publish (a name another source owns) failed, as in the server's runs. */
+    size_t i;
+    json_t *outcome;
+    json_array_foreach(outcomes, i, outcome) {
+        sync_apply_rebuild_report(&db, outcome, report);
+        all_ok = print_outcome(outcome, as_json) && all_ok;
     }
     if (as_json) {
         json_t *doc = json_pack("{s:s, s:O, s:O}", "run_id", run_id, "sources", outcomes, "catalog", report);

@@ -42,9 +42,10 @@ static const struct {
     {"status", {"--json", "--workspace", NULL}},
     {"catalog", {"--json", NULL}},
     {"query", {"--local", "--format", "--limit", "--workspace", NULL}},
-    {"pull", {"--quiet", "--json", "--workspace", NULL}},
+    {"pull", {"--quiet", "--json", "--workspace", "--print-changes", "--result", "--format", NULL}},
     {"push", {"--quiet", "--workspace", NULL}},
     {"init", {NULL}},
+    {"mcp", {"--workspace", NULL}},
     {"admin", {"--json", "--wait", NULL}},
     {"version", {NULL}},
     {"help", {"--json", NULL}},
@@ -96,9 +97,14 @@ int command_help(int argc, char **argv)
            "  status [--json]       server, user, version, this workspace's last pull\n"
            "  catalog [TABLE] [--json]   the tables you may read, or one with its columns\n"
            "  query \"SQL\" [--local] [--format table|csv|json]   on the server, or on the workspace\n"
-           "  pull [--quiet] [--json] [TABLE..]   download what changed into ./data, refresh ./agnes.duckdb\n"
+           "  pull [--quiet] [--json] [--print-changes] [TABLE..]   download what changed into ./data, refresh\n"
+           "                        ./agnes.duckdb, write .agnes/changes.md (what changed since the last pull)\n"
+           "  pull --result HANDLE [--format parquet|csv]   a query result kept behind a handle, into ./results\n"
            "  push [--quiet] [FILE..]   send session logs and notes (.agnes/outbox/) to the server\n"
-           "  init [DIR]            CLAUDE.md with every table and its columns, hooks that pull and push\n"
+           "  init [DIR]            CLAUDE.md with every table and its columns, hooks that pull and push,\n"
+           "                        .mcp.json for `agnes mcp`\n"
+           "  mcp [--workspace DIR] the MCP server for AI agents on stdio (tools: list_tables, describe_table,\n"
+           "                        query, fetch_result, sync_status, pull); `agnes init` writes .mcp.json for it\n"
            "  exit codes: 0 ok, 1 failed, 2 usage, 3 auth, 4 network, 5 server error, 6 partial\n"
            "\n"
            "other:\n"

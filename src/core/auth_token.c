@@ -26,7 +26,9 @@ int auth_token_issue(const char *key, const auth_claims *claims, char **out, agn
         jwt_add_grant(jwt, "sub", claims->sub) != 0 || jwt_add_grant(jwt, "email", claims->email) != 0 ||
         jwt_add_grant(jwt, "typ", claims->typ) != 0 || jwt_add_grant(jwt, "jti", claims->jti) != 0 ||
         jwt_add_grant_int(jwt, "iat", (long)claims->iat) != 0 ||
-        (claims->exp != 0 && jwt_add_grant_int(jwt, "exp", (long)claims->exp) != 0)) {
+        (claims->exp != 0 && jwt_add_grant_int(jwt, "exp", (long)claims->exp) != 0) ||
+        (strcmp(claims->typ, "session") == 0 &&
+         jwt_add_grant_int(jwt, "sgen", (long)claims->session_generation) != 0)) {
         rc = agnes_error_set(err, AGNES_ERR_NOMEM, "cannot build a token");
         goto done;
     }
@@ -64,6 +66,7 @@ int auth_token_verify(const char *key, const char *token, int64_t now, auth_clai
     copy_grant(jwt, "email", claims->email, sizeof claims->email);
     claims->iat = jwt_get_grant_int(jwt, "iat");
     claims->exp = jwt_get_grant_int(jwt, "exp"); /* 0 when absent */
+    claims->session_generation = jwt_get_grant_int(jwt, "sgen"); /* 0 when absent */
     if (claims->exp != 0 && claims->exp <= now)
         rc = agnes_error_set(err, AGNES_ERR_INVALID, "Invalid or expired token");
 done:

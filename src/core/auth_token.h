@@ -1,7 +1,8 @@
 /*
  * auth_token.h - signed bearer tokens: JWT, HS256 only (libjwt).
  *
- * Claims: sub (user id), email, typ ("session" | "pat"), iat, jti, exp.
+ * Claims: sub (user id), email, typ ("session" | "pat"), iat, jti, exp, and
+ * for sessions sgen (the generation that a logout or new password ends).
  * There is no role claim on purpose: who may do what is read from
  * system.duckdb on every request, so removing someone from Admin takes
  * effect at once.  Verification rejects any algorithm but HS256 (no "none"),
@@ -21,6 +22,9 @@ typedef struct auth_claims {
     char jti[64];
     int64_t iat;
     int64_t exp; /* 0 = no expiry (long-lived PATs; the DB row decides) */
+    /* Sessions only, claim "sgen": the user's session generation at issue
+     * (users.session_generation); 0 when absent (tokens issued before it existed). */
+    int64_t session_generation;
 } auth_claims;
 
 /* Sign claims with key; *out is malloc'd (free it). */

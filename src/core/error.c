@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/utf8.h"
+
 int agnes_error_set(agnes_error *err, int code, const char *fmt, ...)
 {
     if (err == NULL)
@@ -11,8 +13,12 @@ int agnes_error_set(agnes_error *err, int code, const char *fmt, ...)
     err->code = code;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    int written = vsnprintf(err->message, sizeof err->message, fmt, ap);
     va_end(ap);
+    /* A message cut at the buffer's size may end inside a character; the
+     * sentence goes into JSON, which refuses a broken one. */
+    if (written >= (int)sizeof err->message)
+        utf8_trim_partial(err->message);
     return code;
 }
 
@@ -27,7 +33,8 @@ int agnes_error_wrap(agnes_error *err, const char *fmt, ...)
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, err->message, sizeof old);
-    snprintf(err->message, sizeof err->message, "%s: %s", prefix, old);
+    if (snprintf(err->message, sizeof err->message, "%s: %s", prefix, old) >= (int)sizeof err->message)
+        utf8_trim_partial(err->message);
     return err->code;
 }
 

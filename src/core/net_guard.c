@@ -88,3 +88,41 @@ int net_guard_check_host(const char *host, agnes_error *err)
     freeaddrinfo(found);
     return result;
 }
+
+bool net_guard_is_loopback_text(const char *text)
+{
+    char copy[128];
+    if (text == NULL)
+        return false;
+    size_t len = strlen(text);
+    if (len >= 2 && text[0] == '[' && text[len - 1] == ']') {
+        text++;
+        len -= 2;
+    }
+    if (len == 0 || len >= sizeof copy)
+        return false;
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    if (strcasecmp(copy, "localhost") == 0)
+        return true;
+    struct in_addr v4;
+    struct in6_addr v6;
+    if (inet_pton(AF_INET, copy, &v4) == 1)
+        return (ntohl(v4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, copy, &v6) != 1)
+        return false;
+    if (IN6_IS_ADDR_V4MAPPED(&v6))
+        return v6.s6_addr[12] == 127;
+    return IN6_IS_ADDR_LOOPBACK(&v6);
+}
+
+bool net_guard_listen_is_loopback(const char *listen)
+{
+    char host[128];
+    const char *colon = listen ? strrchr(listen, ':') : NULL;
+    if (colon == NULL || (size_t)(colon - listen) >= sizeof host)
+        return false;
+    memcpy(host, listen, (size_t)(colon - listen));
+    host[colon - listen] = '\0';
+    return net_guard_is_loopback_text(host);
+}

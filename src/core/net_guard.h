@@ -24,4 +24,12 @@ bool net_guard_address_is_private(const struct sockaddr *address);
  * does not resolve. */
 int net_guard_check_host(const char *host, agnes_error *err);
 
+/* True when text is a loopback address or "localhost": "127.0.0.1",
+ * "::1", "[::1]", "::ffff:127.0.0.1".  No name resolution. */
+bool net_guard_is_loopback_text(const char *text);
+
+/* True when a listen address ("HOST:PORT", "[::1]:PORT") binds loopback
+ * only - a trial instance (make run), reachable from this machine alone. */
+bool net_guard_listen_is_loopback(const char *listen);
+
 #endif

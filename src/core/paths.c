@@ -1,12 +1,16 @@
 #include "core/paths.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "core/log.h"
 
 static const char *const state_file_names[] = {
     [STATE_SYSTEM_DB] = "system.duckdb",
@@ -17,6 +21,7 @@ static const char *const state_file_names[] = {
     [STATE_ENV_OVERLAY] = ".env_overlay",
     [STATE_INSTANCE_YAML] = "instance.yaml",
     [STATE_CERTS_DIR] = "certs",
+    [STATE_CONFIGURE_LOCK] = ".configure.lock",
 };
 
 static const char *const data_file_names[] = {
@@ -25,6 +30,8 @@ static const char *const data_file_names[] = {
     [DATA_UPLOADS_DIR] = "uploads",
     [DATA_SESSIONS_DIR] = "user_sessions",
     [DATA_TMP_DIR] = "tmp",
+    [DATA_RESULTS_DIR] = "results",
+    [DATA_CLI_DIR] = "cli",
 };
 
 /* Make `in` absolute against the working directory, dropping "." and ".."
@@ -132,11 +139,84 @@ int paths_data_file(const agnes_paths *paths, enum data_file which, char *out, s
     return util_path_join(out, out_size, paths->data_dir, data_file_names[which], err);
 }
 
+/* chmod when the mode differs; a refusal is logged (see paths_secure_state). */
+static void ensure_mode(const char *path, const struct stat *st, mode_t mode)
+{
+    if ((st->st_mode & 07777) == mode)
+        return;
+    if (chmod(path, mode) != 0)
+        log_warn("msg=\"cannot restrict a state-tier file to its owner\" path=\"%s\" mode=%04o detail=\"%s\" "
+                 "fix=\"chown it to uid %u, or chmod %04o it\"",
+                 path, (unsigned)(st->st_mode & 07777), strerror(errno), (unsigned)geteuid(), (unsigned)mode);
+}
+
+/* NAME.tmp.PID whose writer is gone (util_write_file_atomic's temp names). */
+static bool is_orphaned_temp(const char *name)
+{
+    const char *mark = strstr(name, ".tmp.");
+    if (mark == NULL || mark == name)
+        return false;
+    const char *digits = mark + 5;
+    if (*digits == '\0' || strspn(digits, "0123456789") != strlen(digits) || strlen(digits) > 9)
+        return false;
+    long pid = strtol(digits, NULL, 10);
+    if (pid <= 0)
+        return false;
+    return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+static void secure_tree(const char *dir, int depth, bool top, int *swept)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return;
+    for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        char path[AGNES_PATH_MAX];
+        struct stat st;
+        if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path || lstat(path, &st) != 0)
+            continue;
+        if (S_ISREG(st.st_mode) && top && is_orphaned_temp(e->d_name)) {
+            if (unlink(path) == 0) {
+                (*swept)++;
+                log_info("msg=\"removed a temp file a killed writer left in STATE_DIR\" path=\"%s\"", path);
+            }
+            continue;
+        }
+        if (S_ISREG(st.st_mode))
+            ensure_mode(path, &st, 0600);
+        else if (S_ISDIR(st.st_mode)) {
+            ensure_mode(path, &st, 0700);
+            if (depth < 8)
+                secure_tree(path, depth + 1, false, swept);
+        }
+    }
+    closedir(d);
+}
+
+int paths_secure_state(const agnes_paths *paths, int *swept, agnes_error *err)
+{
+    struct stat st;
+    int removed = 0;
+    if (swept)
+        *swept = 0;
+    if (lstat(paths->state_dir, &st) != 0)
+        return agnes_error_set(err, AGNES_ERR_IO, "cannot read STATE_DIR %s: %s", paths->state_dir, strerror(errno));
+    ensure_mode(paths->state_dir, &st, 0700);
+    secure_tree(paths->state_dir, 0, true, &removed);
+    if (swept)
+        *swept = removed;
+    return AGNES_OK;
+}
+
 int paths_prepare(const agnes_paths *paths, agnes_error *err)
 {
     if (util_mkdir_p(paths->data_dir, 0755, err) != AGNES_OK)
         return agnes_error_wrap(err, "preparing DATA_DIR");
     if (util_mkdir_p(paths->state_dir, 0700, err) != AGNES_OK)
+        return agnes_error_wrap(err, "preparing STATE_DIR");
+    if (paths_secure_state(paths, NULL, err) != AGNES_OK)
         return agnes_error_wrap(err, "preparing STATE_DIR");
     char dir[AGNES_PATH_MAX];
     for (size_t i = 0; i < sizeof data_file_names / sizeof data_file_names[0]; i++) {

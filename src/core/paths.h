@@ -29,6 +29,7 @@ enum state_file {
     STATE_ENV_OVERLAY,           /* .env_overlay */
     STATE_INSTANCE_YAML,         /* instance.yaml (overlay written by the API) */
     STATE_CERTS_DIR,             /* certs/ */
+    STATE_CONFIGURE_LOCK,        /* .configure.lock (one configuration write at a time) */
 };
 
 enum data_file {
@@ -37,6 +38,8 @@ enum data_file {
     DATA_UPLOADS_DIR,    /* uploads/ */
     DATA_SESSIONS_DIR,   /* user_sessions/ */
     DATA_TMP_DIR,        /* tmp/ */
+    DATA_RESULTS_DIR,    /* results/: query results kept behind a handle (engine/result_handle.h) */
+    DATA_CLI_DIR,        /* cli/: the CLI tarball the server serves, built from its own binary */
 };
 
 typedef struct agnes_paths {
@@ -61,8 +64,20 @@ const char *paths_state_file_name(enum state_file which);
 
 int paths_data_file(const agnes_paths *paths, enum data_file which, char *out, size_t out_size, agnes_error *err);
 
-/* Create STATE_DIR (0700) and the data tier's directories if missing. */
+/* Create STATE_DIR (0700) and the data tier's directories if missing, then
+ * paths_secure_state().  Call it before anything writes the state tier. */
 int paths_prepare(const agnes_paths *paths, agnes_error *err);
+
+/* The state tier is readable by this user only, whatever the umask or the
+ * modes it was created with: STATE_DIR and every directory below it 0700,
+ * every regular file 0600 (system.duckdb, its .wal and .pre-migrate, the
+ * secrets, .env_overlay, instance.yaml, certs/, lock files, anything else
+ * found there; symlinks are not followed).  Temp files a killed writer left
+ * (NAME.tmp.PID from util_write_file_atomic, PID no longer running) are
+ * removed: .env_overlay.tmp.PID holds a DSN with its password.  A mode that
+ * cannot be changed (another owner) is logged, not fatal: the directory
+ * mode still closes the tier.  *swept counts removed temp files. */
+int paths_secure_state(const agnes_paths *paths, int *swept, agnes_error *err);
 
 /* True when `dir` is a mount point of its own: it appears as a mount point in
  * mountinfo_path (normally /proc/self/mountinfo; a parameter so tests can

@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/log.h"
 
@@ -53,6 +54,12 @@ int runtime_prepare_state(agnes_runtime *rt, agnes_error *err)
         return paths_check_state_mount(&rt->paths, true, "/proc/self/mountinfo", err);
     if (paths_check_state_mount(&rt->paths, mount_required, "/proc/self/mountinfo", err))
         return err->code;
+    /* Files this process creates from here on are its user's alone.  DuckDB
+     * creates system.duckdb and its .wal itself, with the process umask, at
+     * moments we do not choose (the WAL at the first write after a
+     * checkpoint), so the umask is the one control that covers them; the
+     * data tier holds the same customers' data and gets the same. */
+    umask(077);
     if (paths_prepare(&rt->paths, err))
         return err->code;
     for (size_t i = 0; i < rt->config.warning_count; i++)

@@ -7,7 +7,9 @@
  * Two stages, so read-only commands (`agnes doctor`) never write:
  *   runtime_load()          paths, .env_overlay, configuration, version
  *   runtime_prepare_state() creates directories, runs the shadow-mount
- *                           guard, loads or generates the secrets
+ *                           guard, sets the umask to 077, closes the state
+ *                           tier to its owner (paths_secure_state), loads
+ *                           or generates the secrets
  */
 #ifndef AGNES_CORE_RUNTIME_H
 #define AGNES_CORE_RUNTIME_H

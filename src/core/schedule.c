@@ -78,3 +78,30 @@ bool schedule_is_due(const schedule *s, int64_t last_sync, int64_t now)
     }
     return false;
 }
+
+#define RETRY_CAP_SECONDS 3600
+
+int64_t schedule_retry_delay(const schedule *s, long long failures, int64_t first_delay)
+{
+    if (failures < 1)
+        return 0;
+    int64_t cap = RETRY_CAP_SECONDS;
+    if (s->kind == SCHEDULE_INTERVAL && s->interval_seconds < cap)
+        cap = s->interval_seconds;
+    if (first_delay < 1)
+        first_delay = 1;
+    int64_t delay = first_delay;
+    for (long long i = 1; i < failures && delay < cap; i++)
+        delay *= 2;
+    return delay < cap ? delay : cap;
+}
+
+bool schedule_should_run(const schedule *s, int64_t last_success, int64_t last_attempt, long long failures,
+                         int64_t first_delay, int64_t now)
+{
+    if (!schedule_is_due(s, last_success, now))
+        return false;
+    if (failures < 1 || last_attempt < 0)
+        return true;
+    return now - last_attempt >= schedule_retry_delay(s, failures, first_delay);
+}

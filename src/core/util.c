@@ -189,12 +189,15 @@ static int write_all(int fd, const void *data, size_t len)
     return 0;
 }
 
-/* Create a unique temp file beside path; fills tmp_path. */
+/* Create a unique temp file beside path (path.tmp.<pid>.XXXXXX); fills
+ * tmp_path.  Unique per call, not per process: two threads writing the
+ * same path at once each get their own temp file (with one per process
+ * they renamed each other's file away: "cannot rename ... No such file"). */
 static int open_temp_beside(const char *path, mode_t mode, char *tmp_path, size_t tmp_size, agnes_error *err)
 {
-    if (util_format(tmp_path, tmp_size, err, "%s.tmp.%ld", path, (long)getpid()) != AGNES_OK)
+    if (util_format(tmp_path, tmp_size, err, "%s.tmp.%ld.XXXXXX", path, (long)getpid()) != AGNES_OK)
         return -1;
-    int fd = open(tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+    int fd = mkostemp(tmp_path, O_CLOEXEC);
     if (fd < 0) {
         agnes_error_set(err, AGNES_ERR_IO, "cannot create %s: %s", tmp_path, strerror(errno));
         return -1;
@@ -209,7 +212,11 @@ static int open_temp_beside(const char *path, mode_t mode, char *tmp_path, size_
     return fd;
 }
 
-static int finish_temp(int fd, const char *tmp_path, const char *path, agnes_error *err)
+/* fsync and close the temp file, then move it to path: rename(2) over
+ * whatever is there, or (exclusive) link(2), which fails with EEXIST
+ * instead of replacing. */
+static int finish_temp_as(int fd, const char *tmp_path, const char *path, bool exclusive, bool *taken,
+                          agnes_error *err)
 {
     if (fsync(fd) != 0) {
         agnes_error_set(err, AGNES_ERR_IO, "cannot fsync %s: %s", tmp_path, strerror(errno));
@@ -221,12 +228,22 @@ static int finish_temp(int fd, const char *tmp_path, const char *path, agnes_err
         unlink(tmp_path);
         return agnes_error_set(err, AGNES_ERR_IO, "cannot close %s: %s", tmp_path, strerror(errno));
     }
-    if (rename(tmp_path, path) != 0) {
-        int saved = errno;
+    int moved = exclusive ? link(tmp_path, path) : rename(tmp_path, path);
+    int saved = errno;
+    if (exclusive || moved != 0)
         unlink(tmp_path);
-        return agnes_error_set(err, AGNES_ERR_IO, "cannot rename %s to %s: %s", tmp_path, path, strerror(saved));
+    if (moved != 0) {
+        if (taken)
+            *taken = exclusive && saved == EEXIST;
+        return agnes_error_set(err, AGNES_ERR_IO, "cannot %s %s to %s: %s", exclusive ? "link" : "rename", tmp_path,
+                               path, strerror(saved));
     }
     return util_fsync_parent_dir(path, err);
+}
+
+static int finish_temp(int fd, const char *tmp_path, const char *path, agnes_error *err)
+{
+    return finish_temp_as(fd, tmp_path, path, false, NULL, err);
 }
 
 int util_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, agnes_error *err)
@@ -244,7 +261,20 @@ int util_write_file_atomic(const char *path, const void *data, size_t len, mode_
     return finish_temp(fd, tmp_path, path, err);
 }
 
+static int copy_file(const char *src, const char *dst, bool exclusive, bool *taken, agnes_error *err);
+
 int util_copy_file_atomic(const char *src, const char *dst, agnes_error *err)
+{
+    return copy_file(src, dst, false, NULL, err);
+}
+
+int util_copy_file_new(const char *src, const char *dst, bool *taken, agnes_error *err)
+{
+    *taken = false;
+    return copy_file(src, dst, true, taken, err);
+}
+
+static int copy_file(const char *src, const char *dst, bool exclusive, bool *taken, agnes_error *err)
 {
     int in = open(src, O_RDONLY | O_CLOEXEC);
     if (in < 0)
@@ -276,7 +306,7 @@ int util_copy_file_atomic(const char *src, const char *dst, agnes_error *err)
             break;
     }
     close(in);
-    return finish_temp(out, tmp_path, dst, err);
+    return finish_temp_as(out, tmp_path, dst, exclusive, taken, err);
 }
 
 int util_mkdir_p(const char *path, mode_t mode, agnes_error *err)

@@ -51,6 +51,10 @@ int util_write_file_atomic(const char *path, const void *data, size_t len, mode_
 /* Copy src to dst atomically (dst appears whole or not at all). */
 int util_copy_file_atomic(const char *src, const char *dst, agnes_error *err);
 
+/* The same, but never replacing: when dst already exists, AGNES_ERR_IO
+ * with *taken true (pick another name); dst keeps src's mode. */
+int util_copy_file_new(const char *src, const char *dst, bool *taken, agnes_error *err);
+
 /* mkdir -p with the given mode for created components. */
 int util_mkdir_p(const char *path, mode_t mode, agnes_error *err);
 

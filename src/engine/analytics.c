@@ -25,11 +25,14 @@ int analytics_init(analytics *a, const char *memory_limit, credentials *store, i
     return AGNES_OK;
 }
 
+/* Every extract to attach, as [{source, path}].  Only extracts the last
+ * rebuild checked, unchanged since: opening an unchecked (possibly damaged)
+ * extract can crash the process that opens it. */
 json_t *analytics_extract_list(const agnes_paths *paths)
 {
     json_t *sources = NULL, *out = json_array();
     agnes_error err;
-    if (orchestrator_list_sources(paths, &sources, &err) != AGNES_OK) {
+    if (orchestrator_list_vetted_sources(paths, &sources, &err) != AGNES_OK) {
         log_warn("msg=\"cannot list sources\" detail=\"%s\"", err.message);
         return out;
     }

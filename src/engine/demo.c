@@ -58,6 +58,32 @@ static int run_sql(const char *db_path, const char *template, const char *data_d
     return rc;
 }
 
+/* extracts/demo/<name> ("" for the directory itself). */
+static void demo_file(const agnes_paths *paths, const char *name, char *out, size_t out_size)
+{
+    snprintf(out, out_size, "%s/extracts/" DEMO_SOURCE_NAME "%s%s", paths->data_dir, name[0] ? "/" : "", name);
+}
+
+/* extracts/.demo-retired: beside the sources, so removing the demo's directory keeps it. */
+static void retired_marker(const agnes_paths *paths, char *out, size_t out_size)
+{
+    snprintf(out, out_size, "%s/extracts/.demo-retired", paths->data_dir);
+}
+
+bool demo_present(const agnes_paths *paths)
+{
+    char marker[AGNES_PATH_MAX];
+    demo_file(paths, ".agnes-demo", marker, sizeof marker);
+    return util_file_exists(marker);
+}
+
+static bool demo_was_retired(const agnes_paths *paths)
+{
+    char marker[AGNES_PATH_MAX];
+    retired_marker(paths, marker, sizeof marker);
+    return util_file_exists(marker);
+}
+
 int demo_seed_if_empty(const agnes_paths *paths, bool *created, agnes_error *err)
 {
     json_t *sources = NULL;
@@ -68,14 +94,24 @@ int demo_seed_if_empty(const agnes_paths *paths, bool *created, agnes_error *err
     json_decref(sources);
     if (existing > 0)
         return AGNES_OK;
+    if (demo_was_retired(paths)) {
+        log_info("msg=\"demo source not seeded: it was removed before\" marker=%s/extracts/.demo-retired",
+                 paths->data_dir);
+        return AGNES_OK;
+    }
     char dir[AGNES_PATH_MAX], data[AGNES_PATH_MAX], scratch[AGNES_PATH_MAX], tmp[AGNES_PATH_MAX],
-        final[AGNES_PATH_MAX];
-    snprintf(dir, sizeof dir, "%s/extracts/demo", paths->data_dir);
+        final[AGNES_PATH_MAX], marker[AGNES_PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/extracts/" DEMO_SOURCE_NAME, paths->data_dir);
     snprintf(data, sizeof data, "%s/data", dir);
     snprintf(scratch, sizeof scratch, "%s/scratch.duckdb", dir);
     snprintf(tmp, sizeof tmp, "%s/extract.duckdb.tmp", dir);
     snprintf(final, sizeof final, "%s/extract.duckdb", dir);
+    snprintf(marker, sizeof marker, "%s/.agnes-demo", dir);
     if (util_mkdir_p(data, 0755, err))
+        return err->code;
+    static const char why[] = "written by agnes serve (demo.enabled): removed when a real source publishes, or by "
+                              "DELETE /api/admin/demo\n";
+    if (util_write_file_atomic(marker, why, strlen(why), 0644, err))
         return err->code;
     unlink(scratch);
     unlink(tmp);
@@ -93,4 +129,82 @@ int demo_seed_if_empty(const agnes_paths *paths, bool *created, agnes_error *err
     *created = true;
     log_info("msg=\"seeded the demo source\" path=%s tables=\"customers, products, orders\"", dir);
     return AGNES_OK;
+}
+
+/* The demo holds no name (the orchestrator does not claim for it); claims
+ * an older version recorded for it are dropped. */
+static void release_claims(system_db *db)
+{
+    const char *params[] = {DEMO_SOURCE_NAME};
+    agnes_error err;
+    if (db == NULL)
+        return;
+    duckdb_connection writer = system_db_writer_acquire(db);
+    if (duck_exec_params(writer, "DELETE FROM view_ownership WHERE source_name = $1", params, 1, &err))
+        log_warn("msg=\"cannot release the demo's table names\" detail=\"%s\"", err.message);
+    system_db_writer_release(db);
+}
+
+int demo_retire(const agnes_paths *paths, system_db *db, json_t **tables, agnes_error *err)
+{
+    char dir[AGNES_PATH_MAX], extract[AGNES_PATH_MAX], retired[AGNES_PATH_MAX];
+    if (tables != NULL)
+        *tables = json_array();
+    if (!demo_present(paths))
+        return agnes_error_set(err, AGNES_ERR_NOT_FOUND,
+                               "There is no demo source to remove (it was removed already, or never seeded).");
+    demo_file(paths, "", dir, sizeof dir);
+    demo_file(paths, "extract.duckdb", extract, sizeof extract);
+    retired_marker(paths, retired, sizeof retired);
+    if (tables != NULL) {
+        duck_session session;
+        agnes_error ignored;
+        json_t *rows = NULL;
+        if (duck_session_open(&session, extract, true, &ignored) == AGNES_OK) {
+            duck_query_json(session.connection, "SELECT table_name FROM _meta ORDER BY table_name", NULL, 0, &rows,
+                            &ignored);
+            duck_session_close(&session);
+        }
+        size_t i;
+        json_t *row;
+        json_array_foreach(rows, i, row)
+            json_array_append(*tables, json_object_get(row, "table_name"));
+        json_decref(rows);
+    }
+    /* The marker first: a crash half-way must not bring the demo back at the next start. */
+    static const char why[] = "the demo source was removed; agnes serve does not seed it again while this file exists\n";
+    if (util_write_file_atomic(retired, why, strlen(why), 0644, err))
+        return err->code;
+    /* The extract goes first (one rename-free unlink): the catalog stops seeing the source at once. */
+    if (unlink(extract) != 0 && errno != ENOENT)
+        return agnes_error_set(err, AGNES_ERR_IO, "cannot remove %s: %s", extract, strerror(errno));
+    if (util_remove_tree(dir, err) != AGNES_OK)
+        return err->code;
+    release_claims(db);
+    log_info("msg=\"removed the demo source\" path=%s", dir);
+    return AGNES_OK;
+}
+
+bool demo_yield_to_real_sources(const agnes_paths *paths, system_db *db)
+{
+    json_t *sources = NULL;
+    agnes_error err;
+    if (!demo_present(paths) || orchestrator_list_sources(paths, &sources, &err) != AGNES_OK)
+        return false;
+    release_claims(db);
+    const char *real = NULL;
+    size_t i;
+    json_t *name;
+    json_array_foreach(sources, i, name)
+        if (strcmp(json_string_value(name), DEMO_SOURCE_NAME) != 0 && real == NULL)
+            real = json_string_value(name);
+    bool retired = false;
+    if (real != NULL) {
+        log_info("msg=\"a real source publishes: the demo source makes way\" source=%s", real);
+        retired = demo_retire(paths, db, NULL, &err) == AGNES_OK;
+        if (!retired)
+            log_warn("msg=\"cannot remove the demo source\" detail=\"%s\"", err.message);
+    }
+    json_decref(sources);
+    return retired;
 }

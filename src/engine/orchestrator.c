@@ -10,7 +10,9 @@
 
 
 #include "core/log.h"
+#include "core/strbuf.h"
 #include "core/util.h"
+#include "engine/demo.h"
 #include "engine/postgres_query.h"
 #include "store/duck.h"
 #include "store/sync_state.h"
@@ -61,6 +63,40 @@ int orchestrator_list_sources(const agnes_paths *paths, json_t **sources, agnes_
         free(names[i]);
     }
     return AGNES_OK;
+}
+
+/* Which version of an extract was checked: a writer renames a new file in,
+ * so a rewrite changes the inode, and anything else the size or mtime. */
+typedef struct file_identity {
+    long long size, mtime_ns, inode;
+} file_identity;
+
+static bool identity_of(const char *path, file_identity *id)
+{
+    struct stat st;
+    memset(id, 0, sizeof *id);
+    if (stat(path, &st) != 0)
+        return false;
+    id->size = (long long)st.st_size;
+    id->mtime_ns = (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+    id->inode = (long long)st.st_ino;
+    return true;
+}
+
+static bool same_identity(const file_identity *a, const file_identity *b)
+{
+    return a->size == b->size && a->mtime_ns == b->mtime_ns && a->inode == b->inode;
+}
+
+/* One line of the sources fingerprint: "name size mtime_ns inode". */
+static void append_identity(strbuf *out, const char *source, const file_identity *id)
+{
+    strbuf_appendf(out, "%s %lld %lld %lld\n", source, id->size, id->mtime_ns, id->inode);
+}
+
+static void catalog_side_file(const agnes_paths *paths, const char *suffix, char *out, size_t size)
+{
+    snprintf(out, size, "%s/analytics/server.duckdb.%s", paths->data_dir, suffix);
 }
 
 typedef struct rebuild {
@@ -169,9 +205,12 @@ static void publish_table(rebuild *rb, const char *source, const char *table, lo
     if (has_file)
         hash_file(rb, &file);
     has_file = has_file && file.sha256[0] != '\0';
+    /* The seeded demo never claims a name: uploads, registrations and discovery may take any of its names, and
+     * the demo makes way at the next rebuild (engine/demo.h). */
+    bool claims = strcmp(source, DEMO_SOURCE_NAME) != 0 || !demo_present(rb->paths);
     duckdb_connection writer = system_db_writer_acquire(rb->db);
     int rc = view_ownership_owner(writer, table, owner, sizeof owner, &err);
-    if (rc == AGNES_OK && owner[0] == '\0' && (rc = view_ownership_claim(writer, table, source, &err)) == AGNES_OK)
+    if (rc == AGNES_OK && owner[0] == '\0' && (!claims || (rc = view_ownership_claim(writer, table, source, &err)) == AGNES_OK))
         snprintf(owner, sizeof owner, "%s", source);
     if (rc == AGNES_OK && strcmp(owner, source) != 0) {
         json_array_append_new(rb->collisions,
@@ -213,19 +252,29 @@ static void publish_table(rebuild *rb, const char *source, const char *table, lo
     system_db_writer_release(rb->db);
 }
 
-static void publish_source(rebuild *rb, const char *source, const char *path, json_t *entry)
+static void publish_source(rebuild *rb, const char *source, const char *path, const file_identity *checked,
+                           json_t *entry)
 {
     char sql[600];
     agnes_error err;
+    file_identity now;
+    /* Only the file the child checked is opened here: one renamed in since
+     * waits for the next rebuild (which the changed fingerprint triggers). */
+    if (!identity_of(path, &now) || !same_identity(&now, checked)) {
+        source_error(entry, "error", "extract.duckdb was replaced after it was checked; the next rebuild checks "
+                                     "and publishes the new file");
+        return;
+    }
     if (duck_attach_read_only(rb->catalog, path, source, &err)) {
         source_error(entry, "error", err.message);
         return;
     }
     snprintf(sql, sizeof sql,
              "SELECT m.table_name, coalesce(m.rows, 0), coalesce(m.size_bytes, 0) FROM \"%s\"._meta m"
-             " WHERE m.table_name IN (SELECT table_name FROM information_schema.tables WHERE table_catalog = '%s')"
+             " WHERE m.table_name IN (SELECT table_name FROM duckdb_tables() WHERE database_name = '%s'"
+             " UNION ALL SELECT view_name FROM duckdb_views() WHERE database_name = '%s')"
              " ORDER BY m.table_name",
-             source, source);
+             source, source, source);
     duckdb_result rows;
     if (duckdb_query(rb->catalog, sql, &rows) != DuckDBSuccess) {
         source_error(entry, "error", duckdb_result_error(&rows));
@@ -234,44 +283,160 @@ static void publish_source(rebuild *rb, const char *source, const char *path, js
     }
     for (idx_t r = 0; r < duckdb_row_count(&rows); r++) {
         char table[256];
+        char why[300];
         duck_result_text(&rows, 0, r, table, sizeof table);
-        if (contract_is_identifier(table))
+        /* A bad or reserved name (it would shadow DuckDB's own object) is
+         * skipped alone; vet_source has already reported it. */
+        if (contract_table_name_ok(table, why, sizeof why))
             publish_table(rb, source, table, duckdb_value_int64(&rows, 1, r), duckdb_value_int64(&rows, 2, r), entry);
     }
     duckdb_destroy_result(&rows);
 }
 
-/* Contract-check one source: false when it must be skipped whole; row-level
- * problems are noted in entry.  Adds its published names to `published`. */
-static bool vet_source(const char *path, const char *source, const contract_allowlists *allow, json_t *entry,
-                       json_t *published, agnes_error *err)
+enum vetting { VET_USABLE, VET_SKIPPED, VET_QUARANTINED };
+
+/* The violation saying the check itself crashed or hung, or NULL. */
+static const contract_violation *engine_failure(const contract_report *report)
 {
-    contract_report report;
-    bool usable = true;
-    if (contract_check(path, allow, &report, err) != AGNES_OK)
-        return false;
-    for (size_t i = 0; i < report.count; i++) {
-        bool fatal = is_source_level(report.items[i].rule);
-        usable = usable && !fatal;
-        source_error(entry, fatal ? "error" : "partial", report.items[i].message);
+    for (size_t i = 0; i < report->count; i++)
+        if (strcmp(report->items[i].rule, CONTRACT_RULE_ENGINE_CRASH) == 0 ||
+            strcmp(report->items[i].rule, CONTRACT_RULE_ENGINE_TIMEOUT) == 0)
+            return &report->items[i];
+    return NULL;
+}
+
+#define QUARANTINE_SUFFIX ".quarantined"
+#define QUARANTINE_REASON_SUFFIX ".quarantined.reason"
+
+/* An extract that crashed (or hung) the engine in its check is moved aside
+ * as extract.duckdb.quarantined, with the reason beside it: nothing lists,
+ * attaches or re-checks it again, so it cannot crash the server at any
+ * later rebuild or start.  The connector's next extract replaces it. */
+static void quarantine(const char *path, const char *source, const contract_violation *why, json_t *entry)
+{
+    char target[AGNES_PATH_MAX + 32], note[AGNES_PATH_MAX + 40], sentence[1600];
+    agnes_error err;
+    snprintf(target, sizeof target, "%s" QUARANTINE_SUFFIX, path);
+    snprintf(note, sizeof note, "%s" QUARANTINE_REASON_SUFFIX, path);
+    bool moved = rename(path, target) == 0;
+    snprintf(sentence, sizeof sentence,
+             "quarantined: %s. %s; its tables are not served, every other source is. Fix: %s. A new "
+             "extract.duckdb from the connector replaces it",
+             why->message,
+             moved ? "The file was moved to extract.duckdb" QUARANTINE_SUFFIX : "The file could not be moved aside",
+             why->fix);
+    json_object_set_new(entry, "status", json_string("quarantined"));
+    json_array_append_new(json_object_get(entry, "errors"), json_string(sentence));
+    if (moved && util_write_file_atomic(note, sentence, strlen(sentence), 0600, &err) != AGNES_OK)
+        log_warn("msg=\"cannot record why an extract was quarantined\" path=\"%s\" detail=\"%s\"", note,
+                 err.message);
+    log_error("msg=\"extract quarantined\" source=%s path=\"%s\" moved=%s detail=\"%s\"", source, path,
+              moved ? "true" : "false", why->message);
+}
+
+/* The verdicts of the last rebuild (analytics/server.duckdb.checks):
+ * {"allowlists": "...", "sources": {name: {"identity": "...", "report": {...}}}}.
+ * A check costs a process and a DuckDB start (~0.2 s of CPU); a rebuild
+ * after one source synced must not pay it again for every unchanged one. */
+static json_t *load_checks(const agnes_paths *paths, const contract_allowlists *allow)
+{
+    char path[AGNES_PATH_MAX + 64], key[2 * CONTRACT_ALLOWLIST_MAX + 2];
+    catalog_side_file(paths, "checks", path, sizeof path);
+    snprintf(key, sizeof key, "%s|%s", allow->extensions, allow->token_envs);
+    json_t *doc = json_load_file(path, 0, NULL);
+    const char *stored = json_string_value(json_object_get(doc, "allowlists"));
+    json_t *sources = stored && strcmp(stored, key) == 0 ? json_incref(json_object_get(doc, "sources")) : NULL;
+    json_decref(doc);
+    return json_is_object(sources) ? sources : (json_decref(sources), json_object());
+}
+
+static void save_checks(const agnes_paths *paths, const contract_allowlists *allow, json_t *sources)
+{
+    char path[AGNES_PATH_MAX + 64], key[2 * CONTRACT_ALLOWLIST_MAX + 2];
+    agnes_error err;
+    catalog_side_file(paths, "checks", path, sizeof path);
+    snprintf(key, sizeof key, "%s|%s", allow->extensions, allow->token_envs);
+    json_t *doc = json_pack("{s:s, s:O}", "allowlists", key, "sources", sources);
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    if (text == NULL || util_write_file_atomic(path, text, strlen(text), 0600, &err) != AGNES_OK) {
+        log_warn("msg=\"cannot record the extract checks\" file=%s", path);
+        unlink(path);
     }
-    contract_report_free(&report);
-    if (!usable)
-        return false;
-    duck_session session;
-    duckdb_result names;
-    if (duck_session_open(&session, path, true, err) != AGNES_OK)
-        return false;
-    if (duckdb_query(session.connection, "SELECT DISTINCT table_name FROM _meta WHERE table_name IS NOT NULL", &names) ==
-        DuckDBSuccess)
-        for (idx_t r = 0; r < duckdb_row_count(&names); r++) {
-            char table[256];
-            duck_result_text(&names, 0, r, table, sizeof table);
-            json_array_append_new(published, json_pack("{s:s, s:s}", "view", table, "source", source));
+    free(text);
+    json_decref(doc);
+}
+
+static void identity_text(const file_identity *id, char *out, size_t size)
+{
+    snprintf(out, size, "%lld %lld %lld", id->size, id->mtime_ns, id->inode);
+}
+
+/* Contract-check one source in a child process (contract_check), or reuse
+ * the last rebuild's verdict on this very file version: skipped whole on a
+ * file-level violation, quarantined when it crashed the engine; row-level
+ * problems are noted in entry.  *checked is the file version that was
+ * checked; its published names go to `published`, its verdict to `checks`. */
+static enum vetting vet_source(const char *path, const char *source, const contract_allowlists *allow, json_t *entry,
+                               json_t *published, file_identity *checked, const json_t *previous, json_t *checks)
+{
+    for (int attempt = 0; attempt < 3; attempt++) {
+        file_identity before, after;
+        contract_report report;
+        agnes_error err;
+        char identity[96];
+        identity_of(path, &before);
+        identity_text(&before, identity, sizeof identity);
+        const json_t *known = json_object_get(previous, source);
+        const char *known_identity = json_string_value(json_object_get(known, "identity"));
+        if (known_identity != NULL && strcmp(known_identity, identity) == 0 &&
+            contract_report_from_json(json_object_get(known, "report"), &report, &err) == AGNES_OK) {
+            after = before;
+        } else {
+            if (contract_check(path, allow, &report, &err) != AGNES_OK) {
+                source_error(entry, "error", err.message);
+                return VET_SKIPPED;
+            }
+            identity_of(path, &after);
         }
-    duckdb_destroy_result(&names);
-    duck_session_close(&session);
-    return true;
+        if (!same_identity(&before, &after)) { /* rewritten while checked: check what is there now */
+            contract_report_free(&report);
+            continue;
+        }
+        *checked = after;
+        if (engine_failure(&report) != NULL) {
+            /* Confirm before moving a file away: a second check in a fresh
+             * process tells a damaged file (it fails again) from a child the
+             * host killed once (memory pressure); the second verdict stands. */
+            contract_report again;
+            if (contract_check(path, allow, &again, &err) == AGNES_OK && engine_failure(&again) == NULL) {
+                contract_report_free(&report);
+                report = again;
+            } else {
+                contract_report_free(&again);
+                quarantine(path, source, engine_failure(&report), entry);
+                contract_report_free(&report);
+                return VET_QUARANTINED;
+            }
+        }
+        json_object_set_new(checks, source, json_pack("{s:s, s:o}", "identity", identity, "report",
+                                                      contract_report_json(path, &report)));
+        bool usable = true;
+        for (size_t i = 0; i < report.count; i++) {
+            bool fatal = is_source_level(report.items[i].rule);
+            usable = usable && !fatal;
+            source_error(entry, fatal ? "error" : "partial", report.items[i].message);
+        }
+        size_t i;
+        json_t *name;
+        json_array_foreach(usable ? report.names : NULL, i, name)
+            json_array_append_new(published, json_pack("{s:O, s:s}", "view", name, "source", source));
+        contract_report_free(&report);
+        return usable ? VET_USABLE : VET_SKIPPED;
+    }
+    source_error(entry, "error",
+                 "extract.duckdb was rewritten three times while it was being checked; the next rebuild checks the "
+                 "settled file");
+    return VET_SKIPPED;
 }
 
 /* Release names only when every source was readable: otherwise a source that
@@ -313,6 +478,63 @@ static int swap_in(const char *tmp, const char *final, agnes_error *err)
     return util_fsync_parent_dir(final, err);
 }
 
+/* Sources whose extract sits in quarantine with no new extract yet: they
+ * stay in every report (and so in health) until a new file replaces them. */
+static void add_quarantined(const agnes_paths *paths, json_t *entries)
+{
+    char dir[AGNES_PATH_MAX];
+    agnes_error ignored;
+    if (paths_data_file(paths, DATA_EXTRACTS_DIR, dir, sizeof dir, &ignored))
+        return;
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return;
+    for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
+        char moved[AGNES_PATH_MAX + 320], note[AGNES_PATH_MAX + 320], current[AGNES_PATH_MAX + 320];
+        if (!contract_is_identifier(e->d_name))
+            continue;
+        snprintf(current, sizeof current, "%s/%s/extract.duckdb", dir, e->d_name);
+        snprintf(moved, sizeof moved, "%s" QUARANTINE_SUFFIX, current);
+        snprintf(note, sizeof note, "%s" QUARANTINE_REASON_SUFFIX, current);
+        if (util_file_exists(current) || !util_file_exists(moved))
+            continue;
+        char *reason = NULL;
+        if (util_read_file(note, 64 * 1024, &reason, NULL, &ignored) != AGNES_OK)
+            reason = NULL;
+        json_t *entry = new_source_entry(e->d_name);
+        json_object_set_new(entry, "status", json_string("quarantined"));
+        json_array_append_new(json_object_get(entry, "errors"),
+                              json_string(reason ? reason : "quarantined: extract.duckdb crashed the engine when "
+                                                            "checked; a new extract from the connector replaces it"));
+        json_array_append_new(entries, entry);
+        free(reason);
+    }
+    closedir(d);
+}
+
+/* analytics/server.duckdb.sources (every checked extract) and .vetted (the
+ * usable ones), "name size mtime_ns inode" per line: the first says whether a
+ * rebuild is due, the second which files a catalog reader may attach. */
+static void record_fingerprints(const agnes_paths *paths, const strbuf *checked, const strbuf *vetted)
+{
+    char path[AGNES_PATH_MAX + 64];
+    agnes_error err;
+    const struct {
+        const char *suffix;
+        const strbuf *text;
+    } files[] = {{"vetted", vetted}, {"sources", checked}};
+    for (size_t i = 0; i < 2; i++) {
+        catalog_side_file(paths, files[i].suffix, path, sizeof path);
+        const char *text = files[i].text->len ? files[i].text->data : "";
+        if (strbuf_failed(files[i].text) ||
+            util_write_file_atomic(path, text, strlen(text), 0600, &err) != AGNES_OK) {
+            log_warn("msg=\"cannot record the catalog fingerprint\" file=%s detail=\"%s\"", path,
+                     strbuf_failed(files[i].text) ? "out of memory" : err.message);
+            unlink(path); /* no stale list: the next watch rebuilds */
+        }
+    }
+}
+
 int orchestrator_rebuild(const agnes_paths *paths, system_db *db, const contract_allowlists *allow, json_t **report,
                          agnes_error *err)
 {
@@ -322,10 +544,22 @@ int orchestrator_rebuild(const agnes_paths *paths, system_db *db, const contract
     rebuild rb = {paths, db, NULL, json_array(), 0};
     duck_session session = {0};
     bool all_readable = true;
+    size_t quarantined = 0;
+    strbuf checked, vetted;
+    strbuf_init(&checked);
+    strbuf_init(&vetted);
+    file_identity *identities = NULL;
+    json_t *previous_checks = load_checks(paths, allow), *checks = json_object();
     *report = NULL;
+    demo_yield_to_real_sources(paths, db); /* real tables take the demo's names in this same rebuild */
     if (orchestrator_list_sources(paths, &names, err) || paths_data_file(paths, DATA_ANALYTICS_DIR, dir, sizeof dir, err) ||
         util_mkdir_p(dir, 0755, err))
         goto fail;
+    identities = calloc(json_array_size(names) + 1, sizeof *identities);
+    if (identities == NULL) {
+        agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
     snprintf(tmp, sizeof tmp, "%s/server.duckdb.tmp", dir);
     snprintf(final, sizeof final, "%s/server.duckdb", dir);
     snprintf(wal, sizeof wal, "%s.wal", tmp);
@@ -347,19 +581,24 @@ int orchestrator_rebuild(const agnes_paths *paths, system_db *db, const contract
                   "CREATE TABLE agnes.rebuild (built_at TIMESTAMP, report JSON)",
                   err))
         goto fail;
-    /* Vet every source first, so names an owner stopped publishing are
-     * released before anyone publishes in this same rebuild. */
+    /* Vet every source first (each in a child process: an extract is
+     * untrusted input), so names an owner stopped publishing are released
+     * before anyone publishes in this same rebuild. */
     size_t i;
     json_t *name;
     json_array_foreach(names, i, name) {
         const char *source = json_string_value(name);
         json_t *entry = new_source_entry(source);
         char path[AGNES_PATH_MAX];
-        agnes_error vet_err;
         orchestrator_extract_path(paths, source, path, sizeof path);
-        bool usable = vet_source(path, source, allow, entry, published, &vet_err);
-        all_readable = all_readable && usable;
-        json_object_set_new(entry, "_usable", json_boolean(usable));
+        enum vetting verdict =
+            vet_source(path, source, allow, entry, published, &identities[i], previous_checks, checks);
+        all_readable = all_readable && verdict == VET_USABLE;
+        if (verdict == VET_QUARANTINED)
+            quarantined++;
+        else
+            append_identity(&checked, source, &identities[i]);
+        json_object_set_new(entry, "_usable", json_boolean(verdict == VET_USABLE));
         json_array_append_new(entries, entry);
     }
     reconcile(&rb, published, all_readable);
@@ -369,24 +608,34 @@ int orchestrator_rebuild(const agnes_paths *paths, system_db *db, const contract
         char path[AGNES_PATH_MAX];
         orchestrator_extract_path(paths, source, path, sizeof path);
         if (json_is_true(json_object_get(entry, "_usable")))
-            publish_source(&rb, source, path, entry);
+            publish_source(&rb, source, path, &identities[i], entry);
         json_object_del(entry, "_usable");
-        if (strcmp(json_string_value(json_object_get(entry, "status")), "ok") != 0)
-            log_warn("msg=\"source not fully published\" source=%s status=%s", source,
-                     json_string_value(json_object_get(entry, "status")));
+        const char *status = json_string_value(json_object_get(entry, "status"));
+        if (strcmp(status, "ok") == 0 || strcmp(status, "partial") == 0)
+            append_identity(&vetted, source, &identities[i]);
+        if (strcmp(status, "ok") != 0)
+            log_warn("msg=\"source not fully published\" source=%s status=%s", source, status);
     }
+    add_quarantined(paths, entries);
     if (record_report(rb.catalog, entries, rb.collisions, rb.views, err) ||
         duck_exec(session.connection, "CHECKPOINT", err))
         goto fail;
     duck_session_close(&session);
     if (swap_in(tmp, final, err))
         goto fail;
+    save_checks(paths, allow, checks);
+    record_fingerprints(paths, &checked, &vetted);
     *report = json_pack("{s:o, s:o, s:i, s:f}", "sources", entries, "collisions", rb.collisions, "views", rb.views,
                         "elapsed_ms", util_monotonic_ms() - started);
-    log_info("msg=\"catalog rebuilt\" sources=%zu views=%d collisions=%zu", json_array_size(names), rb.views,
-             json_array_size(rb.collisions));
+    log_info("msg=\"catalog rebuilt\" sources=%zu views=%d collisions=%zu quarantined=%zu", json_array_size(names),
+             rb.views, json_array_size(rb.collisions), quarantined);
     json_decref(names);
     json_decref(published);
+    free(identities);
+    strbuf_free(&checked);
+    strbuf_free(&vetted);
+    json_decref(previous_checks);
+    json_decref(checks);
     return *report ? AGNES_OK : agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
 fail:
     duck_session_close(&session);
@@ -395,57 +644,84 @@ fail:
     json_decref(entries);
     json_decref(published);
     json_decref(rb.collisions);
+    free(identities);
+    strbuf_free(&checked);
+    strbuf_free(&vetted);
+    json_decref(previous_checks);
+    json_decref(checks);
     return err->code;
 }
 
-/* "name size mtime_ns" per source, one line each: changes whenever an
- * extract is added, removed or rewritten (writers rename a new file in). */
-static char *sources_fingerprint(const agnes_paths *paths, json_t *names)
+/* The fingerprint of the extracts there now, in record_fingerprints' format. */
+static int sources_fingerprint(const agnes_paths *paths, strbuf *out, agnes_error *err)
 {
-    size_t cap = 64 + json_array_size(names) * 128, len = 0;
-    char *text = malloc(cap);
-    if (text == NULL)
-        return NULL;
-    text[0] = '\0';
+    json_t *names = NULL;
+    if (orchestrator_list_sources(paths, &names, err))
+        return err->code;
     size_t i;
     json_t *name;
     json_array_foreach(names, i, name) {
         char path[AGNES_PATH_MAX];
-        struct stat st;
+        file_identity id;
         orchestrator_extract_path(paths, json_string_value(name), path, sizeof path);
-        if (stat(path, &st) != 0)
-            memset(&st, 0, sizeof st);
-        len += (size_t)snprintf(text + len, cap - len, "%s %lld %lld.%09ld\n", json_string_value(name),
-                                (long long)st.st_size, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+        identity_of(path, &id);
+        append_identity(out, json_string_value(name), &id);
     }
-    return text;
+    json_decref(names);
+    return strbuf_failed(out) ? agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory") : AGNES_OK;
 }
 
 int orchestrator_rebuild_if_changed(const agnes_paths *paths, system_db *db, const contract_allowlists *allow,
                                     json_t **report, agnes_error *err)
 {
-    char catalog[AGNES_PATH_MAX], stamp[AGNES_PATH_MAX + 16];
-    json_t *names = NULL;
-    char *current = NULL, *previous = NULL;
+    char catalog[AGNES_PATH_MAX + 64], stamp[AGNES_PATH_MAX + 64], vetted[AGNES_PATH_MAX + 64];
+    char *previous = NULL;
+    strbuf current;
+    strbuf_init(&current);
     *report = NULL;
-    if (paths_data_file(paths, DATA_ANALYTICS_DIR, catalog, sizeof catalog, err) ||
-        orchestrator_list_sources(paths, &names, err))
+    demo_yield_to_real_sources(paths, db); /* before the fingerprint, which would change under it */
+    catalog_side_file(paths, "sources", stamp, sizeof stamp);
+    catalog_side_file(paths, "vetted", vetted, sizeof vetted);
+    snprintf(catalog, sizeof catalog, "%s/analytics/server.duckdb", paths->data_dir);
+    if (sources_fingerprint(paths, &current, err)) {
+        strbuf_free(&current);
         return err->code;
-    snprintf(stamp, sizeof stamp, "%s/server.duckdb.sources", catalog);
-    strncat(catalog, "/server.duckdb", sizeof catalog - strlen(catalog) - 1);
-    current = sources_fingerprint(paths, names);
-    json_decref(names);
-    if (current == NULL)
-        return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+    }
     agnes_error ignored;
-    bool unchanged = util_file_exists(catalog) &&
+    bool unchanged = util_file_exists(catalog) && util_file_exists(vetted) &&
                      util_read_file(stamp, 1 << 20, &previous, NULL, &ignored) == AGNES_OK &&
-                     strcmp(previous, current) == 0;
-    int rc = AGNES_OK;
-    if (!unchanged && (rc = orchestrator_rebuild(paths, db, allow, report, err)) == AGNES_OK &&
-        util_write_file_atomic(stamp, current, strlen(current), 0644, &ignored) != AGNES_OK)
-        log_warn("msg=\"cannot record the catalog fingerprint\" detail=\"%s\"", ignored.message);
-    free(current);
+                     strcmp(previous, current.len ? current.data : "") == 0;
+    int rc = unchanged ? AGNES_OK : orchestrator_rebuild(paths, db, allow, report, err);
+    strbuf_free(&current);
     free(previous);
     return rc;
+}
+
+int orchestrator_list_vetted_sources(const agnes_paths *paths, json_t **sources, agnes_error *err)
+{
+    char path[AGNES_PATH_MAX + 64];
+    char *text = NULL;
+    *sources = json_array();
+    if (*sources == NULL)
+        return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+    catalog_side_file(paths, "vetted", path, sizeof path);
+    agnes_error ignored;
+    if (util_read_file(path, 1 << 20, &text, NULL, &ignored) != AGNES_OK)
+        return AGNES_OK; /* none vetted yet: attach nothing */
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+        char source[80], extract[AGNES_PATH_MAX];
+        file_identity recorded, now;
+        if (sscanf(line, "%79s %lld %lld %lld", source, &recorded.size, &recorded.mtime_ns, &recorded.inode) != 4 ||
+            !contract_is_identifier(source))
+            continue;
+        orchestrator_extract_path(paths, source, extract, sizeof extract);
+        if (identity_of(extract, &now) && same_identity(&now, &recorded))
+            json_array_append_new(*sources, json_string(source));
+        else
+            log_warn("msg=\"extract changed since it was checked; not attached until the next rebuild\" source=%s",
+                     source);
+    }
+    free(text);
+    return AGNES_OK;
 }

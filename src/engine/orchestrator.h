@@ -12,6 +12,11 @@
  *  - A source that breaks the contract at the file or _meta level is skipped
  *    whole, with its error in the report; a bad row skips only that table.
  *    One broken extract never blocks the others.
+ *  - Extracts are checked in a child process (contract_check) before this
+ *    process opens them; one that crashes or hangs the engine there is
+ *    quarantined: renamed to extract.duckdb.quarantined (reason in
+ *    extract.duckdb.quarantined.reason), reported with status
+ *    "quarantined" in every rebuild until a new extract replaces it.
  *  - A view name belongs to the first source that claimed it (persisted in
  *    view_ownership); another source publishing it is a collision, reported,
  *    and its view is not created.  Names are released only when every source
@@ -49,5 +54,13 @@ void orchestrator_extract_path(const agnes_paths *paths, const char *source, cha
 /* The source names (valid identifiers with an extract.duckdb), sorted;
  * a JSON array of strings (new reference). */
 int orchestrator_list_sources(const agnes_paths *paths, json_t **sources, agnes_error *err);
+
+/* The sources a catalog reader may ATTACH: those the last rebuild checked
+ * and published whose extract is still exactly the file that was checked
+ * (size, mtime, inode; analytics/server.duckdb.vetted).  A file renamed in
+ * since then waits for the next rebuild - it was never checked, and
+ * opening an unchecked extract in the server can crash it.  JSON array of
+ * strings (new reference); empty before the first rebuild. */
+int orchestrator_list_vetted_sources(const agnes_paths *paths, json_t **sources, agnes_error *err);
 
 #endif

@@ -12,8 +12,18 @@ enum value_kind {
     KIND_VARCHAR,  /* col::text, kept as text */
     KIND_BYTEA,    /* encode(col, 'hex'), unhex(c) */
     KIND_INTERVAL, /* replace(col::text, '+', ''): text that CAST(x AS INTERVAL) reads */
-    KIND_ARRAY,    /* to_json(col)::text, from_json(c, '["<element>"]') */
+    KIND_ARRAY,    /* to_json(col)::text, from_json_strict(c, '[["<element>"]]') as deep as the data */
+    KIND_JSON_TEXT, /* to_json(col)::text, kept as JSON: arrays of different depths in one column */
 };
+
+/* duckdb_type of an array column: its element type and one [] per dimension. */
+static void set_array_type(postgres_column *column, int dims)
+{
+    column->array_dims = dims;
+    size_t len = (size_t)snprintf(column->duckdb_type, sizeof column->duckdb_type, "%s", column->element_type);
+    for (int i = 0; i < dims && len + 2 < sizeof column->duckdb_type; i++)
+        len += (size_t)snprintf(column->duckdb_type + len, sizeof column->duckdb_type - len, "[]");
+}
 
 /* DuckDB type and travel kind of a scalar PostgreSQL type. */
 static enum value_kind map_scalar(const char *name, int typmod, char *duckdb_type, size_t size)
@@ -75,13 +85,17 @@ static int type_of(PGconn *conn, Oid oid, int typmod, postgres_column *column, a
     if (strcmp(PQgetvalue(res, 0, 2), "A") == 0 && element[0] != '\0') {
         char inner[100];
         enum value_kind inner_kind = map_scalar(element, typmod, inner, sizeof inner);
-        /* Elements that do not survive JSON as themselves stay text. */
-        if (inner_kind != KIND_CAST || strcmp(inner, "JSON") == 0)
+        /* Elements that do not survive JSON as themselves stay text; so do
+         * numerics, whose NaN travels as a JSON string. */
+        if (inner_kind != KIND_CAST || strcmp(inner, "JSON") == 0 || strncmp(inner, "DECIMAL", 7) == 0)
             snprintf(inner, sizeof inner, "VARCHAR");
-        snprintf(column->duckdb_type, sizeof column->duckdb_type, "%s[]", inner);
+        snprintf(column->element_type, sizeof column->element_type, "%s", inner);
+        set_array_type(column, 1);
         column->kind = KIND_ARRAY;
     } else {
         column->kind = map_scalar(PQgetvalue(res, 0, 1), typmod, column->duckdb_type, sizeof column->duckdb_type);
+        column->bounded_numeric = strcmp(PQgetvalue(res, 0, 1), "numeric") == 0 &&
+                                  strncmp(column->duckdb_type, "DECIMAL", 7) == 0;
     }
     PQclear(res);
     return AGNES_OK;
@@ -130,6 +144,121 @@ int postgres_describe(PGconn *conn, const char *sql, postgres_column **columns, 
     return AGNES_OK;
 }
 
+/* SELECT <one aggregate per chosen column> FROM (<sql>) AS agnes_source;
+ * run it and hand back the single row. */
+static PGresult *aggregate(PGconn *conn, const char *sql, const postgres_column *columns, size_t count,
+                           bool (*chosen)(const postgres_column *), const char *template, agnes_error *err)
+{
+    strbuf query;
+    strbuf_init(&query);
+    strbuf_append_str(&query, "SELECT ");
+    size_t used = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (!chosen(&columns[i]))
+            continue;
+        strbuf name;
+        strbuf_init(&name);
+        strbuf_append_str(&name, "agnes_source.");
+        duck_append_identifier(&name, columns[i].name);
+        if (used++ > 0)
+            strbuf_append_str(&query, ", ");
+        strbuf_appendf(&query, template, name.data ? name.data : "NULL", name.data ? name.data : "NULL");
+        strbuf_free(&name);
+    }
+    strbuf_appendf(&query, " FROM (%s) AS agnes_source", sql);
+    PGresult *res = NULL;
+    if (strbuf_failed(&query)) {
+        agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+    } else {
+        res = PQexec(conn, query.data);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+            agnes_error_set(err, AGNES_ERR_DB, "PostgreSQL could not inspect the data: %s", PQresultErrorMessage(res));
+            PQclear(res);
+            res = NULL;
+        }
+    }
+    strbuf_free(&query);
+    return res;
+}
+
+static bool is_array(const postgres_column *column)
+{
+    return column->kind == KIND_ARRAY;
+}
+
+static bool is_bounded_numeric(const postgres_column *column)
+{
+    return column->kind == KIND_CAST && column->bounded_numeric;
+}
+
+int postgres_settle_arrays(PGconn *conn, const char *sql, postgres_column *columns, size_t count, json_t *notes,
+                           agnes_error *err)
+{
+    size_t arrays = 0;
+    for (size_t i = 0; i < count; i++)
+        arrays += is_array(&columns[i]);
+    if (arrays == 0)
+        return AGNES_OK;
+    /* min and max depth as one "min:max" text per column ("" when no value has elements). */
+    PGresult *res = aggregate(conn, sql, columns, count, is_array,
+                              "coalesce(min(array_ndims(%s))::text || ':' || max(array_ndims(%s))::text, '')", err);
+    if (res == NULL)
+        return err->code;
+    int field = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (!is_array(&columns[i]))
+            continue;
+        int low = 0, high = 0;
+        if (sscanf(PQgetvalue(res, 0, field++), "%d:%d", &low, &high) != 2 || high < 1)
+            continue; /* no values with elements: one dimension, as declared */
+        if (low == high && high <= 6) {
+            set_array_type(&columns[i], high);
+        } else {
+            columns[i].kind = KIND_JSON_TEXT;
+            columns[i].array_dims = 0;
+            snprintf(columns[i].duckdb_type, sizeof columns[i].duckdb_type, "JSON");
+            if (notes != NULL)
+                json_array_append_new(notes, json_sprintf("column %s holds arrays of %d to %d dimensions, which no "
+                                                          "one list type can hold: kept as JSON text",
+                                                          columns[i].name, low, high));
+        }
+    }
+    PQclear(res);
+    return AGNES_OK;
+}
+
+int postgres_find_nonfinite(PGconn *conn, const char *sql, postgres_column *columns, size_t count, json_t *notes,
+                            int *changed, agnes_error *err)
+{
+    *changed = 0;
+    size_t bounded = 0;
+    for (size_t i = 0; i < count; i++)
+        bounded += is_bounded_numeric(&columns[i]);
+    if (bounded == 0)
+        return AGNES_OK;
+    /* ::text compares on every PostgreSQL version ('Infinity'::numeric needs 14). */
+    PGresult *res = aggregate(conn, sql, columns, count, is_bounded_numeric,
+                              "coalesce(bool_or(%s::text IN ('NaN', 'Infinity', '-Infinity')), false)::text", err);
+    if (res == NULL)
+        return err->code;
+    int field = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (!is_bounded_numeric(&columns[i]))
+            continue;
+        if (strcmp(PQgetvalue(res, 0, field++), "true") != 0)
+            continue;
+        if (notes != NULL)
+            json_array_append_new(notes, json_sprintf("column %s (%s) holds NaN or Infinity, which %s cannot: synced "
+                                                      "as DOUBLE, which keeps them",
+                                                      columns[i].name, columns[i].pg_type, columns[i].duckdb_type));
+        snprintf(columns[i].duckdb_type, sizeof columns[i].duckdb_type, "DOUBLE");
+        columns[i].bounded_numeric = false;
+        (*changed)++;
+    }
+    PQclear(res);
+    return AGNES_OK;
+}
+
 void postgres_append_text_select(strbuf *out, const char *sql, const postgres_column *columns, size_t count)
 {
     strbuf_append_str(out, "SELECT ");
@@ -149,6 +278,7 @@ void postgres_append_text_select(strbuf *out, const char *sql, const postgres_co
             strbuf_appendf(out, "replace(%s::text, '+', '')", col);
             break;
         case KIND_ARRAY:
+        case KIND_JSON_TEXT:
             strbuf_appendf(out, "to_json(%s)::text", col);
             break;
         default:
@@ -171,15 +301,32 @@ void postgres_append_typed_columns(strbuf *out, const postgres_column *columns, 
         case KIND_VARCHAR:
             strbuf_appendf(out, "c%zu", i);
             break;
-        case KIND_ARRAY: {
-            char element[130];
-            snprintf(element, sizeof element, "%.*s", (int)(strlen(columns[i].duckdb_type) - 2),
-                     columns[i].duckdb_type);
-            strbuf_appendf(out, "from_json(c%zu, '[\"%s\"]')", i, element);
+        case KIND_ARRAY: { /* strict: a value deeper than the type is an error, never a list of NULLs */
+            strbuf_appendf(out, "from_json_strict(c%zu, '", i);
+            for (int d = 0; d < columns[i].array_dims; d++)
+                strbuf_append_char(out, '[');
+            strbuf_appendf(out, "\"%s\"", columns[i].element_type);
+            for (int d = 0; d < columns[i].array_dims; d++)
+                strbuf_append_char(out, ']');
+            strbuf_append_str(out, "')");
             break;
         }
+        case KIND_JSON_TEXT:
+            strbuf_appendf(out, "CAST(c%zu AS JSON)", i);
+            break;
         default:
-            strbuf_appendf(out, "CAST(c%zu AS %s)", i, columns[i].duckdb_type);
+            if (columns[i].bounded_numeric) { /* DECIMAL cannot hold these: say so, never a silent NULL */
+                strbuf_appendf(out, "CASE WHEN c%zu IN ('NaN', 'Infinity', '-Infinity') THEN error(", i);
+                strbuf sentence;
+                strbuf_init(&sentence);
+                strbuf_appendf(&sentence, "column %s " POSTGRES_NONFINITE_MARKER ", which %s cannot; a local or "
+                               "materialized sync keeps it as DOUBLE", columns[i].name, columns[i].duckdb_type);
+                duck_append_literal(out, sentence.data ? sentence.data : "");
+                strbuf_free(&sentence);
+                strbuf_appendf(out, ") ELSE CAST(c%zu AS %s) END", i, columns[i].duckdb_type);
+            } else {
+                strbuf_appendf(out, "CAST(c%zu AS %s)", i, columns[i].duckdb_type);
+            }
         }
         strbuf_append_str(out, " AS ");
         duck_append_identifier(out, columns[i].name);

@@ -11,7 +11,11 @@
  *   PostgreSQL                    DuckDB          via
  *   int2 / int4 / int8 / oid      SMALLINT / INTEGER / BIGINT / BIGINT
  *   float4 / float8               FLOAT / DOUBLE  (NaN and infinities kept)
- *   numeric(p,s), p <= 38         DECIMAL(p,s)
+ *   numeric(p,s), p <= 38         DECIMAL(p,s)    a column whose synced rows hold NaN or
+ *                                                 ±Infinity (DECIMAL cannot) becomes DOUBLE,
+ *                                                 which keeps them; the run says so.  A
+ *                                                 remote query meeting one fails with a
+ *                                                 sentence, never a silent NULL
  *   numeric (no or wider typmod)  DOUBLE          DuckDB has no unbounded decimal
  *   bool                          BOOLEAN
  *   date / timestamp / time       DATE / TIMESTAMP / TIME
@@ -22,13 +26,20 @@
  *   json / jsonb                  JSON
  *   uuid                          UUID
  *   bytea                         BLOB            encode(hex) -> unhex()
- *   one-dimensional arrays        <element>[]     to_json() -> from_json()
+ *   arrays                        <element>[]...  to_json() -> from_json_strict(): as many
+ *                                                 [] as the data's dimensions (array_ndims,
+ *                                                 asked once per sync), so {{1,2},{3,4}}
+ *                                                 is [[1, 2], [3, 4]]; arrays of different
+ *                                                 dimensions in one column: JSON text, and
+ *                                                 the run says so.  Never NULLs for values
  *   anything else (enum, inet…)   VARCHAR         its text form
  */
 #ifndef AGNES_ENGINE_POSTGRES_TYPES_H
 #define AGNES_ENGINE_POSTGRES_TYPES_H
 
+#include <jansson.h>
 #include <libpq-fe.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "core/error.h"
@@ -37,13 +48,34 @@
 typedef struct postgres_column {
     char name[256];        /* as PostgreSQL reports it */
     char pg_type[128];     /* format_type(): "numeric(12,2)", "text[]" */
-    char duckdb_type[128]; /* "DECIMAL(12,2)", "VARCHAR[]" */
+    char duckdb_type[128]; /* "DECIMAL(12,2)", "VARCHAR[]", "INTEGER[][]" */
     int kind;              /* internal: how the value travels as text */
+    char element_type[100]; /* arrays: the DuckDB type of one element */
+    int array_dims;        /* arrays: the nesting depth duckdb_type has (1 until settled) */
+    bool bounded_numeric;  /* numeric(p,s) as DECIMAL: NaN and ±Infinity do not fit */
 } postgres_column;
+
+/* Marker in the DuckDB error a bounded numeric column raises at a NaN or
+ * ±Infinity, so a sync can tell it from other failures and retry the
+ * table with that column as DOUBLE (postgres_find_nonfinite). */
+#define POSTGRES_NONFINITE_MARKER "holds NaN or Infinity"
 
 /* Describe the result columns of `sql` without running it (PQprepare +
  * PQdescribePrepared, then pg_type for each).  *columns is malloc'd. */
 int postgres_describe(PGconn *conn, const char *sql, postgres_column **columns, size_t *count, agnes_error *err);
+
+/* Ask the data how deep each array column's values are (one aggregate over
+ * sql): one depth -> that many [] in duckdb_type; several -> the column
+ * becomes JSON text.  A sentence per changed column is appended to notes
+ * (may be NULL).  No query when there is no array column. */
+int postgres_settle_arrays(PGconn *conn, const char *sql, postgres_column *columns, size_t count, json_t *notes,
+                           agnes_error *err);
+
+/* Which numeric(p,s) columns hold NaN or ±Infinity (one aggregate over
+ * sql): those become DOUBLE, with a sentence each in notes.  *changed
+ * counts them. */
+int postgres_find_nonfinite(PGconn *conn, const char *sql, postgres_column *columns, size_t count, json_t *notes,
+                            int *changed, agnes_error *err);
 
 /* SELECT <text expressions> FROM (<sql>) AS agnes_source: what PostgreSQL
  * runs, each column as text DuckDB can parse. */

@@ -16,6 +16,7 @@ struct query_run {
     const char *truncated_head;
     bool truncated;
     long long rows;
+    json_t *shape; /* from HEAD, with request->exact */
 };
 
 static void give_back(query_run *run)
@@ -31,6 +32,7 @@ void query_run_free(query_run *run)
         return;
     give_back(run); /* a worker still streaming is killed: nobody reads it */
     strbuf_free(&run->frame);
+    json_decref(run->shape);
     free(run);
 }
 
@@ -69,9 +71,9 @@ int query_run_start(query_pool *pool, const query_request *request, query_run **
     int rc = query_pool_acquire(pool, &request->caller, &run->slot, err);
     json_t *query = NULL;
     if (rc == AGNES_OK) {
-        query = json_pack("{s:s, s:I, s:s, s:s}", "sql", request->sql, "limit", (json_int_t)request->limit, "format",
-                          query_format_name(request->format), "request_id",
-                          request->request_id ? request->request_id : "");
+        query = json_pack("{s:s, s:I, s:s, s:s, s:b}", "sql", request->sql, "limit", (json_int_t)request->limit,
+                          "format", query_format_name(request->format), "request_id",
+                          request->request_id ? request->request_id : "", "exact", request->exact);
         rc = query ? query_frame_write_json(run->slot->worker.fd, QUERY_FRAME_QUERY, query, err)
                    : agnes_error_set(err, AGNES_ERR_INVALID, "Field \"sql\" must be valid UTF-8 text.");
         json_decref(query);
@@ -86,6 +88,8 @@ int query_run_start(query_pool *pool, const query_request *request, query_run **
         json_t *head = query_frame_json(&run->frame);
         json_t *truncated = json_object_get(head, "truncated");
         run->truncated_head = json_is_true(truncated) ? "true" : json_is_false(truncated) ? "false" : NULL;
+        if (json_is_object(json_object_get(head, "shape")))
+            run->shape = json_incref(json_object_get(head, "shape"));
         json_decref(head);
     } else if (rc == AGNES_OK) {
         rc = agnes_error_set(err, AGNES_ERR_DB, "the query worker answered with frame '%c'", type);
@@ -153,4 +157,9 @@ bool query_run_truncated_final(const query_run *run)
 long long query_run_rows(const query_run *run)
 {
     return run->rows;
+}
+
+const json_t *query_run_shape(const query_run *run)
+{
+    return run->shape;
 }

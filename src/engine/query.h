@@ -21,6 +21,7 @@
 #ifndef AGNES_ENGINE_QUERY_H
 #define AGNES_ENGINE_QUERY_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -35,6 +36,10 @@ typedef struct query_request {
     long long limit; /* >= 1 */
     query_format format;
     const char *request_id; /* for the log */
+    /* Parquet only (result handles): columns Parquet would not keep exactly
+     * (HUGEINT, TIMETZ, ...) are written as text and repeated names kept;
+     * query_run_shape() then says how to read the file back. */
+    bool exact;
 } query_request;
 
 typedef struct query_run query_run;
@@ -56,6 +61,10 @@ bool query_run_truncated_final(const query_run *run);
 
 /* Rows produced (known at the end). */
 long long query_run_rows(const query_run *run);
+
+/* With request->exact: the result's shape for engine/result_handle.h
+ * ({columns, restore?}), borrowed from the run; NULL otherwise. */
+const json_t *query_run_shape(const query_run *run);
 
 void query_run_free(query_run *run);
 

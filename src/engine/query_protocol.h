@@ -22,14 +22,16 @@
  *                 memory_limit_bytes, threads, tmp_dir, remote_timeout,
  *                 token_envs, credentials: {VAR: value}, catalog: {...}}
  *                (query_sandbox.h describes `catalog`); sent once, first.
- *     'Q' QUERY  {sql, limit, format, request_id}
+ *     'Q' QUERY  {sql, limit, format, request_id, exact}  (exact: parquet
+ *                for a result handle, engine/result_handle.h)
  *
  *   worker -> server
  *     'R' READY  {}                       INIT done; queries may follow
  *     'F' FAILED {code, message}          INIT failed; the worker exits
  *     'E' ERROR  {code, message}          the query was refused or failed
  *                                         before its first byte
- *     'H' HEAD   {truncated: bool|null}   the query runs; the body follows.
+ *     'H' HEAD   {truncated: bool|null, shape?}  the query runs; the body
+ *                                         follows (shape: with exact).
  *                                         truncated is known when the whole
  *                                         answer (or the row past the limit)
  *                                         was read ahead, else null

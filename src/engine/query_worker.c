@@ -19,6 +19,7 @@
 #include "engine/analytics.h"
 #include "engine/query_exec.h"
 #include "engine/query_guard.h"
+#include "engine/result_handle.h"
 #include "engine/query_protocol.h"
 #include "engine/query_sandbox.h"
 
@@ -261,15 +262,33 @@ static void remember_passed(query_engine *engine, const char *sql, uint64_t hash
 }
 
 /* Everything before the first byte: shape, guard, start.  *run on success. */
+/* Start the statement the guard passed.  With `exact` (result handles), the
+ * columns Parquet would not keep exactly are cast to text first and *shape
+ * says how to read them back (engine/result_handle.h); the wrapping is
+ * ours, so it runs after the guard judged the caller's own SQL. */
+static int exec_start(query_engine *engine, duckdb_connection conn, const query_exec_request *request, bool exact,
+                      json_t **shape, query_exec **run, agnes_error *err)
+{
+    query_exec_request wrapped = *request;
+    char *exact_sql = NULL;
+    int rc = exact ? result_exact_sql(conn, request->sql, &exact_sql, shape, err) : AGNES_OK;
+    if (rc == AGNES_OK && exact_sql != NULL)
+        wrapped.sql = exact_sql;
+    if (rc == AGNES_OK)
+        rc = caller_error(engine, query_exec_start(conn, &wrapped, run, err), err);
+    free(exact_sql); /* query_exec_start copied what it needs into the prepared statement */
+    return rc;
+}
+
 static int start(query_engine *engine, duckdb_connection conn, const char *sql, const query_exec_request *request,
-                 bool guard, query_exec **run, agnes_error *err)
+                 bool guard, bool exact, json_t **shape, query_exec **run, agnes_error *err)
 {
     query_statements statements;
     duckdb_connection split_conn = conn;
     bool check = engine->analyst && guard;
     uint64_t hash = check ? text_hash(sql) : 0;
     if (check && guard_passed_before(engine, sql, hash))
-        return caller_error(engine, query_exec_start(conn, request, run, err), err);
+        return exec_start(engine, conn, request, exact, shape, run, err);
     if (check)
         split_conn = engine->probe.connection; /* a PIVOT's source binds there whatever the grants */
     int rc = query_guard_split(split_conn, sql, &statements, err);
@@ -289,7 +308,7 @@ static int start(query_engine *engine, duckdb_connection conn, const char *sql, 
             remember_passed(engine, sql, hash);
     }
     if (rc == AGNES_OK)
-        rc = caller_error(engine, query_exec_start(conn, request, run, err), err);
+        rc = exec_start(engine, conn, request, exact, shape, run, err);
     return rc;
 }
 
@@ -306,7 +325,7 @@ static int send_data(int fd, strbuf *out, agnes_error *io)
 }
 
 /* HEAD, the body, END (or ABORT). */
-static int stream(query_engine *engine, query_exec *run, int fd, agnes_error *io)
+static int stream(query_engine *engine, query_exec *run, const json_t *shape, int fd, agnes_error *io)
 {
     strbuf out;
     agnes_error err;
@@ -323,6 +342,8 @@ static int stream(query_engine *engine, query_exec *run, int fd, agnes_error *io
     bool known;
     bool truncated = query_exec_truncated(run, &known);
     json_t *head = json_pack("{s:o}", "truncated", known ? json_boolean(truncated) : json_null());
+    if (head != NULL && shape != NULL)
+        json_object_set(head, "shape", (json_t *)shape);
     rc = head ? query_frame_write_json(fd, QUERY_FRAME_HEAD, head, io) : agnes_error_set(io, AGNES_ERR_NOMEM, "oom");
     json_decref(head);
     while (rc == AGNES_OK) {
@@ -358,6 +379,8 @@ int query_engine_run(query_engine *engine, const json_t *query, bool guard, int 
         .result_cut_path = engine->result_cut_path,
     };
     query_format_parse(text_field(query, "format", "json"), &request.format);
+    bool exact = request.format == QUERY_FORMAT_PARQUET && json_is_true(json_object_get(query, "exact"));
+    json_t *shape = NULL;
     if (request.limit < 1)
         request.limit = 1;
     duckdb_connection conn = NULL;
@@ -368,9 +391,10 @@ int query_engine_run(query_engine *engine, const json_t *query, bool guard, int 
                  ? AGNES_OK
                  : agnes_error_set(&err, AGNES_ERR_DB, "cannot connect to the query engine");
     if (rc == AGNES_OK)
-        rc = start(engine, conn, sql, &request, guard, &run, &err);
-    int io_rc = rc == AGNES_OK ? stream(engine, run, fd, io) : send_error(fd, QUERY_FRAME_ERROR, rc, &err, io);
+        rc = start(engine, conn, sql, &request, guard, exact, &shape, &run, &err);
+    int io_rc = rc == AGNES_OK ? stream(engine, run, shape, fd, io) : send_error(fd, QUERY_FRAME_ERROR, rc, &err, io);
     query_exec_free(run);
+    json_decref(shape);
     if (conn != NULL)
         duckdb_disconnect(&conn);
     return io_rc;

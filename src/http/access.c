@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/utf8.h"
 #include "engine/contract.h"
 #include "http/access.h"
 #include "http/auth.h"
@@ -210,10 +211,19 @@ void members_handle_remove(http_context *ctx, const http_request *req, http_resp
         http_respond_raw(resp, 204, NULL, NULL, 0);
 }
 
+/* A query-string filter: text that is not UTF-8 matches nothing stored
+ * (every stored value is UTF-8), so it filters to nothing instead of
+ * reaching DuckDB, which refuses to bind it. */
+static const char *filter(const http_request *req, const char *name)
+{
+    const char *value = http_request_query(req, name);
+    return value == NULL || utf8_is_valid(value, strlen(value)) ? value : "\xEF\xBF\xBD";
+}
+
 void grants_handle_list(http_context *ctx, const http_request *req, http_response *resp)
 {
-    respond_read(ctx, req, resp, read_grants, NULL, http_request_query(req, "resource_type"),
-                 http_request_query(req, "group_id"), 200, "Grant not found");
+    respond_read(ctx, req, resp, read_grants, NULL, filter(req, "resource_type"), filter(req, "group_id"), 200,
+                 "Grant not found");
 }
 
 void grants_handle_create(http_context *ctx, const http_request *req, http_response *resp)
@@ -304,7 +314,7 @@ void audit_handle_list(http_context *ctx, const http_request *req, http_response
     json_t *page = NULL;
     int rc = system_db_connect_reader(ctx->db, &conn, &err);
     if (rc == AGNES_OK)
-        rc = audit_page_json(conn, http_request_query(req, "action"), limit, offset, &page, &err);
+        rc = audit_page_json(conn, filter(req, "action"), limit, offset, &page, &err);
     if (conn)
         duckdb_disconnect(&conn);
     if (!http_respond_failure(resp, req, rc, &err, "not found"))

@@ -10,8 +10,10 @@
 #include "core/log.h"
 #include "core/password.h"
 #include "http/auth_cache.h"
+#include "http/csrf.h"
 #include "http/form.h"
 #include "http/json_body.h"
+#include "http/pages.h"
 #include "store/duck.h"
 #include "store/tokens.h"
 
@@ -77,6 +79,16 @@ static const char *pat_problem(http_context *ctx, duckdb_connection conn, const 
     return messages[state];
 }
 
+/* A session of an earlier generation was ended by a logout, a new
+ * password, a deactivation or a reactivation. */
+static bool session_still_valid(const auth_claims *claims, const auth_identity *identity, http_response *resp)
+{
+    if (strcmp(claims->typ, "session") != 0 || claims->session_generation == identity->session_generation)
+        return true;
+    respond_unauthorized(resp, "Session ended (logged out, password changed or account deactivated); log in again");
+    return false;
+}
+
 /* Resolve the caller into identity; on failure resp holds the 401/500. */
 static bool authenticate(http_context *ctx, const http_request *req, auth_identity *identity, http_response *resp)
 {
@@ -101,7 +113,7 @@ static bool authenticate(http_context *ctx, const http_request *req, auth_identi
     unsigned generation = system_db_write_generation(ctx->db);
     if (!is_pat && auth_cache_get(ctx->identities, claims.sub, generation, identity)) {
         snprintf(identity->token_type, sizeof identity->token_type, "%s", claims.typ);
-        return true;
+        return session_still_valid(&claims, identity, resp);
     }
     duckdb_connection conn = NULL;
     user_record user;
@@ -136,9 +148,22 @@ static bool authenticate(http_context *ctx, const http_request *req, auth_identi
         snprintf(identity->user_id, sizeof identity->user_id, "%s", user.id);
         snprintf(identity->email, sizeof identity->email, "%s", user.email);
         snprintf(identity->token_type, sizeof identity->token_type, "%s", claims.typ);
+        identity->session_generation = user.session_generation;
         if (!is_pat)
             auth_cache_put(ctx->identities, generation, identity);
+        ok = session_still_valid(&claims, identity, resp);
     }
+    return ok;
+}
+
+bool auth_identify(http_context *ctx, const http_request *req, auth_identity *identity)
+{
+    memset(identity, 0, sizeof *identity);
+    if (presented_token(req) == NULL)
+        return false;
+    http_response scratch = {0};
+    bool ok = authenticate(ctx, req, identity, &scratch);
+    free(scratch.body);
     return ok;
 }
 
@@ -162,10 +187,24 @@ static bool require_session(const auth_identity *identity, http_response *resp)
     return false;
 }
 
+/* A page route answers a browser, not an API client: instead of the 401 or
+ * 403 already in resp, a redirect to the login page or the "not for you" page. */
+static void answer_page_denied(const http_request *req, http_response *resp, bool signed_in)
+{
+    free(resp->body);
+    memset(resp, 0, sizeof *resp);
+    if (signed_in)
+        pages_respond_forbidden(req, resp);
+    else
+        pages_redirect_to_login(req, resp);
+}
+
 bool auth_gate(http_context *ctx, const route *matched, http_request *req, auth_identity *identity,
                http_response *resp)
 {
     enum route_access access = matched->access;
+    if (!(matched->flags & ROUTE_BEARER_ONLY) && !csrf_check(req, resp))
+        return false;
     if (access == ROUTE_PUBLIC)
         return true;
     if (atomic_load(&ctx->setup_required)) {
@@ -180,10 +219,16 @@ bool auth_gate(http_context *ctx, const route *matched, http_request *req, auth_
     if (access == ROUTE_ANONYMOUS)
         return true;
     memset(identity, 0, sizeof *identity);
-    if (!authenticate(ctx, req, identity, resp))
+    if (!authenticate(ctx, req, identity, resp)) {
+        if ((matched->flags & ROUTE_HTML) && resp->status == 401)
+            answer_page_denied(req, resp, false);
         return false;
+    }
     if (access == ROUTE_ADMIN && !identity->is_admin) {
-        http_respond_error(resp, 403, "Admin access required", NULL);
+        if (matched->flags & ROUTE_HTML)
+            answer_page_denied(req, resp, true);
+        else
+            http_respond_error(resp, 403, "Admin access required", NULL);
         return false;
     }
     if ((matched->flags & ROUTE_INTERACTIVE) && !require_session(identity, resp))
@@ -195,7 +240,7 @@ bool auth_gate(http_context *ctx, const route *matched, http_request *req, auth_
 /* Sign a session token for user (caller frees *token). */
 static int issue_session(http_context *ctx, const user_record *user, char **token, agnes_error *err)
 {
-    auth_claims claims = {.iat = util_unix_now()};
+    auth_claims claims = {.iat = util_unix_now(), .session_generation = user->session_generation};
     claims.exp = claims.iat + 3600 * config_get_int(&ctx->runtime->config, CFG_SESSION_HOURS);
     snprintf(claims.sub, sizeof claims.sub, "%s", user->id);
     snprintf(claims.email, sizeof claims.email, "%s", user->email);
@@ -204,9 +249,20 @@ static int issue_session(http_context *ctx, const user_record *user, char **toke
     return auth_token_issue(ctx->runtime->secrets.jwt.value, &claims, token, err);
 }
 
-/* Answer with the login shape {access_token, token_type, user_id, email, role}. */
+/* Set-Cookie for a browser session holding token (HttpOnly, SameSite=Lax, Secure with a DOMAIN). */
+static void add_session_cookie(http_context *ctx, http_response *resp, const char *token)
+{
+    char cookie[2048];
+    snprintf(cookie, sizeof cookie, "access_token=%s; Path=/; Max-Age=%lld; HttpOnly; SameSite=Lax%s", token,
+             3600 * config_get_int(&ctx->runtime->config, CFG_SESSION_HOURS),
+             config_is_set(&ctx->runtime->config, CFG_SERVER_DOMAIN) ? "; Secure" : "");
+    http_response_add_header(resp, "Set-Cookie", cookie);
+}
+
+/* Answer with the login shape {access_token, token_type, user_id, email, role};
+ * with_cookie also signs the browser in (the wizard's first step). */
 static void respond_with_session(http_context *ctx, const http_request *req, const user_record *user, bool is_admin,
-                                 http_response *resp)
+                                 bool with_cookie, http_response *resp)
 {
     char *token = NULL;
     agnes_error err;
@@ -217,6 +273,8 @@ static void respond_with_session(http_context *ctx, const http_request *req, con
     http_respond_json(resp, 200,
                       json_pack("{s:s, s:s, s:s, s:s, s:s}", "access_token", token, "token_type", "bearer", "user_id",
                                 user->id, "email", user->email, "role", is_admin ? "admin" : "user"));
+    if (with_cookie)
+        add_session_cookie(ctx, resp, token);
     free(token);
 }
 
@@ -285,7 +343,7 @@ void auth_handle_bootstrap(http_context *ctx, const http_request *req, http_resp
     }
     atomic_store(&ctx->setup_required, false);
     log_info("msg=\"instance claimed by its first admin\" user_id=%s", user.id);
-    respond_with_session(ctx, req, &user, true, resp);
+    respond_with_session(ctx, req, &user, true, true, resp);
 done:
     json_decref(body);
 }
@@ -338,7 +396,7 @@ void auth_handle_token(http_context *ctx, const http_request *req, http_response
     if (read_credentials(req, resp, &body, email, sizeof email, &password, NULL) == 0) {
         switch (check_login(ctx, email, password, &user, &is_admin, &err)) {
         case LOGIN_OK:
-            respond_with_session(ctx, req, &user, is_admin, resp);
+            respond_with_session(ctx, req, &user, is_admin, false, resp);
             break;
         case LOGIN_WRONG:
             http_respond_error(resp, 401, "Incorrect email or password.", NULL);
@@ -354,11 +412,19 @@ void auth_handle_token(http_context *ctx, const http_request *req, http_response
     json_decref(body);
 }
 
-/* Only same-site paths: "/x" yes, "//evil.example" and "https://..." no. */
+/* Only a path on this origin: "/catalog?x=1" yes; "//evil.example",
+ * "/\evil.example", "https://..." no.  Browsers drop tabs and newlines from
+ * a Location and read a backslash as "/" ("/%09/evil.example" became
+ * "//evil.example"), so only the characters RFC 3986 allows in a path,
+ * query and fragment pass, and the path must not start with two slashes
+ * even after that.  Anything else goes to the default page. */
 static const char *safe_next(const char *next)
 {
-    if (next == NULL || next[0] != '/' || next[1] == '/' || next[1] == '\\' || strpbrk(next, "\r\n") != NULL)
-        return "/api/me";
+    static const char allowed[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@/?#%";
+    if (next == NULL || next[0] != '/' || next[1] == '/' || strspn(next, allowed) != strlen(next) ||
+        strncmp(next, "/%2f", 4) == 0 || strncmp(next, "/%2F", 4) == 0 || strncmp(next, "/%5c", 4) == 0 ||
+        strncmp(next, "/%5C", 4) == 0)
+        return "/dashboard";
     return next;
 }
 
@@ -391,18 +457,38 @@ void auth_handle_login_form(http_context *ctx, const http_request *req, http_res
         redirect(resp, result == LOGIN_DEACTIVATED ? "/login?error=deactivated" : "/login?error=invalid");
         return;
     }
-    char cookie[2048];
-    snprintf(cookie, sizeof cookie, "access_token=%s; Path=/; Max-Age=%lld; HttpOnly; SameSite=Lax%s", token,
-             3600 * config_get_int(&ctx->runtime->config, CFG_SESSION_HOURS),
-             config_is_set(&ctx->runtime->config, CFG_SERVER_DOMAIN) ? "; Secure" : "");
-    free(token);
     redirect(resp, safe_next(has_next ? next : NULL));
-    http_response_add_header(resp, "Set-Cookie", cookie);
+    add_session_cookie(ctx, resp, token);
+    free(token);
+}
+
+/* The session presented with a logout ends, and with it every other
+ * session of that user (PATs are left alone: see auth.h).  A missing or
+ * invalid token still gets its cookie cleared. */
+static int end_sessions_of_caller(http_context *ctx, const http_request *req, agnes_error *err)
+{
+    const char *token = presented_token(req);
+    auth_claims claims;
+    agnes_error ignored;
+    if (token == NULL || is_scheduler_token(ctx, token) ||
+        auth_token_verify(ctx->runtime->secrets.jwt.value, token, util_unix_now(), &claims, &ignored) != AGNES_OK ||
+        strcmp(claims.typ, "session") != 0)
+        return AGNES_OK;
+    duckdb_connection writer = system_db_writer_acquire(ctx->db);
+    int rc = users_end_sessions(writer, claims.sub, err);
+    if (rc == AGNES_OK)
+        audit_log_write(writer, claims.sub, "auth.logout", claims.email, NULL, "ok");
+    system_db_writer_release(ctx->db);
+    return rc;
 }
 
 void auth_handle_logout(http_context *ctx, const http_request *req, http_response *resp)
 {
-    (void)req;
+    agnes_error err;
+    if (end_sessions_of_caller(ctx, req, &err) != AGNES_OK) { /* never say "logged out" when it is not so */
+        http_respond_internal(resp, req, &err);
+        return;
+    }
     char cookie[160];
     snprintf(cookie, sizeof cookie, "access_token=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax%s",
              config_is_set(&ctx->runtime->config, CFG_SERVER_DOMAIN) ? "; Secure" : "");

@@ -33,6 +33,7 @@ bool auth_cache_get(auth_cache *cache, const char *user_id, unsigned generation,
         snprintf(out->user_id, sizeof out->user_id, "%s", entry->user_id);
         snprintf(out->email, sizeof out->email, "%s", entry->email);
         out->is_admin = entry->is_admin;
+        out->session_generation = entry->session_generation;
         hit = true;
     }
     pthread_mutex_unlock(&cache->lock);
@@ -48,5 +49,6 @@ void auth_cache_put(auth_cache *cache, unsigned generation, const auth_identity 
     snprintf(entry->user_id, sizeof entry->user_id, "%s", identity->user_id);
     snprintf(entry->email, sizeof entry->email, "%s", identity->email);
     entry->is_admin = identity->is_admin;
+    entry->session_generation = identity->session_generation;
     pthread_mutex_unlock(&cache->lock);
 }

@@ -15,6 +15,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #define AUTH_CACHE_SLOTS 256
 
@@ -26,6 +27,7 @@ typedef struct auth_cache_entry {
     char user_id[64];
     char email[256];
     bool is_admin;
+    int64_t session_generation;
 } auth_cache_entry;
 
 typedef struct auth_cache {
@@ -36,7 +38,8 @@ typedef struct auth_cache {
 int auth_cache_init(auth_cache *cache);
 void auth_cache_free(auth_cache *cache);
 
-/* Fill *out (user_id, email, is_admin) when user_id was stored at `generation`. */
+/* Fill *out (user_id, email, is_admin, session_generation) when user_id
+ * was stored at `generation`. */
 bool auth_cache_get(auth_cache *cache, const char *user_id, unsigned generation, struct auth_identity *out);
 void auth_cache_put(auth_cache *cache, unsigned generation, const struct auth_identity *identity);
 

@@ -12,7 +12,9 @@
 
 #include "core/util.h"
 #include "engine/analytics.h"
+#include "engine/contract.h"
 #include "http/auth.h"
+#include "store/column_metadata.h"
 #include "http/query.h"
 #include "store/duck.h"
 #include "store/groups.h"
@@ -82,33 +84,44 @@ done:
 #define SAMPLE_MAX_ROWS 100
 
 /* The catalog entry of {id} when the caller may read it (new reference);
- * otherwise NULL with resp holding the 404 or 403. */
+ * otherwise NULL with resp holding the 404.  A table the caller may not read
+ * gets exactly the answer of a table that does not exist - same status, same
+ * sentence, same work done (the grants are read either way) - so the answer
+ * is no oracle for which names exist. */
 json_t *catalog_readable_table(http_context *ctx, const http_request *req, http_response *resp)
 {
     const char *id = http_request_param(req, "id");
     json_t *tables = all_tables(ctx), *ids = NULL, *found = NULL;
     agnes_error err;
     char detail[512];
+    /* Table ids are identifiers (the contract's rule): anything else names
+     * no table (so the answer says nothing about any), and is not echoed. */
+    if (!contract_is_identifier(id)) {
+        http_respond_error(resp, 404,
+                           "Table not found: table ids are letters, digits and _. GET /api/catalog/tables lists the "
+                           "tables you can read.",
+                           NULL);
+        json_decref(tables);
+        return NULL;
+    }
+    if (catalog_visible_ids(ctx, req->identity, &ids, &err) != AGNES_OK) {
+        http_respond_internal(resp, req, &err);
+        json_decref(tables);
+        return NULL;
+    }
     size_t i;
     json_t *table;
     json_array_foreach(tables, i, table) {
-        if (strcmp(json_string_value(json_object_get(table, "id")), id) == 0)
+        const char *name = json_string_value(json_object_get(table, "id"));
+        if (found == NULL && name != NULL && strcmp(name, id) == 0 && catalog_id_visible(ids, name))
             found = json_incref(table);
     }
     if (found == NULL) {
-        snprintf(detail, sizeof detail, "Table '%s' not found. GET /api/catalog/tables lists the tables you can see.",
+        snprintf(detail, sizeof detail,
+                 "Table '%s' not found, or you may not read it. GET /api/catalog/tables lists the tables you can "
+                 "read; an admin can grant one of your groups access to another.",
                  id);
         http_respond_error(resp, 404, detail, NULL);
-    } else if (catalog_visible_ids(ctx, req->identity, &ids, &err) != AGNES_OK) {
-        http_respond_internal(resp, req, &err);
-        json_decref(found);
-        found = NULL;
-    } else if (!catalog_id_visible(ids, id)) {
-        snprintf(detail, sizeof detail,
-                 "Access denied to table '%s'. Ask an admin to grant one of your groups access to it.", id);
-        http_respond_error(resp, 403, detail, NULL);
-        json_decref(found);
-        found = NULL;
     }
     json_decref(ids);
     json_decref(tables);
@@ -137,6 +150,13 @@ static int table_columns(http_context *ctx, const char *id, json_t **columns, ag
     if (conn)
         duckdb_disconnect(&conn);
     analytics_release(ctx->analytics, snapshot);
+    /* A view's columns are always nullable and bare: what the source says (NOT NULL, comments) is in
+     * column_metadata, kept current by every sync. */
+    duckdb_connection reader = NULL;
+    if (rc == AGNES_OK && (rc = system_db_connect_reader(ctx->db, &reader, err)) == AGNES_OK)
+        rc = column_metadata_merge(reader, id, *columns, err);
+    if (reader)
+        duckdb_disconnect(&reader);
     return rc;
 }
 

@@ -17,7 +17,8 @@ int catalog_visible_ids(http_context *ctx, const struct auth_identity *who, json
 bool catalog_id_visible(const json_t *ids, const char *id);
 
 /* The catalog entry of the route's {id} when the caller may read it (new
- * reference); otherwise NULL with resp holding the 404 or 403. */
+ * reference); otherwise NULL with resp holding the 404 - the same answer
+ * whether the table does not exist or the caller may not read it. */
 json_t *catalog_readable_table(http_context *ctx, const http_request *req, http_response *resp);
 
 void catalog_handle_list(http_context *ctx, const http_request *req, http_response *resp);

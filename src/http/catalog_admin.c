@@ -1,11 +1,15 @@
 /*
  * Catalog administration over HTTP: POST /api/admin/rebuild runs the
- * orchestrator now and answers with its report (sources, views, collisions).
+ * orchestrator now and answers with its report (sources, views, collisions);
+ * DELETE /api/admin/demo removes the demo source `make run` seeds.
  */
 #include "http/catalog_admin.h"
 
 #include "engine/analytics.h"
+#include "engine/demo.h"
 #include "engine/orchestrator.h"
+#include "http/auth.h"
+#include "store/users.h"
 
 int catalog_rebuild(http_context *ctx, bool only_if_changed, json_t **report, agnes_error *err)
 {
@@ -29,4 +33,31 @@ void catalog_handle_rebuild(http_context *ctx, const http_request *req, http_res
         http_respond_internal(resp, req, &err);
     else
         http_respond_json(resp, 200, report);
+}
+
+void catalog_handle_remove_demo(http_context *ctx, const http_request *req, http_response *resp)
+{
+    json_t *tables = NULL, *report = NULL;
+    agnes_error err;
+    pthread_mutex_lock(&ctx->rebuild_lock); /* no rebuild reads the demo while it goes */
+    int rc = demo_retire(&ctx->runtime->paths, ctx->db, &tables, &err);
+    pthread_mutex_unlock(&ctx->rebuild_lock);
+    if (rc == AGNES_ERR_NOT_FOUND) {
+        http_respond_error(resp, 404, err.message, "GET /api/catalog/tables lists what is published.");
+        goto done;
+    }
+    if (rc != AGNES_OK || catalog_rebuild(ctx, false, &report, &err) != AGNES_OK) {
+        http_respond_internal(resp, req, &err);
+        goto done;
+    }
+    duckdb_connection writer = system_db_writer_acquire(ctx->db);
+    audit_log_write(writer, req->identity->user_id, "demo.remove", "demo", NULL, "ok");
+    system_db_writer_release(ctx->db);
+    http_respond_json(resp, 200,
+                      json_pack("{s:b, s:O, s:s}", "removed", 1, "tables", tables, "message",
+                                "The demo source is gone and will not be seeded again; its table names are free for "
+                                "your sources."));
+done:
+    json_decref(tables);
+    json_decref(report);
 }

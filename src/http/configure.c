@@ -4,7 +4,8 @@
  * POST /api/admin/configure {data_source, credentials...}:
  *   1. validate the body (422 naming the field);
  *   2. resolve every host and refuse private/loopback addresses unless
- *      AGNES_ALLOW_PRIVATE_SOURCES=1 (400);
+ *      AGNES_ALLOW_PRIVATE_SOURCES=1, or the server listens on loopback only
+ *      and the request comes from this machine (a trial, `make run`) (400);
  *   3. connect with the credentials and run a first query (400 saying what
  *      failed) - nothing is saved before this succeeds;
  *   4. under ${STATE_DIR}/.configure.lock: non-secret settings merged into
@@ -168,7 +169,7 @@ static int check_hosts(const json_t *parsed, agnes_error *err)
 static int lock_configuration(const agnes_paths *paths, agnes_error *err)
 {
     char path[AGNES_PATH_MAX + 32];
-    if (util_format(path, sizeof path, err, "%s/.configure.lock", paths->state_dir))
+    if (paths_state_file(paths, STATE_CONFIGURE_LOCK, path, sizeof path, err))
         return -1;
     return util_lock_file(path, 0600, true, err);
 }
@@ -203,7 +204,7 @@ static int save_instance_yaml(const agnes_paths *paths, json_t *data_source, con
     rc = yaml_json_emit(document, &out, err);
     if (rc == AGNES_OK)
         rc = strbuf_failed(&out) ? agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory")
-                                 : util_write_file_atomic(path, out.data, out.len, 0644, err);
+                                 : util_write_file_atomic(path, out.data, out.len, 0600, err);
     strbuf_free(&out);
     json_decref(document);
     return rc;
@@ -229,17 +230,40 @@ static int save_configuration(agnes_runtime *rt, json_t *data_source, const char
     return rc;
 }
 
+/* A trial instance's own caller: the server listens on loopback only
+ * (`make run`) and this request came straight from this machine, with no
+ * proxy header.  Such a caller reaches every address the server can, so the
+ * private-address rule (an SSRF guard for remote callers) protects nothing:
+ * a database on localhost just works.  An instance behind a reverse proxy
+ * on the same host still gets the rule - the proxy adds X-Forwarded-For -
+ * and so does every instance listening on a public address (the default). */
+static bool local_trial_request(http_context *ctx, const http_request *req)
+{
+    static const char *const proxy_headers[] = {"X-Forwarded-For", "Forwarded", "X-Real-IP"};
+    if (!net_guard_listen_is_loopback(config_get_string(&ctx->runtime->config, CFG_SERVER_LISTEN)) ||
+        !net_guard_is_loopback_text(req->client_ip))
+        return false;
+    for (size_t i = 0; i < sizeof proxy_headers / sizeof proxy_headers[0]; i++)
+        if (http_request_header(req, proxy_headers[i]) != NULL)
+            return false;
+    return true;
+}
+
 /* Steps 2 and 3 for postgres: *data_source and *verified on success. */
-static int verify_postgres(http_context *ctx, const char *dsn, json_t **data_source, json_t **verified,
-                           http_response *resp)
+static int verify_postgres(http_context *ctx, const http_request *req, const char *dsn, json_t **data_source,
+                           json_t **verified, http_response *resp)
 {
     agnes_error err;
     json_t *parsed = parse_dsn(dsn, resp);
     if (parsed == NULL)
         return -1;
-    if (!config_get_bool(&ctx->runtime->config, CFG_ALLOW_PRIVATE_SOURCES) && check_hosts(parsed, &err) != AGNES_OK) {
-        char detail[AGNES_ERROR_MESSAGE_MAX + 64];
-        snprintf(detail, sizeof detail, "Invalid PostgreSQL host: %s. Nothing was saved.", err.message);
+    if (!config_get_bool(&ctx->runtime->config, CFG_ALLOW_PRIVATE_SOURCES) && !local_trial_request(ctx, req) &&
+        check_hosts(parsed, &err) != AGNES_OK) {
+        char detail[AGNES_ERROR_MESSAGE_MAX + 200];
+        snprintf(detail, sizeof detail,
+                 "Invalid PostgreSQL host: %s. Nothing was saved. (A server listening only on loopback, as `make "
+                 "run` does, accepts local databases from requests made on the same machine.)",
+                 err.message);
         http_respond_error(resp, 400, detail, NULL);
         json_decref(parsed);
         return -1;
@@ -286,7 +310,7 @@ void configure_handle_post(http_context *ctx, const http_request *req, http_resp
     if (strcmp(type, "local") == 0) {
         data_source = json_pack("{s:s}", "type", "local");
     } else if (strcmp(type, "postgres") == 0) {
-        if (postgres_dsn(body, &dsn, resp) || verify_postgres(ctx, dsn.data, &data_source, &verified, resp))
+        if (postgres_dsn(body, &dsn, resp) || verify_postgres(ctx, req, dsn.data, &data_source, &verified, resp))
             goto done;
     } else {
         unprocessable(resp,

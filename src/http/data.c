@@ -26,15 +26,26 @@
 #include "engine/contract.h"
 #include "http/auth.h"
 #include "http/catalog.h"
+#include "http/instance.h"
 #include "store/table_files.h"
 
+/* True for a table queried at its source: it has no file to download, whatever
+ * table_files still remembers from when it was local. */
+static bool is_remote(const json_t *table)
+{
+    const char *mode = json_string_value(json_object_get(table, "query_mode"));
+    return mode != NULL && strcmp(mode, "remote") == 0;
+}
+
 /* A manifest entry; file is the table's table_files row, or NULL (remote
- * tables, views over several files): not downloadable. */
+ * tables, views over several files): not downloadable.  A table switched
+ * from local to remote kept its old Parquet's row: the manifest said remote,
+ * downloadable, with the old hash, and `agnes pull` kept the stale rows. */
 static json_t *manifest_entry(const json_t *table, const json_t *file)
 {
-    const char *hash = json_string_value(json_object_get(file, "sha256"));
+    const char *hash = is_remote(table) ? NULL : json_string_value(json_object_get(file, "sha256"));
     return json_pack("{s:s, s:I, s:O, s:O, s:O, s:O, s:b}", "hash", hash ? hash : "", "size_bytes",
-                     (json_int_t)json_integer_value(json_object_get(file, "size_bytes")), "rows",
+                     (json_int_t)(hash ? json_integer_value(json_object_get(file, "size_bytes")) : 0), "rows",
                      json_object_get(table, "rows"), "updated", json_object_get(table, "last_sync"), "query_mode",
                      json_object_get(table, "query_mode"), "source_type", json_object_get(table, "source_type"),
                      "downloadable", hash != NULL);
@@ -63,6 +74,7 @@ void data_handle_manifest(http_context *ctx, const http_request *req, http_respo
     }
     char now[32];
     util_utc_now_iso(now);
+    instance_record_pull(ctx, req, json_object_size(entries)); /* the dashboard's "your last pull" */
     http_respond_json(resp, 200, json_pack("{s:O, s:I, s:s}", "tables", entries, "count",
                                            (json_int_t)json_object_size(entries), "server_time", now));
 done:
@@ -107,15 +119,19 @@ void data_handle_download(http_context *ctx, const http_request *req, http_respo
     char detail[400], etag[80], value[128];
     agnes_error err;
     table_file file;
-    if (!contract_is_identifier(id)) { /* never a path: ids are view names */
-        http_respond_error(resp, 404, "Table not found. GET /api/sync/manifest lists the tables you can download.",
-                           NULL);
-        return;
-    }
+    /* Never a path: ids are view names, checked as such by catalog_readable_table. */
     json_t *table = catalog_readable_table(ctx, req, resp);
     if (table == NULL)
         return;
+    bool remote = is_remote(table);
     json_decref(table);
+    if (remote) {
+        snprintf(detail, sizeof detail,
+                 "Table '%s' is remote: it is queried at its source with POST /api/query (or `agnes query`) and has "
+                 "no file to download.", id);
+        http_respond_error(resp, 404, detail, NULL);
+        return;
+    }
     duckdb_connection conn = NULL;
     int rc = system_db_connect_reader(ctx->db, &conn, &err);
     if (rc == AGNES_OK)

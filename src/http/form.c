@@ -3,6 +3,8 @@
 #include <microhttpd.h>
 #include <string.h>
 
+#include "core/utf8.h"
+
 bool form_field(const char *body, const char *name, char *out, size_t out_size)
 {
     size_t name_len = strlen(name);
@@ -19,7 +21,13 @@ bool form_field(const char *body, const char *name, char *out, size_t out_size)
             for (char *c = out; *c; c++) /* '+' means space in forms; MHD_http_unescape handles %XX */
                 if (*c == '+')
                     *c = ' ';
-            MHD_http_unescape(out);
+            /* A %00 would cut the value short unseen, and %FF spells no user, password
+             * or path: such a value is refused, not shortened. */
+            size_t decoded = MHD_http_unescape(out);
+            if (decoded != strlen(out) || !utf8_is_valid(out, decoded)) {
+                out[0] = '\0';
+                return false;
+            }
             return true;
         }
         p = end ? end + 1 : NULL;

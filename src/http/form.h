@@ -8,7 +8,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Copy the decoded value of `name` into out; false when absent or too long. */
+/* Copy the decoded value of `name` into out; false (and out empty) when it is
+ * absent, too long, holding an encoded NUL (%00), or not UTF-8 once decoded. */
 bool form_field(const char *body, const char *name, char *out, size_t out_size);
 
 #endif

@@ -9,6 +9,8 @@
 #include "core/log.h"
 #include "engine/analytics.h"
 #include "engine/query_pool.h"
+#include "http/auth.h"
+#include "http/catalog.h"
 #include "store/duck.h"
 #include "store/migrations.h"
 
@@ -186,22 +188,52 @@ int health_monitor_init(health_monitor *monitor, agnes_error *err)
     return AGNES_OK;
 }
 
+/* What anyone may know: whether the instance is healthy, and which release runs. */
+static json_t *public_view(const json_t *doc)
+{
+    return json_pack("{s:O, s:O, s:O}", "status", json_object_get(doc, "status"), "version",
+                     json_object_get(doc, "version"), "channel", json_object_get(doc, "channel"));
+}
+
+/* A signed-in non-admin's view: the public one, the schema and each check's
+ * status (the checks' details hold paths and byte counts; the warnings
+ * quote them). */
+static json_t *user_view(const json_t *doc)
+{
+    json_t *view = public_view(doc), *checks = json_object();
+    const char *name;
+    json_t *check;
+    json_object_foreach((json_t *)json_object_get(doc, "checks"), name, check)
+        json_object_set_new(checks, name, json_pack("{s:O}", "status", json_object_get(check, "status")));
+    json_object_set(view, "schema", json_object_get(doc, "schema"));
+    json_object_set_new(view, "checks", checks);
+    return view;
+}
+
 void health_monitor_refresh(health_monitor *monitor, http_context *ctx)
 {
     json_t *doc = NULL;
     unsigned code = health_build(ctx, &doc);
+    json_t *shown = doc ? public_view(doc) : NULL;
     char *body = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    char *public_body = shown ? json_dumps(shown, JSON_COMPACT) : NULL;
+    json_decref(shown);
     json_decref(doc);
-    if (body == NULL) {
+    if (body == NULL || public_body == NULL) {
         log_error("msg=\"cannot serialise the health document\"");
+        free(body);
+        free(public_body);
         return; /* keep publishing the previous answer */
     }
     pthread_mutex_lock(&monitor->lock);
     if (monitor->status_code != code)
         log_info("msg=\"health changed\" status_code=%u", code);
     free(monitor->body);
+    free(monitor->public_body);
     monitor->body = body;
     monitor->body_len = strlen(body);
+    monitor->public_body = public_body;
+    monitor->public_body_len = strlen(public_body);
     monitor->status_code = code;
     pthread_mutex_unlock(&monitor->lock);
 }
@@ -209,27 +241,52 @@ void health_monitor_refresh(health_monitor *monitor, http_context *ctx)
 void health_monitor_free(health_monitor *monitor)
 {
     free(monitor->body);
+    free(monitor->public_body);
     pthread_mutex_destroy(&monitor->lock);
     memset(monitor, 0, sizeof *monitor);
 }
 
+/* A copy of the last published body (whole or public), or NULL. */
+static char *published(health_monitor *monitor, bool whole, size_t *len, unsigned *code)
+{
+    pthread_mutex_lock(&monitor->lock);
+    const char *body = whole ? monitor->body : monitor->public_body;
+    *len = whole ? monitor->body_len : monitor->public_body_len;
+    *code = monitor->status_code;
+    char *copy = body ? malloc(*len + 1) : NULL;
+    if (copy)
+        memcpy(copy, body, *len + 1);
+    pthread_mutex_unlock(&monitor->lock);
+    return copy;
+}
+
 void health_handle_get(http_context *ctx, const http_request *req, http_response *resp)
 {
-    (void)req;
-    health_monitor *monitor = ctx->health;
-    pthread_mutex_lock(&monitor->lock);
-    char *copy = monitor->body ? malloc(monitor->body_len + 1) : NULL;
-    size_t len = monitor->body_len;
-    unsigned code = monitor->status_code;
-    if (copy)
-        memcpy(copy, monitor->body, len + 1);
-    pthread_mutex_unlock(&monitor->lock);
+    /* The common caller (a load balancer) sends no credentials: it gets the
+     * cached public body without a lookup. */
+    auth_identity who;
+    bool signed_in = auth_identify(ctx, req, &who);
+    size_t len = 0;
+    unsigned code = 0;
+    char *copy = published(ctx->health, signed_in, &len, &code);
     if (copy == NULL) {
         http_respond_error(resp, 503, "Health is not known yet; retry in a moment.", NULL);
         return;
     }
-    http_respond_raw(resp, code, "application/json", copy, len);
+    if (signed_in && !who.is_admin) {
+        json_t *doc = json_loads(copy, 0, NULL);
+        free(copy);
+        if (doc == NULL) {
+            http_respond_error(resp, 503, "Health is not known yet; retry in a moment.", NULL);
+            return;
+        }
+        http_respond_json(resp, code, user_view(doc));
+        json_decref(doc);
+    } else {
+        http_respond_raw(resp, code, "application/json", copy, len);
+    }
     http_response_add_header(resp, "Cache-Control", "no-store");
+    http_response_add_header(resp, "Vary", "Authorization, Cookie");
 }
 
 void version_handle_get(http_context *ctx, const http_request *req, http_response *resp)
@@ -282,9 +339,39 @@ static json_t *stale_tables(analytics_snapshot *snapshot, long long hours)
     return rows ? rows : json_array();
 }
 
+/* Keep the items of `list` (objects) whose `key` names a table in ids. */
+static json_t *only_visible(json_t *list, const char *key, const json_t *ids)
+{
+    json_t *kept = json_array();
+    size_t i;
+    json_t *item;
+    json_array_foreach(list, i, item) {
+        const char *name = json_string_value(json_object_get(item, key));
+        if (name != NULL && catalog_id_visible(ids, name))
+            json_array_append(kept, item);
+    }
+    json_decref(list);
+    return kept;
+}
+
+/* The number of catalog tables among ids. */
+static size_t visible_count(const json_t *tables, const json_t *ids)
+{
+    size_t i, count = 0;
+    json_t *table;
+    json_array_foreach(tables, i, table) {
+        if (catalog_id_visible(ids, json_string_value(json_object_get(table, "id"))))
+            count++;
+    }
+    return count;
+}
+
 /* What the last rebuild said, plus a warning per collision and per source
- * that did not publish cleanly: they must be visible, not only logged. */
-static json_t *catalog_json(http_context *ctx, json_t *warnings)
+ * that did not publish cleanly: they must be visible, not only logged.
+ * ids (catalog_visible_ids) limits it to what a non-admin may read: their
+ * tables and the collisions over those names; sources are an operator's
+ * business (NULL ids: admins, everything). */
+static json_t *catalog_json(http_context *ctx, const json_t *ids, json_t *warnings)
 {
     analytics_snapshot *snapshot = analytics_acquire(ctx->analytics);
     if (snapshot == NULL) {
@@ -293,9 +380,15 @@ static json_t *catalog_json(http_context *ctx, json_t *warnings)
     }
     json_t *catalog = snapshot->rebuild ? json_deep_copy(snapshot->rebuild) : json_object();
     json_object_set_new(catalog, "built", json_true());
-    json_object_set_new(catalog, "tables", json_integer((json_int_t)json_array_size(snapshot->tables)));
+    json_object_set_new(catalog, "tables", json_integer((json_int_t)visible_count(snapshot->tables, ids)));
+    if (ids != NULL) {
+        json_object_del(catalog, "sources");
+        json_object_del(catalog, "views"); /* how many there are in all is not theirs to know either */
+        json_object_set_new(catalog, "collisions", only_visible(json_incref(json_object_get(catalog, "collisions")),
+                                                                "view", ids));
+    }
     long long hours = config_get_int(&ctx->runtime->config, CFG_HEALTH_STALE_AFTER_HOURS);
-    json_t *stale = stale_tables(snapshot, hours);
+    json_t *stale = only_visible(stale_tables(snapshot, hours), "id", ids);
     if (json_array_size(stale) > 0)
         json_array_append_new(warnings, json_sprintf("%zu table(s) were extracted more than %lld hours ago; see "
                                                      "catalog.stale_tables.",
@@ -324,12 +417,23 @@ static json_t *catalog_json(http_context *ctx, json_t *warnings)
 
 void health_handle_detailed(http_context *ctx, const http_request *req, http_response *resp)
 {
-    (void)req;
-    json_t *doc = NULL;
+    json_t *doc = NULL, *ids = NULL;
+    agnes_error err;
+    if (catalog_visible_ids(ctx, req->identity, &ids, &err) != AGNES_OK) {
+        http_respond_internal(resp, req, &err);
+        return;
+    }
     unsigned code = health_build(ctx, &doc);
+    if (ids != NULL) { /* a non-admin: no paths, byte counts or warning texts of the server's own */
+        json_t *view = user_view(doc);
+        json_object_set_new(view, "warnings", json_array());
+        json_decref(doc);
+        doc = view;
+    }
     json_t *warnings = json_object_get(doc, "warnings");
     size_t before = json_array_size(warnings);
-    json_object_set_new(doc, "catalog", catalog_json(ctx, warnings));
+    json_object_set_new(doc, "catalog", catalog_json(ctx, ids, warnings));
+    json_decref(ids);
     if (json_array_size(warnings) > before && strcmp(json_string_value(json_object_get(doc, "status")), "ok") == 0)
         json_object_set_new(doc, "status", json_string("degraded"));
     json_object_set_new(doc, "uptime_seconds", json_integer((json_int_t)(util_unix_now() - ctx->runtime->started_at)));

@@ -5,6 +5,15 @@
  * almost nothing: the checks run in health_monitor_refresh() (at start and
  * every few seconds from the server's tick) and the handler only copies the
  * last serialised answer.  A problem shows up within one refresh period.
+ *
+ * Who sees what (the answer reveals the server's layout):
+ *   anonymous         {status, version, channel}: enough for a load balancer
+ *                     (the HTTP status says 200 or 503) and for a smoke test
+ *   signed-in user    that, plus schema and each check's status - no paths,
+ *                     byte counts or warning texts
+ *   admin / service   the whole document: paths, free bytes, warnings
+ * /api/health/detailed follows the same split, and shows a non-admin only
+ * the tables, stale tables and collisions they may read - never a source.
  */
 #ifndef AGNES_HTTP_HEALTH_H
 #define AGNES_HTTP_HEALTH_H
@@ -18,8 +27,10 @@
 
 typedef struct health_monitor {
     pthread_mutex_t lock;
-    char *body;
+    char *body; /* the whole document (admins) */
     size_t body_len;
+    char *public_body; /* {status, version, channel} (anonymous) */
+    size_t public_body_len;
     unsigned status_code;
 } health_monitor;
 

@@ -27,6 +27,8 @@ struct sync_runs;
 struct MHD_Connection;
 struct auth_identity;
 struct http_upload;
+struct result_store;
+struct mcp_sessions;
 
 typedef struct http_context {
     agnes_runtime *runtime;
@@ -39,6 +41,8 @@ typedef struct http_context {
     struct sync_runs *sync_runs;   /* sync runs in progress and recent (http/sync.h) */
     struct analytics *analytics; /* the read side of the catalog (engine/analytics.h) */
     struct query_pool *queries;  /* connections and limits of /api/query (engine/query_pool.h) */
+    struct result_store *results;       /* query results kept behind handles (engine/result_handle.h) */
+    struct mcp_sessions *mcp_sessions;  /* sessions of /mcp (http/mcp.h) */
     /* One catalog rebuild at a time (they share analytics/server.duckdb.tmp). */
     pthread_mutex_t rebuild_lock;
     /* One upload at a time writes extracts/local (sync/local_files.h). */
@@ -48,12 +52,13 @@ typedef struct http_context {
 } http_context;
 
 #define HTTP_MAX_PARAMS 8
+#define HTTP_PARAM_MAX 256 /* bytes of a path parameter, NUL included: no id or name is longer */
 #define HTTP_REQUEST_ID_MAX 64
 
 typedef struct http_param {
     const char *name; /* points into the route pattern */
     size_t name_len;
-    char value[256];
+    char value[HTTP_PARAM_MAX];
 } http_param;
 
 typedef struct http_request {

@@ -76,6 +76,19 @@ int json_body_string(json_t *body, const char *field, bool required, size_t max_
     return 0;
 }
 
+int json_body_string_not_null(json_t *body, const char *field, size_t max_len, const char *instead,
+                              const char **out, http_response *resp)
+{
+    json_t *value = json_object_get(body, field);
+    *out = NULL;
+    if (value != NULL && json_is_null(value)) {
+        char what[300];
+        snprintf(what, sizeof what, "cannot be null: send %s, or leave the field out", instead);
+        return field_error(resp, field, what);
+    }
+    return json_body_string(body, field, false, max_len, out, resp);
+}
+
 int json_body_email(json_t *body, const char *field, char *out, size_t out_size, http_response *resp)
 {
     const char *text = NULL;

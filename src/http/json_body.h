@@ -29,6 +29,15 @@ int json_body_email(json_t *body, const char *field, char *out, size_t out_size,
 
 enum json_field_presence { JSON_FIELD_ABSENT, JSON_FIELD_NULL, JSON_FIELD_SET };
 
+/* A string field that has a value whenever it is present: absent leaves
+ * *out NULL (the caller keeps its default or the stored value), JSON null is
+ * a 422 saying the field cannot be null and what to send instead (`instead`,
+ * e.g. "one of local, materialized, remote"), anything else as
+ * json_body_string.  For fields that are never allowed to be empty: a null
+ * where a string is expected must never reach code that reads the string. */
+int json_body_string_not_null(json_t *body, const char *field, size_t max_len, const char *instead,
+                              const char **out, http_response *resp);
+
 /* An optional whole-number field in [min, max]; *presence says whether it was
  * absent, an explicit null, or set (then *out holds it). */
 int json_body_optional_int(json_t *body, const char *field, long long min, long long max,

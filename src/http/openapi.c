@@ -15,6 +15,7 @@ typedef struct body_fields {
     const char *path;
     const char *request;
     const char *response;
+    const char *query; /* query parameters, "name:type" as above ("!" = required) */
 } body_fields;
 
 static const body_fields fields[] = {
@@ -49,8 +50,11 @@ static const body_fields fields[] = {
     {"POST", "/api/admin/discover-and-register", "query_mode:string,schemas:array,sync_schedule:string",
      "source:string!,registered:integer!,skipped:integer!,errors:integer!,tables:array!,skipped_tables:array,"
      "error_details:array"},
-    {"POST", "/api/upload/sessions", NULL, "201 status:string!,file:string!,size_bytes:integer!"},
-    {"POST", "/api/upload/tables", NULL, "201 table:object!,replaced:boolean!"},
+    {"POST", "/api/upload/sessions", NULL, "201 status:string!,file:string!,size_bytes:integer!", "name:string"},
+    /* The same options may come as multipart form fields; docs/uploads.md describes each. */
+    {"POST", "/api/upload/tables", NULL, "201 table:object!,replaced:boolean!,warning:string",
+     "name:string,format:string,description:string,delimiter:string,quote:string,escape:string,header:boolean,"
+     "decimal_separator:string,types:string,all_text:boolean,sample_size:integer"},
     {"GET", "/api/catalog/tables/{id}/sample", NULL, "columns:array!,types:array!,rows:array!"},
     {"GET", "/api/health/detailed", NULL, "status:string!,version:string!,channel:string!,schema:object,checks:object!"},
     {"PUT", "/api/admin/registry/{id}",
@@ -134,6 +138,20 @@ static json_t *operation(const route *r)
             break;
         json_array_append_new(parameters, json_pack("{s:s#, s:s, s:b, s:{s:s}}", "name", p + 1, (int)(end - p - 1),
                                                      "in", "path", "required", true, "schema", "type", "string"));
+    }
+    char query[1024], *save = NULL;
+    snprintf(query, sizeof query, "%s", body && body->query ? body->query : "");
+    for (char *p = strtok_r(query, ",", &save); p != NULL; p = strtok_r(NULL, ",", &save)) {
+        char *colon = strchr(p, ':');
+        if (colon == NULL)
+            continue;
+        *colon = '\0';
+        size_t len = strlen(colon + 1);
+        bool required = len > 0 && colon[len] == '!';
+        if (required)
+            colon[len] = '\0';
+        json_array_append_new(parameters, json_pack("{s:s, s:s, s:b, s:{s:s}}", "name", p, "in", "query", "required",
+                                                     required, "schema", "type", colon + 1));
     }
     if (json_array_size(parameters) > 0)
         json_object_set_new(op, "parameters", parameters);

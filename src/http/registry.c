@@ -36,6 +36,8 @@
 #include "sync/source_settings.h"
 
 #define SOURCE_QUERY_MAX 100000
+#define PRIMARY_KEY_COLUMNS_MAX 32
+#define COLUMN_NAME_MAX 256
 
 static const char *const builtin_sources[] = {"local", "postgres", "keboola", "bigquery", "jira"};
 
@@ -87,26 +89,36 @@ static int text_field(json_t *body, const char *field, size_t max, const char **
     return 0;
 }
 
-/* primary_key: a list of column names, or one name (kept as a list). */
+/* primary_key: a list of column names, or one name (kept as a list).
+ * Every name is checked like any other string field, and the list is
+ * bounded, so what is stored is exactly what was sent. */
 static int primary_key_field(json_t *body, json_t **out, http_response *resp)
 {
     json_t *value = json_object_get(body, "primary_key");
     *out = NULL;
     if (value == NULL || json_is_null(value))
         return 0;
-    if (json_is_string(value)) {
-        *out = json_pack("[O]", value);
-        return 0;
-    }
+    json_t *list = json_is_string(value) ? json_pack("[O]", value) : json_incref(value);
     size_t i;
     json_t *item;
-    if (!json_is_array(value))
-        return unprocessable(resp, "Field \"%s\" must be a list of column names.", "primary_key");
-    json_array_foreach(value, i, item) {
-        if (!json_is_string(item) || json_string_length(item) == 0)
-            return unprocessable(resp, "Field \"%s\" must be a list of column names.", "primary_key");
+    if (!json_is_array(list) || json_array_size(list) == 0 || json_array_size(list) > PRIMARY_KEY_COLUMNS_MAX) {
+        json_decref(list);
+        return unprocessable(resp,
+                             "Field \"%s\" must be a column name or a list of 1 to 32 column names, e.g. "
+                             "[\"order_id\", \"line\"].",
+                             "primary_key");
     }
-    *out = json_incref(value);
+    json_array_foreach(list, i, item) {
+        json_t *holder = json_pack("{s:O}", "primary_key", item);
+        const char *name = NULL;
+        int bad = holder == NULL || json_body_string(holder, "primary_key", true, COLUMN_NAME_MAX, &name, resp);
+        json_decref(holder);
+        if (bad) {
+            json_decref(list);
+            return holder == NULL ? unprocessable(resp, "Field \"%s\" could not be read.", "primary_key") : -1;
+        }
+    }
+    *out = list;
     return 0;
 }
 
@@ -130,6 +142,8 @@ static int check_row(http_context *ctx, json_t *row, http_response *resp)
     const char *mode = json_string_value(json_object_get(row, "query_mode"));
     const char *query = json_string_value(json_object_get(row, "source_query"));
     const char *schedule_text = json_string_value(json_object_get(row, "sync_schedule"));
+    if (mode == NULL || json_string_value(json_object_get(row, "source_type")) == NULL) /* merge_fields refuses nulls */
+        return unprocessable(resp, "%s", "query_mode and source_type must be strings.");
     if (strcmp(mode, "local") != 0 && strcmp(mode, "materialized") != 0 && strcmp(mode, "remote") != 0)
         return unprocessable(resp, "query_mode '%s' is not one of local, materialized, remote.", mode);
     if (query != NULL && strcmp(mode, "materialized") != 0)
@@ -149,17 +163,28 @@ static int check_row(http_context *ctx, json_t *row, http_response *resp)
 /* Copy the request's optional fields into row (absent = untouched, null = cleared). */
 static int merge_fields(json_t *body, json_t *row, json_t *updated, http_response *resp)
 {
+    /* `instead` is set for fields that always have a value (a null there
+     * is refused with what to send); the others are cleared by null. */
     static const struct {
         const char *name;
         size_t max;
-    } strings[] = {{"source_type", 64},  {"bucket", 256},          {"source_table", 256}, {"sync_strategy", 64},
-                   {"query_mode", 32},   {"sync_schedule", 200},   {"folder", 256},       {"description", 4000}};
+        const char *instead;
+    } strings[] = {{"source_type", 64, "a connector name such as postgres"},
+                   {"bucket", 256, NULL},
+                   {"source_table", 256, NULL},
+                   {"sync_strategy", 64, NULL},
+                   {"query_mode", 32, "one of local, materialized, remote"},
+                   {"sync_schedule", 200, NULL},
+                   {"folder", 256, NULL},
+                   {"description", 4000, NULL}};
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
         json_t *value = json_object_get(body, strings[i].name);
         const char *text = NULL;
         if (value == NULL)
             continue;
-        if (json_body_string(body, strings[i].name, false, strings[i].max, &text, resp))
+        if (strings[i].instead != NULL
+                ? json_body_string_not_null(body, strings[i].name, strings[i].max, strings[i].instead, &text, resp)
+                : json_body_string(body, strings[i].name, false, strings[i].max, &text, resp))
             return -1;
         json_object_set_new(row, strings[i].name, text ? json_string(text) : json_null());
         json_array_append_new(updated, json_string(strings[i].name));
@@ -195,11 +220,17 @@ static json_t *row_from_request(http_context *ctx, const http_request *req, http
     char id[128];
     if (body == NULL || json_body_string(body, "name", true, 256, &name, resp))
         goto done;
+    char why[300], detail[500];
     if (!id_from_name(name, id, sizeof id)) {
         unprocessable(resp,
                       "Table name \"%s\" does not make a valid id: use letters, digits, _ and spaces, starting "
                       "with a letter or _, at most 64 characters (the id is the name in lower case, spaces as _).",
                       name);
+        goto done;
+    }
+    if (!contract_table_name_ok(id, why, sizeof why)) { /* the same rule as uploads, discovery and the checker */
+        snprintf(detail, sizeof detail, "Table id \"%s\" %s.", id, why);
+        http_respond_error(resp, 422, detail, NULL);
         goto done;
     }
     row = json_pack("{s:s, s:s, s:s, s:s, s:b}", "id", id, "name", name, "source_type", "local", "query_mode",

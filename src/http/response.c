@@ -4,9 +4,10 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/utf8.h"
 #include "http/http.h"
 
-static const char fallback_body[] = "{\"detail\":\"Internal server error: out of memory\"}";
+static const char fallback_body[] = "{\"detail\":\"Internal server error: the answer could not be built; see the server log.\"}";
 
 const char *http_request_header(const http_request *req, const char *name)
 {
@@ -18,12 +19,19 @@ const char *http_request_query(const http_request *req, const char *name)
     return MHD_lookup_connection_value(req->connection, MHD_GET_ARGUMENT_KIND, name);
 }
 
+/* A path segment that is not UTF-8 (/api/users/%FF) names nothing that can
+ * exist - every stored id is UTF-8, and DuckDB will not even bind such
+ * text - so it reads as U+FFFD: lookups find nothing (404) and the
+ * sentence that quotes it is valid JSON. */
+static const char not_text[] = "\xEF\xBF\xBD";
+
 const char *http_request_param(const http_request *req, const char *name)
 {
     size_t len = strlen(name);
     for (int i = 0; i < req->param_count; i++)
         if (req->params[i].name_len == len && strncmp(req->params[i].name, name, len) == 0)
-            return req->params[i].value;
+            return utf8_is_valid(req->params[i].value, strlen(req->params[i].value)) ? req->params[i].value
+                                                                                        : not_text;
     return NULL;
 }
 
@@ -63,8 +71,9 @@ void http_respond_json(http_response *resp, unsigned status, json_t *body)
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     if (text == NULL) {
-        /* Serialising can only fail on allocation: answer with a static body. */
-        log_error("msg=\"cannot serialise a JSON response\"");
+        /* No body: a json_pack of text that is not UTF-8 (a bug: user text
+         * goes through json_body/utf8 checks first) or no memory. */
+        log_error("msg=\"cannot build a JSON response\" status=%u", status);
         char *copy = malloc(sizeof fallback_body);
         if (copy)
             memcpy(copy, fallback_body, sizeof fallback_body);
@@ -74,11 +83,33 @@ void http_respond_json(http_response *resp, unsigned status, json_t *body)
     http_respond_raw(resp, status, "application/json", text, strlen(text));
 }
 
+/* A JSON string of any bytes: the text itself when it is UTF-8, else a
+ * copy with U+FFFD for each byte that is not.  Error sentences quote what
+ * the caller sent (a table name, a URL segment, a line of their file) and
+ * are cut at fixed sizes, so they cannot be trusted to encode as they are;
+ * an answer must never turn into a 500 because its sentence did not. */
+static json_t *json_text(const char *text)
+{
+    if (text == NULL)
+        return NULL;
+    json_t *value = json_string(text);
+    if (value != NULL)
+        return value;
+    char *repaired = utf8_sanitize(text);
+    value = repaired ? json_string(repaired) : NULL;
+    free(repaired);
+    return value;
+}
+
 void http_respond_error(http_response *resp, unsigned status, const char *detail, const char *hint)
 {
-    json_t *body = json_pack("{s:s}", "detail", detail);
+    json_t *body = json_object(), *text = json_text(detail ? detail : "");
+    if (body == NULL || text == NULL || json_object_set_new(body, "detail", text) != 0) {
+        json_decref(body);
+        body = NULL;
+    }
     if (body && hint)
-        json_object_set_new(body, "hint", json_string(hint));
+        json_object_set_new(body, "hint", json_text(hint));
     http_respond_json(resp, status, body);
 }
 

@@ -29,6 +29,10 @@ typedef void (*route_handler)(http_context *ctx, const http_request *req, http_r
 #define ROUTE_BLOCKING 0x4u    /* may run for seconds: the handler gets a thread of its own (server.c) */
 #define ROUTE_UPLOAD 0x8u      /* the body is a file: streamed to disk, see upload_body.h */
 #define ROUTE_SMALL_UPLOAD 0x10u /* with ROUTE_UPLOAD: capped by upload.max_session_bytes instead */
+/* Bearer tokens only (the handler refuses the web cookie with its own
+ * sentence): no cross-site request can ride on a browser's session, so the
+ * CSRF check (csrf.h) has nothing to protect and would only hide that sentence. */
+#define ROUTE_BEARER_ONLY 0x20u
 
 typedef struct route {
     const char *method;
@@ -42,12 +46,19 @@ typedef struct route {
 /* "public", "anonymous", "user", "admin". */
 const char *route_access_name(enum route_access access);
 
-enum route_match_result { ROUTE_MATCHED, ROUTE_NOT_FOUND, ROUTE_METHOD_NOT_ALLOWED };
+enum route_match_result {
+    ROUTE_MATCHED,
+    ROUTE_NOT_FOUND,
+    ROUTE_METHOD_NOT_ALLOWED,
+    ROUTE_PARAM_TOO_LONG, /* a route's shape fits, but a {param} segment is HTTP_PARAM_MAX bytes or more */
+};
 
 /* Find the route for method + path.  On ROUTE_MATCHED, *out is set and the
  * path parameters are written into req.  On ROUTE_METHOD_NOT_ALLOWED,
  * `allow` receives the comma-separated methods the path does accept.
- * HEAD is answered by GET routes. */
+ * HEAD is answered by GET routes.  On ROUTE_MATCHED every {param} of the
+ * route is set (no handler ever sees a NULL parameter); a segment too long
+ * for any parameter gives ROUTE_PARAM_TOO_LONG (the server answers 414). */
 enum route_match_result router_match(const route *routes, size_t count, const char *method, const char *path,
                                      http_request *req, const route **out, char *allow, size_t allow_size);
 

@@ -8,13 +8,18 @@
 #include "http/auth.h"
 #include "http/catalog.h"
 #include "http/catalog_admin.h"
+#include "http/cli_dist.h"
 #include "http/configure.h"
 #include "http/data.h"
 #include "http/sessions.h"
 #include "http/health.h"
+#include "http/instance.h"
+#include "http/mcp.h"
 #include "http/pages.h"
 #include "http/query.h"
 #include "http/registry.h"
+#include "http/results.h"
+#include "http/setup.h"
 #include "http/sync.h"
 #include "http/sync_status.h"
 #include "http/tokens.h"
@@ -31,8 +36,27 @@ const route http_routes[] = {
     {"POST", "/auth/token", auth_handle_token, ROUTE_ANONYMOUS, "Log in with email and password; returns a bearer token"},
     {"POST", "/auth/login", auth_handle_login_form, ROUTE_ANONYMOUS, "Web form login: sets the access_token cookie"},
     {"POST", "/auth/logout", auth_handle_logout, ROUTE_ANONYMOUS, "Clear the access_token cookie"},
-    {"GET", "/setup", pages_handle_setup, ROUTE_PUBLIC, "First-run page (redirects to /login once set up)", ROUTE_HTML},
+    /* The web pages (web/pages/, embedded at build time) and their assets. */
+    {"GET", "/", pages_handle_root, ROUTE_USER, "Home: the dashboard (or /setup, or /login)", ROUTE_HTML},
+    {"GET", "/setup", pages_handle_setup, ROUTE_PUBLIC,
+     "First-run wizard; once the admin exists, for a signed-in admin (others go to /login)", ROUTE_HTML},
     {"GET", "/login", pages_handle_login, ROUTE_ANONYMOUS, "Login page", ROUTE_HTML},
+    {"GET", "/assets/{name}", pages_handle_asset, ROUTE_PUBLIC,
+     "A page's stylesheet, script or library (ETag; gzip when accepted; ?v=<version> cached for a year)"},
+    {"GET", "/dashboard", pages_handle_dashboard, ROUTE_USER, "Dashboard page", ROUTE_HTML},
+    {"GET", "/catalog", pages_handle_catalog, ROUTE_USER, "Catalog page", ROUTE_HTML},
+    {"GET", "/catalog/{id}", pages_handle_catalog_table, ROUTE_USER, "One table's page", ROUTE_HTML},
+    {"GET", "/query", pages_handle_query, ROUTE_USER, "SQL console page", ROUTE_HTML},
+    {"GET", "/tokens", pages_handle_tokens, ROUTE_USER, "Personal access tokens page", ROUTE_HTML},
+    {"GET", "/admin/sources", pages_handle_admin_sources, ROUTE_ADMIN, "Data source page", ROUTE_HTML},
+    {"GET", "/admin/tables", pages_handle_admin_tables, ROUTE_ADMIN, "Table registry page", ROUTE_HTML},
+    {"GET", "/admin/sync", pages_handle_admin_sync, ROUTE_ADMIN, "Sync runs page", ROUTE_HTML},
+    {"GET", "/admin/users", pages_handle_admin_users, ROUTE_ADMIN, "Users page", ROUTE_HTML},
+    {"GET", "/admin/users/{id}", pages_handle_admin_user, ROUTE_ADMIN, "One user's page", ROUTE_HTML},
+    {"GET", "/admin/access", pages_handle_admin_access, ROUTE_ADMIN, "Groups and grants page", ROUTE_HTML},
+    {"GET", "/admin/audit", pages_handle_admin_audit, ROUTE_ADMIN, "Audit log page", ROUTE_HTML},
+    {"GET", "/api/instance", instance_handle_get, ROUTE_USER, "Instance name, version and channel (page headers)"},
+    {"GET", "/api/me/activity", instance_handle_my_activity, ROUTE_USER, "The caller's last pull"},
     {"GET", "/api/me", me_handle_get, ROUTE_USER, "The caller: id, email, name, admin flag, groups"},
     {"POST", "/auth/tokens", tokens_handle_create, ROUTE_USER, "Create a personal access token (shown once)",
      ROUTE_INTERACTIVE},
@@ -71,6 +95,8 @@ const route http_routes[] = {
      "Run one read-only SELECT on the catalog {sql, limit?, format?: json|ndjson|csv|parquet|arrow}", ROUTE_BLOCKING},
     {"POST", "/api/admin/rebuild", catalog_handle_rebuild, ROUTE_ADMIN,
      "Rebuild the analytics catalog from every extract now", ROUTE_BLOCKING},
+    {"DELETE", "/api/admin/demo", catalog_handle_remove_demo, ROUTE_ADMIN,
+     "Remove the demo source (make run's sample tables) for good", ROUTE_BLOCKING},
     {"POST", "/api/sync/trigger", sync_handle_trigger, ROUTE_ADMIN,
      "Start a sync of every registered table, or of a JSON array of ids; returns a run_id at once"},
     {"GET", "/api/sync/status/{run_id}", sync_handle_run_status, ROUTE_ADMIN, "One sync run: state per table"},
@@ -102,7 +128,39 @@ const route http_routes[] = {
      ROUTE_BLOCKING},
     {"POST", "/api/admin/discover-and-register", configure_handle_discover, ROUTE_ADMIN,
      "Register every table the configured source lists {query_mode?, schemas?, sync_schedule?}", ROUTE_BLOCKING},
+    {"GET", "/api/admin/sources", setup_handle_sources, ROUTE_ADMIN,
+     "Source types this build knows (which it can sync, their configure fields), custom connectors, the current "
+     "configuration"},
+    {"GET", "/api/admin/setup", setup_handle_state, ROUTE_ADMIN,
+     "Where the first-run wizard stands (step 2-5 or done), derived from configuration, registry and sync state"},
+    {"GET", "/api/admin/discover-tables", setup_handle_discover, ROUTE_ADMIN,
+     "The configured source's tables with a suggested query mode, without registering them", ROUTE_BLOCKING},
     {"GET", "/api/admin/audit", audit_handle_list, ROUTE_ADMIN, "The audit log, newest first (limit, offset, action)"},
+    /* Results behind handles, for agents (http/results.h). */
+    {"POST", "/api/results", results_handle_create, ROUTE_USER,
+     "Run one SELECT {sql, limit?, max_chars?}: the first page, and a handle to the whole result when it is larger",
+     ROUTE_BLOCKING},
+    {"GET", "/api/results", results_handle_list, ROUTE_USER, "The caller's result handles and the result budget"},
+    {"GET", "/api/results/{handle}", results_handle_download, ROUTE_USER,
+     "The whole result behind a handle (?format=parquet|csv); only its owner's", ROUTE_BLOCKING},
+    {"GET", "/api/results/{handle}/rows", results_handle_rows, ROUTE_USER,
+     "One page of a result (?offset=&limit=&max_chars=); next_offset says where to continue", ROUTE_BLOCKING},
+    {"DELETE", "/api/results/{handle}", results_handle_delete, ROUTE_USER, "Drop a result before it expires"},
+    /* MCP over streamable HTTP: the same tools as `agnes mcp` (http/mcp.h). */
+    {"POST", "/mcp", mcp_handle_post, ROUTE_USER,
+     "MCP (streamable HTTP): JSON-RPC with a bearer token; tools list_tables, describe_table, query, fetch_result, "
+     "sync_status, pull (+ sync_trigger, registry for admins)",
+     ROUTE_BLOCKING | ROUTE_BEARER_ONLY},
+    {"DELETE", "/mcp", mcp_handle_delete, ROUTE_USER, "End the MCP session named by Mcp-Session-Id",
+     ROUTE_BEARER_ONLY},
+    /* The CLI for analysts, built from this server's own binary (http/cli_dist.h). */
+    {"GET", "/cli/install.sh", cli_dist_handle_install_script, ROUTE_ANONYMOUS,
+     "Installer: `curl -fsS SERVER/cli/install.sh | sh` puts agnes into ~/.local (no root), SHA-256 checked",
+     ROUTE_BLOCKING},
+    {"GET", "/cli/agnes-linux-x86_64.tar.gz", cli_dist_handle_tarball, ROUTE_ANONYMOUS,
+     "This server's CLI build: agnes/bin/agnes + agnes/lib/agnes/libduckdb.so (ETag = SHA-256)", ROUTE_BLOCKING},
+    {"GET", "/cli/agnes-linux-x86_64.tar.gz.sha256", cli_dist_handle_checksum, ROUTE_ANONYMOUS,
+     "SHA-256 of the CLI tarball, in sha256sum's format", ROUTE_BLOCKING},
 };
 
 const size_t http_route_count = sizeof http_routes / sizeof http_routes[0];

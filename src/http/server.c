@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <strings.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -21,7 +22,10 @@
 #include "http/rate_limit.h"
 #include "http/upload_body.h"
 
-#define CONNECTION_IDLE_TIMEOUT_SECONDS 60
+/* The answer to ambiguous framing (RFC 9112 section 6.3): the connection is
+ * closed after it, so bytes after the ambiguous body are never read as a
+ * request of their own. */
+#define FRAMING_HINT "Send one Content-Length, or Transfer-Encoding: chunked alone, never both (RFC 9112 section 6)."
 
 /* Per-request state, from the first callback to MHD's "completed" notice. */
 typedef struct request_state {
@@ -30,6 +34,10 @@ typedef struct request_state {
     size_t body_len;
     size_t body_cap;
     bool body_too_large;
+    bool framing_refused;    /* answered 4xx before its body: the connection closes */
+    bool path_too_long;      /* the path did not fit `path`: never routed cut short */
+    char framing_problem[300];
+    int address_slot;        /* in-flight slot of a forwarded client address, -1 when none */
     size_t declared_length;
     unsigned status;
     size_t response_bytes;
@@ -164,6 +172,229 @@ static void apply_forwarded_for(struct MHD_Connection *connection, request_state
         memcpy(state->client_ip, candidate, n + 1);
 }
 
+/*
+ * Framing and encoding checks, on the headers as libmicrohttpd received
+ * them, before any body byte is read.  libmicrohttpd 0.9.75 takes the first
+ * of two Content-Length fields, lets Transfer-Encoding: chunked win over a
+ * Content-Length, and ignores a field whose name ends in a space - each a
+ * way for a proxy in front and this server to disagree on where a request
+ * ends (request smuggling).  RFC 9112 section 6.3 says to refuse them.
+ */
+typedef struct framing_scan {
+    int content_lengths;
+    int transfer_encodings;
+    bool chunked_only; /* every Transfer-Encoding field is exactly "chunked" */
+    char problem[300];
+} framing_scan;
+
+/* RFC 3629 UTF-8 (no overlong forms, surrogates or code points past
+ * U+10FFFF): what jansson and DuckDB both insist on.  Names and ids in
+ * paths and query strings are percent-encoded UTF-8 (RFC 3986); bytes that
+ * are no character would reach a handler only to fail in a JSON answer or
+ * a bound parameter, so they are refused here, once. */
+static bool valid_utf8(const unsigned char *s, size_t len)
+{
+    static const unsigned long minimum[] = {0, 0x80, 0x800, 0x10000};
+    for (size_t i = 0; i < len;) {
+        unsigned char c = s[i];
+        size_t more = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2 : (c & 0xf8) == 0xf0 ? 3 : 4;
+        if (more == 4 || more >= len - i)
+            return more == 0;
+        unsigned long code = c & (0x7fu >> more);
+        for (size_t k = 1; k <= more; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return false;
+            code = (code << 6) | (s[i + k] & 0x3fu);
+        }
+        if (code < minimum[more] || code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff))
+            return false;
+        i += more + 1;
+    }
+    return true;
+}
+
+static bool has_byte(const char *text, size_t size, char byte)
+{
+    return text != NULL && memchr(text, byte, size) != NULL;
+}
+
+static bool has_control(const char *text, size_t size)
+{
+    for (size_t i = 0; text != NULL && i < size; i++)
+        if ((unsigned char)text[i] < 0x20 && text[i] != '\t')
+            return true;
+    return false;
+}
+
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+                                   const char *value, size_t value_size)
+{
+    (void)kind;
+    framing_scan *scan = cls;
+    if (scan->problem[0] != '\0')
+        return MHD_NO;
+    bool bad_name = key_size == 0;
+    for (size_t i = 0; i < key_size; i++)
+        bad_name = bad_name || (unsigned char)key[i] <= ' ' || key[i] == 0x7f;
+    if (bad_name) {
+        snprintf(scan->problem, sizeof scan->problem,
+                 "A header field name contains a space or a control character (e.g. \"Transfer-Encoding :\"); "
+                 "remove it.");
+        return MHD_NO;
+    }
+    if (has_control(value, value_size)) {
+        snprintf(scan->problem, sizeof scan->problem,
+                 "Header %.64s contains a control character (NUL, CR or LF); remove it.", key);
+        return MHD_NO;
+    }
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+        scan->content_lengths++;
+    if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        scan->transfer_encodings++;
+        char coding[32] = "";
+        snprintf(coding, sizeof coding, "%.*s", (int)(value_size < 31 ? value_size : 31), value ? value : "");
+        scan->chunked_only = scan->chunked_only && strcasecmp(util_trim(coding), "chunked") == 0;
+    }
+    return MHD_YES;
+}
+
+/* Query parameters: a NUL would silently cut a value (?name=a%00b became
+ * table "a"); unescape_uri below leaves %00 undecoded so it can be seen. */
+static enum MHD_Result scan_argument(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+                                     const char *value, size_t value_size)
+{
+    (void)kind;
+    framing_scan *scan = cls;
+    if (scan->problem[0] != '\0')
+        return MHD_NO;
+    if (has_byte(key, key_size, '\0') || (key && strstr(key, "%00")) || has_byte(value, value_size, '\0') ||
+        (value && strstr(value, "%00"))) {
+        snprintf(scan->problem, sizeof scan->problem,
+                 "Query parameter '%.64s' contains a NUL byte (%%00), which no name or value may hold; remove it.",
+                 key && valid_utf8((const unsigned char *)key, key_size) ? key : "?");
+        return MHD_NO;
+    }
+    if (!valid_utf8((const unsigned char *)key, key_size) || !valid_utf8((const unsigned char *)value, value_size)) {
+        snprintf(scan->problem, sizeof scan->problem,
+                 "Query parameter '%.64s' is not UTF-8 text (a %%XX sequence decodes to bytes that are no "
+                 "character); percent-encode names and values as UTF-8.",
+                 valid_utf8((const unsigned char *)key, key_size) ? key : "?");
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+/* Empty when the request may proceed; else the sentence of a 400. */
+static void check_framing(struct MHD_Connection *connection, const char *version, const request_state *state,
+                          char *problem, size_t size)
+{
+    framing_scan scan = {.chunked_only = true};
+    problem[0] = '\0';
+    if (strstr(state->path, "%00") != NULL) {
+        snprintf(problem, size, "The path contains a NUL byte (%%00), which no path may hold; remove it.");
+        return;
+    }
+    if (!valid_utf8((const unsigned char *)state->path, strlen(state->path))) {
+        snprintf(problem, size,
+                 "The path is not UTF-8 text (a %%XX sequence decodes to bytes that are no character); "
+                 "percent-encode names and ids as UTF-8.");
+        return;
+    }
+    MHD_get_connection_values_n(connection, MHD_HEADER_KIND, scan_header, &scan);
+    if (scan.problem[0] == '\0')
+        MHD_get_connection_values_n(connection, MHD_GET_ARGUMENT_KIND, scan_argument, &scan);
+    if (scan.problem[0] != '\0')
+        snprintf(problem, size, "%s", scan.problem);
+    else if (scan.content_lengths > 1)
+        snprintf(problem, size, "The request has %d Content-Length fields; send exactly one. " FRAMING_HINT,
+                 scan.content_lengths);
+    else if (scan.transfer_encodings > 0 && scan.content_lengths > 0)
+        snprintf(problem, size, "The request has both Content-Length and Transfer-Encoding. " FRAMING_HINT);
+    else if (scan.transfer_encodings > 1 || (scan.transfer_encodings == 1 && !scan.chunked_only))
+        snprintf(problem, size,
+                 "Transfer-Encoding must be exactly \"chunked\" (no other coding, no repeats). " FRAMING_HINT);
+    else if (scan.transfer_encodings > 0 && strcmp(version, MHD_HTTP_VERSION_1_1) != 0)
+        snprintf(problem, size, "Transfer-Encoding is not defined for %s requests; send Content-Length.", version);
+}
+
+/* libmicrohttpd's default unescaping turns %00 into a NUL that cuts the
+ * path or value short without a trace.  Decode every other %XX; leave %00
+ * (and malformed escapes) as written, for check_framing to refuse. */
+static size_t unescape_uri(void *cls, struct MHD_Connection *connection, char *text)
+{
+    (void)cls;
+    (void)connection;
+    char *out = text;
+    for (const char *in = text; *in; in++) {
+        if (in[0] == '%' && isxdigit((unsigned char)in[1]) && isxdigit((unsigned char)in[2])) {
+            char hex[3] = {in[1], in[2], '\0'};
+            long byte = strtol(hex, NULL, 16);
+            if (byte != 0) {
+                *out++ = (char)byte;
+                in += 2;
+                continue;
+            }
+        }
+        *out++ = *in;
+    }
+    *out = '\0';
+    return (size_t)(out - text);
+}
+
+static size_t address_hash(const char *address)
+{
+    uint32_t hash = 2166136261u; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)address; *p; p++)
+        hash = (hash ^ *p) * 16777619u;
+    return hash % SERVER_ADDRESS_SLOTS;
+}
+
+#define ADDRESS_PROBES 16
+
+/* Count the request against its client address; false when that address
+ * already has per_address_limit requests in flight.  A full table lets
+ * the request through (the connection limit still bounds the total). */
+static bool claim_address(http_server *server, request_state *state)
+{
+    if (server->addresses == NULL || server->per_address_limit == 0)
+        return true;
+    size_t start = address_hash(state->client_ip);
+    int match = -1, empty = -1;
+    bool allowed = true;
+    pthread_mutex_lock(&server->addresses_lock);
+    for (size_t i = 0; i < ADDRESS_PROBES && match < 0; i++) {
+        size_t slot = (start + i) % SERVER_ADDRESS_SLOTS;
+        address_count *entry = &server->addresses[slot];
+        if (entry->count > 0 && strcmp(entry->address, state->client_ip) == 0)
+            match = (int)slot;
+        else if (entry->count == 0 && empty < 0)
+            empty = (int)slot;
+    }
+    if (match < 0 && empty >= 0) {
+        match = empty;
+        snprintf(server->addresses[match].address, sizeof server->addresses[match].address, "%s", state->client_ip);
+    }
+    if (match >= 0) {
+        allowed = (unsigned)server->addresses[match].count < server->per_address_limit;
+        if (allowed) {
+            server->addresses[match].count++;
+            state->address_slot = match;
+        }
+    }
+    pthread_mutex_unlock(&server->addresses_lock);
+    return allowed;
+}
+
+static void release_address(http_server *server, request_state *state)
+{
+    if (state->address_slot < 0)
+        return;
+    pthread_mutex_lock(&server->addresses_lock);
+    server->addresses[state->address_slot].count--;
+    pthread_mutex_unlock(&server->addresses_lock);
+    state->address_slot = -1;
+}
+
 static request_state *begin_request(http_server *server, struct MHD_Connection *connection, const char *url,
                                     const char *method)
 {
@@ -171,7 +402,13 @@ static request_state *begin_request(http_server *server, struct MHD_Connection *
     if (state == NULL)
         return NULL;
     state->started_ms = util_monotonic_ms();
-    snprintf(state->method, sizeof state->method, "%s", method);
+    state->address_slot = -1;
+    /* A method is a token; anything else is shown as '?' (it is logged and echoed). */
+    size_t m = 0;
+    for (const char *c = method; *c && m + 1 < sizeof state->method; c++)
+        state->method[m++] = (isalnum((unsigned char)*c) || strchr("!#$%&'*+-.^_`|~", *c)) ? *c : '?';
+    state->method[m] = '\0';
+    state->path_too_long = strlen(url) >= sizeof state->path;
     snprintf(state->path, sizeof state->path, "%s", url);
     assign_request_id(connection, state);
     record_client_ip(connection, state);
@@ -230,6 +467,21 @@ static void route_request(http_server *server, struct MHD_Connection *connection
     state->upload = NULL;
 }
 
+/* The path as a client would type it: bytes outside printable ASCII as %XX,
+ * so a sentence quoting it is plain text (and always valid JSON). */
+static const char *printable_path(const char *path, char *out, size_t size)
+{
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)path; *p && n + 4 < size; p++) {
+        if (*p > 0x20 && *p < 0x7f)
+            out[n++] = (char)*p;
+        else
+            n += (size_t)snprintf(out + n, size - n, "%%%02X", *p);
+    }
+    out[n] = '\0';
+    return out;
+}
+
 static void route_request_now(http_server *server, struct MHD_Connection *connection, request_state *state,
                               http_response *resp)
 {
@@ -255,7 +507,8 @@ static void route_request_now(http_server *server, struct MHD_Connection *connec
         agnes_error err;
         int rc = upload_body_finish(state->upload, &upload, &err);
         if (rc == AGNES_ERR_INVALID) {
-            http_respond_error(resp, MHD_HTTP_CONTENT_TOO_LARGE, err.message, NULL);
+            http_respond_error(resp, upload_body_too_large(state->upload) ? MHD_HTTP_CONTENT_TOO_LARGE : 400,
+                               err.message, NULL);
             return;
         }
         if (rc != AGNES_OK) {
@@ -277,7 +530,7 @@ static void route_request_now(http_server *server, struct MHD_Connection *connec
     };
     const route *matched = NULL;
     char allow[128];
-    char detail[700];
+    char detail[700], shown[3 * sizeof state->path];
     enum route_match_result match = router_match(server->routes, server->route_count, state->method, state->path,
                                                  &req, &matched, allow, sizeof allow);
     /* Setup mode closes everything but the public routes, including paths
@@ -287,13 +540,20 @@ static void route_request_now(http_server *server, struct MHD_Connection *connec
     switch (match) {
     case ROUTE_NOT_FOUND:
         snprintf(detail, sizeof detail, "Not found: no endpoint at %s %s. Check the path (API paths start with /api/ or /auth/).",
-                 state->method, state->path);
+                 state->method, printable_path(state->path, shown, sizeof shown));
         http_respond_error(resp, MHD_HTTP_NOT_FOUND, detail, NULL);
         return;
     case ROUTE_METHOD_NOT_ALLOWED:
-        snprintf(detail, sizeof detail, "Method %s is not allowed on %s; use %s.", state->method, state->path, allow);
+        snprintf(detail, sizeof detail, "Method %s is not allowed on %s; use %s.", state->method,
+                 printable_path(state->path, shown, sizeof shown), allow);
         http_respond_error(resp, MHD_HTTP_METHOD_NOT_ALLOWED, detail, NULL);
         http_response_add_header(resp, "Allow", allow);
+        return;
+    case ROUTE_PARAM_TOO_LONG:
+        snprintf(detail, sizeof detail,
+                 "A segment of the path is %d bytes or longer; no id or name is that long. Check the path.",
+                 HTTP_PARAM_MAX);
+        http_respond_error(resp, 414, detail, NULL);
         return;
     case ROUTE_MATCHED:
         break;
@@ -435,9 +695,18 @@ static enum MHD_Result send_response(http_server *server, struct MHD_Connection 
                             resp->content_type ? resp->content_type : "application/json");
     MHD_add_response_header(response, "X-Request-ID", state->request_id);
     MHD_add_response_header(response, "X-Content-Type-Options", "nosniff");
-    for (int i = 0; i < resp->header_count; i++)
+    for (int i = 0; i < resp->header_count; i++) {
+        /* A header built from request data (a redirect target, a file name)
+         * must not carry a CR/LF or other control byte to the client. */
+        if (has_control(resp->headers[i].value, strlen(resp->headers[i].value)) ||
+            has_control(resp->headers[i].name, strlen(resp->headers[i].name))) {
+            log_warn("msg=\"response header dropped: control character\" request_id=%s header=%s",
+                     state->request_id, resp->headers[i].name);
+            continue;
+        }
         MHD_add_response_header(response, resp->headers[i].name, resp->headers[i].value);
-    if (atomic_load(&server->draining))
+    }
+    if (atomic_load(&server->draining) || state->framing_refused)
         MHD_add_response_header(response, MHD_HTTP_HEADER_CONNECTION, "close");
     state->status = resp->status;
     state->response_bytes = resp->body_len;
@@ -529,7 +798,6 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connecti
                                       const char *method, const char *version, const char *upload_data,
                                       size_t *upload_data_size, void **con_cls)
 {
-    (void)version;
     http_server *server = cls;
     request_state *state = *con_cls;
     if (state == NULL) {
@@ -537,6 +805,24 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connecti
         if (state == NULL)
             return MHD_NO;
         *con_cls = state;
+        check_framing(connection, version, state, state->framing_problem, sizeof state->framing_problem);
+        if (state->path_too_long)
+            snprintf(state->framing_problem, sizeof state->framing_problem,
+                     "The path is %zu bytes or longer; no endpoint's path is. Check it.", sizeof state->path);
+        if (state->framing_problem[0] != '\0') {
+            http_response refused = {0};
+            state->framing_refused = true;
+            http_respond_error(&refused, state->path_too_long ? 414 : 400, state->framing_problem, NULL);
+            return send_response(server, connection, state, &refused);
+        }
+        if (!claim_address(server, state)) {
+            http_response busy = {0};
+            http_respond_error(&busy, 429,
+                               "Too many requests at once from this address; wait for some to finish and retry.",
+                               NULL);
+            http_response_add_header(&busy, "Retry-After", "1");
+            return send_response(server, connection, state, &busy);
+        }
         if (!state->body_too_large && route_has(state, ROUTE_UPLOAD)) {
             http_response early = {0};
             if (!begin_upload(server, connection, state, &early))
@@ -576,9 +862,12 @@ static void request_completed(void *cls, struct MHD_Connection *connection, void
     if (state == NULL)
         return;
     double elapsed = util_monotonic_ms() - state->started_ms;
+    char path[2 * sizeof state->path];
     log_info("msg=request request_id=%s method=%s path=\"%s\" status=%u bytes=%zu duration_ms=%.2f client=%s%s",
-             state->request_id, state->method, state->path, state->status, state->response_bytes, elapsed,
-             state->client_ip, code == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=true");
+             state->request_id, state->method, log_quote(state->path, path, sizeof path), state->status,
+             state->response_bytes, elapsed, state->client_ip,
+             code == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=true");
+    release_address(server, state);
     if (state->response_ready) { /* the client left before an offloaded response was sent */
         free(state->response.body);
         if (state->response.stream.read != NULL)
@@ -631,19 +920,42 @@ int server_start(http_server *server, http_context *ctx, const route *routes, si
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (address.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    /* One client must not take every connection slot (600 half-sent
+     * requests once locked everyone out): libmicrohttpd refuses a socket
+     * address's connections past the limit.  Behind our own proxy that
+     * address is the proxy's, so the limit moves to requests per
+     * forwarded address (claim_address). */
+    unsigned per_socket_address = options->trust_proxy ? 0 : options->max_connections_per_address;
+    if (options->trust_proxy && options->max_connections_per_address > 0) {
+        server->addresses = calloc(SERVER_ADDRESS_SLOTS, sizeof *server->addresses);
+        if (server->addresses == NULL || pthread_mutex_init(&server->addresses_lock, NULL) != 0) {
+            free(server->addresses);
+            server->addresses = NULL;
+            return agnes_error_set(err, AGNES_ERR_NOMEM, "cannot create the per-address request table");
+        }
+        server->per_address_limit = options->max_connections_per_address;
+    }
     server->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, access_handler, server, MHD_OPTION_EXTERNAL_LOGGER, log_mhd_error, NULL,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&address,
         MHD_OPTION_THREAD_POOL_SIZE, options->threads, MHD_OPTION_CONNECTION_LIMIT, options->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_socket_address,
         MHD_OPTION_NOTIFY_COMPLETED, request_completed, server,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape_uri, NULL,
         /* No MHD_OPTION_LISTENING_ADDRESS_REUSE: it enables SO_REUSEPORT, which would let a second
          * agnes bind the same port and silently take half the traffic. */
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_IDLE_TIMEOUT_SECONDS, MHD_OPTION_END);
-    if (server->daemon == NULL)
+        MHD_OPTION_CONNECTION_TIMEOUT, options->idle_timeout_seconds, MHD_OPTION_END);
+    if (server->daemon == NULL) {
+        if (server->addresses != NULL) {
+            pthread_mutex_destroy(&server->addresses_lock);
+            free(server->addresses);
+            server->addresses = NULL;
+        }
         return agnes_error_set(err, AGNES_ERR_IO,
                                "cannot listen on %s: the address is in use or not available here. Stop the other "
                                "process or choose another address with AGNES_LISTEN=HOST:PORT",
                                options->listen);
+    }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(server->daemon, MHD_DAEMON_INFO_BIND_PORT);
     server->port = info ? info->port : 0;
     return AGNES_OK;
@@ -686,8 +998,14 @@ int server_stop(http_server *server, unsigned grace_seconds)
     int left = atomic_load(&server->in_flight);
     /* MHD must not be stopped under a suspended connection; one whose
      * handler is still running past the grace period is left to exit(). */
-    if (atomic_load(&server->offloaded_in_flight) == 0)
+    if (atomic_load(&server->offloaded_in_flight) == 0) {
         MHD_stop_daemon(server->daemon);
+        if (server->addresses != NULL) { /* no request can reach it any more */
+            pthread_mutex_destroy(&server->addresses_lock);
+            free(server->addresses);
+            server->addresses = NULL;
+        }
+    }
     server->daemon = NULL;
     return left;
 }

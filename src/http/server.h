@@ -15,6 +15,7 @@
 #ifndef AGNES_HTTP_SERVER_H
 #define AGNES_HTTP_SERVER_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -24,6 +25,15 @@
 #include "http/router.h"
 
 struct MHD_Daemon;
+
+/* In-flight requests of one client address, when the address comes from
+ * X-Forwarded-For (behind a proxy every socket is the proxy's). */
+typedef struct address_count {
+    char address[46]; /* INET6_ADDRSTRLEN */
+    int count;
+} address_count;
+
+#define SERVER_ADDRESS_SLOTS 1024
 
 typedef struct http_server {
     struct MHD_Daemon *daemon;
@@ -35,12 +45,25 @@ typedef struct http_server {
     atomic_int in_flight;
     atomic_int offloaded_in_flight; /* requests whose handler runs on a thread of its own */
     atomic_bool draining;
+    /* Requests per forwarded client address (server.trust_proxy); NULL when
+     * libmicrohttpd limits connections per socket address instead. */
+    address_count *addresses;
+    pthread_mutex_t addresses_lock;
+    unsigned per_address_limit;
 } http_server;
 
 typedef struct server_options {
     const char *listen; /* "HOST:PORT", "[v6]:PORT" or ":PORT" */
     unsigned threads;         /* event-loop workers; blocking routes run on threads of their own */
     unsigned max_connections;
+    /* Connections one address may hold (0 = no limit).  Behind a trusted
+     * proxy every connection is the proxy's, so the limit applies instead to
+     * the requests in flight per X-Forwarded-For address (429 above it). */
+    unsigned max_connections_per_address;
+    bool trust_proxy;
+    /* A connection silent this long - waiting for the rest of its headers or
+     * body, or idle between keep-alive requests - is closed. */
+    unsigned idle_timeout_seconds;
     size_t max_body_bytes;
 } server_options;
 

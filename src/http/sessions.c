@@ -83,13 +83,26 @@ void sessions_handle_upload(http_context *ctx, const http_request *req, http_res
     strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", &utc);
     if (paths_data_file(&ctx->runtime->paths, DATA_SESSIONS_DIR, sessions, sizeof sessions, &err) ||
         util_format(dir, sizeof dir, &err, "%s/%s", sessions, req->identity->user_id) ||
-        util_mkdir_p(dir, 0700, &err) ||
-        util_format(path, sizeof path, &err, "%s/%s.%03ldZ-%s", dir, stamp, now.tv_nsec / 1000000, name)) {
+        util_mkdir_p(dir, 0700, &err)) {
         http_respond_internal(resp, req, &err);
         return;
     }
-    /* Copied: the spool file goes with the request. */
-    if (util_copy_file_atomic(upload->path, path, &err) != AGNES_OK || chmod(path, 0600) != 0) {
+    /* Copied (the spool file goes with the request) under a name nobody
+     * has: uploads of one name in the same millisecond get -2, -3, ...,
+     * never one over the other. */
+    bool taken = true;
+    int rc = AGNES_OK;
+    for (int n = 1; taken && n <= 100; n++) {
+        char suffix[16] = "";
+        if (n > 1)
+            snprintf(suffix, sizeof suffix, "-%d", n);
+        rc = util_format(path, sizeof path, &err, "%s/%s.%03ldZ%s-%s", dir, stamp, now.tv_nsec / 1000000, suffix, name);
+        if (rc == AGNES_OK)
+            rc = util_copy_file_new(upload->path, path, &taken, &err);
+        else
+            taken = false;
+    }
+    if (rc != AGNES_OK || chmod(path, 0600) != 0) {
         http_respond_internal(resp, req, &err);
         return;
     }

@@ -210,8 +210,7 @@ static void *run_main(void *arg)
     run_job *job = arg;
     sync_runs *runs = job->ctx->sync_runs;
     const char *source;
-    json_t *rows;
-    bool any_failed = false, any_done = false;
+    json_t *rows, *outcomes = json_array();
     if (job->discover_source[0] != '\0')
         discover_first(job);
     mark_started(job);
@@ -219,10 +218,7 @@ static void *run_main(void *arg)
         set_source_state(runs, job->run_id, source, "running");
         json_t *outcome = sync_run_source(job->ctx->runtime, job->ctx->db, job->run_id, source, rows, &runs->stopping);
         record_outcome(runs, job->run_id, outcome);
-        const char *state = json_string_value(json_object_get(outcome, "state"));
-        any_failed = any_failed || strcmp(state, "done") != 0;
-        any_done = any_done || strcmp(state, "failed") != 0;
-        json_decref(outcome);
+        json_array_append_new(outcomes, outcome);
         release_source(runs, source);
     }
     json_t *report = NULL;
@@ -233,7 +229,19 @@ static void *run_main(void *arg)
     system_db_writer_release(job->ctx->db);
     if (catalog_rebuild(job->ctx, false, &report, &err) != AGNES_OK)
         log_warn("msg=\"catalog rebuild after a sync failed\" run_id=%s detail=\"%s\"", job->run_id, err.message);
+    /* A table the catalog refused (its name belongs to another source) did not reach anyone: the run says so. */
+    bool any_failed = false, any_done = false;
+    size_t i;
+    json_t *outcome;
+    json_array_foreach(outcomes, i, outcome) {
+        if (sync_apply_rebuild_report(job->ctx->db, outcome, report) > 0)
+            record_outcome(runs, job->run_id, outcome);
+        const char *state = json_string_value(json_object_get(outcome, "state"));
+        any_failed = any_failed || strcmp(state, "done") != 0;
+        any_done = any_done || strcmp(state, "failed") != 0;
+    }
     json_decref(report);
+    json_decref(outcomes);
     char finished[32];
     util_utc_now_iso(finished);
     pthread_mutex_lock(&runs->lock);
@@ -415,33 +423,35 @@ void sync_handle_trigger(http_context *ctx, const http_request *req, http_respon
     json_decref(requested);
 }
 
-/* Unix seconds of an ISO-8601 "YYYY-MM-DDTHH:MM:SSZ", or -1. */
-static int64_t parse_utc(const char *text)
+/* facts[table_id][key] as Unix seconds, -1 when absent or null. */
+static int64_t fact_seconds(const json_t *facts, const char *table_id, const char *key)
 {
-    struct tm tm;
-    memset(&tm, 0, sizeof tm);
-    if (text == NULL || strptime(text, "%Y-%m-%dT%H:%M:%S", &tm) == NULL)
-        return -1;
-    return (int64_t)timegm(&tm);
+    json_t *value = json_object_get(json_object_get(facts, table_id), key);
+    return json_is_integer(value) ? (int64_t)json_integer_value(value) : -1;
 }
 
 void sync_schedule_tick(http_context *ctx)
 {
     duckdb_connection conn = NULL;
-    json_t *rows = NULL, *due = json_array();
+    json_t *rows = NULL, *due = json_array(), *fact_rows = NULL, *facts = json_object();
     agnes_error err;
     const char *fallback = config_get_string(&ctx->runtime->config, CFG_SYNC_DEFAULT_SCHEDULE);
-    if (system_db_connect_reader(ctx->db, &conn, &err) != AGNES_OK || registry_list_json(conn, &rows, &err)) {
+    int64_t first_retry = config_get_int(&ctx->runtime->config, CFG_SYNC_RETRY_SECONDS);
+    if (system_db_connect_reader(ctx->db, &conn, &err) != AGNES_OK || registry_list_json(conn, &rows, &err) ||
+        sync_state_schedule_facts_json(conn, &fact_rows, &err)) {
         log_warn("msg=\"scheduler cannot read the registry\" detail=\"%s\"", err.message);
         goto done;
     }
-    int64_t now = util_unix_now();
-    pthread_mutex_lock(&ctx->sync_runs->lock);
     size_t i;
     json_t *row;
+    json_array_foreach(fact_rows, i, row)
+        json_object_set(facts, json_string_value(json_object_get(row, "table_id")), row);
+    int64_t now = util_unix_now();
+    pthread_mutex_lock(&ctx->sync_runs->lock);
     json_array_foreach(rows, i, row) {
         const char *text = json_string_value(json_object_get(row, "sync_schedule"));
         const char *source = json_string_value(json_object_get(row, "source_type"));
+        const char *id = json_string_value(json_object_get(row, "id"));
         schedule parsed;
         if (text == NULL)
             text = fallback[0] ? fallback : NULL;
@@ -449,7 +459,11 @@ void sync_schedule_tick(http_context *ctx)
         if (text == NULL || strcmp(source, LOCAL_SOURCE_NAME) == 0 || busy_with(ctx->sync_runs, source) != NULL ||
             schedule_parse(text, &parsed, &err) != AGNES_OK)
             continue;
-        if (schedule_is_due(&parsed, parse_utc(json_string_value(json_object_get(row, "last_sync_attempt"))), now))
+        /* Due since the last success; failures are retried with backoff (core/schedule.h). */
+        json_t *failures = json_object_get(json_object_get(facts, id), "failures");
+        if (schedule_should_run(&parsed, fact_seconds(facts, id, "last_success"),
+                                fact_seconds(facts, id, "last_attempt"),
+                                json_is_integer(failures) ? json_integer_value(failures) : 0, first_retry, now))
             json_array_append(due, row);
     }
     pthread_mutex_unlock(&ctx->sync_runs->lock);
@@ -465,6 +479,8 @@ done:
         duckdb_disconnect(&conn);
     json_decref(rows);
     json_decref(due);
+    json_decref(fact_rows);
+    json_decref(facts);
 }
 
 void sync_handle_run_status(http_context *ctx, const http_request *req, http_response *resp)

@@ -39,7 +39,8 @@ json_t *sync_runs_recent(sync_runs *runs, size_t max);
 
 /* The scheduler's check (the serve tick calls it): start one run for every
  * registered table whose sync_schedule (or sync.default_schedule) is due,
- * judged against its last attempt, skipping local tables and busy sources. */
+ * judged against its last successful sync, failed attempts retried with
+ * backoff (core/schedule.h), skipping local tables and busy sources. */
 void sync_schedule_tick(http_context *ctx);
 
 void sync_handle_trigger(http_context *ctx, const http_request *req, http_response *resp);

@@ -19,6 +19,8 @@ struct upload_body {
     struct MHD_PostProcessor *post; /* NULL for a raw body */
     http_upload view;
     bool too_large;
+    const char *malformed; /* why the multipart body is not well-formed, or NULL */
+    int file_parts;        /* "file" parts seen: one file per request */
     int write_errno; /* 0, or the errno of the first failed write */
 };
 
@@ -63,10 +65,17 @@ static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *k
     (void)kind;
     (void)content_type;
     (void)transfer_encoding;
-    (void)offset;
     upload_body *body = cls;
     http_upload *view = &body->view;
+    if (key == NULL || key[0] == '\0') { /* a part without Content-Disposition; name="..." */
+        body->malformed = "a part has no Content-Disposition header with a name";
+        return MHD_NO;
+    }
     if (strcmp(key, "file") == 0) {
+        if (offset == 0 && ++body->file_parts > 1) {
+            body->malformed = "it has more than one part named \"file\"; send one file per request";
+            return MHD_NO;
+        }
         view->has_file = true;
         if (filename != NULL && view->filename[0] == '\0')
             snprintf(view->filename, sizeof view->filename, "%s", filename);
@@ -77,8 +86,19 @@ static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *k
         append_field(view->format, sizeof view->format, data, size);
     } else if (strcmp(key, "description") == 0) {
         append_field(view->description, sizeof view->description, data, size);
+    } else {
+        size_t i = 0;
+        while (i < view->extra_count && strcmp(view->extra[i].key, key) != 0)
+            i++;
+        if (i == view->extra_count && (i == UPLOAD_EXTRA_FIELDS || strlen(key) >= UPLOAD_EXTRA_KEY_MAX)) {
+            view->extra_dropped = true;
+            return MHD_YES;
+        }
+        if (i == view->extra_count)
+            snprintf(view->extra[view->extra_count++].key, UPLOAD_EXTRA_KEY_MAX, "%s", key);
+        append_field(view->extra[i].value, sizeof view->extra[i].value, data, size);
     }
-    return MHD_YES; /* unknown parts are ignored */
+    return MHD_YES; /* the handler decides about the other fields */
 }
 
 int upload_body_begin(upload_body **out, struct MHD_Connection *connection, const char *uploads_dir,
@@ -104,6 +124,8 @@ int upload_body_begin(upload_body **out, struct MHD_Connection *connection, cons
     if (type != NULL && util_starts_with(type, "multipart/form-data")) {
         body->post = MHD_create_post_processor(connection, POST_BUFFER_BYTES, on_part, body);
         body->view.multipart = true;
+        if (body->post == NULL) /* libmicrohttpd found no boundary= in the Content-Type */
+            body->malformed = "its Content-Type has no boundary";
     }
     *out = body;
     return AGNES_OK;
@@ -111,9 +133,12 @@ int upload_body_begin(upload_body **out, struct MHD_Connection *connection, cons
 
 void upload_body_append(upload_body *body, const char *data, size_t size)
 {
-    if (body->post != NULL) {
-        if (MHD_post_process(body->post, data, size) != MHD_YES && body->write_errno == 0 && !body->too_large)
-            body->write_errno = EINVAL; /* malformed multipart */
+    if (body->view.multipart) {
+        if (body->post == NULL || body->malformed != NULL || body->too_large || body->write_errno != 0)
+            return; /* already decided: the rest is read and dropped */
+        if (MHD_post_process(body->post, data, size) != MHD_YES && body->malformed == NULL && !body->too_large &&
+            body->write_errno == 0)
+            body->malformed = "libmicrohttpd could not parse it";
     } else {
         write_file_bytes(body, data, size);
     }
@@ -123,7 +148,11 @@ int upload_body_finish(upload_body *body, const http_upload **out, agnes_error *
 {
     *out = NULL;
     if (body->post != NULL) {
-        MHD_destroy_post_processor(body->post);
+        /* MHD_NO: the body ended inside a part or before its closing
+         * boundary - a truncated upload, which must not become a table. */
+        if (MHD_destroy_post_processor(body->post) != MHD_YES && body->malformed == NULL && !body->too_large &&
+            body->write_errno == 0)
+            body->malformed = "it ends before its closing boundary (--BOUNDARY--): it was cut off";
         body->post = NULL;
     }
     if (body->too_large)
@@ -131,15 +160,21 @@ int upload_body_finish(upload_body *body, const http_upload **out, agnes_error *
                                "The file is larger than the %llu bytes this server accepts. Split it, or ask an admin "
                                "to raise the limit (upload.max_bytes for tables, upload.max_session_bytes for session logs).",
                                (unsigned long long)body->max_bytes);
-    if (body->write_errno == EINVAL)
+    if (body->malformed != NULL)
         return agnes_error_set(err, AGNES_ERR_INVALID,
-                               "The multipart/form-data body is malformed. Send the file as a part named \"file\" "
-                               "(curl -F file=@data.csv), or send the raw file as the body.");
+                               "The multipart/form-data body is malformed: %s. Send the file as a part named "
+                               "\"file\" (curl -F file=@data.csv), or send the raw file as the body.",
+                               body->malformed);
     if (body->write_errno != 0)
         return agnes_error_set(err, AGNES_ERR_IO, "cannot store the upload in %s: %s", body->path,
                                strerror(body->write_errno));
     *out = &body->view;
     return AGNES_OK;
+}
+
+bool upload_body_too_large(const upload_body *body)
+{
+    return body != NULL && body->too_large;
 }
 
 void upload_body_free(upload_body *body)

@@ -24,6 +24,15 @@
 struct MHD_Connection;
 
 #define UPLOAD_FIELD_MAX 1024
+#define UPLOAD_EXTRA_FIELDS 12
+#define UPLOAD_EXTRA_KEY_MAX 32
+
+/* A form field other than file/name/format/description, kept for the
+ * handler to use or refuse (an option it does not know is a typo). */
+typedef struct http_upload_field {
+    char key[UPLOAD_EXTRA_KEY_MAX];
+    char value[UPLOAD_FIELD_MAX];
+} http_upload_field;
 
 /* What the handler sees (http_request.upload). */
 typedef struct http_upload {
@@ -35,6 +44,9 @@ typedef struct http_upload {
     char name[UPLOAD_FIELD_MAX];
     char format[64];
     char description[UPLOAD_FIELD_MAX];
+    http_upload_field extra[UPLOAD_EXTRA_FIELDS];
+    size_t extra_count;
+    bool extra_dropped; /* more fields, or a longer key, than kept */
 } http_upload;
 
 typedef struct upload_body upload_body;
@@ -48,9 +60,14 @@ int upload_body_begin(upload_body **out, struct MHD_Connection *connection, cons
 void upload_body_append(upload_body *body, const char *data, size_t size);
 
 /* The body is complete.  AGNES_OK with *out pointing into body;
- * AGNES_ERR_INVALID when it is over max_bytes (answer 413);
- * AGNES_ERR_IO when it could not be written (disk full: answer 507). */
+ * AGNES_ERR_INVALID when it is over max_bytes (upload_body_too_large: answer
+ * 413) or is not well-formed multipart - no boundary, a part without a name,
+ * no closing boundary - (answer 400: a truncated body must never become a
+ * table); AGNES_ERR_IO when it could not be written (disk full: answer 507). */
 int upload_body_finish(upload_body *body, const http_upload **out, agnes_error *err);
+
+/* Whether finish failed because the file is larger than max_bytes. */
+bool upload_body_too_large(const upload_body *body);
 
 void upload_body_free(upload_body *body);
 

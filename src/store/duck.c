@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/utf8.h"
+
 int duck_open(const char *path, bool read_only, duckdb_database *out, agnes_error *err)
 {
     duckdb_config config = NULL;
@@ -94,6 +96,11 @@ static int prepare_and_bind(duckdb_connection conn, const char *sql, const char 
         duckdb_state state = params[i] ? duckdb_bind_varchar(*stmt, i + 1, params[i]) : duckdb_bind_null(*stmt, i + 1);
         if (state != DuckDBSuccess) {
             duckdb_destroy_prepare(stmt);
+            /* DuckDB refuses VARCHAR that is not UTF-8; that is the input's
+             * fault, not the server's, wherever the text came from. */
+            if (params[i] && !utf8_is_valid(params[i], strlen(params[i])))
+                return agnes_error_set(err, AGNES_ERR_INVALID,
+                                       "A text value (parameter %zu) is not valid UTF-8. Send text as UTF-8.", i + 1);
             return agnes_error_set(err, AGNES_ERR_DB, "cannot bind parameter %zu", i + 1);
         }
     }

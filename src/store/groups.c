@@ -104,10 +104,15 @@ int groups_update(duckdb_connection conn, const char *id, const char *name, cons
         if (taken)
             return agnes_error_set(err, AGNES_ERR_INVALID, "A group with this name already exists");
     }
+    /* Only the columns given are written: an UPDATE that names the indexed
+     * name column is a delete and an insert inside DuckDB (see migration 7). */
     const char *params[] = {id, name, description};
+    if (name == NULL && description == NULL)
+        return AGNES_OK;
     return duck_exec_params(conn,
-                            "UPDATE user_groups SET name = coalesce($2, name), description = coalesce($3, description)"
-                            " WHERE id = $1",
+                            name == NULL          ? "UPDATE user_groups SET description = $3 WHERE id = $1 AND $2 IS NULL"
+                            : description == NULL ? "UPDATE user_groups SET name = $2 WHERE id = $1 AND $3 IS NULL"
+                                                  : "UPDATE user_groups SET name = $2, description = $3 WHERE id = $1",
                             params, 3, err);
 }
 

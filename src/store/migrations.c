@@ -81,6 +81,48 @@ static const migration migrations[] = {
              " table_id VARCHAR PRIMARY KEY, source VARCHAR NOT NULL, path VARCHAR NOT NULL,"
              " size_bytes BIGINT NOT NULL, mtime_ns BIGINT NOT NULL, inode BIGINT NOT NULL,"
              " sha256 VARCHAR NOT NULL, hashed_at TIMESTAMP NOT NULL DEFAULT current_timestamp);"},
+    /* 7 */ {"column_metadata",
+             /* What is known about a table's columns beyond their types: the
+              * original's columns (basetype, description, confidence, source),
+              * plus nullable - the catalog's views cannot say that a source
+              * column is NOT NULL.  Rows with source 'manual' are an admin's;
+              * a sync replaces only its own source's rows. */
+             "CREATE TABLE column_metadata ("
+             " table_id VARCHAR NOT NULL, column_name VARCHAR NOT NULL, basetype VARCHAR, description VARCHAR,"
+             " confidence VARCHAR DEFAULT 'manual', source VARCHAR DEFAULT 'manual', nullable BOOLEAN,"
+             " updated_at TIMESTAMP DEFAULT current_timestamp, PRIMARY KEY (table_id, column_name));"},
+    /* 8 */ {"session_generation",
+             /* Session tokens carry the generation they were issued in (claim
+              * "sgen"); logout, a new password, deactivation and reactivation
+              * add one, which ends every session issued before.  Sessions are
+              * stateless JWTs: one counter per user revokes them all without a
+              * table of every token issued, and without comparing clocks. */
+             "ALTER TABLE users ADD COLUMN session_generation BIGINT DEFAULT 0;"},
+    /* 9 */ {"group_references_without_foreign_keys",
+             /* DuckDB runs an UPDATE of an indexed column (user_groups.name is
+              * UNIQUE) as a delete and an insert, and the delete trips every
+              * FOREIGN KEY pointing at the row: a group with a member or a
+              * grant could not be renamed or described (500).  The two
+              * referencing tables are rebuilt without REFERENCES; their
+              * integrity is kept by store/groups.c, which checks the group
+              * before adding and deletes members and grants with it. */
+             "CREATE TABLE user_group_members_new ("
+             " user_id VARCHAR NOT NULL, group_id VARCHAR NOT NULL,"
+             " source VARCHAR NOT NULL, added_at TIMESTAMP DEFAULT current_timestamp, added_by VARCHAR,"
+             " PRIMARY KEY (user_id, group_id));"
+             "INSERT INTO user_group_members_new SELECT user_id, group_id, source, added_at, added_by"
+             " FROM user_group_members;"
+             "DROP TABLE user_group_members;"
+             "ALTER TABLE user_group_members_new RENAME TO user_group_members;"
+             "CREATE TABLE resource_grants_new ("
+             " id VARCHAR PRIMARY KEY, group_id VARCHAR NOT NULL,"
+             " resource_type VARCHAR NOT NULL, resource_id VARCHAR NOT NULL,"
+             " assigned_at TIMESTAMP DEFAULT current_timestamp, assigned_by VARCHAR,"
+             " UNIQUE (group_id, resource_type, resource_id));"
+             "INSERT INTO resource_grants_new SELECT id, group_id, resource_type, resource_id, assigned_at, assigned_by"
+             " FROM resource_grants;"
+             "DROP TABLE resource_grants;"
+             "ALTER TABLE resource_grants_new RENAME TO resource_grants;"},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))

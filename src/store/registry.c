@@ -12,37 +12,49 @@ static const char *const editable[] = {"name",        "source_type",   "bucket",
                                        "profile_after_sync", "primary_key", "folder",  "description"};
 #define EDITABLE_COUNT (sizeof editable / sizeof editable[0])
 
+/* primary_key is read with TRY_CAST: versions before 2026.05 cut a long
+ * key at 1,023 bytes when storing it, and one such row must not make the
+ * registry unreadable (it reads as null and can be fixed or deleted). */
 static const char select_columns[] =
     "SELECT id, name, source_type, bucket, source_table, source_query, sync_strategy, query_mode, sync_schedule,"
-    " profile_after_sync, CAST(primary_key AS JSON) AS primary_key, folder, description, registered_by,"
+    " profile_after_sync, TRY_CAST(primary_key AS JSON) AS primary_key, folder, description, registered_by,"
     " registered_at FROM table_registry";
 
-/* The row's value for a column as bound text (NULL for absent/null). */
-static const char *text_of(const json_t *row, const char *key, char *scratch, size_t scratch_size)
+/* The row's value for a column as bound text: NULL for absent/null, the
+ * string itself, or (*owned, caller frees) the JSON text of anything else,
+ * whole: a value is stored as sent or not at all. */
+static const char *text_of(const json_t *row, const char *key, char **owned)
 {
     const json_t *value = json_object_get(row, key);
+    *owned = NULL;
     if (value == NULL || json_is_null(value))
         return NULL;
     if (json_is_string(value))
         return json_string_value(value);
     if (json_is_boolean(value))
         return json_is_true(value) ? "true" : "false";
-    char *text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
-    snprintf(scratch, scratch_size, "%s", text ? text : "null");
-    free(text);
-    return scratch;
+    return *owned = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
 }
 
 static int bind_and_run(duckdb_connection conn, const char *sql, const char *id, const json_t *row,
                         const char *registered_by, agnes_error *err)
 {
     const char *params[EDITABLE_COUNT + 2];
-    char scratch[EDITABLE_COUNT][1024];
+    char *owned[EDITABLE_COUNT];
+    int rc = AGNES_OK;
     params[0] = id;
-    for (size_t i = 0; i < EDITABLE_COUNT; i++)
-        params[i + 1] = text_of(row, editable[i], scratch[i], sizeof scratch[i]);
+    for (size_t i = 0; i < EDITABLE_COUNT; i++) {
+        params[i + 1] = text_of(row, editable[i], &owned[i]);
+        if (params[i + 1] == NULL && json_object_get(row, editable[i]) != NULL &&
+            !json_is_null(json_object_get(row, editable[i])))
+            rc = agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+    }
     params[EDITABLE_COUNT + 1] = registered_by;
-    return duck_exec_params(conn, sql, params, registered_by ? EDITABLE_COUNT + 2 : EDITABLE_COUNT + 1, err);
+    if (rc == AGNES_OK)
+        rc = duck_exec_params(conn, sql, params, registered_by ? EDITABLE_COUNT + 2 : EDITABLE_COUNT + 1, err);
+    for (size_t i = 0; i < EDITABLE_COUNT; i++)
+        free(owned[i]);
+    return rc;
 }
 
 int registry_insert(duckdb_connection conn, const json_t *row, agnes_error *err)

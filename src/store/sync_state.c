@@ -99,6 +99,46 @@ int sync_state_record_failure(duckdb_connection conn, const char *table_id, cons
                             history, 3, err);
 }
 
+int sync_state_record_success(duckdb_connection conn, const char *table_id, long long rows, long long size_bytes,
+                              agnes_error *err)
+{
+    char rows_text[24], size_text[24], id[37];
+    snprintf(rows_text, sizeof rows_text, "%lld", rows);
+    snprintf(size_text, sizeof size_text, "%lld", size_bytes);
+    util_uuid4(id);
+    const char *state[] = {table_id, rows_text, size_text};
+    const char *history[] = {id, table_id, rows_text};
+    if (duck_exec_params(conn,
+                         "INSERT INTO sync_state (table_id, last_sync, rows, file_size_bytes, status, error)"
+                         " VALUES ($1, current_timestamp, nullif(CAST($2 AS BIGINT), -1),"
+                         " nullif(CAST($3 AS BIGINT), -1), 'ok', NULL)"
+                         " ON CONFLICT (table_id) DO UPDATE SET last_sync = excluded.last_sync,"
+                         " rows = coalesce(excluded.rows, sync_state.rows),"
+                         " file_size_bytes = coalesce(excluded.file_size_bytes, sync_state.file_size_bytes),"
+                         " status = 'ok', error = NULL",
+                         state, 3, err))
+        return err->code;
+    return duck_exec_params(conn,
+                            "INSERT INTO sync_history (id, table_id, synced_at, rows, status)"
+                            " VALUES ($1, $2, current_timestamp, nullif(CAST($3 AS BIGINT), -1), 'ok')",
+                            history, 3, err);
+}
+
+int sync_state_schedule_facts_json(duckdb_connection conn, json_t **rows, agnes_error *err)
+{
+    /* 'running' rows are start markers of runs in progress, not attempts. */
+    return duck_query_json(conn,
+                           "WITH h AS (SELECT table_id, synced_at, status FROM sync_history WHERE status <> 'running'),"
+                           " t AS (SELECT table_id FROM sync_state UNION SELECT table_id FROM h)"
+                           " SELECT t.table_id, epoch(s.last_sync)::BIGINT AS last_success,"
+                           " (SELECT epoch(max(h.synced_at))::BIGINT FROM h WHERE h.table_id = t.table_id)"
+                           "  AS last_attempt,"
+                           " (SELECT count(*) FROM h WHERE h.table_id = t.table_id AND h.status = 'error'"
+                           "  AND (s.last_sync IS NULL OR h.synced_at > s.last_sync)) AS failures"
+                           " FROM t LEFT JOIN sync_state s ON s.table_id = t.table_id ORDER BY t.table_id",
+                           NULL, 0, rows, err);
+}
+
 int sync_state_run_started(duckdb_connection conn, const char *table_id, const char *run_id, agnes_error *err)
 {
     char id[37];

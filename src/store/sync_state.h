@@ -37,6 +37,22 @@ int sync_state_record(duckdb_connection conn, const char *table_id, long long ro
  * last good rows, bytes and time stay (the table keeps serving them). */
 int sync_state_record_failure(duckdb_connection conn, const char *table_id, const char *error, agnes_error *err);
 
+/* Record a successful sync of a table: status 'ok', the error cleared,
+ * last_sync now, rows and size_bytes as the sync reported them (a negative
+ * value keeps the recorded one), and an 'ok' row in sync_history.  Done by
+ * the runner for every table that synced, because the rebuild's record
+ * (sync_state_record) changes nothing while the file's hash is the same:
+ * an error of an earlier run stayed for ever when the data had not changed. */
+int sync_state_record_success(duckdb_connection conn, const char *table_id, long long rows, long long size_bytes,
+                              agnes_error *err);
+
+/* What the scheduler decides on, per table with any recorded state: a JSON
+ * array of {table_id, last_success, last_attempt, failures} (new
+ * reference): Unix seconds (UTC) of the last successful sync and of the
+ * last finished attempt (null: never), and the number of failed attempts
+ * since that success. */
+int sync_state_schedule_facts_json(duckdb_connection conn, json_t **rows, agnes_error *err);
+
 /* A run's start, per table: a 'running' row in sync_history, removed by
  * sync_state_run_finished.  Rows still there at the next start are runs a
  * dead server never finished: sync_state_fail_interrupted records them as

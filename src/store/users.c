@@ -8,7 +8,8 @@
 #include "core/util.h"
 #include "store/duck.h"
 
-static const char user_columns[] = "SELECT id, email, coalesce(name, ''), password_hash, active FROM users ";
+static const char user_columns[] =
+    "SELECT id, email, coalesce(name, ''), password_hash, active, coalesce(session_generation, 0) FROM users ";
 
 int users_admin_exists(duckdb_connection conn, bool *exists, agnes_error *err)
 {
@@ -42,6 +43,7 @@ static int find_one(duckdb_connection conn, const char *where, const char *value
         user->has_password = duck_result_text(&result, 3, 0, user->password_hash, sizeof user->password_hash) &&
                              user->password_hash[0] != '\0';
         user->active = duckdb_value_boolean(&result, 4, 0);
+        user->session_generation = duckdb_value_int64(&result, 5, 0);
     }
     duckdb_destroy_result(&result);
     return rc;
@@ -98,9 +100,7 @@ int users_ensure_admin(duckdb_connection conn, const char *email, const char *na
     } else if (rc != AGNES_OK) {
         return rc;
     } else if (password_hash != NULL && (set_password_always || !user->has_password)) {
-        const char *params[] = {password_hash, user->id};
-        if (duck_exec_params(conn, "UPDATE users SET password_hash = $1, updated_at = current_timestamp WHERE id = $2",
-                             params, 2, err))
+        if (users_set_password(conn, user->id, password_hash, err))
             return err->code;
     }
     if (users_find_by_email(conn, email, user, err) || add_to_group(conn, user->id, "Admin", added_by, err) ||
@@ -198,25 +198,46 @@ int users_set_name(duckdb_connection conn, const char *id, const char *name, agn
                             2, err);
 }
 
+int users_end_sessions(duckdb_connection conn, const char *id, agnes_error *err)
+{
+    const char *params[] = {id};
+    return duck_exec_params(conn,
+                            "UPDATE users SET session_generation = coalesce(session_generation, 0) + 1 WHERE id = $1",
+                            params, 1, err);
+}
+
 int users_set_active(duckdb_connection conn, const char *id, bool active, const char *actor_id, agnes_error *err)
 {
     const char *params[] = {id, actor_id};
-    if (active)
-        return duck_exec_params(conn,
-                                "UPDATE users SET active = true, deactivated_at = NULL, deactivated_by = NULL,"
-                                " updated_at = current_timestamp WHERE id = $1",
-                                params, 1, err);
-    return duck_exec_params(conn,
-                            "UPDATE users SET active = false, deactivated_at = current_timestamp,"
-                            " deactivated_by = $2, updated_at = current_timestamp WHERE id = $1",
-                            params, 2, err);
+    duckdb_result result;
+    /* Only a change of state ends anything: a PATCH that repeats active=true
+     * must not log the user out. */
+    if (duck_query_params(conn,
+                          active ? "UPDATE users SET active = true, deactivated_at = NULL, deactivated_by = NULL,"
+                                   " updated_at = current_timestamp WHERE id = $1 AND NOT active"
+                                 : "UPDATE users SET active = false, deactivated_at = current_timestamp,"
+                                   " deactivated_by = $2, updated_at = current_timestamp WHERE id = $1 AND active",
+                          params, active ? 1 : 2, &result, err))
+        return err->code;
+    bool changed = duckdb_rows_changed(&result) > 0;
+    duckdb_destroy_result(&result);
+    if (!changed)
+        return AGNES_OK;
+    if (!active && duck_exec_params(conn,
+                                    "UPDATE personal_access_tokens SET revoked_at = current_timestamp"
+                                    " WHERE user_id = $1 AND revoked_at IS NULL",
+                                    params, 1, err))
+        return err->code;
+    return users_end_sessions(conn, id, err);
 }
 
 int users_set_password(duckdb_connection conn, const char *id, const char *password_hash, agnes_error *err)
 {
     const char *params[] = {id, password_hash};
-    return duck_exec_params(conn, "UPDATE users SET password_hash = $2, updated_at = current_timestamp WHERE id = $1",
-                            params, 2, err);
+    if (duck_exec_params(conn, "UPDATE users SET password_hash = $2, updated_at = current_timestamp WHERE id = $1",
+                         params, 2, err))
+        return err->code;
+    return users_end_sessions(conn, id, err);
 }
 
 int users_delete(duckdb_connection conn, const char *id, agnes_error *err)

@@ -12,6 +12,7 @@
 #include <duckdb.h>
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "core/error.h"
 #include "core/password.h"
@@ -26,6 +27,9 @@ typedef struct user_record {
     char password_hash[PASSWORD_HASH_MAX];
     bool has_password;
     bool active;
+    /* Sessions issued in another generation are ended (users_end_sessions).
+     * Personal access tokens are not affected. */
+    int64_t session_generation;
 } user_record;
 
 /* True when at least one member of Admin has a password: the instance has
@@ -59,8 +63,18 @@ int users_create(duckdb_connection conn, const char *email, const char *name, co
                  agnes_error *err);
 
 int users_set_name(duckdb_connection conn, const char *id, const char *name, agnes_error *err);
+
+/* Activate or deactivate; either way every session issued before ends
+ * (users_end_sessions), and deactivation also revokes every personal
+ * access token of the user, so a later reactivation revives none of them. */
 int users_set_active(duckdb_connection conn, const char *id, bool active, const char *actor_id, agnes_error *err);
+
+/* Set the password hash and end every session issued before (the user's
+ * personal access tokens keep working: they are revoked one by one). */
 int users_set_password(duckdb_connection conn, const char *id, const char *password_hash, agnes_error *err);
+
+/* End every session token the user holds: session_generation + 1. */
+int users_end_sessions(duckdb_connection conn, const char *id, agnes_error *err);
 
 /* Delete a user with its memberships; their tokens are revoked, not deleted
  * (the audit trail keeps pointing at real rows). */

@@ -12,6 +12,7 @@
 #include "core/util.h"
 #include "engine/contract.h"
 #include "engine/postgres_query.h"
+#include "store/column_metadata.h"
 #include "store/duck.h"
 #include "store/registry.h"
 #include "sync/runner.h"
@@ -98,7 +99,9 @@ static json_t *sync_table(const connector_ops *ops, const connector_settings *se
     char final[AGNES_PATH_MAX + 200], tmp[AGNES_PATH_MAX + 300];
     snprintf(final, sizeof final, "%s/%s.parquet", dirs->data_dir, id);
     snprintf(tmp, sizeof tmp, "%s.tmp-%s", final, run_id);
-    connector_job job = {.row = row, .parquet_path = tmp, .work_dir = dirs->work_dir, .cancel = cancel};
+    json_t *notes = json_array();
+    connector_job job = {.row = row, .parquet_path = tmp, .work_dir = dirs->work_dir, .cancel = cancel,
+                         .notes = notes};
     double started = util_monotonic_ms();
     long long rows = 0;
     agnes_error err;
@@ -128,6 +131,9 @@ static json_t *sync_table(const connector_ops *ops, const connector_settings *se
         json_object_set_new(entry, "size_bytes", json_null());
         json_object_set_new(entry, "error", json_string(err.message));
     }
+    if (json_array_size(notes) > 0) /* e.g. a column kept as JSON text: said in the run, not only a log */
+        json_object_set(entry, "notes", notes);
+    json_decref(notes);
     return entry;
 }
 
@@ -174,14 +180,60 @@ static bool previous_view_sql(duckdb_connection conn, const char *id, strbuf *ou
     return found;
 }
 
-static int insert_meta(duckdb_connection conn, const json_t *row, long long rows, long long size,
+/* The description the previous extract published for id, or "". */
+static void previous_description(duckdb_connection conn, const char *id, char *out, size_t size)
+{
+    json_t *rows = NULL;
+    agnes_error ignored;
+    const char *params[] = {id};
+    out[0] = '\0';
+    if (duck_query_json(conn, "SELECT description FROM previous._meta WHERE table_name = $1", params, 1, &rows,
+                        &ignored) == AGNES_OK && json_array_size(rows) == 1) {
+        const char *text = json_string_value(json_object_get(json_array_get(rows, 0), "description"));
+        snprintf(out, size, "%s", text ? text : "");
+    }
+    json_decref(rows);
+}
+
+/* What _meta says a table is: the admin's words when they wrote some; else
+ * what the source says (its comment, asked at each sync, else as the last
+ * sync published it); else discovery's words without the row estimate they
+ * froze ("about 0 rows" in the catalog after 1,000 rows were synced - the
+ * catalog's `rows` is the current count). */
+static void meta_description(duckdb_connection conn, const json_t *row, const json_t *facts, char *out, size_t size)
+{
+    static const char generated_prefix[] = "Discovered in ";
+    const char *registry = row_text(row, "description");
+    const char *source = json_string_value(json_object_get(facts, "description"));
+    bool generated = strncmp(registry, generated_prefix, sizeof generated_prefix - 1) == 0;
+    if (registry[0] != '\0' && !generated) {
+        snprintf(out, size, "%s", registry);
+        return;
+    }
+    if (source != NULL && source[0] != '\0') {
+        snprintf(out, size, "%s", source);
+        return;
+    }
+    if (facts == NULL) {
+        previous_description(conn, row_text(row, "id"), out, size);
+        if (out[0] != '\0' && strncmp(out, generated_prefix, sizeof generated_prefix - 1) != 0)
+            return; /* the source's comment a sync published, for a table not synced now */
+    }
+    snprintf(out, size, "%s", registry);
+    char *estimate = strstr(out, ", about ");
+    char *rest = estimate ? strstr(estimate, " rows)") : NULL;
+    if (rest != NULL)
+        memmove(estimate, rest + 5, strlen(rest + 5) + 1); /* "(table, about 0 rows)" -> "(table)" */
+}
+
+static int insert_meta(duckdb_connection conn, const json_t *row, const json_t *facts, long long rows, long long size,
                        const char *extracted_at, const char *mode, agnes_error *err)
 {
-    char rows_text[32], size_text[32];
+    char rows_text[32], size_text[32], description[4200];
     snprintf(rows_text, sizeof rows_text, "%lld", rows);
     snprintf(size_text, sizeof size_text, "%lld", size);
-    const char *params[] = {row_text(row, "id"), row_text(row, "description"), rows_text, size_text, extracted_at,
-                            mode};
+    meta_description(conn, row, facts, description, sizeof description);
+    const char *params[] = {row_text(row, "id"), description, rows_text, size_text, extracted_at, mode};
     return duck_exec_params(conn,
                             "INSERT INTO _meta VALUES ($1, nullif($2, ''), CAST($3 AS BIGINT), CAST($4 AS BIGINT),"
                             " CAST($5 AS TIMESTAMP), $6)",
@@ -190,7 +242,7 @@ static int insert_meta(duckdb_connection conn, const json_t *row, long long rows
 
 /* A synced table's view and _meta row; nothing when it never synced. */
 static int publish_local(duckdb_connection conn, const source_dirs *dirs, const json_t *row, const json_t *outcome,
-                         agnes_error *err)
+                         const json_t *facts, agnes_error *err)
 {
     const char *id = row_text(row, "id");
     char parquet[AGNES_PATH_MAX + 200], stamp[32];
@@ -216,7 +268,7 @@ static int publish_local(duckdb_connection conn, const source_dirs *dirs, const 
     }
     util_utc_iso((int64_t)st.st_mtime, stamp);
     if (rc == AGNES_OK)
-        rc = insert_meta(conn, row, rows, (long long)st.st_size, stamp, "local", err);
+        rc = insert_meta(conn, row, facts, rows, (long long)st.st_size, stamp, "local", err);
     strbuf_free(&sql);
     return rc;
 }
@@ -224,7 +276,8 @@ static int publish_local(duckdb_connection conn, const source_dirs *dirs, const 
 /* A remote table's view, regenerated from the source's current shape; the
  * previous definition stays when that fails.  Records the outcome. */
 static int publish_remote(duckdb_connection conn, const connector_ops *ops, const connector_settings *settings,
-                          const json_t *row, json_t *outcome, json_t *attach_rows, agnes_error *err)
+                          const json_t *row, json_t *outcome, const json_t *facts, json_t *attach_rows,
+                          agnes_error *err)
 {
     strbuf select, sql;
     strbuf_init(&select);
@@ -266,7 +319,7 @@ static int publish_remote(duckdb_connection conn, const connector_ops *ops, cons
     }
     int rc = AGNES_OK;
     if (sql.len > 0 && (rc = duck_exec(conn, sql.data, err)) == AGNES_OK)
-        rc = insert_meta(conn, row, 0, 0, now, "remote", err);
+        rc = insert_meta(conn, row, facts, 0, 0, now, "remote", err);
     strbuf_free(&select);
     strbuf_free(&sql);
     return rc;
@@ -303,7 +356,7 @@ static json_t *outcome_of(json_t *tables, const char *id)
 
 /* extract.duckdb.tmp-<run> from every registered table of the source. */
 static int write_extract(const connector_ops *ops, const connector_settings *settings, const source_dirs *dirs,
-                         const json_t *all_rows, json_t *tables, agnes_error *err)
+                         const json_t *all_rows, json_t *tables, const json_t *facts, agnes_error *err)
 {
     duck_session session;
     json_t *attach_rows = json_array();
@@ -325,9 +378,13 @@ static int write_extract(const connector_ops *ops, const connector_settings *set
     json_array_foreach(all_rows, i, row) {
         if (rc != AGNES_OK)
             break;
+        char why_name[300];
+        if (!contract_table_name_ok(row_text(row, "id"), why_name, sizeof why_name))
+            continue; /* a reserved name would break the extract; its run entry says so */
         json_t *outcome = outcome_of(tables, row_text(row, "id"));
-        rc = is_remote(row) ? publish_remote(conn, ops, settings, row, outcome, attach_rows, err)
-                            : publish_local(conn, dirs, row, outcome, err);
+        const json_t *known = json_object_get(facts, row_text(row, "id"));
+        rc = is_remote(row) ? publish_remote(conn, ops, settings, row, outcome, known, attach_rows, err)
+                            : publish_local(conn, dirs, row, outcome, known, err);
     }
     if (rc == AGNES_OK)
         rc = write_remote_attach(conn, attach_rows, err);
@@ -361,6 +418,62 @@ static int publish_extract(const source_dirs *dirs, agnes_error *err)
     return rc;
 }
 
+/* A table switched from local to remote keeps no file: its old Parquet
+ * would be found by the catalog as the table's download and mirrored by
+ * `agnes pull` with stale rows.  Called once the extract without a view
+ * over it is published (a query already reading the file keeps its inode). */
+static void remove_stale_files(const source_dirs *dirs, const json_t *all_rows)
+{
+    size_t i;
+    json_t *row;
+    json_array_foreach(all_rows, i, row) {
+        char path[AGNES_PATH_MAX + 200];
+        if (!is_remote(row))
+            continue;
+        snprintf(path, sizeof path, "%s/%s.parquet", dirs->data_dir, row_text(row, "id"));
+        if (unlink(path) == 0)
+            log_info("msg=\"removed the Parquet of a table that became remote\" table=%s", row_text(row, "id"));
+    }
+}
+
+/* {id: facts} from the connector for the due tables that synced (and the
+ * remote ones, whose view is made now): the catalog's description and
+ * column facts, current after each sync.  A table whose facts cannot be
+ * had keeps its previous ones (a log line says why). */
+static json_t *gather_facts(const connector_ops *ops, const connector_settings *settings, const json_t *due_rows,
+                            json_t *tables)
+{
+    json_t *facts = json_object();
+    size_t i;
+    json_t *row;
+    json_array_foreach(due_rows, i, row) {
+        const json_t *entry = outcome_of(tables, row_text(row, "id"));
+        json_t *known = NULL;
+        agnes_error err;
+        if (ops->table_facts == NULL || entry == NULL || strcmp(row_text(entry, "state"), "failed") == 0)
+            continue;
+        if (ops->table_facts(settings, row, &known, &err) == AGNES_OK)
+            json_object_set_new(facts, row_text(row, "id"), known);
+        else
+            log_warn("msg=\"cannot read a table's column facts\" table=%s detail=\"%s\"", row_text(row, "id"),
+                     err.message);
+    }
+    return facts;
+}
+
+static void record_column_facts(system_db *db, const char *source, const json_t *facts)
+{
+    const char *id;
+    json_t *known;
+    duckdb_connection writer = system_db_writer_acquire(db);
+    json_object_foreach((json_t *)facts, id, known) {
+        agnes_error err;
+        if (column_metadata_replace(writer, id, source, json_object_get(known, "columns"), &err) != AGNES_OK)
+            log_warn("msg=\"cannot record a table's column facts\" table=%s detail=\"%s\"", id, err.message);
+    }
+    system_db_writer_release(db);
+}
+
 static void fail_due(json_t *tables, const json_t *due_rows, const char *message)
 {
     size_t i;
@@ -391,7 +504,7 @@ int builtin_sync_source(agnes_runtime *rt, system_db *db, const connector_ops *o
 {
     source_dirs dirs;
     connector_settings settings;
-    json_t *all_rows = NULL, *tables = json_array();
+    json_t *all_rows = NULL, *tables = json_array(), *facts = NULL;
     double started = util_monotonic_ms();
     agnes_error why;
     *result = NULL;
@@ -407,16 +520,30 @@ int builtin_sync_source(agnes_runtime *rt, system_db *db, const connector_ops *o
     size_t i;
     json_t *row;
     json_array_foreach(due_rows, i, row) {
-        if (is_remote(row)) /* its view is made with the extract, below */
+        char why_name[300], message[500];
+        if (!contract_table_name_ok(row_text(row, "id"), why_name, sizeof why_name)) {
+            /* Registered before names were checked: this table fails alone
+             * (write_extract leaves it out) instead of breaking the extract. */
+            snprintf(message, sizeof message,
+                     "the table id '%s' %s; register it again under another name (source_table keeps the "
+                     "source's name) and delete this one",
+                     row_text(row, "id"), why_name);
+            json_array_append_new(tables, json_pack("{s:s, s:s, s:n, s:n, s:s}", "table_id", row_text(row, "id"),
+                                                    "state", "failed", "rows", "size_bytes", "error", message));
+        } else if (is_remote(row)) /* its view is made with the extract, below */
             json_array_append_new(tables, json_pack("{s:s, s:s}", "table_id", row_text(row, "id"), "state", "queued"));
         else
             json_array_append_new(tables, sync_table(ops, &settings, &dirs, run_id, row, cancel));
     }
-    if (write_extract(ops, &settings, &dirs, all_rows, tables, &why) != AGNES_OK ||
+    facts = gather_facts(ops, &settings, due_rows, tables);
+    if (write_extract(ops, &settings, &dirs, all_rows, tables, facts, &why) != AGNES_OK ||
         publish_extract(&dirs, &why) != AGNES_OK) {
         /* Parquet already moved into place serves through the old extract's views. */
         unlink(dirs.extract_tmp);
         fail_due(tables, due_rows, why.message);
+    } else {
+        remove_stale_files(&dirs, all_rows);
+        record_column_facts(db, source, facts);
     }
 done:
     explicit_bzero(settings.secret, sizeof settings.secret);
@@ -428,6 +555,7 @@ done:
     if (strcmp(state, "failed") == 0) /* the first table's sentence says why */
         json_object_set(*result, "error", json_object_get(json_array_get(tables, 0), "error"));
     json_decref(all_rows);
+    json_decref(facts);
     return AGNES_OK;
 }
 
@@ -447,7 +575,7 @@ int builtin_republish_source(agnes_runtime *rt, system_db *db, const connector_o
     if (rc == AGNES_OK)
         rc = source_rows(db, source, &all_rows, err);
     if (rc == AGNES_OK)
-        rc = write_extract(ops, NULL, &dirs, all_rows, tables, err);
+        rc = write_extract(ops, NULL, &dirs, all_rows, tables, NULL, err);
     if (rc == AGNES_OK)
         rc = publish_extract(&dirs, err);
     if (rc != AGNES_OK)

@@ -40,6 +40,7 @@ typedef struct connector_job {
     const char *parquet_path; /* write here; the runner renames it into place */
     const char *work_dir;     /* scratch space of this run (removed afterwards) */
     const atomic_bool *cancel; /* stop soon when it becomes true (may be NULL) */
+    json_t *notes;            /* may be NULL: sentences the run shows for this table ("column x kept as JSON text") */
 } connector_job;
 
 typedef struct connector_ops {
@@ -58,6 +59,12 @@ typedef struct connector_ops {
                        agnes_error *err);
     /* NULL when not supported.  *columns (new reference): [{name, type, source_type}]. */
     int (*describe)(const connector_settings *settings, const json_t *row, json_t **columns, agnes_error *err);
+    /* NULL when not supported.  What the source itself says about the table,
+     * asked after each successful sync so the catalog never shows facts
+     * frozen at discovery.  *facts (new reference): {description (the
+     * source's comment, or null), columns: [{name, nullable, description}]}
+     * with nullable false for NOT NULL and primary-key columns. */
+    int (*table_facts)(const connector_settings *settings, const json_t *row, json_t **facts, agnes_error *err);
 } connector_ops;
 
 /* The built-in connector of that source type, or NULL. */

@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,20 +45,61 @@ static void exec_child(const connector_command *command, int stdin_read, int log
     _exit(127);
 }
 
-/* Feed the input; a connector that exits without reading it is not an error. */
-static void write_input(int fd, const char *input)
+/* The connector's stdin, fed while it runs.  The write end is non-blocking:
+ * a connector that never reads its input can neither hold us past the
+ * deadline (a blocking write of more than a pipe's 64 KiB would wait for
+ * ever) nor, by exiting or closing stdin first, kill us with SIGPIPE. */
+typedef struct input_feed {
+    int fd; /* -1 once closed */
+    const char *data;
+    size_t left;
+} input_feed;
+
+/* write(2) with SIGPIPE held back for this thread only, so this works in
+ * any process whatever its SIGPIPE disposition (`agnes sync` used to die
+ * with exit -13 when a connector exited before reading its stdin): a
+ * signal the write raised is consumed before the old mask returns. */
+static ssize_t write_without_sigpipe(int fd, const void *data, size_t len)
 {
-    size_t left = input ? strlen(input) : 0;
-    while (left > 0) {
-        ssize_t n = write(fd, input, left);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        input += n;
-        left -= (size_t)n;
+    sigset_t pipe_signal, old_mask, pending;
+    sigemptyset(&pipe_signal);
+    sigaddset(&pipe_signal, SIGPIPE);
+    sigpending(&pending);
+    bool was_pending = sigismember(&pending, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &pipe_signal, &old_mask);
+    ssize_t n = write(fd, data, len);
+    int saved = errno;
+    if (n < 0 && saved == EPIPE && !was_pending) {
+        struct timespec now = {0, 0};
+        while (sigtimedwait(&pipe_signal, NULL, &now) < 0 && errno == EINTR)
+            ;
     }
-    close(fd);
+    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+    errno = saved;
+    return n;
+}
+
+/* Write what the pipe takes now; close when all is written or the reader
+ * is gone (EPIPE: a connector that exits without reading is not an error). */
+static void feed_input(input_feed *feed)
+{
+    while (feed->fd >= 0 && feed->left > 0) {
+        ssize_t n = write_without_sigpipe(feed->fd, feed->data, feed->left);
+        if (n > 0) {
+            feed->data += n;
+            feed->left -= (size_t)n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return; /* full: the connector reads at its own pace */
+        } else {
+            break;
+        }
+    }
+    if (feed->fd >= 0) {
+        close(feed->fd);
+        feed->fd = -1;
+    }
 }
 
 static void sleep_ms(long ms)
@@ -65,13 +108,16 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-/* Wait for pid until deadline_ms (or cancel); then kill its group. */
-static int wait_bounded(pid_t pid, double deadline_ms, const atomic_bool *cancel, connector_outcome *out)
+/* Wait for pid until deadline_ms (or cancel), feeding its input meanwhile;
+ * then kill its group. */
+static int wait_bounded(pid_t pid, double deadline_ms, const atomic_bool *cancel, input_feed *feed,
+                        connector_outcome *out)
 {
     int status = 0;
     bool terminated = false;
     double kill_at = 0;
     for (;;) {
+        feed_input(feed);
         pid_t done = waitpid(pid, &status, WNOHANG);
         if (done == pid)
             break;
@@ -89,7 +135,16 @@ static int wait_bounded(pid_t pid, double deadline_ms, const atomic_bool *cancel
             kill(-pid, SIGKILL);
             kill_at = now + 60000.0;
         }
-        sleep_ms(POLL_MS);
+        if (feed->fd >= 0 && !terminated) { /* wake as soon as the pipe has room again */
+            struct pollfd writable = {.fd = feed->fd, .events = POLLOUT};
+            poll(&writable, 1, POLL_MS);
+        } else {
+            sleep_ms(POLL_MS);
+        }
+    }
+    if (feed->fd >= 0) { /* it exited without reading everything */
+        close(feed->fd);
+        feed->fd = -1;
     }
     if (terminated)
         kill(-pid, SIGKILL); /* anything of its group still around */
@@ -129,10 +184,13 @@ int connector_process_run(const connector_command *command, connector_outcome *o
     }
     close(pipe_fds[0]);
     close(log_fd);
-    /* SIGPIPE is ignored process-wide (server.c), so a connector that exits
-     * without reading its input makes write() fail instead of killing us. */
-    write_input(pipe_fds[1], command->input);
-    int rc = wait_bounded(pid, started + command->timeout_seconds * 1000.0, command->cancel, out);
+    input_feed feed = {pipe_fds[1], command->input ? command->input : "",
+                       command->input ? strlen(command->input) : 0};
+    if (fcntl(feed.fd, F_SETFL, fcntl(feed.fd, F_GETFL) | O_NONBLOCK) != 0) {
+        close(feed.fd); /* cannot happen on a fresh pipe; the connector then sees an empty stdin */
+        feed.fd = -1;
+    }
+    int rc = wait_bounded(pid, started + command->timeout_seconds * 1000.0, command->cancel, &feed, out);
     out->elapsed_ms = util_monotonic_ms() - started;
     if (rc != 0)
         return agnes_error_set(err, AGNES_ERR_IO, "lost track of connector process %d: %s", (int)pid, strerror(errno));

@@ -13,8 +13,10 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "engine/contract.h"
+#include "core/strbuf.h"
 #include "store/duck.h"
 #include "sync/connector_process.h"
+#include "sync/runner.h"
 
 #define KEEP_LOGS 20
 
@@ -53,8 +55,10 @@ static void fail_all(json_t *result, const json_t *tables, const char *error)
                                         "failed", "rows", "size_bytes", "error", error));
 }
 
-/* The published _meta's rows, to report each registry table's outcome. */
-static void table_outcomes(json_t *result, const json_t *tables, const char *extract)
+/* The published _meta's rows, to report each registry table's outcome.
+ * `carried` names the tables the connector did not write whose last
+ * published data was kept (carry_over). */
+static void table_outcomes(json_t *result, const json_t *tables, const char *extract, const json_t *carried)
 {
     duck_session session;
     json_t *meta = NULL;
@@ -68,25 +72,178 @@ static void table_outcomes(json_t *result, const json_t *tables, const char *ext
     json_array_foreach(tables, i, row) {
         const char *id = json_string_value(json_object_get(row, "id"));
         json_t *entry = NULL;
+        bool was_carried = false;
+        json_array_foreach(carried, j, produced)
+            was_carried = was_carried || strcasecmp(json_string_value(produced), id) == 0;
         json_array_foreach(meta, j, produced) {
-            if (strcasecmp(json_string_value(json_object_get(produced, "table_name")), id) == 0)
+            if (!was_carried && strcasecmp(json_string_value(json_object_get(produced, "table_name")), id) == 0)
                 entry = json_pack("{s:s, s:s, s:O, s:O, s:n}", "table_id", id, "state", "done", "rows",
                                   json_object_get(produced, "rows"), "size_bytes",
                                   json_object_get(produced, "size_bytes"), "error");
         }
         if (entry == NULL)
             entry = json_pack("{s:s, s:s, s:n, s:n, s:s}", "table_id", id, "state", "failed", "rows", "size_bytes",
-                              "error", "the connector's extract has no _meta row for this table");
+                              "error",
+                              was_carried ? "the connector's extract has no _meta row for this table; it keeps "
+                                            "serving its last published data"
+                                          : "the connector's extract has no _meta row for this table");
         json_array_append_new(json_object_get(result, "tables"), entry);
     }
     json_decref(meta);
 }
 
+static bool listed(const json_t *names, const char *name)
+{
+    size_t i;
+    json_t *item;
+    json_array_foreach(names, i, item)
+        if (strcasecmp(json_string_value(item), name) == 0)
+            return true;
+    return false;
+}
+
+/* Copy one table of the attached "previous" extract into the new one: its
+ * view's definition (data files stay where they are: sweep_runs keeps the
+ * run directories a published view still reads) or its rows. */
+static int copy_table(duckdb_connection conn, const char *table, agnes_error *err)
+{
+    json_t *found = NULL;
+    const char *params[] = {table};
+    int rc = duck_query_json(conn,
+                             "SELECT sql FROM duckdb_views() WHERE database_name = 'previous' AND schema_name = 'main'"
+                             " AND lower(view_name) = lower($1)",
+                             params, 1, &found, err);
+    if (rc == AGNES_OK && json_array_size(found) == 1) {
+        rc = duck_exec(conn, json_string_value(json_object_get(json_array_get(found, 0), "sql")), err);
+    } else if (rc == AGNES_OK) {
+        strbuf sql;
+        strbuf_init(&sql);
+        strbuf_append_str(&sql, "CREATE TABLE ");
+        duck_append_identifier(&sql, table);
+        strbuf_append_str(&sql, " AS SELECT * FROM previous.main.");
+        duck_append_identifier(&sql, table);
+        rc = strbuf_failed(&sql) ? agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory") : duck_exec(conn, sql.data, err);
+        strbuf_free(&sql);
+    }
+    json_decref(found);
+    if (rc == AGNES_OK)
+        rc = duck_exec_params(conn, "INSERT INTO _meta SELECT * FROM previous._meta WHERE table_name = $1", params, 1,
+                              err);
+    return rc;
+}
+
+/* Registered tables of the source that the run's output lacks keep their
+ * last published definition: a trigger of some of a connector's tables
+ * (the connector gets only those on stdin) used to unpublish the others,
+ * and a table a connector failed would vanish instead of serving its last
+ * good data (SPEC §9).  Copies each such table's _meta row and view or
+ * rows from the published extract into `output`, with the _remote_attach
+ * rows it lacks; *carried (new reference) names them.  Tables no longer
+ * registered are not carried: a connector that stops writing one drops it. */
+static int carry_over(const char *output, const char *published, const json_t *registered, json_t **carried,
+                      agnes_error *err)
+{
+    duck_session session;
+    json_t *produced = NULL, *before = NULL;
+    *carried = json_array();
+    if (json_array_size(registered) == 0 || !util_file_exists(published))
+        return AGNES_OK;
+    if (duck_session_open(&session, output, false, err) != AGNES_OK)
+        return err->code;
+    duckdb_connection conn = session.connection;
+    int rc = duck_attach_read_only(conn, published, "previous", err);
+    if (rc == AGNES_OK)
+        rc = duck_query_json(conn, "SELECT table_name FROM main._meta", NULL, 0, &produced, err);
+    if (rc == AGNES_OK)
+        rc = duck_query_json(conn, "SELECT table_name, query_mode FROM previous._meta", NULL, 0, &before, err);
+    json_t *new_names = json_array();
+    size_t i;
+    json_t *row;
+    json_array_foreach(produced, i, row)
+        json_array_append(new_names, json_object_get(row, "table_name"));
+    bool carried_remote = false;
+    json_array_foreach(before, i, row) {
+        const char *table = json_string_value(json_object_get(row, "table_name"));
+        if (rc != AGNES_OK || table == NULL || listed(new_names, table))
+            continue;
+        bool is_registered = false;
+        size_t j;
+        json_t *registry_row;
+        json_array_foreach(registered, j, registry_row)
+            is_registered = is_registered || strcasecmp(json_string_value(json_object_get(registry_row, "id")), table) == 0;
+        if (!is_registered)
+            continue;
+        if ((rc = copy_table(conn, table, err)) != AGNES_OK) {
+            agnes_error_wrap(err, "keeping the last published definition of '%s'", table);
+            break;
+        }
+        json_array_append_new(*carried, json_string(table));
+        json_array_append_new(new_names, json_string(table));
+        const char *mode = json_string_value(json_object_get(row, "query_mode"));
+        carried_remote = carried_remote || (mode != NULL && strcmp(mode, "remote") == 0);
+    }
+    long long has_attach = 0;
+    bool found = false;
+    if (rc == AGNES_OK && carried_remote &&
+        duck_query_int(conn, "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'previous'"
+                             " AND table_name = '_remote_attach'", &has_attach, &found, err) == AGNES_OK &&
+        has_attach > 0)
+        rc = duck_exec(conn,
+                       "CREATE TABLE IF NOT EXISTS main._remote_attach (alias VARCHAR, extension VARCHAR, url VARCHAR,"
+                       " token_env VARCHAR);"
+                       "INSERT INTO main._remote_attach SELECT * FROM previous._remote_attach p"
+                       " WHERE p.alias NOT IN (SELECT alias FROM main._remote_attach)",
+                       err);
+    agnes_error ignored;
+    duck_exec(conn, "DETACH DATABASE IF EXISTS previous", &ignored);
+    if (rc == AGNES_OK)
+        rc = duck_exec(conn, "CHECKPOINT", err);
+    duck_session_close(&session);
+    json_decref(new_names);
+    json_decref(produced);
+    json_decref(before);
+    return rc;
+}
+
+/* Names of the run directories (runs/<name>/) the published extract's
+ * views read from, as a JSON array: a table carried over from an earlier
+ * run keeps reading that run's files. */
+static json_t *referenced_runs(const char *published, const char *runs_dir)
+{
+    json_t *names = json_array(), *views = NULL;
+    duck_session session;
+    agnes_error ignored;
+    char prefix[AGNES_PATH_MAX + 200];
+    snprintf(prefix, sizeof prefix, "%s/", runs_dir);
+    if (duck_session_open(&session, published, true, &ignored) != AGNES_OK)
+        return names;
+    duck_query_json(session.connection, "SELECT sql FROM duckdb_views() WHERE NOT internal", NULL, 0, &views,
+                    &ignored);
+    duck_session_close(&session);
+    size_t i;
+    json_t *view;
+    json_array_foreach(views, i, view) {
+        const char *sql = json_string_value(json_object_get(view, "sql"));
+        for (const char *at = sql ? strstr(sql, prefix) : NULL; at != NULL; at = strstr(at + 1, prefix)) {
+            const char *name = at + strlen(prefix), *end = name;
+            while (*end && *end != '/' && *end != '\'' && *end != '"')
+                end++;
+            char run[128];
+            snprintf(run, sizeof run, "%.*s", (int)(end - name), name);
+            if (strncmp(run, "run_", 4) == 0 && !listed(names, run))
+                json_array_append_new(names, json_string(run));
+        }
+    }
+    json_decref(views);
+    return names;
+}
+
 /* Remove run directories other than `keep_a` and `keep_b` (the run just
  * published and the one published before it, which an open catalog
- * snapshot may still read), and all but the newest KEEP_LOGS logs.  A run
- * killed with the server is neither, so it goes too. */
-static void sweep_runs(const char *runs_dir, const char *keep_a, const char *keep_b)
+ * snapshot may still read) and those in `keep` (read by the published
+ * extract's carried views; may be NULL), and all but the newest KEEP_LOGS
+ * logs.  A run killed with the server is none of these, so it goes too. */
+static void sweep_runs(const char *runs_dir, const char *keep_a, const char *keep_b, const json_t *keep)
 {
     struct dirent **entries = NULL;
     int count = scandir(runs_dir, &entries, NULL, alphasort);
@@ -97,8 +254,9 @@ static void sweep_runs(const char *runs_dir, const char *keep_a, const char *kee
         agnes_error ignored;
         snprintf(path, sizeof path, "%s/%s", runs_dir, name);
         if (strncmp(name, "run_", 4) == 0) {
-            bool kept = util_is_directory(path) ? strcmp(name, keep_a) == 0 || strcmp(name, keep_b) == 0
-                                                : ++logs <= KEEP_LOGS;
+            bool kept = util_is_directory(path)
+                            ? strcmp(name, keep_a) == 0 || strcmp(name, keep_b) == 0 || listed(keep, name)
+                            : ++logs <= KEEP_LOGS;
             if (!kept)
                 util_remove_tree(path, &ignored);
         }
@@ -224,7 +382,8 @@ static const char *verdict(const connector_outcome *outcome, const char *extract
 }
 
 int custom_connector_sync(const agnes_paths *paths, const char *source, const char *run_id, const json_t *tables,
-                          double timeout_seconds, const atomic_bool *cancel, json_t **result, agnes_error *err)
+                          const json_t *registered, double timeout_seconds, const atomic_bool *cancel,
+                          json_t **result, agnes_error *err)
 {
     char extracts[AGNES_PATH_MAX], executable[AGNES_PATH_MAX + 128], runs_dir[AGNES_PATH_MAX + 128],
         run_dir[AGNES_PATH_MAX + 256], log_path[AGNES_PATH_MAX + 256], output[AGNES_PATH_MAX + 300],
@@ -246,9 +405,12 @@ int custom_connector_sync(const agnes_paths *paths, const char *source, const ch
         return err->code;
     char current[128], previous[128];
     read_published(runs_dir, current, previous, sizeof current);
-    sweep_runs(runs_dir, current, previous); /* what a killed run left, before this one starts */
-    if (util_mkdir_p(run_dir, 0755, err))
+    json_t *still_read = referenced_runs(published, runs_dir);
+    sweep_runs(runs_dir, current, previous, still_read); /* what a killed run left, before this one starts */
+    if (util_mkdir_p(run_dir, 0755, err)) {
+        json_decref(still_read);
         return err->code;
+    }
     char *input = json_dumps(tables, JSON_COMPACT);
     connector_command command = {.executable = executable, .working_dir = run_dir, .input = input,
                                  .log_path = log_path, .timeout_seconds = timeout_seconds, .cancel = cancel};
@@ -260,9 +422,21 @@ int custom_connector_sync(const agnes_paths *paths, const char *source, const ch
     int rc = connector_process_run(&command, &outcome, err);
     unlink(pid_path);
     free(input);
-    if (rc != AGNES_OK)
+    if (rc != AGNES_OK) {
+        json_decref(still_read);
         return rc;
+    }
+    json_t *carried = NULL;
     const char *problem = verdict(&outcome, output, log_path, timeout_seconds, why, sizeof why, err);
+    agnes_error carry_err;
+    if (problem == NULL && carry_over(output, published, registered, &carried, &carry_err) != AGNES_OK) {
+        snprintf(why, sizeof why, "%s", carry_err.message);
+        problem = why;
+    }
+    if (problem == NULL && json_array_size(carried) > 0) { /* what was added passes the same check */
+        connector_outcome clean = {0};
+        problem = verdict(&clean, output, log_path, timeout_seconds, why, sizeof why, err);
+    }
     if (problem == NULL && rename(output, published) != 0)
         problem = strerror(errno);
     if (problem != NULL) {
@@ -270,16 +444,28 @@ int custom_connector_sync(const agnes_paths *paths, const char *source, const ch
         util_remove_tree(run_dir, &ignored);
         *result = base_result(source, "failed", problem);
         fail_all(*result, tables, problem);
-        sweep_runs(runs_dir, current, previous);
+        sweep_runs(runs_dir, current, previous, still_read);
     } else {
         agnes_error ignored;
         util_fsync_parent_dir(published, &ignored);
         if (write_published(runs_dir, run_id, current, &ignored) != AGNES_OK)
             log_warn("msg=\"cannot record the published run\" detail=\"%s\"", ignored.message);
-        *result = base_result(source, outcome.exit_code == 2 ? "partial" : "done", NULL);
-        table_outcomes(*result, tables, published);
-        sweep_runs(runs_dir, run_id, current);
+        *result = base_result(source, "done", NULL);
+        table_outcomes(*result, tables, published, carried);
+        /* exit 2 is partial by the connector's word; a table it did not write is partial by ours */
+        const char *state = sync_outcome_state(json_object_get(*result, "tables"));
+        if (strcmp(state, "done") == 0 && outcome.exit_code == 2)
+            state = "partial";
+        json_object_set_new(*result, "state", json_string(state));
+        if (strcmp(state, "failed") == 0)
+            json_object_set(*result, "error",
+                            json_object_get(json_array_get(json_object_get(*result, "tables"), 0), "error"));
+        json_decref(still_read);
+        still_read = referenced_runs(published, runs_dir);
+        sweep_runs(runs_dir, run_id, current, still_read);
     }
+    json_decref(carried);
+    json_decref(still_read);
     json_object_set_new(*result, "duration_ms", json_real(outcome.elapsed_ms));
     json_object_set_new(*result, "log", json_string(log_path));
     return AGNES_OK;

@@ -13,9 +13,11 @@
  *      `agnes contract check`; only then is it renamed over
  *      extracts/S/extract.duckdb - one atomic step, so readers see the old
  *      extract or the new one, never a mix;
- *   4. run directories other than this one and the previously published
+ *   4. run directories other than this one, the previously published
  *      one (runs/.published names it; an open catalog snapshot may still
- *      read it) are removed - a run killed with the server included.
+ *      read it) and those the published extract's views still read (tables
+ *      carried over from an earlier run) are removed - a run killed with
+ *      the server included.
  * Anything else leaves the published extract untouched and removes the
  * run's directory; the connector's output is kept in runs/<run_id>.log.
  */
@@ -31,13 +33,20 @@
 /* The executable of a custom connector, if `name` has one. */
 bool custom_connector_path(const agnes_paths *paths, const char *name, char *out, size_t out_size);
 
-/* Run source `source` for `tables` (its registry rows).  *result (new
- * reference) is {source, state: done|partial|failed, error, duration_ms,
- * log, tables: [{table_id, state: done|failed, rows, size_bytes, error}]}.
- * A failing connector is a result, not an error: the return value is
- * AGNES_OK unless the run could not be attempted at all. */
+/* Run source `source` for `tables` (the registry rows to sync, given to
+ * the connector on stdin).  `registered` is every registry row of the
+ * source: a registered table the connector's output lacks keeps its last
+ * published definition (a trigger of some tables never unpublishes the
+ * others; a table the connector failed keeps serving its last good data).
+ * *result (new reference) is {source, state: done|partial|failed, error,
+ * duration_ms, log, tables: [{table_id, state: done|failed, rows,
+ * size_bytes, error}]}: partial when the connector exited 2 or did not
+ * write a table it was given.  A failing connector is a result, not an
+ * error: the return value is AGNES_OK unless the run could not be
+ * attempted at all. */
 int custom_connector_sync(const agnes_paths *paths, const char *source, const char *run_id, const json_t *tables,
-                          double timeout_seconds, const atomic_bool *cancel, json_t **result, agnes_error *err);
+                          const json_t *registered, double timeout_seconds, const atomic_bool *cancel,
+                          json_t **result, agnes_error *err);
 
 /* At start: stop what connectors of a killed server left running.  A run
  * records its process group in runs/<run_id>.pid; a group whose processes

@@ -17,6 +17,13 @@ void discovery_table_id(const char *schema, const char *table, char *id, size_t 
         snprintf(joined, sizeof joined, "%s", table);
     else
         snprintf(joined, sizeof joined, "%s_%s", schema, table);
+    /* A name DuckDB or the contract already uses (duckdb_tables, _meta)
+     * would break the whole source's extract: such a table keeps its
+     * schema in front (public_duckdb_tables), or gets "_table" after. */
+    if (contract_is_reserved_name(joined) && strcmp(schema, "public") == 0)
+        snprintf(joined, sizeof joined, "%s_%s", schema, table);
+    if (contract_is_reserved_name(joined))
+        snprintf(joined + strlen(joined), sizeof joined - strlen(joined), "_table");
     size_t n = 0;
     if (isdigit((unsigned char)joined[0]) && id_size > 3)
         n = (size_t)snprintf(id, id_size, "t_");
@@ -92,14 +99,27 @@ static void register_one(duckdb_connection writer, const char *source, const jso
         problem = why;
     }
     if (problem == NULL) {
-        snprintf(description, sizeof description, "Discovered in %s: %s (%s, about %lld rows)", source, label,
-                 json_string_value(json_object_get(table, "kind")),
-                 (long long)json_integer_value(json_object_get(table, "rows_estimate")));
+        /* No row estimate: it froze at discovery ("about 0 rows" before ANALYZE) while the catalog's rows
+         * count is current after every sync. */
+        snprintf(description, sizeof description, "Discovered in %s: %s (%s)", source, label,
+                 json_string_value(json_object_get(table, "kind")));
         json_t *row = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s?, s:b, s:s?}", "id", id, "name", id,
                                 "source_type", source, "bucket", schema, "source_table", name, "query_mode",
                                 options->query_mode ? options->query_mode : "local", "description", description,
                                 "sync_schedule", options->sync_schedule, "profile_after_sync", true, "registered_by",
                                 options->registered_by);
+        char plain[300];
+        snprintf(plain, sizeof plain, "%s%s%s", strcmp(schema, "public") == 0 ? "" : schema,
+                 strcmp(schema, "public") == 0 ? "" : "_", name);
+        if (contract_is_reserved_name(plain)) { /* said in the response: the id is not the table's name */
+            char reason[200];
+            snprintf(reason, sizeof reason, "'%s' is a name the query engine uses; registered as '%s'", plain, id);
+            json_object_set_new(row, "description", json_pack("s++", description, "; ", reason));
+            if (json_object_get(summary, "renamed_tables") == NULL)
+                json_object_set_new(summary, "renamed_tables", json_array());
+            json_array_append_new(json_object_get(summary, "renamed_tables"),
+                                  json_pack("{s:s, s:s, s:s}", "table", label, "id", id, "reason", reason));
+        }
         if (registry_insert(writer, row, &err) == AGNES_OK)
             json_array_append_new(json_object_get(summary, "tables"), json_string(id));
         else

@@ -6,7 +6,9 @@
  * A discovered table <schema>.<table> becomes the id <table> in schema
  * public, <schema>_<table> elsewhere, lower-cased, with anything but
  * [a-z0-9_] as "_" (and "t_" in front of a leading digit): always a valid
- * view name.  The exact schema and table names are kept in bucket and
+ * view name.  A name the engine or the contract uses (contract.h) is
+ * renamed: public.duckdb_tables becomes public_duckdb_tables, and the
+ * description of the registered row says so.  The exact schema and table names are kept in bucket and
  * source_table, so the connector reads the right object whatever its case.
  * Two tables that would get one id are both reported, never registered
  * one over the other; an id registered to anything else is left alone.
@@ -28,7 +30,8 @@ typedef struct discovery_options {
 
 /* The configured source's tables, registered.  *summary (new reference):
  * {source, registered, skipped, errors, tables: [ids registered],
- *  skipped_tables: [{table, id, reason}], error_details: [{table, id?, error}]}.
+ *  skipped_tables: [{table, id, reason}], error_details: [{table, id?, error}],
+ *  renamed_tables?: [{table, id, reason}] (names the engine uses, see above)}.
  * AGNES_ERR_INVALID when the configured source cannot list tables,
  * AGNES_ERR_CONFIG when it is not configured, AGNES_ERR_NETWORK when
  * listing failed. */

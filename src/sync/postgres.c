@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/log.h"
 #include "core/util.h"
 #include "engine/postgres_types.h"
 #include "store/duck.h"
@@ -112,7 +113,12 @@ typedef struct described_row {
     size_t count;
 } described_row;
 
-static int describe_row(const connector_settings *settings, const json_t *row, described_row *d, agnes_error *err)
+/* settle: also ask the data how deep its arrays are (a scan, so only
+ * where the rows are about to be read or a view made; notes may be NULL).
+ * Everything runs in one REPEATABLE READ transaction, so what the data was
+ * asked and what the COPY then exports are the same snapshot. */
+static int describe_row(const connector_settings *settings, const json_t *row, bool settle, json_t *notes,
+                        described_row *d, agnes_error *err)
 {
     memset(d, 0, sizeof *d);
     strbuf_init(&d->select);
@@ -120,8 +126,16 @@ static int describe_row(const connector_settings *settings, const json_t *row, d
     if (strbuf_failed(&d->select))
         return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
     int rc = postgres_connect(settings->secret, settings->statement_timeout_seconds, &d->conn, err);
+    if (rc == AGNES_OK && settle) {
+        PGresult *res = PQexec(d->conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            rc = agnes_error_set(err, AGNES_ERR_NETWORK, "PostgreSQL: %s", PQresultErrorMessage(res));
+        PQclear(res);
+    }
     if (rc == AGNES_OK)
         rc = postgres_describe(d->conn, d->select.data, &d->columns, &d->count, err);
+    if (rc == AGNES_OK && settle)
+        rc = postgres_settle_arrays(d->conn, d->select.data, d->columns, d->count, notes, err);
     return rc;
 }
 
@@ -335,17 +349,38 @@ static int stream_to_parquet(PGconn *conn, const connector_job *job, const postg
     return AGNES_OK;
 }
 
-static int extract_table(const connector_settings *settings, const connector_job *job, long long *rows,
-                         agnes_error *err)
+/* One export attempt; with find_nonfinite, numeric(p,s) columns holding
+ * NaN or ±Infinity are looked for first and exported as DOUBLE. */
+static int export_table(const connector_settings *settings, const connector_job *job, bool find_nonfinite,
+                        long long *rows, agnes_error *err)
 {
     described_row d;
+    int changed = 0;
     *rows = 0;
-    int rc = describe_row(settings, job->row, &d, err);
+    int rc = describe_row(settings, job->row, true, job->notes, &d, err);
+    if (rc == AGNES_OK && find_nonfinite)
+        rc = postgres_find_nonfinite(d.conn, d.select.data, d.columns, d.count, job->notes, &changed, err);
     if (rc == AGNES_OK)
         rc = start_copy(d.conn, d.select.data, d.columns, d.count, err);
     if (rc == AGNES_OK)
         rc = stream_to_parquet(d.conn, job, d.columns, d.count, rows, err);
     described_row_close(&d);
+    return rc;
+}
+
+/* One NaN in a numeric(10,2) column used to fail the whole table with no
+ * way out but editing the source.  The first attempt assumes DECIMAL (the
+ * usual case, one pass); a column that meets NaN or ±Infinity stops it with
+ * a marked error, and the table is exported again with such columns as
+ * DOUBLE, said in the run's notes. */
+static int extract_table(const connector_settings *settings, const connector_job *job, long long *rows,
+                         agnes_error *err)
+{
+    int rc = export_table(settings, job, false, rows, err);
+    if (rc == AGNES_ERR_DB && strstr(err->message, POSTGRES_NONFINITE_MARKER) != NULL) {
+        unlink(job->parquet_path);
+        rc = export_table(settings, job, true, rows, err);
+    }
     return rc;
 }
 
@@ -356,7 +391,14 @@ static int remote_view(const connector_settings *settings, const json_t *row, st
     strbuf remote;
     strbuf_init(&remote);
     *attach = NULL;
-    int rc = describe_row(settings, row, &d, err);
+    json_t *notes = json_array();
+    int rc = describe_row(settings, row, true, notes, &d, err);
+    size_t n;
+    json_t *note;
+    json_array_foreach(notes, n, note) /* a remote table's view is made here, outside any job: the log says it */
+        log_warn("msg=\"remote table column\" table=%s note=\"%s\"", json_string_value(json_object_get(row, "id")),
+                 json_string_value(note));
+    json_decref(notes);
     if (rc == AGNES_OK) {
         postgres_append_text_select(&remote, d.select.data, d.columns, d.count);
         strbuf_append_str(view_sql, "SELECT ");
@@ -384,13 +426,86 @@ static int describe(const connector_settings *settings, const json_t *row, json_
 {
     described_row d;
     *out = NULL;
-    int rc = describe_row(settings, row, &d, err);
+    int rc = describe_row(settings, row, false, NULL, &d, err);
     if (rc == AGNES_OK) {
         *out = json_array();
         for (size_t i = 0; i < d.count; i++)
             json_array_append_new(*out, json_pack("{s:s, s:s, s:s}", "name", d.columns[i].name, "type",
                                                   d.columns[i].duckdb_type, "source_type", d.columns[i].pg_type));
     }
+    described_row_close(&d);
+    return rc;
+}
+
+/* The source's own facts about a registry row's columns: for each result
+ * column that comes from a table column (PQftable), NOT NULL (which a
+ * primary key implies) and its comment; and the table's comment. */
+static int table_facts(const connector_settings *settings, const json_t *row, json_t **facts, agnes_error *err)
+{
+    described_row d;
+    *facts = NULL;
+    int rc = describe_row(settings, row, false, NULL, &d, err);
+    PGresult *res = NULL, *info = NULL;
+    strbuf tables, columns;
+    strbuf_init(&tables);
+    strbuf_init(&columns);
+    if (rc == AGNES_OK) { /* its own statement: the type look-ups replaced the unnamed one */
+        res = PQprepare(d.conn, "agnes_facts", d.select.data, 0, NULL);
+        bool prepared = PQresultStatus(res) == PGRES_COMMAND_OK;
+        PQclear(res);
+        res = prepared ? PQdescribePrepared(d.conn, "agnes_facts") : NULL;
+        if (!prepared || PQresultStatus(res) != PGRES_COMMAND_OK)
+            rc = agnes_error_set(err, AGNES_ERR_DB, "cannot describe the query: %s",
+                                 res ? PQresultErrorMessage(res) : PQerrorMessage(d.conn));
+    }
+    for (int i = 0; rc == AGNES_OK && i < PQnfields(res); i++) {
+        strbuf_appendf(&tables, "%s%u", i ? "," : "{", PQftable(res, i));
+        strbuf_appendf(&columns, "%s%d", i ? "," : "{", PQftablecol(res, i));
+    }
+    strbuf_append_char(&tables, '}');
+    strbuf_append_char(&columns, '}');
+    if (rc == AGNES_OK) {
+        strbuf regclass;
+        strbuf_init(&regclass);
+        const char *mode = json_string_value(json_object_get(row, "query_mode"));
+        if (mode == NULL || strcmp(mode, "materialized") != 0) { /* "schema"."table": its comment is the table's */
+            const char *schema = json_string_value(json_object_get(row, "bucket"));
+            const char *table = json_string_value(json_object_get(row, "source_table"));
+            duck_append_identifier(&regclass, schema && schema[0] ? schema : "public");
+            strbuf_append_char(&regclass, '.');
+            duck_append_identifier(&regclass, table && table[0] ? table : json_string_value(json_object_get(row, "name")));
+        }
+        const char *params[] = {tables.data, columns.data, regclass.data ? regclass.data : ""};
+        info = PQexecParams(d.conn,
+                            "SELECT c.ord, a.attnotnull, col_description(a.attrelid, a.attnum),"
+                            " obj_description(to_regclass(nullif($3, '')), 'pg_class')"
+                            " FROM unnest($1::oid[], $2::int[]) WITH ORDINALITY AS c(rel, col, ord)"
+                            " LEFT JOIN pg_attribute a ON a.attrelid = c.rel AND a.attnum = c.col AND c.col > 0"
+                            " ORDER BY c.ord",
+                            3, NULL, params, NULL, NULL, 0);
+        strbuf_free(&regclass);
+        if (PQresultStatus(info) != PGRES_TUPLES_OK || PQntuples(info) != PQnfields(res))
+            rc = agnes_error_set(err, AGNES_ERR_DB, "cannot read the columns' facts: %s", PQresultErrorMessage(info));
+    }
+    if (rc == AGNES_OK) {
+        json_t *list = json_array();
+        for (int i = 0; i < PQnfields(res); i++) {
+            bool known = !PQgetisnull(info, i, 1);
+            json_array_append_new(list, json_pack("{s:s, s:o, s:o}", "name", PQfname(res, i), "nullable",
+                                                  known ? json_boolean(strcmp(PQgetvalue(info, i, 1), "t") != 0)
+                                                        : json_null(),
+                                                  "description", PQgetisnull(info, i, 2) ? json_null()
+                                                                 : json_string(PQgetvalue(info, i, 2))));
+        }
+        *facts = json_pack("{s:o, s:o}", "description",
+                           PQntuples(info) > 0 && !PQgetisnull(info, 0, 3) ? json_string(PQgetvalue(info, 0, 3))
+                                                                          : json_null(),
+                           "columns", list);
+    }
+    PQclear(res);
+    PQclear(info);
+    strbuf_free(&tables);
+    strbuf_free(&columns);
     described_row_close(&d);
     return rc;
 }
@@ -402,4 +517,5 @@ const connector_ops postgres_connector = {
     .extract_table = extract_table,
     .remote_view = remote_view,
     .describe = describe,
+    .table_facts = table_facts,
 };

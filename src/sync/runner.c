@@ -2,11 +2,13 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
 #include "core/util.h"
+#include "store/registry.h"
 #include "store/sync_state.h"
 #include "sync/builtin_sync.h"
 #include "sync/connector.h"
@@ -43,6 +45,30 @@ int sync_source_lock(const agnes_paths *paths, const char *source, bool wait)
     return fd;
 }
 
+/* Every registry row of source (new reference), or NULL when the registry cannot be read. */
+static json_t *source_registry_rows(system_db *db, const char *source)
+{
+    duckdb_connection conn = NULL;
+    json_t *all = NULL, *mine = NULL;
+    agnes_error err;
+    if (system_db_connect_reader(db, &conn, &err) == AGNES_OK && registry_list_json(conn, &all, &err) == AGNES_OK) {
+        mine = json_array();
+        size_t i;
+        json_t *row;
+        json_array_foreach(all, i, row) {
+            const char *type = json_string_value(json_object_get(row, "source_type"));
+            if (type != NULL && strcmp(type, source) == 0)
+                json_array_append(mine, row);
+        }
+    } else {
+        log_warn("msg=\"cannot read the registry\" source=%s detail=\"%s\"", source, err.message);
+    }
+    if (conn)
+        duckdb_disconnect(&conn);
+    json_decref(all);
+    return mine;
+}
+
 json_t *sync_run_source(agnes_runtime *rt, system_db *db, const char *run_id, const char *source, const json_t *rows,
                         const atomic_bool *cancel)
 {
@@ -67,9 +93,12 @@ json_t *sync_run_source(agnes_runtime *rt, system_db *db, const char *run_id, co
                                 "tables");
     } else if (custom_connector_path(&rt->paths, source, executable, sizeof executable)) {
         double timeout = (double)config_get_int(&rt->config, CFG_SYNC_TIMEOUT);
-        if (custom_connector_sync(&rt->paths, source, run_id, rows, timeout, cancel, &outcome, &err) != AGNES_OK)
+        json_t *registered = source_registry_rows(db, source);
+        if (custom_connector_sync(&rt->paths, source, run_id, rows, registered ? registered : rows, timeout, cancel,
+                                  &outcome, &err) != AGNES_OK)
             outcome = json_pack("{s:s, s:s, s:s, s:[]}", "source", source, "state", "failed", "error", err.message,
                                 "tables");
+        json_decref(registered);
     } else {
         char why[300];
         snprintf(why, sizeof why,
@@ -92,10 +121,18 @@ json_t *sync_run_source(agnes_runtime *rt, system_db *db, const char *run_id, co
     size_t i;
     json_t *table;
     json_array_foreach(json_object_get(outcome, "tables"), i, table) {
-        if (strcmp(json_string_value(json_object_get(table, "state")), "failed") == 0 &&
-            sync_state_record_failure(writer, json_string_value(json_object_get(table, "table_id")),
-                                      json_string_value(json_object_get(table, "error")), &err) != AGNES_OK)
+        const char *state = json_string_value(json_object_get(table, "state"));
+        const char *id = json_string_value(json_object_get(table, "table_id"));
+        json_t *rows_value = json_object_get(table, "rows"), *size_value = json_object_get(table, "size_bytes");
+        if (strcmp(state, "failed") == 0 &&
+            sync_state_record_failure(writer, id, json_string_value(json_object_get(table, "error")), &err) != AGNES_OK)
             log_warn("msg=\"cannot record a failed sync\" detail=\"%s\"", err.message);
+        /* A success clears an earlier error even when the data is the same (the rebuild then records nothing). */
+        if (strcmp(state, "done") == 0 &&
+            sync_state_record_success(writer, id, json_is_integer(rows_value) ? json_integer_value(rows_value) : -1,
+                                      json_is_integer(size_value) ? json_integer_value(size_value) : -1,
+                                      &err) != AGNES_OK)
+            log_warn("msg=\"cannot record a successful sync\" detail=\"%s\"", err.message);
     }
     system_db_writer_release(db);
     log_info("msg=\"source synced\" run_id=%s source=%s state=%s", run_id, source,
@@ -103,3 +140,93 @@ json_t *sync_run_source(agnes_runtime *rt, system_db *db, const char *run_id, co
     return outcome;
 }
 
+
+const char *sync_outcome_state(const json_t *tables)
+{
+    size_t i, counted = 0, failed = 0;
+    json_t *entry;
+    json_array_foreach(tables, i, entry) {
+        const char *state = json_string_value(json_object_get(entry, "state"));
+        if (state == NULL || strcmp(state, "skipped") == 0)
+            continue;
+        counted++;
+        failed += strcmp(state, "failed") == 0;
+    }
+    return failed == 0 ? "done" : failed == counted ? "failed" : "partial";
+}
+
+/* The rebuild report's entry for source, or NULL. */
+static const json_t *report_source(const json_t *report, const char *source)
+{
+    size_t i;
+    json_t *entry;
+    json_array_foreach(json_object_get(report, "sources"), i, entry)
+        if (strcmp(json_string_value(json_object_get(entry, "name")), source) == 0)
+            return entry;
+    return NULL;
+}
+
+/* Why the rebuild did not publish table of source, in why; false when it did. */
+static bool refused_by_rebuild(const json_t *report, const char *source, const char *table, char *why,
+                               size_t why_size)
+{
+    size_t i;
+    json_t *collision;
+    json_array_foreach(json_object_get(report, "collisions"), i, collision) {
+        const char *skipped = json_string_value(json_object_get(collision, "skipped_source"));
+        const char *view = json_string_value(json_object_get(collision, "view"));
+        if (skipped && view && strcmp(skipped, source) == 0 && strcasecmp(view, table) == 0) {
+            snprintf(why, why_size,
+                     "synced, but not published: the table name '%s' already belongs to source '%s' (the first "
+                     "source to publish a name keeps it); register this table under another name, or remove it "
+                     "from '%s'",
+                     table, json_string_value(json_object_get(collision, "owner")),
+                     json_string_value(json_object_get(collision, "owner")));
+            return true;
+        }
+    }
+    const json_t *entry = report_source(report, source);
+    const char *status = json_string_value(json_object_get(entry, "status"));
+    if (entry != NULL && status != NULL && strcmp(status, "error") == 0) {
+        const char *first = json_string_value(json_array_get(json_object_get(entry, "errors"), 0));
+        snprintf(why, why_size, "synced, but the catalog could not publish source '%s': %s", source,
+                 first ? first : "its extract was skipped");
+        return true;
+    }
+    return false;
+}
+
+int sync_apply_rebuild_report(system_db *db, json_t *outcome, const json_t *report)
+{
+    const char *source = json_string_value(json_object_get(outcome, "source"));
+    int refused = 0;
+    if (report == NULL || source == NULL)
+        return 0;
+    size_t i;
+    json_t *table;
+    json_array_foreach(json_object_get(outcome, "tables"), i, table) {
+        const char *id = json_string_value(json_object_get(table, "table_id"));
+        const char *state = json_string_value(json_object_get(table, "state"));
+        char why[700];
+        if (id == NULL || state == NULL || strcmp(state, "done") != 0 ||
+            !refused_by_rebuild(report, source, id, why, sizeof why))
+            continue;
+        json_object_set_new(table, "state", json_string("failed"));
+        json_object_set_new(table, "error", json_string(why));
+        agnes_error err;
+        duckdb_connection writer = system_db_writer_acquire(db);
+        if (sync_state_record_failure(writer, id, why, &err) != AGNES_OK)
+            log_warn("msg=\"cannot record a refused table\" detail=\"%s\"", err.message);
+        system_db_writer_release(db);
+        log_warn("msg=\"table synced but refused by the catalog\" table=%s source=%s", id, source);
+        refused++;
+    }
+    if (refused > 0) {
+        const char *state = sync_outcome_state(json_object_get(outcome, "tables"));
+        json_object_set_new(outcome, "state", json_string(state));
+        if (strcmp(state, "failed") == 0 && json_object_get(outcome, "error") == NULL)
+            json_object_set(outcome, "error", json_object_get(json_array_get(json_object_get(outcome, "tables"), 0),
+                                                              "error"));
+    }
+    return refused;
+}

@@ -22,6 +22,19 @@
 json_t *sync_run_source(agnes_runtime *rt, system_db *db, const char *run_id, const char *source, const json_t *rows,
                         const atomic_bool *cancel);
 
+/* After the catalog rebuild that follows a run: a table of `outcome` (one
+ * source's, from sync_run_source) that the rebuild refused to publish - its
+ * view name belongs to another source, or the whole extract was skipped -
+ * becomes failed with the reason (also recorded in sync_state), and the
+ * outcome's state is recomputed: a run whose tables were refused is
+ * partial or failed, never done.  `report` is orchestrator_rebuild's.
+ * Returns how many tables were refused. */
+int sync_apply_rebuild_report(system_db *db, json_t *outcome, const json_t *report);
+
+/* done when no table failed, failed when all did, else partial (tables
+ * that were skipped do not count). */
+const char *sync_outcome_state(const json_t *tables);
+
 /* Hold extracts/<source>/.sync.lock (an flock) for a sync of source;
  * close the descriptor to release it.  -1 when it cannot be had (or, with
  * wait false, when another run holds it). */

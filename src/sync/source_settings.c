@@ -3,8 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Merge the configuration files and .env_overlay as they are now. */
-static int load_current(agnes_runtime *rt, agnes_config *config, agnes_error *err)
+int source_settings_current_config(agnes_runtime *rt, agnes_config *config, agnes_error *err)
 {
     env_overlay overlay = {0};
     char overlay_path[AGNES_PATH_MAX];
@@ -22,7 +21,7 @@ static int load_current(agnes_runtime *rt, agnes_config *config, agnes_error *er
 int source_settings_type(agnes_runtime *rt, char *type, size_t type_size, agnes_error *err)
 {
     agnes_config config;
-    if (load_current(rt, &config, err))
+    if (source_settings_current_config(rt, &config, err))
         return err->code;
     snprintf(type, type_size, "%s", config_get_string(&config, CFG_DATA_SOURCE));
     config_free(&config);
@@ -36,7 +35,7 @@ int source_settings_load(agnes_runtime *rt, const char *type, connector_settings
     if (strcmp(type, "postgres") != 0)
         return agnes_error_set(err, AGNES_ERR_CONFIG, "source type '%s' has no built-in connector in this build",
                                type);
-    if (load_current(rt, &config, err))
+    if (source_settings_current_config(rt, &config, err))
         return err->code;
     snprintf(out->source, sizeof out->source, "%s", type);
     snprintf(out->secret_env, sizeof out->secret_env, "%s", config_get_string(&config, CFG_PG_DSN_ENV));

@@ -13,6 +13,10 @@
 #include "core/runtime.h"
 #include "sync/connector.h"
 
+/* The configuration files and .env_overlay merged as they are now (the
+ * caller frees *config with config_free; untouched on error). */
+int source_settings_current_config(agnes_runtime *rt, agnes_config *config, agnes_error *err);
+
 /* data_source.type as configured now ("local" when unset). */
 int source_settings_type(agnes_runtime *rt, char *type, size_t type_size, agnes_error *err);
 

@@ -246,3 +246,119 @@ def test_setup_mode_answers_503_even_for_paths_that_do_not_exist(server):
     bootstrap(server)
     assert server.get("/api/catalog/tables").status_code == 401
     assert server.get("/api/not-built-yet").status_code == 404
+
+
+def test_login_redirects_stay_on_this_origin(server):
+    """Browsers drop tabs and newlines from a Location and read a backslash as a slash, so
+    next=/%09/evil.example once redirected to //evil.example. Every such target goes home instead."""
+    bootstrap(server)
+    credentials = "email=admin%40example.com&password=" + ADMIN["password"].replace(" ", "+")
+    evil = ["/%09/evil.example", "/%0A/evil.example", "/%0D%0A/evil.example", "//evil.example", "/\\evil.example",
+            "/%5Cevil.example", "/%5C%5Cevil.example", "\\\\evil.example", "/%2F/evil.example", "https://evil.example",
+            "javascript:alert(1)", "/%20/evil.example", "/%00/evil.example", "%2F%2Fevil.example", "/%E2%80%A8x",
+            "/%7F/evil.example", "http:/evil.example"]
+    for target in evil:
+        r = requests.post(server.url + "/auth/login", data=f"{credentials}&next={target}", allow_redirects=False,
+                          headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=30)
+        assert r.status_code == 303 and r.headers["Location"] == "/dashboard", (target, r.headers.get("Location"))
+    for fine in ("/catalog", "/query?sql=SELECT%201#results", "/admin/users"):
+        r = requests.post(server.url + "/auth/login", data=f"{credentials}&next={fine.replace('%', '%25')}",
+                          allow_redirects=False, headers={"Content-Type": "application/x-www-form-urlencoded"},
+                          timeout=30)
+        assert r.headers["Location"] == fine, fine
+
+
+# --- What ends a session, and what ends a PAT (issue 12 item 8) ----------------------------------------
+
+ENDED = "Session ended (logged out, password changed or account deactivated); log in again"
+
+
+def _token(server, email, password):
+    r = post(server, "/auth/token", json={"email": email, "password": password})
+    assert r.status_code == 200, r.text
+    return r.json()["access_token"]
+
+
+def _pat(server, session, name="agent"):
+    r = requests.post(server.url + "/auth/tokens", json={"name": name}, timeout=30,
+                      headers={"Authorization": f"Bearer {session}"})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def _analyst(server, admin_token, email="ana@example.com", password="analyst password 1"):
+    r = requests.post(server.url + "/api/users", json={"email": email, "password": password}, timeout=30,
+                      headers={"Authorization": f"Bearer {admin_token}"})
+    assert r.status_code == 201, r.text
+    return r.json()["id"], password
+
+
+def test_logout_ends_every_session_of_the_user_but_not_their_pats(server):
+    admin = bootstrap(server).json()["access_token"]
+    user_id, password = _analyst(server, admin)
+    laptop = _token(server, "ana@example.com", password)
+    phone = _token(server, "ana@example.com", password)
+    pat = _pat(server, laptop)["token"]
+    assert me(server, laptop).status_code == me(server, phone).status_code == 200
+    r = post(server, "/auth/logout", cookies={"access_token": laptop})
+    assert r.status_code == 200 and "Max-Age=0" in r.headers["Set-Cookie"]
+    for session in (laptop, phone):  # the stolen cookie and the other device alike
+        r = me(server, session)
+        assert r.status_code == 401 and r.json()["detail"] == ENDED
+    assert me(server, pat).status_code == 200  # the agent's token keeps working
+    assert me(server, admin).status_code == 200  # other users are untouched
+    again = _token(server, "ana@example.com", password)  # a login in the same second is not born ended
+    assert me(server, again).status_code == 200
+    # Logout with a bearer PAT ends nothing; with no token it only clears the cookie.
+    assert post(server, "/auth/logout", headers={"Authorization": f"Bearer {pat}"}).status_code == 200
+    assert me(server, pat).status_code == 200 and me(server, again).status_code == 200
+    assert post(server, "/auth/logout").status_code == 200
+
+
+def test_a_new_password_ends_sessions_and_keeps_pats(server):
+    admin = bootstrap(server).json()["access_token"]
+    user_id, password = _analyst(server, admin)
+    session = _token(server, "ana@example.com", password)
+    pat = _pat(server, session)["token"]
+    r = requests.post(f"{server.url}/api/users/{user_id}/set-password", json={"password": "a brand new password"},
+                      headers={"Authorization": f"Bearer {admin}"}, timeout=30)
+    assert r.status_code == 204
+    assert me(server, session).json()["detail"] == ENDED
+    assert me(server, pat).status_code == 200
+    assert me(server, _token(server, "ana@example.com", "a brand new password")).status_code == 200
+
+
+def test_deactivation_then_reactivation_revives_no_session_and_no_pat(server):
+    admin = bootstrap(server).json()["access_token"]
+    user_id, password = _analyst(server, admin)
+    session = _token(server, "ana@example.com", password)
+    pat = _pat(server, session)
+    headers = {"Authorization": f"Bearer {admin}"}
+    assert requests.post(f"{server.url}/api/users/{user_id}/deactivate", headers=headers, timeout=30).ok
+    assert me(server, session).status_code == 401 and me(server, pat["token"]).status_code == 401
+    assert requests.post(f"{server.url}/api/users/{user_id}/activate", headers=headers, timeout=30).ok
+    assert me(server, session).json()["detail"] == ENDED
+    assert me(server, pat["token"]).json()["detail"] == "Token revoked"
+    tokens = requests.get(server.url + "/auth/admin/tokens", headers=headers, timeout=30).json()
+    assert [t["revoked_at"] is not None for t in tokens if t["id"] == pat["id"]] == [True]
+    fresh = _token(server, "ana@example.com", password)
+    assert me(server, fresh).status_code == 200 and me(server, _pat(server, fresh)["token"]).status_code == 200
+    # Repeating active=true (a form that sends every field) changes nothing and ends nothing.
+    r = requests.patch(f"{server.url}/api/users/{user_id}", json={"active": True, "name": "Ana"}, headers=headers,
+                       timeout=30)
+    assert r.status_code == 200 and me(server, fresh).status_code == 200
+
+
+def test_sessions_end_across_a_restart_and_an_upgrade_keeps_existing_users(server_factory, env, workdir):
+    assert run_agnes(["migrate", "--to", "6"], env).returncode == 0  # the schema before session cutoffs
+    db = workdir / "state" / "system.duckdb"
+    duckdb_exec(db, "INSERT INTO users (id, email, name) VALUES ('old-user', 'old@example.com', 'Old')")
+    server = server_factory(env)  # migrates to the latest version
+    token = bootstrap(server).json()["access_token"]
+    assert post(server, "/auth/logout", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    server.stop()
+    assert duckdb_exec(db, "SELECT email, session_generation FROM users WHERE id = 'old-user'").split() == [
+        "old@example.com", "0"]
+    server = server_factory(env)
+    assert me(server, token).json()["detail"] == ENDED
+    assert me(server, _token(server, "admin@example.com", ADMIN["password"])).status_code == 200

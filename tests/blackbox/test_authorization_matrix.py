@@ -41,14 +41,24 @@ def b64url(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def expired_session(user_id):
-    header = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    now = int(time.time())
-    claims = {"sub": user_id, "email": "x@example.com", "typ": "session", "jti": "expired", "iat": now - 7200,
-              "exp": now - 3600}
+def signed(claims, secret=SECRET, alg="HS256"):
+    header = b64url(json.dumps({"alg": alg, "typ": "JWT"}).encode())
     payload = b64url(json.dumps(claims).encode())
-    signature = hmac.new(SECRET.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    if alg == "none":
+        return f"{header}.{payload}."
+    signature = hmac.new(secret.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
     return f"{header}.{payload}.{b64url(signature)}"
+
+
+def expired_session(user_id):
+    now = int(time.time())
+    return signed({"sub": user_id, "email": "x@example.com", "typ": "session", "jti": "expired", "iat": now - 7200,
+                   "exp": now - 3600})
+
+
+def admin_claims(user_id, typ="session"):
+    now = int(time.time())
+    return {"sub": user_id, "email": "root@example.com", "typ": typ, "jti": "forged", "iat": now, "exp": now + 3600}
 
 
 def call(server, method, path, token=None, body=None):
@@ -97,7 +107,22 @@ def callers(server_factory, env):
         login = call(server, "POST", "/auth/token", body={"email": email, "password": PASSWORD}).json()
         return user, login["access_token"]
 
+    def as_admin(method, path, body=None):
+        r = call(server, method, path, admin_token, body)
+        assert r.status_code < 300, (path, r.text)
+        return r
+
     _, analyst = make_user("analyst@example.com")
+    analyst_pat = call(server, "POST", "/auth/tokens", analyst, {"name": "agent"}).json()["token"]
+    # Credentials that something ended: each must be refused everywhere, like no credential.
+    _, logged_out = make_user("left@example.com")
+    assert call(server, "POST", "/auth/logout", logged_out).status_code == 200
+    reset_user, reset_session = make_user("reset@example.com")
+    as_admin("POST", f"/api/users/{reset_user['id']}/set-password", {"password": "another password 1"})
+    back_user, back_session = make_user("back@example.com")
+    back_pat = call(server, "POST", "/auth/tokens", back_session, {"name": "old"}).json()["token"]
+    as_admin("POST", f"/api/users/{back_user['id']}/deactivate")
+    as_admin("POST", f"/api/users/{back_user['id']}/activate")
     _, granted = make_user("granted@example.com")
     group = call(server, "POST", "/api/admin/groups", admin_token, {"name": "Readers"}).json()
     call(server, "POST", f"/api/admin/groups/{group['id']}/members", admin_token, {"email": "granted@example.com"})
@@ -111,9 +136,14 @@ def callers(server_factory, env):
     requests.delete(f"{server.url}/auth/tokens/{revoked['id']}",
                     headers={"Authorization": f"Bearer {admin_token}"}, timeout=30)
     return server, {
-        "anonymous": None, "analyst": analyst, "analyst_with_grant": granted, "admin": admin_token,
-        "admin_pat": pat["token"], "service": SERVICE, "revoked_pat": revoked["token"],
+        "anonymous": None, "analyst": analyst, "analyst_pat": analyst_pat, "analyst_with_grant": granted,
+        "admin": admin_token, "admin_pat": pat["token"], "service": SERVICE, "revoked_pat": revoked["token"],
         "expired_session": expired_session(admin["user_id"]), "deactivated": gone,
+        "logged_out_session": logged_out, "session_before_password_reset": reset_session,
+        "session_before_reactivation": back_session, "pat_before_reactivation": back_pat,
+        "admin_claims_other_key": signed(admin_claims(admin["user_id"]), secret="not-" + SECRET),
+        "admin_claims_alg_none": signed(admin_claims(admin["user_id"]), alg="none"),
+        "pat_claims_unknown_jti": signed(admin_claims(admin["user_id"], typ="pat")),
     }
 
 
@@ -122,15 +152,22 @@ ALLOWED = "allowed"
 
 def expected_outcome(level, caller):
     base, *flags = level.split("+")
+    if level == "public+html" and caller == "anonymous":
+        return 401  # /setup once claimed: the wizard is an admin's, a visitor is sent to log in (SPEC §6)
     if base in ("public", "anonymous"):
         return ALLOWED
-    if caller in ("anonymous", "revoked_pat", "expired_session", "deactivated"):
+    if caller in ENDED_OR_FORGED:
         return 401
-    if base == "admin" and caller in ("analyst", "analyst_with_grant"):
+    if base == "admin" and caller in ("analyst", "analyst_pat", "analyst_with_grant"):
         return "403 admin"
-    if "interactive" in flags and caller in ("admin_pat", "service"):
+    if "interactive" in flags and caller in ("admin_pat", "analyst_pat", "service"):
         return "403 interactive"
     return ALLOWED
+
+
+ENDED_OR_FORGED = ("anonymous", "revoked_pat", "expired_session", "deactivated", "logged_out_session",
+                   "session_before_password_reset", "session_before_reactivation", "pat_before_reactivation",
+                   "admin_claims_other_key", "admin_claims_alg_none", "pat_claims_unknown_jti")
 
 
 def observed_outcome(response):
@@ -138,6 +175,12 @@ def observed_outcome(response):
     assert response.status_code < 500, response.text
     if response.status_code == 401 and response.headers.get("WWW-Authenticate") == "Bearer":
         return 401
+    # Page routes answer a browser: a redirect to log in, or the "for admins" page.
+    location = response.headers.get("Location", "")
+    if response.status_code == 302 and (location == "/login" or location.startswith("/login?next=")):
+        return 401
+    if response.status_code == 403 and response.headers.get("Content-Type", "").startswith("text/html"):
+        return "403 admin"
     if response.status_code == 403 and response.json().get("detail") == "Admin access required":
         return "403 admin"
     if response.status_code == 403 and "interactive session" in response.json().get("detail", ""):
@@ -149,8 +192,9 @@ def observed_outcome(response):
 def test_every_route_times_every_caller(callers, env):
     server, tokens = callers
     mismatches = []
-    # Destructive routes last, so they cannot remove the callers the others need.
-    for r in sorted(route_table(env), key=lambda r: r["method"] == "DELETE"):
+    # Destructive routes last, so they cannot remove the callers the others need; logout (which
+    # ends every session of its caller) after everything.
+    for r in sorted(route_table(env), key=lambda r: (r["path"] == "/auth/logout", r["method"] == "DELETE")):
         for caller, token in tokens.items():
             got = observed_outcome(call(server, r["method"], r["path"], token))
             want = expected_outcome(EXPECTED[f"{r['method']} {r['path']}"], caller)

@@ -1,4 +1,6 @@
 """GET /api/catalog/tables: what each caller may see (SPEC §6, §8)."""
+import json
+
 import requests
 
 from test_contract import make_extract
@@ -77,10 +79,13 @@ def test_one_table_with_its_columns_and_a_sample(server_factory, env, workdir):
         assert bad.status_code == 422 and "1 to 100" in bad.json()["detail"]
     missing = call(server, "GET", "/api/catalog/tables/nope", token)
     assert missing.status_code == 404 and "'nope'" in missing.json()["detail"]
-    # The analyst has no grant: 403 naming the table, for the details and the sample alike.
-    for path in ("/api/catalog/tables/orders", "/api/catalog/tables/orders/sample?n=1"):
-        denied = call(server, "GET", path, analyst["access_token"])
-        assert denied.status_code == 403 and "'orders'" in denied.json()["detail"]
+    # The analyst has no grant: answered exactly as a table that does not exist (no oracle for which
+    # names exist), for the details and the sample alike.
+    for path in ("/api/catalog/tables/{}", "/api/catalog/tables/{}/sample?n=1"):
+        denied = call(server, "GET", path.format("orders"), analyst["access_token"])
+        absent = call(server, "GET", path.format("ordersx"), analyst["access_token"])
+        assert denied.status_code == absent.status_code == 404
+        assert denied.json() == {"detail": absent.json()["detail"].replace("ordersx", "orders")}
         assert "item" not in denied.text
     call(server, "POST", "/api/admin/grants", token,
          json={"group_id": everyone_id(server, token), "resource_type": "table", "resource_id": "orders"})
@@ -96,9 +101,9 @@ def test_health_detailed_shows_collisions_broken_sources_and_stale_tables(server
     (extracts(workdir) / "corrupt").mkdir()
     (extracts(workdir) / "corrupt" / "extract.duckdb").write_bytes(b"half-written" * 1000)
     server = server_factory(env)
-    _, _, analyst = setup_admin_and_analyst(server)
+    admin, _, analyst = setup_admin_and_analyst(server)
     assert requests.get(server.url + "/api/health/detailed", timeout=10).status_code == 401
-    r = call(server, "GET", "/api/health/detailed", analyst["access_token"])
+    r = call(server, "GET", "/api/health/detailed", admin["access_token"])
     assert r.status_code == 200, r.text
     doc = r.json()
     assert doc["status"] == "degraded"
@@ -115,9 +120,25 @@ def test_health_detailed_shows_collisions_broken_sources_and_stale_tables(server
     # The report lives in the catalog: a restart that does not rebuild still shows it.
     server.stop()
     server.start()
-    again = call(server, "GET", "/api/health/detailed", analyst["access_token"]).json()
+    again = call(server, "GET", "/api/health/detailed", admin["access_token"]).json()
     assert again["catalog"]["collisions"] == catalog["collisions"]
     assert requests.get(server.url + "/api/health", timeout=10).json()["status"] == "ok"  # load balancers unaffected
+    # An analyst granted nothing sees no name at all: no tables, collisions, stale tables or sources,
+    # and none of the server's paths.
+    mine = call(server, "GET", "/api/health/detailed", analyst["access_token"]).json()
+    assert mine["catalog"]["tables"] == 0 and mine["catalog"]["collisions"] == [] and "sources" not in mine["catalog"]
+    assert mine["catalog"]["stale_tables"] == [] and "views" not in mine["catalog"]
+    text = json.dumps(mine)
+    for name in ("orders", "refunds", "shop_a", "shop_b", "corrupt", str(workdir)):
+        assert name not in text, name
+    # Granted refunds, they see that table (stale) and still no source.
+    token = admin["access_token"]
+    call(server, "POST", "/api/admin/grants", token,
+         json={"group_id": everyone_id(server, token), "resource_type": "table", "resource_id": "refunds"})
+    mine = call(server, "GET", "/api/health/detailed", analyst["access_token"]).json()
+    assert mine["catalog"]["tables"] == 1 and [t["id"] for t in mine["catalog"]["stale_tables"]] == ["refunds"]
+    text = json.dumps(mine)  # refunds' own source is shown with it (as in the catalog), nothing else
+    assert "shop_a" not in text and "orders" not in text and "corrupt" not in text
 
 
 def test_sync_status_lists_tables_and_collisions_per_caller(server_factory, env, workdir):

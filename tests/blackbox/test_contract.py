@@ -111,8 +111,11 @@ def test_remote_attach_columns(env, workdir):
 
 
 def test_source_directory_name_and_unopenable_files(env, workdir):
-    path = make_extract(workdir, source="my-source")
+    (workdir / "extracts").mkdir()
+    path = make_extract(workdir / "extracts", source="my-source")  # published there, the catalog skips it
     assert violations(env, path)[0] == {"source_name"}
+    hand_test = make_extract(workdir, source="try-out")  # a connector author's scratch directory is nobody's source
+    assert violations(env, hand_test)[0] == set()
     garbage = workdir / "junk" / "extract.duckdb"
     garbage.parent.mkdir()
     garbage.write_bytes(b"this is not a database" * 100)

@@ -27,3 +27,54 @@ def test_no_demo_unless_asked_or_when_data_exists(server_factory, env, workdir):
     env["AGNES_DEMO"] = "1"
     server_factory(env).stop()
     assert not (workdir / "data" / "extracts" / "demo").exists()
+
+
+def demo_dir(workdir):
+    return workdir / "data" / "extracts" / "demo"
+
+
+def test_the_demo_makes_way_for_the_first_real_source(server_factory, env, workdir):
+    """Issue 13, item 16: with the demo on, a real source's `orders` was refused ("belongs to source 'demo'") and
+    `SELECT count(*) FROM orders` returned the demo's 5,000 rows."""
+    from test_upload import upload_raw
+    from test_users import call, setup_admin_and_analyst
+    env["AGNES_DEMO"] = "1"
+    server = server_factory(env)
+    token = setup_admin_and_analyst(server)[0]["access_token"]
+    assert call(server, "POST", "/api/query", token, json={"sql": "SELECT count(*) FROM orders"}).json()["rows"] == [[5000]]
+    r = upload_raw(server, token, b"id,amount\n1,10\n2,20\n3,30\n", name="orders")
+    assert r.status_code in (200, 201), r.text
+    assert call(server, "POST", "/api/query", token, json={"sql": "SELECT count(*) FROM orders"}).json()["rows"] == [[3]]
+    tables = sorted(t["id"] for t in call(server, "GET", "/api/catalog/tables", token).json()["tables"])
+    assert tables == ["orders"]  # the demo's customers and products went with it: no mix of sample and real data
+    assert not demo_dir(workdir).exists()
+    status = call(server, "GET", "/api/sync/status", token).json()
+    assert status["collisions"] == []
+    server.stop()
+    server.start()  # an emptied instance does not get the demo back
+    assert not demo_dir(workdir).exists()
+
+
+def test_the_demo_can_be_removed_through_the_api_and_stays_removed(server_factory, env, workdir):
+    from test_users import call, setup_admin_and_analyst
+    env["AGNES_DEMO"] = "1"
+    server = server_factory(env)
+    admin, _, analyst = setup_admin_and_analyst(server)
+    assert call(server, "DELETE", "/api/admin/demo", analyst["access_token"]).status_code == 403
+    r = call(server, "DELETE", "/api/admin/demo", admin["access_token"])
+    assert r.status_code == 200 and r.json()["tables"] == ["customers", "orders", "products"], r.text
+    assert call(server, "GET", "/api/catalog/tables", admin["access_token"]).json()["count"] == 0
+    again = call(server, "DELETE", "/api/admin/demo", admin["access_token"])
+    assert again.status_code == 404 and "no demo source" in again.json()["detail"]
+    server.stop()
+    server.start()
+    assert not demo_dir(workdir).exists()
+    assert call(server, "GET", "/api/catalog/tables", admin["access_token"]).json()["count"] == 0
+
+
+def test_a_real_source_called_demo_is_never_removed(server_factory, env, workdir):
+    make_extract(extracts(workdir), "demo", rows=(("orders", "local"),))
+    make_extract(extracts(workdir), "shop", rows=(("customers", "local"),))
+    env["AGNES_DEMO"] = "1"
+    server_factory(env).stop()
+    assert (demo_dir(workdir) / "extract.duckdb").exists()

@@ -2,6 +2,7 @@
 import hashlib
 
 from conftest import duckdb_exec, run_agnes
+from health_view import full_health, with_service_token
 
 
 def _sha(path):
@@ -21,14 +22,14 @@ def test_older_file_is_migrated_and_a_pre_migrate_copy_kept(server_factory, env,
     assert run_agnes(["migrate", "--to", "1"], env).returncode == 0
     db = workdir / "state" / "system.duckdb"
     duckdb_exec(db, "INSERT INTO users (id, email) VALUES ('u1', 'old@example.com')")
-    server = server_factory(env)
-    health = server.get("/api/health").json()
+    server = server_factory(with_service_token(env))
+    health = full_health(server).json()
     assert health["schema"]["current"] == health["schema"]["expected"]
     backup = workdir / "state" / "system.duckdb.pre-migrate"
     assert backup.is_file()
     server.stop()
     assert duckdb_exec(backup, "SELECT max(version) FROM schema_version").strip() == "1"
-    assert duckdb_exec(db, "SELECT email FROM users").strip() == "old@example.com"
+    assert duckdb_exec(db, "SELECT email FROM users WHERE id = 'u1'").strip() == "old@example.com"
     groups = duckdb_exec(db, "SELECT name FROM user_groups WHERE is_system ORDER BY name").split()
     assert groups == ["Admin", "Everyone"]
 

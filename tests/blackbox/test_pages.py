@@ -1,4 +1,4 @@
-"""/setup, /login and the web form login (SPEC §6, §11)."""
+"""/setup, /login and the web form login (SPEC §6, §11).  The pages themselves: tests/browser/."""
 import requests
 
 from test_auth import ADMIN, bootstrap, me
@@ -15,12 +15,12 @@ def form_login(server, **fields):
 def test_setup_page_until_claimed_then_redirects_to_login(server):
     r = get(server, "/setup")
     assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/html")
-    assert "/auth/bootstrap" in r.text and '<label for="password">' in r.text
+    assert 'src="/assets/page-setup.js?v=' in r.text and "<title>Set up" in r.text
     r = get(server, "/login")
     assert r.status_code == 302 and r.headers["Location"] == "/setup"  # pages redirect in setup mode
     bootstrap(server)
     r = get(server, "/setup")
-    assert r.status_code == 302 and r.headers["Location"] == "/login"
+    assert r.status_code == 302 and r.headers["Location"] == "/login?next=/setup"
     r = get(server, "/login")
     assert r.status_code == 200 and 'action="/auth/login"' in r.text
 
@@ -43,11 +43,11 @@ def test_form_login_failures_and_unsafe_next(server):
     assert form_login(server).headers["Location"] == "/login?error=invalid"
     for evil in ("//evil.example/x", "https://evil.example", "/\\evil.example"):
         r = form_login(server, email="admin@example.com", password=ADMIN["password"], next=evil)
-        assert r.headers["Location"] == "/api/me", evil
+        assert r.headers["Location"] == "/dashboard", evil
 
 
 def test_form_values_are_decoded(server):
     password = "p@ss w+rd & more!"
     bootstrap(server, {"email": "a+b@example.com", "password": password})
     r = form_login(server, email="a+b@example.com", password=password)
-    assert r.status_code == 303 and r.headers["Location"] == "/api/me"
+    assert r.status_code == 303 and r.headers["Location"] == "/dashboard"

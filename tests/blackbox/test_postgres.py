@@ -1,6 +1,7 @@
 """The PostgreSQL connector against a real PostgreSQL 15 (SPEC §9; issue 5): configure, discover, local,
 materialized and remote tables, faithful types, failures that keep the last good data, and the original's
 sync bugs (reference original-connectors-cli.md §8), each guarded by a test named after it."""
+import json
 import os
 import signal
 import stat
@@ -8,6 +9,7 @@ import threading
 import time
 
 import pytest
+import requests
 
 from pg_server import PostgresServer
 from test_sync import trigger_and_wait
@@ -73,7 +75,7 @@ def test_with_only_curl_configure_discover_trigger_query(agnes, fresh_db, workdi
     assert found["registered"] == 1 and found["tables"] == ["orders"] and found["errors"] == 0
     row = [t for t in call(server, "GET", "/api/admin/registry", token).json()["tables"] if t["id"] == "orders"][0]
     assert row["bucket"] == "public" and row["source_table"] == "orders" and row["source_type"] == "postgres"
-    assert "about 40 rows" in row["description"]
+    assert row["description"] == "Discovered in postgres: public.orders (table)"  # no estimate to freeze
     _, run = trigger_and_wait(server, token)
     assert run["state"] == "done" and run["tables"][0]["rows"] == 40, run
     assert query(server, token, "SELECT count(*), sum(amount) FROM orders")["rows"] == [[40, "2050.00"]]
@@ -110,7 +112,7 @@ def test_configure_tests_credentials_before_saving_anything(agnes, fresh_db, wor
 
 
 def test_private_addresses_are_refused_unless_allowed(server_factory, env, fresh_db, workdir):
-    server = server_factory(env)  # no AGNES_ALLOW_PRIVATE_SOURCES
+    server = server_factory(env, listen_host="0.0.0.0")  # a public instance, no AGNES_ALLOW_PRIVATE_SOURCES
     token = setup_admin_and_analyst(server)[0]["access_token"]
     for dsn in (fresh_db.dsn, "host=localhost dbname=x", "host=169.254.169.254 dbname=x",
                 f"postgresql://10.0.0.8:{fresh_db.port}/postgres", "dbname=x"):
@@ -348,3 +350,145 @@ def test_unregistering_a_table_removes_it_at_once_and_keeps_the_others(agnes, fr
     assert query(server, token, "SELECT z FROM live")["rows"] == [[3]]  # remote view republished as it was
     ids = [t["id"] for t in call(server, "GET", "/api/catalog/tables", token).json()["tables"]]
     assert ids == ["keep", "live"]
+
+
+def test_switching_a_table_to_remote_stops_its_download_and_the_pull_drops_the_stale_copy(agnes, fresh_db, workdir):
+    """Issue 13, item 12: after local -> remote the manifest said remote, downloadable, with the old hash, and
+    `agnes pull` kept 3 stale rows while the server had 4, "unchanged" for ever."""
+    from test_cli import agnes as cli
+    server, token, _ = agnes
+    fresh_db.sql("CREATE TABLE events (id int); INSERT INTO events SELECT generate_series(1, 3);")
+    assert configure(server, token, fresh_db).status_code == 200
+    register(server, token, name="events")
+    assert trigger_and_wait(server, token)[1]["state"] == "done"
+    home = workdir / "analyst"
+    (home / "ws").mkdir(parents=True)
+    login = {"AGNES_SERVER": server.url, "AGNES_TOKEN": token}
+    pulled = cli(home, "pull", "--json", env=login)
+    assert pulled.returncode == 0 and json.loads(pulled.stdout)["downloaded"] == ["events"], pulled.stderr
+    assert (home / "ws" / "data" / "events.parquet").exists()
+
+    r = call(server, "PUT", "/api/admin/registry/events", token, json={"query_mode": "remote"})
+    assert r.status_code == 200, r.text
+    fresh_db.sql("INSERT INTO events VALUES (4);")
+    assert trigger_and_wait(server, token)[1]["state"] == "done"
+    entry = call(server, "GET", "/api/sync/manifest", token).json()["tables"]["events"]
+    assert entry["query_mode"] == "remote" and entry["downloadable"] is False and entry["hash"] == "", entry
+    download = call(server, "GET", "/api/data/events/download", token)
+    assert download.status_code == 404 and "is remote" in download.json()["detail"]
+    assert not list((workdir / "data" / "extracts" / "postgres" / "data").glob("events.parquet"))
+    again = cli(home, "pull", "--json", env=login)
+    assert again.returncode == 0 and json.loads(again.stdout)["removed"] == ["events"], again.stdout + again.stderr
+    assert not (home / "ws" / "data" / "events.parquet").exists()
+    assert query(server, token, "SELECT count(*) FROM events")["rows"] == [[4]]
+
+
+def test_a_configured_database_wins_over_make_runs_demo(server_factory, env, fresh_db):
+    """Issue 13, item 16, as found: with the demo on, PostgreSQL's orders and customers were refused ("belongs to
+    source 'demo'"), the run said done, and `SELECT count(*) FROM orders` counted the demo's 5,000 rows."""
+    server = server_factory(dict(env, AGNES_ALLOW_PRIVATE_SOURCES="1", AGNES_DEMO="1"))
+    token = setup_admin_and_analyst(server)[0]["access_token"]
+    assert query(server, token, "SELECT count(*) FROM orders")["rows"] == [[5000]]  # the demo, until then
+    fresh_db.sql("CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders SELECT generate_series(1, 7001);"
+                 "CREATE TABLE customers (id int PRIMARY KEY); INSERT INTO customers VALUES (1), (2);")
+    assert configure(server, token, fresh_db).status_code == 200
+    _, run = trigger_and_wait(server, token)
+    assert run["state"] == "done" and sorted(t["table_id"] for t in run["tables"]) == ["customers", "orders"], run
+    assert query(server, token, "SELECT count(*) FROM orders")["rows"] == [[7001]]
+    assert query(server, token, "SELECT count(*) FROM customers")["rows"] == [[2]]
+    listed = sorted(t["id"] for t in call(server, "GET", "/api/catalog/tables", token).json()["tables"])
+    assert listed == ["customers", "orders"]  # the demo's products went with it
+
+
+def test_a_loopback_trial_instance_accepts_a_local_database(server_factory, env, fresh_db, workdir):
+    """Issue 13, item 17: `make run` listens on 127.0.0.1, yet configure refused a PostgreSQL on 127.0.0.1 until a
+    restart with AGNES_ALLOW_PRIVATE_SOURCES=1. Its callers are on this machine already: local sources just work."""
+    server = server_factory(env)  # the harness listens on 127.0.0.1, like make run; no AGNES_ALLOW_PRIVATE_SOURCES
+    token = setup_admin_and_analyst(server)[0]["access_token"]
+    behind_a_proxy = requests.post(server.url + "/api/admin/configure", timeout=60,
+                                   headers={"Authorization": f"Bearer {token}", "X-Forwarded-For": "203.0.113.9"},
+                                   json={"data_source": "postgres", "postgres_dsn": fresh_db.dsn})
+    assert behind_a_proxy.status_code == 400  # a reverse proxy on the same host: the caller may be anyone
+    assert "AGNES_ALLOW_PRIVATE_SOURCES=1" in behind_a_proxy.json()["detail"]
+    assert not (workdir / "state" / ".env_overlay").exists()
+    r = configure(server, token, fresh_db)
+    assert r.status_code == 200 and r.json()["connection"] == "verified", r.text
+
+
+def test_multi_dimensional_arrays_arrive_as_nested_lists_locally_and_remotely(agnes, fresh_db):
+    """Issue 13, item 6: `int[]` {{1,2},{3,4}} synced as [null, null] and `text[]` {{a,b},{c,d}} as two strings, and the
+    run said done."""
+    server, token, _ = agnes
+    fresh_db.sql("CREATE TABLE grids (id int, cells int[], words text[], flat int[], mixed int[]);"
+                 "INSERT INTO grids VALUES (1, '{{1,2},{3,4}}', '{{a,b},{c,d}}', '{5,6}', '{7,8}'),"
+                 " (2, NULL, '{}', '{}', '{{9,10}}');")
+    assert configure(server, token, fresh_db).status_code == 200
+    register(server, token, name="grids_local", source_table="grids")
+    register(server, token, name="grids_remote", source_table="grids", query_mode="remote")
+    _, run = trigger_and_wait(server, token)
+    assert run["state"] == "done", run
+    local = query(server, token, "SELECT * FROM grids_local ORDER BY id")
+    remote = query(server, token, "SELECT * FROM grids_remote ORDER BY id")
+    assert local["types"] == ["INTEGER", "INTEGER[][]", "VARCHAR[][]", "INTEGER[]", "JSON"], local["types"]
+    assert remote["types"] == local["types"] and remote["rows"] == local["rows"]
+    first = dict(zip(local["columns"], local["rows"][0]))
+    assert first["cells"] == [[1, 2], [3, 4]] and first["words"] == [["a", "b"], ["c", "d"]]
+    assert first["flat"] == [5, 6] and first["mixed"] == [7, 8]  # JSON text of a 1-D array...
+    second = dict(zip(local["columns"], local["rows"][1]))
+    assert second["cells"] is None and second["words"] == [] and second["mixed"] == [[9, 10]]  # ...and a 2-D one
+    notes = [t for t in run["tables"] if t["table_id"] == "grids_local"][0]["notes"]
+    assert any("mixed holds arrays of 1 to 2 dimensions" in n and "JSON text" in n for n in notes), notes
+    # Later data deeper than the remote view's type is an error, never a list of NULLs.
+    fresh_db.sql("INSERT INTO grids VALUES (3, '{{{1}}}', NULL, NULL, NULL);")
+    deeper = call(server, "POST", "/api/query", token, json={"sql": "SELECT cells FROM grids_remote WHERE id = 3"})
+    assert deeper.status_code == 400, deeper.text
+    _, again = trigger_and_wait(server, token)  # a sync looks again and keeps every value
+    assert again["state"] == "done", again
+    deep = query(server, token, "SELECT cells FROM grids_local WHERE id = 3")
+    assert deep["types"] == ["JSON"] and deep["rows"] == [[[[[1]]]]]  # 2 and 3 dimensions now: JSON, every value kept
+
+
+def test_nan_in_a_bounded_numeric_is_kept_as_double_and_said(agnes, fresh_db):
+    """Issue 13, item 7: one NaN in a numeric(10,2) column failed the whole table."""
+    server, token, _ = agnes
+    fresh_db.sql("CREATE TABLE prices (id int, price numeric(10,2), fee numeric(10,2));"
+                 "INSERT INTO prices VALUES (1, 9.99, 1.50), (2, 'NaN', 2.25), (3, 4.5, NULL);")
+    assert configure(server, token, fresh_db).status_code == 200
+    register(server, token, name="prices", source_table="prices")
+    register(server, token, name="prices_remote", source_table="prices", query_mode="remote")
+    _, run = trigger_and_wait(server, token)
+    table = [t for t in run["tables"] if t["table_id"] == "prices"][0]
+    assert table["state"] == "done" and table["rows"] == 3, run
+    assert any("column price (numeric(10,2)) holds NaN or Infinity" in n and "DOUBLE" in n for n in table["notes"])
+    answer = query(server, token, "SELECT price, fee FROM prices ORDER BY id")
+    assert answer["types"] == ["DOUBLE", "DECIMAL(10,2)"]  # only the column that needs it changes
+    assert answer["rows"] == [[9.99, "1.50"], ["NaN", "2.25"], [4.5, None]]
+    # Remote: DECIMAL cannot hold NaN, and the query says so instead of a silent NULL.
+    remote = call(server, "POST", "/api/query", token, json={"sql": "SELECT price FROM prices_remote"})
+    assert remote.status_code == 400 and "holds NaN or Infinity" in remote.json()["detail"], remote.text
+    assert query(server, token, "SELECT fee FROM prices_remote WHERE id = 1")["rows"] == [["1.50"]]
+
+
+def test_catalog_descriptions_and_column_facts_stay_current(agnes, fresh_db):
+    """Issue 13, item 8: the description said "about 0 rows" after 1,000 rows were synced, and a PRIMARY KEY or NOT NULL
+    column was `nullable: true`."""
+    server, token, _ = agnes
+    fresh_db.sql("CREATE TABLE accounts (id int PRIMARY KEY, email text NOT NULL, note text);"
+                 "COMMENT ON COLUMN accounts.email IS 'login address, lower case';")
+    assert configure(server, token, fresh_db).status_code == 200
+    assert call(server, "POST", "/api/admin/discover-and-register", token).json()["tables"] == ["accounts"]
+    fresh_db.sql("INSERT INTO accounts SELECT g, 'u' || g || '@example.com', NULL FROM generate_series(1, 1000) g;")
+    assert trigger_and_wait(server, token)[1]["state"] == "done"
+    table = call(server, "GET", "/api/catalog/tables/accounts", token).json()
+    assert table["rows"] == 1000 and "about" not in (table["description"] or ""), table["description"]
+    columns = {c["name"]: c for c in table["columns"]}
+    assert columns["id"]["nullable"] is False and columns["email"]["nullable"] is False
+    assert columns["note"]["nullable"] is True
+    assert columns["email"]["description"] == "login address, lower case"
+    # The source changes: the next sync says so.
+    fresh_db.sql("ALTER TABLE accounts ALTER COLUMN email DROP NOT NULL;"
+                 "COMMENT ON TABLE accounts IS 'Customer accounts, one per login';")
+    assert trigger_and_wait(server, token)[1]["state"] == "done"
+    table = call(server, "GET", "/api/catalog/tables/accounts", token).json()
+    assert table["description"] == "Customer accounts, one per login"
+    assert {c["name"]: c["nullable"] for c in table["columns"]}["email"] is True

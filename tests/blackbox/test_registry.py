@@ -61,7 +61,7 @@ BAD = [
     ({"name": "t", "sync_schedule": "hourly"}, 422, "every <N>m"),
     ({"name": "t", "sync_schedule": "daily 25:00"}, 422, "every <N>m"),
     ({"name": "t", "source_type": "nope"}, 422, "not a connector here"),
-    ({"name": "t", "primary_key": 5}, 422, "list of column names"),
+    ({"name": "t", "primary_key": 5}, 422, "list of 1 to 32 column names"),
     ({"name": "t", "description": 5}, 422, "description"),
 ]
 

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from conftest import run_agnes
+from health_view import full_health, with_service_token
 
 
 def _mode(path):
@@ -76,11 +77,11 @@ def test_env_overlay_is_read_and_the_real_environment_wins(server_factory, env, 
         "# written by the admin API\nAGNES_VERSION=2026.01.1\nRELEASE_CHANNEL=\"from-overlay\"\n"
         "JWT_SECRET_KEY=overlay-secret-0123456789abcdef0123456789\n")
     env["RELEASE_CHANNEL"] = "from-env"
-    server = server_factory(env)
+    server = server_factory(with_service_token(env))
     v = server.get("/api/version").json()
     assert v["version"] == "2026.01.1"
     assert v["channel"] == "from-env"
-    assert server.get("/api/health").json()["checks"]["secrets"]["jwt"] == "env_overlay"
+    assert full_health(server).json()["checks"]["secrets"]["jwt"] == "env_overlay"
     assert not (workdir / "state" / ".jwt_secret").exists()  # overlay supplied it: nothing generated
 
 
@@ -103,18 +104,19 @@ def test_state_mount_required_accepts_a_real_mount_point(server_factory, env, wo
     env.update(AGNES_STATE_MOUNT="required", STATE_DIR=str(state))
     # A private mount namespace: the tmpfs exists only for this server process.
     wrapper = ["unshare", "-m", "sh", "-c", f'mount -t tmpfs tmpfs "{state}" && exec "$0" "$@"']
-    server = server_factory(env, wrapper=wrapper)
-    body = server.get("/api/health").json()
+    server = server_factory(with_service_token(env), wrapper=wrapper)
+    body = full_health(server).json()
     assert body["status"] == "ok"
     assert body["checks"]["state_dir"]["is_mount_point"] is True
     assert body["checks"]["state_dir"]["mount_required"] is True
 
 
-def test_losing_the_state_dir_makes_health_unhealthy_503(server):
+def test_losing_the_state_dir_makes_health_unhealthy_503(server_factory, env):
+    server = server_factory(with_service_token(env))
     shutil.rmtree(server.env["STATE_DIR"])
     deadline = time.time() + 15  # health is recomputed every few seconds
     while time.time() < deadline:
-        r = server.get("/api/health")
+        r = full_health(server)
         if r.status_code == 503:
             break
         time.sleep(0.25)
@@ -123,3 +125,6 @@ def test_losing_the_state_dir_makes_health_unhealthy_503(server):
     assert body["status"] == "unhealthy"
     assert body["checks"]["state_dir"]["status"] == "error"
     assert any("STATE_DIR" in w for w in body["warnings"])
+    anonymous = server.get("/api/health")  # a load balancer still sees 503, and nothing of the layout
+    assert anonymous.status_code == 503 and anonymous.json() == {"status": "unhealthy", "version": body["version"],
+                                                                 "channel": body["channel"]}

@@ -55,7 +55,10 @@ def test_deactivation_takes_effect_on_the_next_request_and_can_be_undone(server)
     assert me(server, analyst["access_token"]).json()["detail"] == "Account deactivated"
     assert login(server, ANALYST["email"], ANALYST["password"]).status_code == 403
     call(server, "PATCH", f"/api/users/{created['id']}", admin["access_token"], json={"active": True, "name": "Ana B"})
-    assert me(server, analyst["access_token"]).json()["name"] == "Ana B"
+    # Reactivation revives no old session: the user logs in again.
+    assert me(server, analyst["access_token"]).status_code == 401
+    again = login(server, ANALYST["email"], ANALYST["password"]).json()
+    assert me(server, again["access_token"]).json()["name"] == "Ana B"
 
 
 def test_the_last_admin_and_yourself_are_protected(server):

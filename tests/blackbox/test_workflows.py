@@ -51,3 +51,10 @@ def test_smoke_runs_the_smoke_test_and_withdraws_a_failed_release():
     withdraw = [s for s in job["steps"] if s.get("if") == "failure()"][0]["run"]
     assert ":deprecated-$version" in withdraw and 'docker push "$image:$channel"' in withdraw
     assert "releases/index.json" in withdraw
+
+
+def test_ci_keeps_the_logs_of_failed_tests():
+    ci = load("ci.yml")
+    for job, path in (("test", "build/test-logs"), ("asan", "build/asan/test-logs")):
+        kept = [s for s in ci["jobs"][job]["steps"] if s.get("if") == "failure()"]
+        assert kept and kept[0]["uses"].startswith("actions/upload-artifact") and kept[0]["with"]["path"] == path

@@ -59,12 +59,29 @@ static void names_are_resolved_before_the_check(void **state)
     assert_int_equal(net_guard_check_host("203.0.114.7", &err), AGNES_OK); /* a literal needs no DNS */
 }
 
+/* Issue 13, item 17: only a loopback listener is a trial instance (make run); 0.0.0.0 and LAN addresses are public. */
+static void loopback_listeners_are_told_from_public_ones(void **state)
+{
+    (void)state;
+    const char *loopback[] = {"127.0.0.1:8000", "127.1.2.3:80", "localhost:8000", "[::1]:8000",
+                              "[::ffff:127.0.0.1]:8000"};
+    const char *public[] = {"0.0.0.0:8000", "[::]:8000", "10.0.0.5:8000", "203.0.113.9:80", "8000", "", "[::1]"};
+    for (size_t i = 0; i < sizeof loopback / sizeof loopback[0]; i++)
+        assert_true(net_guard_listen_is_loopback(loopback[i]));
+    for (size_t i = 0; i < sizeof public / sizeof public[0]; i++)
+        assert_false(net_guard_listen_is_loopback(public[i]));
+    assert_true(net_guard_is_loopback_text("127.0.0.1") && net_guard_is_loopback_text("::1"));
+    assert_false(net_guard_is_loopback_text("10.0.0.1") || net_guard_is_loopback_text(NULL) ||
+                 net_guard_is_loopback_text("localhost.example.com"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(private_and_reserved_addresses_are_refused),
         cmocka_unit_test(public_addresses_pass),
         cmocka_unit_test(names_are_resolved_before_the_check),
+        cmocka_unit_test(loopback_listeners_are_told_from_public_ones),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

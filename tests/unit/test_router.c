@@ -66,6 +66,32 @@ static void test_head_is_answered_by_get(void **unused)
     assert_ptr_equal(found, &routes[0]);
 }
 
+/* A 256-byte segment once matched the route but left {id} unset, and the
+ * handler compared NULL (SIGSEGV on GET /api/catalog/tables/aaa...). */
+static void test_a_parameter_too_long_never_reaches_a_handler(void **unused)
+{
+    (void)unused;
+    char path[600];
+    for (size_t length = 250; length < 300; length++) {
+        http_request req = {0};
+        const route *found = NULL;
+        char allow[64];
+        snprintf(path, sizeof path, "/api/tables/%0*d", (int)length, 0);
+        enum route_match_result result = router_match(routes, COUNT, "GET", path, &req, &found, allow, sizeof allow);
+        if (length < HTTP_PARAM_MAX) {
+            assert_int_equal(result, ROUTE_MATCHED);
+            assert_int_equal(strlen(http_request_param(&req, "id")), length);
+        } else {
+            assert_int_equal(result, ROUTE_PARAM_TOO_LONG);
+        }
+        snprintf(path, sizeof path, "/api/tables/x/columns/%0*d", (int)length, 0);
+        result = router_match(routes, COUNT, "GET", path, &req, &found, allow, sizeof allow);
+        assert_int_equal(result, length < HTTP_PARAM_MAX ? ROUTE_MATCHED : ROUTE_PARAM_TOO_LONG);
+        if (result == ROUTE_MATCHED)
+            assert_non_null(http_request_param(&req, "column"));
+    }
+}
+
 static void test_server_route_table_has_no_duplicates(void **unused)
 {
     (void)unused;
@@ -82,6 +108,7 @@ int main(void)
         cmocka_unit_test(test_unknown_paths_and_empty_segments_are_not_found),
         cmocka_unit_test(test_wrong_method_lists_the_allowed_ones),
         cmocka_unit_test(test_head_is_answered_by_get),
+        cmocka_unit_test(test_a_parameter_too_long_never_reaches_a_handler),
         cmocka_unit_test(test_server_route_table_has_no_duplicates),
     };
     return cmocka_run_group_tests_name("router", tests, NULL, NULL);

@@ -196,12 +196,12 @@ int command_status(int argc, char **argv)
         json_dumpf(status, stdout, JSON_INDENT(2));
         printf("\n");
     } else {
-        printf("server:    %s (from %s)\nuser:      %s%s\nversion:   %s\nworkspace: %s\nlast pull: %s (%zu tables)\n",
+        printf("server:    %s (from %s)\nuser:      %s%s\nversion:   %s\nworkspace: %s\nlast pull: %s (%zu table%s)\n",
                c.server, c.server_from, json_string_value(json_object_get(me, "email")),
                json_is_true(json_object_get(me, "is_admin")) ? " (admin)" : "",
                json_string_value(json_object_get(version, "version")), ws.dir,
                (json_object_get(ws.state, "last_pull") ? client_text(ws.state, "last_pull") : "never"),
-               json_object_size(tables));
+               json_object_size(tables), client_plural((long long)json_object_size(tables)));
     }
     json_decref(status);
     json_decref(version);

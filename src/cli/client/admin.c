@@ -31,20 +31,28 @@ static const struct {
     {"tokens", "/auth/admin/tokens", NULL, {"id", "name", "user_email", "expires_at", "revoked_at"}},
 };
 
+/* A table for people: a header naming the columns, a line per row; an
+ * absent value is blank (it used to print `null`). */
 static void print_rows(const json_t *rows, const char *const *columns)
 {
+    for (int c = 0; c < 5 && columns[c] != NULL; c++)
+        printf("%s%-24s", c ? "  " : "", columns[c]);
+    printf("\n");
     size_t i;
     json_t *row;
     json_array_foreach(rows, i, row) {
         for (int c = 0; c < 5 && columns[c] != NULL; c++) {
             json_t *value = json_object_get(row, columns[c]);
-            char *text = json_is_string(value) ? strdup(json_string_value(value))
-                                               : json_dumps(value ? value : json_null(), JSON_ENCODE_ANY);
+            char *text = value == NULL || json_is_null(value) ? NULL
+                         : json_is_string(value)              ? strdup(json_string_value(value))
+                                                              : json_dumps(value, JSON_ENCODE_ANY);
             printf("%s%-24s", c ? "  " : "", text ? text : "");
             free(text);
         }
         printf("\n");
     }
+    if (json_array_size(rows) == 0)
+        printf("(none)\n");
 }
 
 static int show_list(const client *c, int index, bool json_output, agnes_error *err)

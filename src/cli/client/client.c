@@ -15,7 +15,7 @@ static int config_dir(char *out, size_t size, agnes_error *err)
     if (xdg != NULL && xdg[0] == '/')
         return util_format(out, size, err, "%s/agnes", xdg);
     if (home == NULL || home[0] == '\0')
-        return agnes_error_set(err, AGNES_ERR_INVALID, "neither XDG_CONFIG_HOME nor HOME is set; set one of them");
+        return agnes_error_set(err, AGNES_ERR_CONFIG, "neither XDG_CONFIG_HOME nor HOME is set; set one of them");
     return util_format(out, size, err, "%s/.config/agnes", home);
 }
 
@@ -184,9 +184,12 @@ int client_call(const client *c, const char *method, const char *path, const cha
         curl_easy_setopt(curl, CURLOPT_POSTFIELDS, json_body);
     CURLcode code = curl_easy_perform(curl);
     int rc = AGNES_OK;
-    if (code != CURLE_OK)
+    if (code != CURLE_OK && client_unreachable(curl, code))
         rc = agnes_error_set(err, AGNES_ERR_NETWORK, "cannot reach %s: %s (check the URL, or `agnes login --server`)",
                              c->server, curl_easy_strerror(code));
+    else if (code != CURLE_OK) /* it answered, or began to: not "unreachable" (exit 4) */
+        rc = agnes_error_set(err, AGNES_ERR_IO, "the exchange with %s failed: %s (try again)", c->server,
+                             curl_easy_strerror(code));
     else
         curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &out->status);
     curl_slist_free_all(headers);
@@ -221,13 +224,22 @@ int client_call_json(const client *c, const char *method, const char *path, cons
     } else if (r.status == 403) {
         rc = agnes_error_set(err, AGNES_ERR_FORBIDDEN, "%s", detail ? detail : "access denied (403)");
     } else {
-        rc = agnes_error_set(err, AGNES_ERR_DB, "the server answered %ld: %s", r.status,
+        rc = agnes_error_set(err, CLIENT_ERR_SERVER, "the server answered %ld: %s", r.status,
                              detail ? detail : "a response that is not JSON (is the URL an Agnes server?)");
     }
     if (*json == NULL)
         json_decref(body);
     client_response_free(&r);
     return rc;
+}
+
+bool client_unreachable(void *curl, int code)
+{
+    if (code == CURLE_COULDNT_RESOLVE_HOST || code == CURLE_COULDNT_RESOLVE_PROXY || code == CURLE_COULDNT_CONNECT)
+        return true;
+    double connected = 0;
+    return code == CURLE_OPERATION_TIMEDOUT && curl != NULL &&
+           curl_easy_getinfo(curl, CURLINFO_CONNECT_TIME, &connected) == CURLE_OK && connected == 0;
 }
 
 int client_exit_code(int rc)
@@ -239,10 +251,12 @@ int client_exit_code(int rc)
         return CLIENT_EXIT_AUTH;
     case AGNES_ERR_NETWORK:
         return CLIENT_EXIT_NETWORK;
-    case AGNES_ERR_DB:
+    case CLIENT_ERR_SERVER:
         return CLIENT_EXIT_SERVER;
     case AGNES_ERR_INVALID:
         return CLIENT_EXIT_USAGE;
+    case AGNES_ERR_BUSY:
+        return CLIENT_EXIT_PARTIAL;
     default:
         return CLIENT_EXIT_FAILED;
     }

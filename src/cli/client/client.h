@@ -31,6 +31,25 @@ enum client_exit {
     CLIENT_EXIT_PARTIAL = 6, /* some tables failed, the rest succeeded */
 };
 
+/* Error codes of the client layer next to core/error.h's, so each failure
+ * maps to the exit code docs/cli.md gives it (client_exit_code):
+ *   AGNES_ERR_INVALID    2  the command line was wrong (usage)
+ *   AGNES_ERR_FORBIDDEN  3  not logged in, token refused, not allowed
+ *   AGNES_ERR_NETWORK    4  the server could not be reached - nothing else
+ *   CLIENT_ERR_SERVER    5  the server answered with an error status
+ *   AGNES_ERR_BUSY       6  partial (pull: some tables failed)
+ *   anything else        1  failed (a local query error, a bad file, a download refused by its hash) */
+#define CLIENT_ERR_SERVER (-100)
+
+/* What analysts and their agents must know about the SQL they write (the
+ * workspace CLAUDE.md and `agnes catalog` say it): it is DuckDB's, on the
+ * server and locally - with DuckDB's own pitfalls, not PostgreSQL's. */
+#define CLIENT_SQL_DIALECT "duckdb"
+#define CLIENT_SQL_DIALECT_NOTE                                                                                    \
+    "SQL dialect: DuckDB's (https://duckdb.org/docs/sql/introduction), on the server and locally - not "            \
+    "PostgreSQL's. Pitfall: NUMERIC or DECIMAL without a precision is DECIMAL(18,3), so "                          \
+    "round(avg(x)::numeric, 6) keeps only 3 decimals; cast to DOUBLE or DECIMAL(38,10) instead."
+
 typedef struct client {
     char config_dir[AGNES_PATH_MAX];
     char server[1024];    /* no trailing slash */
@@ -66,10 +85,15 @@ int client_call(const client *c, const char *method, const char *path, const cha
 void client_response_free(client_response *r);
 
 /* client_call + parse: 2xx -> *json (new reference); 401/403 ->
- * AGNES_ERR_FORBIDDEN, other statuses -> AGNES_ERR_DB ("server"), each with
- * the server's detail sentence in err. */
+ * AGNES_ERR_FORBIDDEN, other statuses -> CLIENT_ERR_SERVER, each with the
+ * server's detail sentence in err. */
 int client_call_json(const client *c, const char *method, const char *path, const char *json_body, json_t **json,
                      agnes_error *err);
+
+/* True when a failed transfer never reached the server (name not resolved,
+ * connection refused, no connection within the connect timeout): the one
+ * case that is exit 4.  curl is the easy handle, code its CURLcode. */
+bool client_unreachable(void *curl, int code);
 
 /* The exit code for an error from the functions above. */
 int client_exit_code(int rc);
@@ -85,6 +109,12 @@ struct curl_slist *client_headers(const client *c, struct curl_slist *extra);
  * headers (*headers, freed by the caller with curl_slist_free_all), a
  * connect timeout, no signals.  NULL when libcurl cannot start one. */
 void *client_easy_open(const client *c, const char *path, struct curl_slist **headers);
+
+/* "s" unless n is 1: "1 table", "2 tables" in what people read. */
+static inline const char *client_plural(long long n)
+{
+    return n == 1 ? "" : "s";
+}
 
 /* object[key] as a string, "" when absent or not a string: for printing. */
 const char *client_text(const json_t *object, const char *key);

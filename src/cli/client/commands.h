@@ -14,6 +14,6 @@ int command_push(int argc, char **argv);
 int command_init(int argc, char **argv);
 int command_admin(int argc, char **argv);
 /* The client half of `agnes doctor` (cli/doctor.c picks which half runs). */
-int client_doctor(bool as_json);
+int client_doctor(bool as_json, const char *mode_reason);
 
 #endif

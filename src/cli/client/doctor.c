@@ -40,7 +40,8 @@ static void check_workspace(workspace *ws, json_t *checks)
                  missing, tables, wrong_size);
         add(checks, "workspace_files", "error", detail);
     } else {
-        snprintf(detail, sizeof detail, "%zu table files in %s match the last pull", tables, ws->data_dir);
+        snprintf(detail, sizeof detail, "%zu table file%s in %s match%s the last pull", tables,
+                 client_plural((long long)tables), ws->data_dir, tables == 1 ? "es" : "");
         add(checks, "workspace_files", "ok", detail);
     }
     if (tables == 0)
@@ -54,12 +55,12 @@ static void check_workspace(workspace *ws, json_t *checks)
                        &err);
         duck_session_close(&session);
     }
-    snprintf(detail, sizeof detail, "%s has %lld views for %zu tables%s", ws->database, views, tables,
-             views >= (long long)tables ? "" : "; run `agnes pull` to recreate them");
+    snprintf(detail, sizeof detail, "%s has %lld view%s for %zu table%s%s", ws->database, views, client_plural(views),
+             tables, client_plural((long long)tables), views >= (long long)tables ? "" : "; run `agnes pull` to recreate them");
     add(checks, "workspace_views", views >= (long long)tables ? "ok" : "error", detail);
 }
 
-int client_doctor(bool as_json)
+int client_doctor(bool as_json, const char *mode_reason)
 {
     client c;
     workspace ws = {0};
@@ -94,11 +95,13 @@ int client_doctor(bool as_json)
     json_array_foreach(checks, i, check)
         failures += strcmp(json_string_value(json_object_get(check, "status")), "error") == 0;
     if (as_json) {
-        json_t *doc = json_pack("{s:s, s:O, s:b}", "mode", "client", "checks", checks, "ok", failures == 0);
+        json_t *doc = json_pack("{s:s, s:s, s:O, s:b}", "mode", "client", "mode_reason", mode_reason, "checks", checks,
+                                "ok", failures == 0);
         json_dumpf(doc, stdout, JSON_INDENT(2));
         printf("\n");
         json_decref(doc);
     } else {
+        printf("agnes doctor: client mode - %s\n", mode_reason);
         json_array_foreach(checks, i, check)
             printf("%-6s %-18s %s\n", json_string_value(json_object_get(check, "status")),
                    json_string_value(json_object_get(check, "name")),

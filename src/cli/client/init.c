@@ -5,9 +5,11 @@
  *                          with its columns and how to query it, inside a
  *                          marked block; text outside the block is the
  *                          user's and is never touched
- *   .claude/settings.json  hooks: SessionStart runs `agnes pull --quiet`,
- *                          SessionEnd `agnes push --quiet`; other settings and
- *                          hooks are kept, ours are added once
+ *   .claude/settings.json  hooks: SessionStart runs `agnes pull --quiet
+ *                          --print-changes`, SessionEnd `agnes push --quiet`,
+ *                          by absolute path (agent_files.h); other settings
+ *                          and hooks are kept, ours are replaced, not doubled
+ *   .mcp.json              the "agnes" MCP server (`agnes mcp`) for Claude Code
  *
  * Running it again refreshes the block and adds nothing twice.
  */
@@ -17,6 +19,7 @@
 #include <unistd.h>
 
 #include "cli/client/client.h"
+#include "cli/client/agent_files.h"
 #include "cli/client/commands.h"
 #include "cli/client/workspace.h"
 #include "core/util.h"
@@ -31,8 +34,9 @@ static void describe_table(const client *c, const json_t *table, strbuf *out)
     char path[300];
     json_t *detail = NULL;
     agnes_error err;
-    strbuf_appendf(out, "\n### `%s`\n\n%s%s%lld rows, %s.\n\n", id, description ? description : "",
-                   description ? " - " : "", (long long)json_integer_value(json_object_get(table, "rows")),
+    long long rows = (long long)json_integer_value(json_object_get(table, "rows"));
+    strbuf_appendf(out, "\n### `%s`\n\n%s%s%lld row%s, %s.\n\n", id, description ? description : "",
+                   description ? " - " : "", rows, client_plural(rows),
                    strcmp(json_string_value(json_object_get(table, "query_mode")), "remote") == 0
                        ? "remote (query it with `agnes query`, it is not downloaded)"
                        : "local (in `data/` and `agnes.duckdb` after `agnes pull`)");
@@ -58,10 +62,16 @@ static void compose_block(const client *c, const json_t *version, const json_t *
                    "- Query locally: `agnes query --local \"SELECT ...\"`, or open `agnes.duckdb` with DuckDB.\n"
                    "- Query the server (always current, includes remote tables): `agnes query \"SELECT ...\"`.\n"
                    "- `agnes catalog` lists the tables; `agnes catalog <table>` shows one with its columns.\n"
-                   "- Put notes worth keeping in `.agnes/outbox/`; `agnes push` sends them (at session end).\n\n"
+                   "- Put notes worth keeping in `.agnes/outbox/`; `agnes push` sends them (at session end).\n"
+                   "- %s\n"
+                   "- The `agnes` MCP server (`.mcp.json`) offers the same as tools: `list_tables`, "
+                   "`describe_table`, `query` (a large result comes back as its first rows plus a handle; page it "
+                   "with `fetch_result`), `sync_status`, `pull`.\n"
+                   "- `.agnes/changes.md` says what changed on the server since the previous pull (tables, columns, "
+                   "row counts, your access); it is shown at the start of each session.\n\n"
                    "## Tables (%zu)\n",
                    BLOCK_BEGIN, c->server, json_string_value(json_object_get(version, "version")),
-                   json_array_size(tables));
+                   CLIENT_SQL_DIALECT_NOTE, json_array_size(tables));
     size_t i;
     json_t *table;
     json_array_foreach(tables, i, table)
@@ -102,57 +112,33 @@ static int write_claude_md(const char *dir, const strbuf *block, agnes_error *er
     return rc;
 }
 
-/* Add {"hooks": [{"type": "command", "command": command}]} to event unless present. */
-static void ensure_hook(json_t *settings, const char *event, const char *command)
+/* True when every local table of the catalog is already in the workspace
+ * (its state lists it and the file is there): no pull is needed now. */
+static bool data_already_here(const workspace *ws, const json_t *tables)
 {
-    json_t *hooks = json_object_get(settings, "hooks");
-    if (!json_is_object(hooks))
-        json_object_set_new(settings, "hooks", hooks = json_object());
-    json_t *entries = json_object_get(hooks, event);
-    if (!json_is_array(entries))
-        json_object_set_new(hooks, event, entries = json_array());
-    size_t i, j;
-    json_t *entry, *hook;
-    json_array_foreach(entries, i, entry) {
-        json_array_foreach(json_object_get(entry, "hooks"), j, hook) {
-            const char *existing = json_string_value(json_object_get(hook, "command"));
-            if (existing != NULL && strstr(existing, command) != NULL)
-                return;
-        }
+    size_t i, local = 0;
+    json_t *table;
+    json_array_foreach(tables, i, table) {
+        const char *id = json_string_value(json_object_get(table, "id"));
+        const char *mode = json_string_value(json_object_get(table, "query_mode"));
+        char path[AGNES_PATH_MAX + 200];
+        if (id == NULL || (mode != NULL && strcmp(mode, "remote") == 0))
+            continue;
+        local++;
+        workspace_table_path(ws, id, path, sizeof path);
+        if (json_object_get(json_object_get(ws->state, "tables"), id) == NULL || !util_file_exists(path))
+            return false;
     }
-    json_array_append_new(entries, json_pack("{s:[{s:s, s:s}]}", "hooks", "type", "command", "command", command));
-}
-
-static int write_settings(const char *dir, agnes_error *err)
-{
-    char claude_dir[AGNES_PATH_MAX + 16], path[AGNES_PATH_MAX + 40];
-    snprintf(claude_dir, sizeof claude_dir, "%s/.claude", dir);
-    snprintf(path, sizeof path, "%s/settings.json", claude_dir);
-    json_error_t parse_error;
-    json_t *settings = util_file_exists(path) ? json_load_file(path, 0, &parse_error) : json_object();
-    if (!json_is_object(settings)) {
-        json_decref(settings);
-        return agnes_error_set(err, AGNES_ERR_INVALID, "%s is not a JSON object; fix or move it, then run again",
-                               path);
-    }
-    ensure_hook(settings, "SessionStart", "agnes pull --quiet");
-    ensure_hook(settings, "SessionEnd", "agnes push --quiet");
-    char *text = json_dumps(settings, JSON_INDENT(2));
-    int rc = util_mkdir_p(claude_dir, 0755, err);
-    if (rc == AGNES_OK)
-        rc = text ? util_write_file_atomic(path, text, strlen(text), 0644, err)
-                  : agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
-    free(text);
-    json_decref(settings);
-    return rc;
+    return local > 0;
 }
 
 int command_init(int argc, char **argv)
 {
     if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {
         fprintf(stderr, "usage: agnes init [DIR]\n"
-                        "  Write DIR/CLAUDE.md (the tables you may read, with columns) and DIR/.claude/settings.json\n"
-                        "  (hooks: pull at session start, push at session end). Safe to run again.\n");
+                        "  Write DIR/CLAUDE.md (the tables you may read, with columns), DIR/.claude/settings.json\n"
+                        "  (hooks: pull and show what changed at session start, push at session end) and\n"
+                        "  DIR/.mcp.json (the `agnes mcp` server for Claude Code). Safe to run again.\n");
         return argc == 2 && strcmp(argv[1], "--help") == 0 ? 0 : CLIENT_EXIT_USAGE;
     }
     client c;
@@ -174,12 +160,24 @@ int command_init(int argc, char **argv)
         compose_block(&c, version, json_object_get(catalog, "tables"), &block);
         rc = write_claude_md(ws.dir, &block, &err);
     }
+    char self[AGNES_PATH_MAX];
     if (rc == AGNES_OK)
-        rc = write_settings(ws.dir, &err);
+        rc = agent_self_path(self, sizeof self, &err);
     if (rc == AGNES_OK)
-        printf("Workspace %s: CLAUDE.md lists %zu tables; .claude/settings.json pulls at session start and pushes at "
-               "session end. Run `agnes pull` now for the data.\n",
-               ws.dir, json_array_size(json_object_get(catalog, "tables")));
+        rc = agent_write_settings(ws.dir, self, &err);
+    if (rc == AGNES_OK)
+        rc = agent_write_mcp_json(ws.dir, self, &err);
+    if (rc == AGNES_OK) {
+        size_t count = json_array_size(json_object_get(catalog, "tables"));
+        printf("Workspace %s: CLAUDE.md lists %zu table%s; .claude/settings.json pulls (and shows what changed) at "
+               "session start and pushes at session end; .mcp.json gives the agent the Agnes MCP tools "
+               "(`agnes mcp`). %s\n",
+               ws.dir, count, count == 1 ? "" : "s",
+               data_already_here(&ws, json_object_get(catalog, "tables"))
+                   ? "The data is already here (`agnes pull` refreshes it)."
+               : count == 0 ? "No tables yet: ask an admin for access, then run `agnes pull`."
+                            : "Run `agnes pull` now for the data.");
+    }
     strbuf_free(&block);
     json_decref(version);
     json_decref(catalog);

@@ -45,14 +45,17 @@ static int upload_file(const client *c, const char *path, agnes_error *err)
     long status = 0;
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
     int rc = AGNES_OK;
-    if (code != CURLE_OK)
+    if (code != CURLE_OK && client_unreachable(curl, code))
         rc = agnes_error_set(err, AGNES_ERR_NETWORK, "cannot reach %s: %s", c->server, curl_easy_strerror(code));
+    else if (code != CURLE_OK)
+        rc = agnes_error_set(err, AGNES_ERR_IO, "sending %s to %s failed: %s (run `agnes push` again)", path,
+                             c->server, curl_easy_strerror(code));
     else if (status == 401 || status == 403)
         rc = agnes_error_set(err, AGNES_ERR_FORBIDDEN, "the server refused the token: run `agnes login`");
     else if (status == 413)
-        rc = agnes_error_set(err, AGNES_ERR_DB, "%s is larger than the server accepts (upload.max_session_bytes)", path);
+        rc = agnes_error_set(err, CLIENT_ERR_SERVER, "%s is larger than the server accepts (upload.max_session_bytes)", path);
     else if (status != 201)
-        rc = agnes_error_set(err, AGNES_ERR_DB, "the server answered %ld for %s", status, path);
+        rc = agnes_error_set(err, CLIENT_ERR_SERVER, "the server answered %ld for %s", status, path);
     curl_slist_free_all(headers);
     curl_mime_free(mime);
     curl_easy_cleanup(curl);

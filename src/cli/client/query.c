@@ -103,6 +103,47 @@ static void print_answer(const json_t *answer, const char *format)
     }
 }
 
+/* A local query's error, in the analyst's terms (exit 1, not the usage
+ * code 2).  For a table that is not there, DuckDB's "Did you mean" picks
+ * from its internal catalog as well (`customers` suggested
+ * "pg_prepared_statements"): a suggestion is kept only when it is one of
+ * this workspace's tables, and the workspace's tables are listed. */
+static int local_query_error(duckdb_connection conn, duckdb_result *result, agnes_error *err)
+{
+    const char *message = duckdb_result_error(result);
+    if (duckdb_result_error_type(result) != DUCKDB_ERROR_CATALOG || strstr(message, "does not exist") == NULL)
+        return agnes_error_set(err, AGNES_ERR_DB, "Query error: %s", message);
+    json_t *rows = NULL;
+    agnes_error ignored;
+    duck_query_json(conn,
+                    "SELECT table_name FROM information_schema.tables WHERE table_catalog = current_database()"
+                    " AND table_schema = 'main' ORDER BY table_name",
+                    NULL, 0, &rows, &ignored);
+    strbuf names;
+    strbuf_init(&names);
+    char suggestion[200] = "";
+    const char *mean = strstr(message, "Did you mean \"");
+    const char *quote_end = mean ? strchr(mean + 14, '"') : NULL;
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row) {
+        const char *name = json_string_value(json_object_get(row, "table_name"));
+        strbuf_appendf(&names, "%s%s", i ? ", " : "", name);
+        if (quote_end != NULL && strlen(name) == (size_t)(quote_end - mean - 14) &&
+            strncmp(name, mean + 14, strlen(name)) == 0)
+            snprintf(suggestion, sizeof suggestion, " Did you mean \"%s\"?", name);
+    }
+    size_t first_line = strcspn(message, "\n");
+    agnes_error_set(err, AGNES_ERR_NOT_FOUND,
+                    "Query error: %.*s%s This workspace has %s%s. `agnes catalog` lists the tables you may read; "
+                    "`agnes pull` fetches them.",
+                    (int)first_line, message, suggestion, json_array_size(rows) ? "these tables: " : "no tables",
+                    names.data ? names.data : "");
+    strbuf_free(&names);
+    json_decref(rows);
+    return err->code;
+}
+
 /* Run sql on the workspace's agnes.duckdb: {columns, types, rows, row_count, truncated}. */
 static int local_query(const char *workspace_dir, const char *sql, long long limit, json_t **answer,
                        agnes_error *err)
@@ -116,14 +157,14 @@ static int local_query(const char *workspace_dir, const char *sql, long long lim
         return err->code;
     if (!util_file_exists(ws.database)) {
         workspace_close(&ws);
-        return agnes_error_set(err, AGNES_ERR_INVALID, "%s does not exist yet: run `agnes pull` first", ws.database);
+        return agnes_error_set(err, AGNES_ERR_NOT_FOUND, "%s does not exist yet: run `agnes pull` first", ws.database);
     }
     int rc = duck_session_open(&session, ws.database, true, err);
     workspace_close(&ws);
     if (rc != AGNES_OK)
         return rc;
     if (duckdb_query(session.connection, sql, &result) != DuckDBSuccess) {
-        rc = agnes_error_set(err, AGNES_ERR_INVALID, "Query error: %s", duckdb_result_error(&result));
+        rc = local_query_error(session.connection, &result, err);
         duckdb_destroy_result(&result);
         duck_session_close(&session);
         return rc;
@@ -269,12 +310,14 @@ int command_catalog(int argc, char **argv)
     if (rc != AGNES_OK)
         return client_fail("catalog", &err);
     if (json_output) {
+        json_object_set_new(answer, "sql_dialect", json_string(CLIENT_SQL_DIALECT));
+        json_object_set_new(answer, "sql_dialect_note", json_string(CLIENT_SQL_DIALECT_NOTE));
         json_dumpf(answer, stdout, JSON_INDENT(2));
         printf("\n");
     } else if (table != NULL) {
-        printf("%s (%s, %lld rows): %s\n", json_string_value(json_object_get(answer, "id")),
-               json_string_value(json_object_get(answer, "query_mode")),
-               (long long)json_integer_value(json_object_get(answer, "rows")),
+        long long rows = (long long)json_integer_value(json_object_get(answer, "rows"));
+        printf("%s (%s, %lld row%s): %s\n", json_string_value(json_object_get(answer, "id")),
+               json_string_value(json_object_get(answer, "query_mode")), rows, client_plural(rows),
                client_text(answer, "description"));
         size_t i;
         json_t *column;
@@ -290,6 +333,8 @@ int command_catalog(int argc, char **argv)
                    (long long)json_integer_value(json_object_get(t, "rows")),
                    client_text(t, "description"));
     }
+    if (!json_output)
+        printf("\n%s\n", CLIENT_SQL_DIALECT_NOTE);
     json_decref(answer);
     return 0;
 }
