@@ -200,6 +200,31 @@ static idx_t extract(duckdb_connection conn, const char *sql, duckdb_extracted_s
     return count;
 }
 
+/* Is the text one query expression, whatever DuckDB made of it?  Wrapped as
+ * "SELECT * FROM (<text>)" it still splits into `count` statements only if
+ * the text was one PIVOT (its type statements come first): a semicolon
+ * between statements would have to sit inside the parentheses, which does
+ * not parse.  Used when a PIVOT's type statement does not bind (a column
+ * that does not exist), where the EXPLAIN test below cannot tell. */
+static bool one_query_expression(duckdb_connection conn, const char *sql, idx_t count)
+{
+    size_t length = strlen(sql);
+    while (length > 0 && (isspace((unsigned char)sql[length - 1]) || sql[length - 1] == ';'))
+        length--;
+    strbuf text;
+    strbuf_init(&text);
+    strbuf_append_str(&text, "SELECT * FROM (");
+    strbuf_append(&text, sql, length);
+    strbuf_append_str(&text, "\n)"); /* the newline ends a trailing -- comment */
+    duckdb_extracted_statements statements = NULL;
+    agnes_error ignored;
+    bool one = !strbuf_failed(&text) && extract(conn, text.data, &statements, &ignored) == count;
+    if (statements != NULL)
+        duckdb_destroy_extracted(&statements);
+    strbuf_free(&text);
+    return one;
+}
+
 /* Is the text one PIVOT that DuckDB splits into CREATE TYPE ... + SELECT?
  * Prefixed with EXPLAIN, a PIVOT's type statements still come first and
  * the EXPLAIN lands on its SELECT; text that really holds several
@@ -216,7 +241,8 @@ static int check_pivot_shape(duckdb_connection conn, const char *sql, idx_t coun
     agnes_error ignored;
     bool pivot = !strbuf_failed(&text) && extract(conn, text.data, &statements, &ignored) == count;
     int rc = AGNES_OK;
-    for (idx_t i = 0; pivot && rc == AGNES_OK && i + 1 < count; i++) {
+    bool unbound = false;
+    for (idx_t i = 0; pivot && !unbound && rc == AGNES_OK && i + 1 < count; i++) {
         duckdb_prepared_statement prepared = NULL;
         char name[200];
         if (duckdb_prepare_extracted_statement(conn, statements, i, &prepared) != DuckDBSuccess) {
@@ -224,7 +250,7 @@ static int check_pivot_shape(duckdb_connection conn, const char *sql, idx_t coun
             if (why != NULL && query_guard_missing_name(why, name, sizeof name))
                 rc = query_guard_missing(name, err);
             else
-                pivot = false;
+                unbound = true; /* check_pivot says why, in the caller's sandbox */
         } else {
             pivot = duckdb_prepared_statement_type(prepared) == DUCKDB_STATEMENT_TYPE_CREATE;
         }
@@ -233,6 +259,8 @@ static int check_pivot_shape(duckdb_connection conn, const char *sql, idx_t coun
     if (statements != NULL)
         duckdb_destroy_extracted(&statements);
     strbuf_free(&text);
+    if (rc == AGNES_OK && unbound)
+        pivot = one_query_expression(conn, sql, count);
     if (rc == AGNES_OK && !pivot)
         rc = refuse_count(count, err);
     return rc;
@@ -667,10 +695,27 @@ static bool refuse_missing(const json_t *tree, const char *sql, agnes_error *err
     char name[200];
     /* The bare name, as a hidden table's refusal gives it; a whole missing
      * catalog ("Catalog x does not exist") has none. */
+    long at = position[0] ? atol(position) : -1;
+    if (at < 0 && missing_catalog) {
+        /* No position: find the catalog as the caller wrote it ("demo.main.t"),
+         * so the sentence names their whole name rather than "?". */
+        char catalog[128];
+        const char *start = message + 9, *end = strchr(start, '"');
+        if (end != NULL && (size_t)(end - start) < sizeof catalog) {
+            snprintf(catalog, sizeof catalog, "%.*s", (int)(end - start), start);
+            size_t n = strlen(catalog);
+            for (const char *p = sql; *p != '\0' && at < 0; p++) {
+                if (strncasecmp(p, catalog, n) == 0 && p[n] == '.')
+                    at = (long)(p - sql);
+                else if (*p == '"' && strncasecmp(p + 1, catalog, n) == 0 && p[n + 1] == '"' && p[n + 2] == '.')
+                    at = (long)(p - sql);
+            }
+        }
+    }
     if (string_field(tree, "name")[0] != '\0')
         snprintf(name, sizeof name, "%s", string_field(tree, "name"));
     else
-        name_at(sql, position[0] ? atol(position) : -1, "?", name, sizeof name);
+        name_at(sql, at, "?", name, sizeof name);
     query_guard_missing(name[0] ? name : "?", err);
     return true;
 }
@@ -709,5 +754,47 @@ int query_guard_explain(duckdb_connection conn, const char *sql, const char *fal
     }
     json_decref(tree);
     duckdb_free(text);
+    return rc;
+}
+
+int query_guard_explain_pivot(duckdb_connection conn, const char *sql, agnes_error *err)
+{
+    duckdb_extracted_statements statements = NULL;
+    idx_t count = extract(conn, sql, &statements, err);
+    int rc = count == 0 ? err->code : AGNES_OK;
+    bool failed = false;
+    for (idx_t i = 0; rc == AGNES_OK && !failed && i < count; i++) {
+        duckdb_prepared_statement prepared = NULL;
+        duckdb_result result;
+        const char *why = NULL;
+        bool have_result = false;
+        if (duckdb_prepare_extracted_statement(conn, statements, i, &prepared) != DuckDBSuccess) {
+            why = duckdb_prepare_error(prepared);
+        } else if (i + 1 < count) {
+            have_result = true;
+            if (duckdb_execute_prepared(prepared, &result) != DuckDBSuccess)
+                why = duckdb_result_error(&result);
+        }
+        if (why != NULL) {
+            char name[200];
+            failed = true;
+            if (query_guard_missing_name(why, name, sizeof name)) {
+                rc = query_guard_missing(name, err);
+            } else {
+                rc = agnes_error_set(err, AGNES_ERR_INVALID, "Query error: %s", why);
+                query_utf8_truncate(err->message, sizeof err->message);
+                query_utf8_sanitize(err->message);
+            }
+        }
+        if (have_result)
+            duckdb_destroy_result(&result);
+        duckdb_destroy_prepare(&prepared);
+    }
+    if (rc == AGNES_OK)
+        rc = agnes_error_set(err, AGNES_ERR_INVALID,
+                             "Query error: the PIVOT could not be prepared. Check its ON, USING and GROUP BY "
+                             "columns against GET /api/catalog/tables/{id}.");
+    if (statements != NULL)
+        duckdb_destroy_extracted(&statements);
     return rc;
 }

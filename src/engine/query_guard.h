@@ -74,6 +74,14 @@ int query_guard_check(query_probe *probe, const char *sql, bool pivot, const que
  * you have no access".  Returns the status to answer with. */
 int query_guard_explain(duckdb_connection conn, const char *sql, const char *fallback, agnes_error *err);
 
+/* The same for one PIVOT (the statements DuckDB splits it into): each is
+ * prepared, and the type statements run, on conn - which must be a fresh
+ * connection to the caller's sandbox, dropped afterwards (they create
+ * temporary types) - and the first that fails gives the sentence.  Returns
+ * the status to answer with; a PIVOT that binds there after all gets a
+ * generic 400 (never the probe's message, which may name other tables). */
+int query_guard_explain_pivot(duckdb_connection conn, const char *sql, agnes_error *err);
+
 /* The statement-type half, on an already prepared statement: SELECT only. */
 int query_guard_check_prepared(duckdb_prepared_statement statement, agnes_error *err);
 

@@ -302,7 +302,7 @@ static int start(query_engine *engine, duckdb_connection conn, const char *sql, 
         if (explain) {
             char why[AGNES_ERROR_MESSAGE_MAX];
             snprintf(why, sizeof why, "%s", err->message);
-            rc = query_guard_explain(conn, sql, why, err);
+            rc = pivot ? query_guard_explain_pivot(conn, sql, err) : query_guard_explain(conn, sql, why, err);
         }
         if (rc == AGNES_OK && !pivot)
             remember_passed(engine, sql, hash);
