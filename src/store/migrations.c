@@ -81,6 +81,14 @@ static const migration migrations[] = {
              " table_id VARCHAR PRIMARY KEY, source VARCHAR NOT NULL, path VARCHAR NOT NULL,"
              " size_bytes BIGINT NOT NULL, mtime_ns BIGINT NOT NULL, inode BIGINT NOT NULL,"
              " sha256 VARCHAR NOT NULL, hashed_at TIMESTAMP NOT NULL DEFAULT current_timestamp);"},
+    /* 7 */ {"registry_sync_strategies",
+             /* The original's per-table sync settings (its registry v26), used by
+              * the Keboola connector; where_filters is a JSON array as text. */
+             "ALTER TABLE table_registry ADD COLUMN incremental_window_days INTEGER;"
+             "ALTER TABLE table_registry ADD COLUMN where_filters VARCHAR;"
+             "ALTER TABLE table_registry ADD COLUMN partition_by VARCHAR;"
+             "ALTER TABLE table_registry ADD COLUMN partition_granularity VARCHAR;"
+             "ALTER TABLE table_registry ADD COLUMN initial_load_chunk_days INTEGER;"},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))

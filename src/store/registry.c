@@ -9,40 +9,47 @@
 /* Editable columns, in the order they are bound ($2.. after the id). */
 static const char *const editable[] = {"name",        "source_type",   "bucket",   "source_table",
                                        "source_query", "sync_strategy", "query_mode", "sync_schedule",
-                                       "profile_after_sync", "primary_key", "folder",  "description"};
+                                       "profile_after_sync", "primary_key", "folder",  "description",
+                                       "incremental_window_days", "where_filters", "partition_by",
+                                       "partition_granularity", "initial_load_chunk_days"};
 #define EDITABLE_COUNT (sizeof editable / sizeof editable[0])
 
 static const char select_columns[] =
     "SELECT id, name, source_type, bucket, source_table, source_query, sync_strategy, query_mode, sync_schedule,"
     " profile_after_sync, CAST(primary_key AS JSON) AS primary_key, folder, description, registered_by,"
-    " registered_at FROM table_registry";
+    " registered_at, incremental_window_days, CAST(where_filters AS JSON) AS where_filters, partition_by,"
+    " partition_granularity, initial_load_chunk_days FROM table_registry";
 
-/* The row's value for a column as bound text (NULL for absent/null). */
-static const char *text_of(const json_t *row, const char *key, char *scratch, size_t scratch_size)
+/* The row's value for a column as bound text (NULL for absent/null);
+ * lists and numbers are serialised into *owned, which the caller frees
+ * (a where_filters list can be long: no fixed buffer truncates it). */
+static const char *text_of(const json_t *row, const char *key, char **owned)
 {
     const json_t *value = json_object_get(row, key);
+    *owned = NULL;
     if (value == NULL || json_is_null(value))
         return NULL;
     if (json_is_string(value))
         return json_string_value(value);
     if (json_is_boolean(value))
         return json_is_true(value) ? "true" : "false";
-    char *text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
-    snprintf(scratch, scratch_size, "%s", text ? text : "null");
-    free(text);
-    return scratch;
+    *owned = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+    return *owned ? *owned : "null";
 }
 
 static int bind_and_run(duckdb_connection conn, const char *sql, const char *id, const json_t *row,
                         const char *registered_by, agnes_error *err)
 {
     const char *params[EDITABLE_COUNT + 2];
-    char scratch[EDITABLE_COUNT][1024];
+    char *owned[EDITABLE_COUNT];
     params[0] = id;
     for (size_t i = 0; i < EDITABLE_COUNT; i++)
-        params[i + 1] = text_of(row, editable[i], scratch[i], sizeof scratch[i]);
+        params[i + 1] = text_of(row, editable[i], &owned[i]);
     params[EDITABLE_COUNT + 1] = registered_by;
-    return duck_exec_params(conn, sql, params, registered_by ? EDITABLE_COUNT + 2 : EDITABLE_COUNT + 1, err);
+    int rc = duck_exec_params(conn, sql, params, registered_by ? EDITABLE_COUNT + 2 : EDITABLE_COUNT + 1, err);
+    for (size_t i = 0; i < EDITABLE_COUNT; i++)
+        free(owned[i]);
+    return rc;
 }
 
 int registry_insert(duckdb_connection conn, const json_t *row, agnes_error *err)
@@ -58,8 +65,10 @@ int registry_insert(duckdb_connection conn, const json_t *row, agnes_error *err)
     return bind_and_run(conn,
                         "INSERT INTO table_registry (id, name, source_type, bucket, source_table, source_query,"
                         " sync_strategy, query_mode, sync_schedule, profile_after_sync, primary_key, folder,"
-                        " description, registered_by) VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, 'full_refresh'),"
-                        " $8, $9, coalesce(CAST($10 AS BOOLEAN), true), $11, $12, $13, $14)",
+                        " description, incremental_window_days, where_filters, partition_by, partition_granularity,"
+                        " initial_load_chunk_days, registered_by) VALUES ($1, $2, $3, $4, $5, $6,"
+                        " coalesce($7, 'full_refresh'), $8, $9, coalesce(CAST($10 AS BOOLEAN), true), $11, $12, $13,"
+                        " CAST($14 AS INTEGER), $15, $16, $17, CAST($18 AS INTEGER), $19)",
                         id, row, json_string_value(json_object_get(row, "registered_by")), err);
 }
 
@@ -73,7 +82,9 @@ int registry_update(duckdb_connection conn, const char *id, const json_t *row, a
                         "UPDATE table_registry SET name = $2, source_type = $3, bucket = $4, source_table = $5,"
                         " source_query = $6, sync_strategy = coalesce($7, 'full_refresh'), query_mode = $8,"
                         " sync_schedule = $9, profile_after_sync = coalesce(CAST($10 AS BOOLEAN), true),"
-                        " primary_key = $11, folder = $12, description = $13 WHERE id = $1",
+                        " primary_key = $11, folder = $12, description = $13,"
+                        " incremental_window_days = CAST($14 AS INTEGER), where_filters = $15, partition_by = $16,"
+                        " partition_granularity = $17, initial_load_chunk_days = CAST($18 AS INTEGER) WHERE id = $1",
                         id, row, NULL, err);
 }
 
