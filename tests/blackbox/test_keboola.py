@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from conftest import AGNES_TOOLS, ROOT
-from test_sync import trigger_and_wait
 from test_users import call, setup_admin_and_analyst
 
 sys.path.insert(0, str(ROOT / "tests" / "fakes"))
@@ -113,6 +112,20 @@ def register(server, token, expect=201, **row):
     r = call(server, "POST", "/api/admin/register-table", token, json={"source_type": "keboola", **row})
     assert r.status_code == expect, r.text
     return r
+
+
+def trigger_and_wait(server, token, body=None, timeout=180):
+    """A run to its end. Generous: TLS, several export jobs and the sanitizer build on a busy CI machine."""
+    r = call(server, "POST", "/api/sync/trigger", token, **({} if body is None else {"json": body}))
+    assert r.status_code == 200, r.text
+    run_id = r.json()["run_id"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = call(server, "GET", f"/api/sync/status/{run_id}", token).json()
+        if run["state"] != "running":
+            return r.json(), run
+        time.sleep(0.1)
+    raise AssertionError(f"the run did not finish: {run}")
 
 
 def states(run):
@@ -586,7 +599,7 @@ def test_kill_9_mid_download_keeps_the_last_extract_and_the_next_start_sweeps(se
     r = call(server, "POST", "/api/sync/trigger", token)
     assert r.status_code == 200
     tmp = workdir / "data" / "tmp"
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list(tmp.glob("sync-keboola-run_*/*.export/slice_*")):
         time.sleep(0.1)
     assert list(tmp.glob("sync-keboola-run_*/*.export/slice_*")), "the download never started"
@@ -603,7 +616,7 @@ def test_kill_9_mid_download_keeps_the_last_extract_and_the_next_start_sweeps(se
 def test_the_scheduler_discovers_and_syncs_without_a_trigger(server_factory, env, fake):
     seed(fake)
     server, token, _ = start(server_factory, env, fake, AGNES_SCHEDULER="on", AGNES_SYNC_DEFAULT_SCHEDULE="every 1h")
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         runs = call(server, "GET", "/api/sync/status", token).json()["runs"]
         if runs and runs[-1]["state"] != "running":

@@ -795,13 +795,12 @@ def main():
     fake = FakeKeboola(config["workdir"], provider=config.get("provider", "aws"))
     for t in config.get("tables", []):
         fake.add_table(t["id"], t["columns"], types=t.get("types"), primary_key=t.get("primary_key"),
-                       slice_files=t.get("slice_files"))
+                       lengths=t.get("lengths"), slice_files=t.get("slice_files"))
         fake.bench_rows = t.get("rows", 0)
     fake.start(config.get("port", 0))
     with open(config["port_file"] + ".tmp", "w") as f:
         json.dump({"url": fake.url, "token": fake.token, "ca": fake.ca, "connect_to": fake.connect_to}, f)
     os.rename(config["port_file"] + ".tmp", config["port_file"])
-    fake.record = False
     try:
         while True:
             time.sleep(3600)
