@@ -334,6 +334,57 @@ done:
     return rc;
 }
 
+/* A variable set in the server's real environment (not exported from
+ * .env_overlay at start): it wins over anything configure saves, now or at
+ * the next start, so saving something else would be a silent no-op. */
+static bool set_by_environment(agnes_runtime *rt, const char *name)
+{
+    const char *value = getenv(name);
+    if (value == NULL || value[0] == '\0')
+        return false;
+    env_overlay overlay = {0};
+    char path[AGNES_PATH_MAX];
+    agnes_error err;
+    bool from_overlay = paths_state_file(&rt->paths, STATE_ENV_OVERLAY, path, sizeof path, &err) == AGNES_OK &&
+                        env_overlay_load(&overlay, path, &err) == AGNES_OK && env_overlay_get(&overlay, name) &&
+                        strcmp(env_overlay_get(&overlay, name), value) == 0;
+    env_overlay_free(&overlay);
+    return !from_overlay;
+}
+
+/* Refuse values the environment would override (the URL and the token). */
+static int check_environment_wins(agnes_runtime *rt, const char *given_url, const char *given_token,
+                                  const char *token_env, http_response *resp)
+{
+    char detail[600], a[600], b[600];
+    const char *env_url = config_get_string(&rt->config, CFG_KEBOOLA_STACK_URL);
+    snprintf(a, sizeof a, "%s", given_url ? given_url : "");
+    snprintf(b, sizeof b, "%s", env_url);
+    for (size_t n = strlen(a); n > 0 && a[n - 1] == '/'; n--)
+        a[n - 1] = '\0';
+    for (size_t n = strlen(b); n > 0 && b[n - 1] == '/'; n--)
+        b[n - 1] = '\0';
+    if (given_url != NULL && rt->config.values[CFG_KEBOOLA_STACK_URL].source == CONFIG_SOURCE_ENV &&
+        strcmp(a, b) != 0) {
+        snprintf(detail, sizeof detail,
+                 "KEBOOLA_STACK_URL is set in the server's environment to %s and would win over keboola_url: "
+                 "leave keboola_url out, or remove KEBOOLA_STACK_URL from the environment and restart.",
+                 env_url);
+        refuse(resp, 409, "keboola_environment_conflict", detail, NULL);
+        return -1;
+    }
+    const char *env_token = getenv(token_env);
+    if (given_token != NULL && set_by_environment(rt, token_env) && strcmp(env_token, given_token) != 0) {
+        snprintf(detail, sizeof detail,
+                 "%s is set in the server's environment and would win over keboola_token at the next start: "
+                 "leave keboola_token out to use it, or remove %s from the environment and restart.",
+                 token_env, token_env);
+        refuse(resp, 409, "keboola_environment_conflict", detail, NULL);
+        return -1;
+    }
+    return 0;
+}
+
 /* Steps 2 and 3 for keboola.  The URL and token come from the body, else
  * from KEBOOLA_STACK_URL / KEBOOLA_STORAGE_TOKEN; *token_from_body says
  * whether the token must be saved (one from the environment stays there). */
@@ -349,6 +400,8 @@ static int verify_keboola(http_context *ctx, json_t *body, json_t **data_source,
     agnes_runtime *rt = ctx->runtime;
     const char *token_env = config_get_string(&rt->config, CFG_KEBOOLA_TOKEN_ENV);
     char env_token[CONNECTOR_SECRET_MAX] = "";
+    if (check_environment_wins(rt, given_url, given_token, token_env, resp))
+        return -1;
     if (given_url == NULL && config_is_set(&rt->config, CFG_KEBOOLA_STACK_URL))
         given_url = config_get_string(&rt->config, CFG_KEBOOLA_STACK_URL);
     *token_from_body = given_token != NULL;
@@ -382,19 +435,23 @@ static int verify_keboola(http_context *ctx, json_t *body, json_t **data_source,
     explicit_bzero(settings.secret, sizeof settings.secret);
     if (rc != AGNES_OK) {
         keboola_redact(err.message, sizeof err.message, token->data);
+        /* Each way of being wrong gets its own reason and first words. */
+        static const struct {
+            const char *reason, *prefix;
+        } kinds[] = {{"keboola_url_private", "Invalid Keboola stack URL: "},
+                     {"keboola_token_rejected", "Wrong token: "},
+                     {"keboola_no_read_access", "The token has no read access: "},
+                     {"keboola_unavailable", "Keboola is unavailable: "},
+                     {"keboola_stack_unreachable", "Wrong stack URL: "}};
+        size_t kind = strstr(err.message, "AGNES_ALLOW_PRIVATE_SOURCES") != NULL ? 0
+                      : rc == AGNES_ERR_CONFIG                                  ? 1
+                      : rc == AGNES_ERR_FORBIDDEN                               ? 2
+                      : rc == AGNES_ERR_NETWORK && strstr(err.message, "cannot reach") == NULL ? 3
+                                                                                             : 4;
         char detail[AGNES_ERROR_MESSAGE_MAX + 64];
-        snprintf(detail, sizeof detail, "%s%s. Nothing was saved.",
-                 rc == AGNES_ERR_CONFIG     ? "Wrong token: "
-                 : rc == AGNES_ERR_FORBIDDEN ? "The token has no read access: "
-                 : rc == AGNES_ERR_NETWORK && strstr(err.message, "cannot reach") == NULL ? "Keboola is unavailable: "
-                                                                                         : "Wrong stack URL: ",
-                 err.message);
-        const char *reason = rc == AGNES_ERR_CONFIG      ? "keboola_token_rejected"
-                             : rc == AGNES_ERR_FORBIDDEN ? "keboola_no_read_access"
-                             : rc == AGNES_ERR_NETWORK && strstr(err.message, "cannot reach") == NULL
-                                 ? "keboola_unavailable"
-                                 : "keboola_stack_unreachable";
-        bool transient = strcmp(reason, "keboola_unavailable") == 0;
+        snprintf(detail, sizeof detail, "%s%s. Nothing was saved.", kinds[kind].prefix, err.message);
+        const char *reason = kinds[kind].reason;
+        bool transient = kind == 3;
         refuse(resp, transient ? 502 : 400, reason, detail, NULL);
         return -1;
     }

@@ -253,6 +253,9 @@ static int request(keboola_client *kc, const char *url, const char *post_body, b
             describe_error_body(kc, buf.body.data, problem, sizeof problem);
         strbuf_free(&buf.body);
         if (!retryable(code, status) || attempt >= kc->attempts || kc->request.blocked[0] != '\0') {
+            if (code != CURLE_OK && kc->request.blocked[0] != '\0') /* the admin's to allow, not a network fault */
+                return fail(kc, err, AGNES_ERR_FORBIDDEN, "%s: cannot reach Keboola at %s: %s", what, kc->base,
+                            problem);
             if (code != CURLE_OK)
                 return fail(kc, err, AGNES_ERR_NETWORK, "%s: cannot reach Keboola at %s: %s", what, kc->base, problem);
             if (retryable(code, status))

@@ -276,6 +276,9 @@ def test_configure_keboola_verifies_the_token_and_keeps_it_only_in_env_overlay(s
         ({"keboola_url": fake.url + "/v2/storage", "keboola_token": fake.token}, 422, "keboola_url_invalid",
          "without a path"),
         ({"keboola_url": fake.url}, 422, "keboola_fields_missing", "keboola_token"),
+        ({"keboola_url": "https://", "keboola_token": fake.token}, 422, "keboola_url_invalid", "not a URL"),
+        ({"keboola_url": "ftp://connection.keboola.com", "keboola_token": fake.token}, 422, "keboola_url_not_https",
+         "use https://connection.keboola.com"),
         ({"keboola_url": fake.url, "keboola_token": "8625-373115-" + "0" * 40}, 400, "keboola_token_rejected",
          "Wrong token"),
         ({"keboola_url": "https://localhost:1", "keboola_token": fake.token}, 400, "keboola_stack_unreachable",
@@ -319,6 +322,23 @@ def test_configure_keboola_verifies_the_token_and_keeps_it_only_in_env_overlay(s
     assert verify and all(r["raw_host"].startswith("localhost") for r in verify)
 
 
+def test_configure_uses_the_environment_and_refuses_what_it_would_override(server_factory, env, fake, workdir):
+    seed(fake)
+    server, token, _ = start(server_factory, env, fake)
+    other = "8625-9-" + "o" * 40
+    fake.tokens[other] = dict(fake.tokens[fake.token])
+    for fields, words in [({"keboola_url": "https://connection.keboola.com"}, "KEBOOLA_STACK_URL is set"),
+                          ({"keboola_token": other}, "KEBOOLA_STORAGE_TOKEN is set")]:
+        r = call(server, "POST", "/api/admin/configure", token, json={"data_source": "keboola", **fields})
+        assert r.status_code == 409 and r.json()["reason"] == "keboola_environment_conflict", r.text
+        assert words in r.json()["detail"] and other not in r.text
+    r = call(server, "POST", "/api/admin/configure", token, json={"data_source": "keboola", "keboola_url": fake.url})
+    assert r.status_code == 200, r.text
+    assert r.json()["saved"]["secret"] == "the server's environment (KEBOOLA_STORAGE_TOKEN, not copied)"
+    assert not (workdir / "state" / ".env_overlay").exists()  # the secret stays where the operator put it
+    assert "type: keboola" in (workdir / "state" / "instance.yaml").read_text()
+
+
 def test_configure_refuses_private_stacks_unless_allowed(server_factory, env, fake, workdir):
     server = server_factory(dict(env, AGNES_CA_BUNDLE=fake.ca))  # no AGNES_ALLOW_PRIVATE_SOURCES
     token = setup_admin_and_analyst(server)[0]["access_token"]
@@ -338,7 +358,7 @@ def test_a_manifest_entry_pointing_at_a_private_address_is_refused_at_connect_ti
                                  AGNES_CA_BUNDLE=fake.ca, AGNES_CONNECT_TO=fake.connect_to))
     token = setup_admin_and_analyst(server)[0]["access_token"]
     listing = call(server, "GET", "/api/admin/discover-tables", token)
-    assert listing.status_code == 502 and "AGNES_ALLOW_PRIVATE_SOURCES=1" in listing.json()["detail"], listing.text
+    assert listing.status_code == 400 and "AGNES_ALLOW_PRIVATE_SOURCES=1" in listing.json()["detail"], listing.text
     assert not fake.requests  # refused before a byte left
 
 
