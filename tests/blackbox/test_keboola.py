@@ -196,8 +196,7 @@ def test_an_incremental_sync_asks_for_changed_rows_and_merges_them_by_primary_ke
     assert int(second["body"]["changedSince"]) == first_started, second["body"]
     assert states(run)["orders"]["rows"] == 42
     got = query(server, token, f"SELECT {', '.join(ORDERS_COLUMNS)} FROM orders ORDER BY id")["rows"]
-    want = sorted(fake.table_rows("in.c-crm.orders"), key=lambda r: r[0])
-    assert [(r[0], r[1], r[6]) for r in got] == [(w[0], w[1], w[6]) for w in want]
+    assert got == [typed_order(w) for w in sorted(fake.table_rows("in.c-crm.orders"), key=lambda r: r[0])]
     assert sum(1 for r in got if r[6] == "changed") == 8
     # nothing changed, a 2-day window: asked again from the second export's start minus two days
     second_started = job_started(fake)
@@ -208,6 +207,12 @@ def test_an_incremental_sync_asks_for_changed_rows_and_merges_them_by_primary_ke
     assert int(third["body"]["changedSince"]) == second_started - 2 * 86400 and run["state"] == "done", run
     assert query(server, token, "SELECT count(*), count(*) FILTER (status = 'changed') FROM orders")["rows"] == \
         [[42, 8]]
+
+
+def typed_order(row):
+    """A fake orders row (Storage's text) as /api/query answers it with the Storage types: row for row, every column."""
+    i, amount, ratio, paid, day, created, status = row
+    return [int(i), amount, float(ratio), paid == "true", day, created.replace(" ", "T"), status]
 
 
 def job_started(fake):
@@ -512,6 +517,32 @@ def test_slow_failing_and_expiring_slices_are_fetched_again(server_factory, env,
     assert len(file_reads) == 3 and all(r["query"] == {"federationToken": "1"} for r in file_reads)
     assert query(server, token, "SELECT count(*) FROM orders")["rows"] == [[40]]
     assert "credentials expired" in server.output()
+
+
+@pytest.mark.parametrize("parallel", [3, 1])
+def test_the_slices_of_one_export_download_in_parallel(server_factory, env, fake, parallel):
+    """Every slice of the first attempt stalls for two seconds: with three downloads at once the three requests
+    reach the fake together; with AGNES_KEBOOLA_PARALLEL_DOWNLOADS=1 each waits for the one before to give up."""
+    seed(fake)
+    server, token, _ = start(server_factory, env, fake, AGNES_KEBOOLA_STALL_SECONDS="1",
+                             AGNES_KEBOOLA_PARALLEL_DOWNLOADS=str(parallel))
+    register(server, token, name="orders", bucket="in.c-crm", source_table="orders")
+    for index in range(3):
+        fake.slice_fault("stall", seconds=2, index=index)
+    _, run = trigger_and_wait(server, token, ["orders"])
+    assert run["state"] == "done", run
+    assert query(server, token, "SELECT count(*), count(DISTINCT id) FROM orders")["rows"] == [[40, 40]]
+    first = {}
+    for r in fake.cloud_calls():
+        m = re.search(r"_0_0_(\d+)\.csv", r["path"])
+        if m:
+            first.setdefault(m.group(1), r["time"])
+    assert sorted(first) == ["0", "1", "2"], first
+    spread = max(first.values()) - min(first.values())
+    if parallel == 3:
+        assert spread < 0.9, first
+    else:
+        assert spread >= 1.5, first  # two stalls of at least a second each, one after the other
 
 
 def test_where_filters_resolve_date_placeholders_and_unknown_ones_are_refused(server_factory, env, fake):
