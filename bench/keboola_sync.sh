@@ -6,6 +6,9 @@
 #   bench/keboola_sync.sh      needs: /usr/bin/python3, openssl, curl; `make unit-build`
 #   ROWS=1000000 SLICES=4 bench/keboola_sync.sh     a smaller run
 # Prints numbers and the ratio (target >= 0.8); never fails a build (targets are reported, not asserted).
+#
+# Measured 2026-11-30, 10M rows in 8 slices (169 MB gzip), best of 3, 2 shared cores at load average ~7:
+#   agnes sync 36900 ms (271k rows/s), DuckDB read_csv from disk 32954 ms (303k rows/s), ratio 0.89.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 agnes="${AGNES_BIN:-$root/build/agnes}"
@@ -17,10 +20,15 @@ runs="${RUNS:-3}"
 
 work="$(mktemp -d)"
 port=18562
+# Under set -e a `wait` on a child that died of our SIGTERM (status 143) would end the trap early and leave
+# the fake running and the slices in /tmp: every step here is allowed to fail, the script's status is kept.
 cleanup() {
-  [ -n "${agnes_pid:-}" ] && kill "$agnes_pid" 2>/dev/null && wait "$agnes_pid" 2>/dev/null
-  [ -n "${fake_pid:-}" ] && kill "$fake_pid" 2>/dev/null && wait "$fake_pid" 2>/dev/null
+  local status=$?
+  set +e
+  [ -n "${agnes_pid:-}" ] && { kill "$agnes_pid" 2>/dev/null; wait "$agnes_pid" 2>/dev/null; }
+  [ -n "${fake_pid:-}" ] && { kill "$fake_pid" 2>/dev/null; wait "$fake_pid" 2>/dev/null; }
   rm -rf "$work"
+  exit "$status"
 }
 trap cleanup EXIT
 now() { date +%s.%N; }
