@@ -10,6 +10,9 @@
 #include "sync/connector.h"
 #include "sync/source_settings.h"
 
+/* From about this many rows a table is better queried where it is than copied (when its connector can). */
+#define SUGGEST_REMOTE_ROWS 10000000LL
+
 void discovery_table_id(const char *schema, const char *table, char *id, size_t id_size)
 {
     char joined[300];
@@ -200,6 +203,7 @@ int discovery_list(agnes_runtime *rt, system_db *db, json_t **listing, agnes_err
     duckdb_connection conn = NULL;
     *listing = NULL;
     int rc = list_source(rt, type, sizeof type, &tables, err);
+    const connector_ops *ops = rc == AGNES_OK ? connector_find(type) : NULL;
     if (rc == AGNES_OK)
         rc = system_db_connect_reader(db, &conn, err);
     if (rc == AGNES_OK)
@@ -231,6 +235,24 @@ int discovery_list(agnes_runtime *rt, system_db *db, json_t **listing, agnes_err
         if (id_uses(tables, NULL, id) > 1)
             state = "collision";
         json_object_set_new(table, "registration", json_string(state));
+        /* The web wizard's fields (registered_as, conflict, suggested_query_mode, suggestion) say the same in
+         * the words its table shows, so one listing serves the page and a script. */
+        json_object_set_new(table, "registered_as", strcmp(state, "registered") == 0 ? json_string(id) : json_null());
+        if (strcmp(state, "id_taken") == 0)
+            json_object_set_new(table, "conflict",
+                                json_sprintf("The id '%s' is already registered for another table; register this "
+                                             "one by hand under another name.",
+                                             id));
+        else if (strcmp(state, "collision") == 0)
+            json_object_set_new(table, "conflict",
+                                json_sprintf("Another table of this source would also be named '%s'; register each "
+                                             "by hand under its own name.",
+                                             id));
+        bool large = json_integer_value(json_object_get(table, "rows_estimate")) >= SUGGEST_REMOTE_ROWS &&
+                     ops != NULL && ops->remote_view != NULL;
+        json_object_set_new(table, "suggested_query_mode", json_string(large ? "remote" : "local"));
+        json_object_set_new(table, "suggestion", json_string(large ? "large: query it where it is instead of copying it"
+                                                                   : "copied to Parquet, fast to query and to pull"));
     }
     json_decref(registered);
     *listing = json_pack("{s:s, s:o, s:I}", "source", type, "tables", tables, "count",

@@ -379,6 +379,11 @@ def test_discovery_lists_storage_metadata_and_reports_id_collisions(server_facto
     orders = tables["in.c-crm.orders"]
     assert orders["id"] == "in_crm_orders" and orders["registration"] == "collision"
     assert tables["in.crm.orders"]["registration"] == "collision"
+    # the wizard's words for the same: unchecked with a sentence, suggested as a local copy
+    assert "would also be named 'in_crm_orders'" in orders["conflict"] and orders["registered_as"] is None
+    assert (orders["bucket"], orders["source_table"]) == ("in.c-crm", "orders")
+    assert {t["suggested_query_mode"] for t in listing["tables"]} == {"local"}
+    assert "conflict" not in tables["in.c-sales.customers"]
     assert (orders["rows_estimate"], orders["primary_key"], orders["description"]) == (40, ["id"],
                                                                                       "Orders from the shop")
     assert orders["size_bytes"] > 0 and re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+0100", orders["last_change"])
@@ -399,6 +404,14 @@ def test_discovery_lists_storage_metadata_and_reports_id_collisions(server_facto
     register(server, token, name="crm orders", bucket="in.c-crm", source_table="orders")
     listing = call(server, "GET", "/api/admin/discover-tables", token).json()
     assert {t["id"]: t["registration"] for t in listing["tables"]}["in_sales_customers"] == "registered"
+    now = {t["keboola_id"]: t for t in listing["tables"]}
+    assert now["in.c-sales.customers"]["registered_as"] == "in_sales_customers"
+    assert "would also be named" in now["in.crm.orders"]["conflict"]  # still reported, never dropped
+    assert call(server, "DELETE", "/api/admin/registry/out_report_daily", token).status_code in (200, 204)
+    register(server, token, name="out_report_daily", bucket="in.c-crm", source_table="orders")  # takes daily's id
+    daily = {t["keboola_id"]: t for t in call(server, "GET", "/api/admin/discover-tables", token).json()["tables"]}
+    assert daily["out.c-report.daily"]["registration"] == "id_taken"
+    assert "already registered for another table" in daily["out.c-report.daily"]["conflict"]
 
 
 def test_discover_and_register_takes_the_tables_the_admin_chose(server_factory, env, fake):
