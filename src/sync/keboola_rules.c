@@ -163,11 +163,24 @@ static int where_filter_item(const json_t *item, const char *field, size_t index
     if (kind != NULL && !json_is_null(kind) && !one_of(json_string_value(kind), kinds, 2))
         return agnes_error_set(err, AGNES_ERR_INVALID, "%s[%zu] has type '%s'; use SCALAR or TIME_STRING", field,
                                index, json_string_value(kind) ? json_string_value(kind) : "?");
+    /* Storage: "type TIME_STRING ... dataType must then be empty" (export-async's whereFilters). */
+    if (json_is_string(kind) && strcmp(json_string_value(kind), "TIME_STRING") == 0 && json_is_string(data_type))
+        return agnes_error_set(err, AGNES_ERR_INVALID,
+                               "%s[%zu] has type TIME_STRING and dataType '%s'; Storage compares time strings "
+                               "without a dataType, so drop one of them",
+                               field, index, json_string_value(data_type));
     json_t *out_values = json_array();
     size_t i;
     const json_t *v;
     json_array_foreach(values, i, v) {
         char text[512], resolved_text[512];
+        if (json_is_string(v) && json_string_length(v) >= sizeof text) {
+            /* Cut short it would filter on another value, silently. */
+            json_decref(out_values);
+            return agnes_error_set(err, AGNES_ERR_INVALID,
+                                   "%s[%zu].values[%zu] is %zu characters long; a filter value may have at most %zu",
+                                   field, index, i, json_string_length(v), sizeof text - 1);
+        }
         if (json_is_string(v))
             snprintf(text, sizeof text, "%s", json_string_value(v));
         else if (json_is_integer(v))

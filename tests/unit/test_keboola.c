@@ -148,6 +148,8 @@ static void where_filters_are_checked_and_resolved(void **state)
         {"[{\"column\": \"x\", \"values\": [{\"a\": 1}]}]", "string or a number"},
         {"[{\"column\": \"x\", \"values\": [\"a\"], \"type\": \"DATE\"}]", "SCALAR or TIME_STRING"},
         {"[{\"column\": \"x\", \"values\": [\"a\"], \"colour\": 1}]", "unknown key \"colour\""},
+        {"[{\"column\": \"at\", \"operator\": \"ge\", \"values\": [\"2024-01-01\"], \"type\": \"TIME_STRING\","
+         " \"dataType\": \"INTEGER\"}]", "without a dataType"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         json_t *f = parse(bad[i][0]);
@@ -156,6 +158,13 @@ static void where_filters_are_checked_and_resolved(void **state)
             fail_msg("%s: '%s' does not say '%s'", bad[i][0], err.message, bad[i][1]);
         json_decref(f);
     }
+    char long_value[600];
+    memset(long_value, 'v', sizeof long_value - 1);
+    long_value[sizeof long_value - 1] = '\0';
+    json_t *f = json_pack("[{s:s, s:[s]}]", "column", "note", "values", long_value);
+    assert_int_equal(keboola_where_filters(f, "where_filters", -1, NULL, &err), AGNES_ERR_INVALID);
+    assert_non_null(strstr(err.message, "is 599 characters long; a filter value may have at most 511"));
+    json_decref(f);
 }
 
 static void materialized_specs_are_json_not_sql(void **state)
