@@ -686,5 +686,7 @@ def test_the_scheduler_discovers_and_syncs_without_a_trigger(server_factory, env
         if runs and runs[-1]["state"] != "running":
             break
         time.sleep(0.2)
-    assert runs and runs[-1]["state"] == "done" and "auto-discovery" in runs[-1]["message"], runs
+    # every run in the message: under ASan one run in three ended with a done run without the discovery note
+    assert runs and runs[-1]["state"] == "done" and "auto-discovery" in runs[-1].get("message", ""), \
+        json.dumps(runs)[:8000]
     assert query(server, token, "SELECT count(*) FROM in_sales_customers")["rows"] == [[3]]
