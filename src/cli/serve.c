@@ -33,6 +33,7 @@
 #include "store/users.h"
 #include "store/sync_state.h"
 #include "store/system_db.h"
+#include "sync/builtin_sync.h"
 #include "sync/custom_connector.h"
 #include "sync/local_files.h"
 
@@ -289,6 +290,7 @@ int command_serve(int argc, char **argv)
     }
     state.context.mcp_sessions = sessions;
     local_files_sweep(&rt.paths); /* leftovers of a killed upload or parquet query */
+    builtin_sync_sweep(&rt.paths); /* ... and of a killed sync */
     custom_connectors_reap(&rt.paths);
     if (fail_interrupted_syncs(&db, &err))
         goto fail;

@@ -40,14 +40,20 @@ static const body_fields fields[] = {
     {"GET", "/api/sync/manifest", NULL, "tables:object!,count:integer!,server_time:string!"},
     {"POST", "/api/admin/register-table",
      "name:string!,source_type:string,bucket:string,source_table:string,source_query:string,query_mode:string,"
-     "sync_schedule:string,description:string,primary_key:array,folder:string,sync_strategy:string,profile_after_sync:boolean",
+     "sync_schedule:string,description:string,primary_key:array,folder:string,sync_strategy:string,profile_after_sync:boolean,"
+     "incremental_window_days:integer,where_filters:array,partition_by:string,partition_granularity:string,"
+     "initial_load_chunk_days:integer",
      "201 id:string!,name:string!,status:string!"},
     {"GET", "/api/admin/registry", NULL, "tables:array!,count:integer!"},
     {"POST", "/api/admin/configure",
      "data_source:string!,instance_name:string,postgres_dsn:string,postgres_host:string,postgres_port:integer,"
-     "postgres_database:string,postgres_user:string,postgres_password:string,postgres_sslmode:string",
+     "postgres_database:string,postgres_user:string,postgres_password:string,postgres_sslmode:string,"
+     "keboola_url:string,keboola_token:string",
      "status:string!,data_source:string!,connection:string!,saved:object,verified:object,next:string"},
-    {"POST", "/api/admin/discover-and-register", "query_mode:string,schemas:array,sync_schedule:string",
+    {"GET", "/api/admin/configure", NULL,
+     "data_source:string!,implied_by_environment:boolean!,configurable:array!,not_in_this_build:array,sources:array!"},
+    {"GET", "/api/admin/discover-tables", NULL, "source:string!,tables:array!,count:integer!"},
+    {"POST", "/api/admin/discover-and-register", "query_mode:string,schemas:array,tables:array,sync_schedule:string",
      "source:string!,registered:integer!,skipped:integer!,errors:integer!,tables:array!,skipped_tables:array,"
      "error_details:array"},
     {"POST", "/api/upload/sessions", NULL, "201 status:string!,file:string!,size_bytes:integer!", "name:string"},
@@ -59,7 +65,9 @@ static const body_fields fields[] = {
     {"GET", "/api/health/detailed", NULL, "status:string!,version:string!,channel:string!,schema:object,checks:object!"},
     {"PUT", "/api/admin/registry/{id}",
      "source_type:string,bucket:string,source_table:string,source_query:string,query_mode:string,sync_schedule:string,"
-     "description:string,primary_key:array,folder:string,sync_strategy:string,profile_after_sync:boolean",
+     "description:string,primary_key:array,folder:string,sync_strategy:string,profile_after_sync:boolean,"
+     "incremental_window_days:integer,where_filters:array,partition_by:string,partition_granularity:string,"
+     "initial_load_chunk_days:integer",
      "id:string!,updated:array!"},
     {"POST", "/api/admin/register-table/precheck",
      "name:string!,source_type:string,bucket:string,source_table:string,source_query:string,query_mode:string,"

@@ -157,7 +157,43 @@ static int check_row(http_context *ctx, json_t *row, http_response *resp)
         if (schedule_parse(schedule_text, &parsed, &err) != AGNES_OK)
             return unprocessable(resp, "%s", err.message);
     }
-    return check_source_type(ctx, json_string_value(json_object_get(row, "source_type")), resp);
+    if (check_source_type(ctx, json_string_value(json_object_get(row, "source_type")), resp))
+        return -1;
+    /* A built-in connector's own rules (strategies, filters, export specs). */
+    const connector_ops *ops = connector_find(json_string_value(json_object_get(row, "source_type")));
+    agnes_error err;
+    if (ops != NULL && ops->check_row != NULL && ops->check_row(row, &err) != AGNES_OK) {
+        http_respond_error(resp, 422, err.message, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+/* The per-table sync settings (the Keboola connector reads them; its
+ * check_row says what they may be): two day counts and where_filters, a
+ * list of Storage whereFilters. */
+static int merge_strategy_fields(json_t *body, json_t *row, json_t *updated, http_response *resp)
+{
+    static const char *const days[] = {"incremental_window_days", "initial_load_chunk_days"};
+    for (size_t i = 0; i < 2; i++) {
+        enum json_field_presence presence;
+        long long value = 0;
+        if (json_body_optional_int(body, days[i], i == 0 ? 0 : 1, 3650, &presence, &value, resp))
+            return -1;
+        if (presence == JSON_FIELD_ABSENT)
+            continue;
+        json_object_set_new(row, days[i], presence == JSON_FIELD_SET ? json_integer(value) : json_null());
+        json_array_append_new(updated, json_string(days[i]));
+    }
+    json_t *filters = json_object_get(body, "where_filters");
+    if (filters != NULL) {
+        if (!json_is_null(filters) && !json_is_array(filters))
+            return unprocessable(resp, "Field \"%s\" must be a list of filters {column, operator, values} or null.",
+                                 "where_filters");
+        json_object_set(row, "where_filters", json_array_size(filters) > 0 ? filters : json_null());
+        json_array_append_new(updated, json_string("where_filters"));
+    }
+    return 0;
 }
 
 /* Copy the request's optional fields into row (absent = untouched, null = cleared). */
@@ -176,7 +212,9 @@ static int merge_fields(json_t *body, json_t *row, json_t *updated, http_respons
                    {"query_mode", 32, "one of local, materialized, remote"},
                    {"sync_schedule", 200, NULL},
                    {"folder", 256, NULL},
-                   {"description", 4000, NULL}};
+                   {"description", 4000, NULL},
+                   {"partition_by", 256, NULL},
+                   {"partition_granularity", 16, NULL}};
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
         json_t *value = json_object_get(body, strings[i].name);
         const char *text = NULL;
@@ -203,6 +241,8 @@ static int merge_fields(json_t *body, json_t *row, json_t *updated, http_respons
         json_object_set_new(row, "primary_key", key ? key : json_null());
         json_array_append_new(updated, json_string("primary_key"));
     }
+    if (merge_strategy_fields(body, row, updated, resp))
+        return -1;
     enum json_field_presence presence;
     bool profile = true;
     if (json_body_optional_bool(body, "profile_after_sync", &presence, &profile, resp))

@@ -122,19 +122,23 @@ const route http_routes[] = {
     {"DELETE", "/api/admin/registry/{id}", registry_handle_delete, ROUTE_ADMIN,
      "Unregister a table (its sync state and files go too; built-in sources stop serving it at once)",
      ROUTE_BLOCKING},
+    {"GET", "/api/admin/configure", configure_handle_get, ROUTE_ADMIN,
+     "The data sources this build can configure (configurable, fields) and the current one (secrets only as set/unset)"},
     {"POST", "/api/admin/configure", configure_handle_post, ROUTE_ADMIN,
-     "Set the data source {data_source: postgres|local, postgres_dsn | postgres_host/port/database/user/password}; "
-     "credentials are tested before anything is saved",
+     "Set the data source {data_source: keboola|postgres|local, keboola_url + keboola_token | postgres_dsn | "
+     "postgres_host/port/database/user/password}; credentials are tested before anything is saved",
+     ROUTE_BLOCKING},
+    {"GET", "/api/admin/discover-tables", configure_handle_discover_list, ROUTE_ADMIN,
+     "The configured source's tables with the id each would get and whether it is registered; nothing is stored",
      ROUTE_BLOCKING},
     {"POST", "/api/admin/discover-and-register", configure_handle_discover, ROUTE_ADMIN,
-     "Register every table the configured source lists {query_mode?, schemas?, sync_schedule?}", ROUTE_BLOCKING},
+     "Register the tables the configured source lists {query_mode?, schemas?, tables?, sync_schedule?}",
+     ROUTE_BLOCKING},
     {"GET", "/api/admin/sources", setup_handle_sources, ROUTE_ADMIN,
      "Source types this build knows (which it can sync, their configure fields), custom connectors, the current "
      "configuration"},
     {"GET", "/api/admin/setup", setup_handle_state, ROUTE_ADMIN,
      "Where the first-run wizard stands (step 2-5 or done), derived from configuration, registry and sync state"},
-    {"GET", "/api/admin/discover-tables", setup_handle_discover, ROUTE_ADMIN,
-     "The configured source's tables with a suggested query mode, without registering them", ROUTE_BLOCKING},
     {"GET", "/api/admin/audit", audit_handle_list, ROUTE_ADMIN, "The audit log, newest first (limit, offset, action)"},
     /* Results behind handles, for agents (http/results.h). */
     {"POST", "/api/results", results_handle_create, ROUTE_USER,

@@ -25,6 +25,7 @@
 int sync_runs_init(sync_runs *runs)
 {
     memset(runs, 0, sizeof *runs);
+    runs->discovery_attempted_at = -1;
     runs->runs = json_array();
     return runs->runs != NULL && pthread_mutex_init(&runs->lock, NULL) == 0 ? 0 : -1;
 }
@@ -170,6 +171,12 @@ static void discover_first(run_job *job)
         log_warn("msg=\"auto-discovery failed\" source=%s detail=\"%s\"", job->discover_source, err.message);
     } else {
         json_object_set(run, "discovered", summary);
+        char note[300];
+        snprintf(note, sizeof note,
+                 "Nothing was registered for the configured source '%s': its tables were discovered, %lld registered "
+                 "and synced in this run (auto-discovery).",
+                 job->discover_source, (long long)json_integer_value(json_object_get(summary, "registered")));
+        json_object_set_new(run, "message", json_string(note));
         size_t i;
         json_t *row;
         json_array_foreach(all, i, row) {
@@ -392,10 +399,8 @@ void sync_handle_trigger(http_context *ctx, const http_request *req, http_respon
         return;
     }
     char discover[32] = "";
-    if (requested == NULL && json_array_size(rows) == 0 &&
-        source_settings_type(ctx->runtime, discover, sizeof discover, &err) == AGNES_OK &&
-        (connector_find(discover) == NULL || connector_find(discover)->discover == NULL))
-        discover[0] = '\0'; /* nothing registered and nothing to discover: an empty run */
+    if (requested != NULL || !discovery_wanted(ctx->runtime, rows, discover, sizeof discover))
+        discover[0] = '\0'; /* the configured source has tables registered, or cannot list them */
     if (start_run(ctx, rows, discover[0] ? discover : NULL, run_id, &err) != AGNES_OK) {
         http_respond_internal(resp, req, &err);
     } else {
@@ -466,10 +471,21 @@ void sync_schedule_tick(http_context *ctx)
                                 json_is_integer(failures) ? json_integer_value(failures) : 0, first_retry, now))
             json_array_append(due, row);
     }
+    /* A configured source with nothing registered: the default schedule's
+     * run discovers its tables first (at most once per due period). */
+    char discover[32] = "";
+    schedule fallback_schedule;
+    if (fallback[0] != '\0' && schedule_parse(fallback, &fallback_schedule, &err) == AGNES_OK &&
+        discovery_wanted(ctx->runtime, rows, discover, sizeof discover) &&
+        busy_with(ctx->sync_runs, discover) == NULL &&
+        schedule_is_due(&fallback_schedule, ctx->sync_runs->discovery_attempted_at, now))
+        ctx->sync_runs->discovery_attempted_at = now;
+    else
+        discover[0] = '\0';
     pthread_mutex_unlock(&ctx->sync_runs->lock);
     char run_id[40];
-    if (json_array_size(due) > 0) {
-        if (start_run(ctx, due, NULL, run_id, &err) != AGNES_OK)
+    if (json_array_size(due) > 0 || discover[0] != '\0') {
+        if (start_run(ctx, due, discover[0] ? discover : NULL, run_id, &err) != AGNES_OK)
             log_warn("msg=\"scheduler cannot start a run\" detail=\"%s\"", err.message);
         else
             log_info("msg=\"scheduled sync started\" run_id=%s tables=%zu", run_id, json_array_size(due));

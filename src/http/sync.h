@@ -14,6 +14,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 
 #include "http/http.h"
 
@@ -27,6 +28,7 @@ typedef struct sync_runs {
     char busy_run[SYNC_BUSY_MAX][40];  /* ... and by which run */
     int running_threads;
     atomic_bool stopping; /* set at shutdown: connectors are stopped */
+    int64_t discovery_attempted_at; /* unix seconds of the scheduler's last auto-discovery run, -1 never */
 } sync_runs;
 
 int sync_runs_init(sync_runs *runs);

@@ -123,6 +123,14 @@ static const migration migrations[] = {
              " FROM resource_grants;"
              "DROP TABLE resource_grants;"
              "ALTER TABLE resource_grants_new RENAME TO resource_grants;"},
+    /* 10 */ {"registry_sync_strategies",
+             /* The original's per-table sync settings (its registry v26), used by
+              * the Keboola connector; where_filters is a JSON array as text. */
+             "ALTER TABLE table_registry ADD COLUMN incremental_window_days INTEGER;"
+             "ALTER TABLE table_registry ADD COLUMN where_filters VARCHAR;"
+             "ALTER TABLE table_registry ADD COLUMN partition_by VARCHAR;"
+             "ALTER TABLE table_registry ADD COLUMN partition_granularity VARCHAR;"
+             "ALTER TABLE table_registry ADD COLUMN initial_load_chunk_days INTEGER;"},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))

@@ -9,7 +9,9 @@
 /* Editable columns, in the order they are bound ($2.. after the id). */
 static const char *const editable[] = {"name",        "source_type",   "bucket",   "source_table",
                                        "source_query", "sync_strategy", "query_mode", "sync_schedule",
-                                       "profile_after_sync", "primary_key", "folder",  "description"};
+                                       "profile_after_sync", "primary_key", "folder",  "description",
+                                       "incremental_window_days", "where_filters", "partition_by",
+                                       "partition_granularity", "initial_load_chunk_days"};
 #define EDITABLE_COUNT (sizeof editable / sizeof editable[0])
 
 /* primary_key is read with TRY_CAST: versions before 2026.05 cut a long
@@ -18,11 +20,13 @@ static const char *const editable[] = {"name",        "source_type",   "bucket",
 static const char select_columns[] =
     "SELECT id, name, source_type, bucket, source_table, source_query, sync_strategy, query_mode, sync_schedule,"
     " profile_after_sync, TRY_CAST(primary_key AS JSON) AS primary_key, folder, description, registered_by,"
-    " registered_at FROM table_registry";
+    " registered_at, incremental_window_days, CAST(where_filters AS JSON) AS where_filters, partition_by,"
+    " partition_granularity, initial_load_chunk_days FROM table_registry";
 
 /* The row's value for a column as bound text: NULL for absent/null, the
  * string itself, or (*owned, caller frees) the JSON text of anything else,
- * whole: a value is stored as sent or not at all. */
+ * whole: a value is stored as sent or not at all (a where_filters list can
+ * be long: no fixed buffer truncates it). */
 static const char *text_of(const json_t *row, const char *key, char **owned)
 {
     const json_t *value = json_object_get(row, key);
@@ -70,8 +74,10 @@ int registry_insert(duckdb_connection conn, const json_t *row, agnes_error *err)
     return bind_and_run(conn,
                         "INSERT INTO table_registry (id, name, source_type, bucket, source_table, source_query,"
                         " sync_strategy, query_mode, sync_schedule, profile_after_sync, primary_key, folder,"
-                        " description, registered_by) VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, 'full_refresh'),"
-                        " $8, $9, coalesce(CAST($10 AS BOOLEAN), true), $11, $12, $13, $14)",
+                        " description, incremental_window_days, where_filters, partition_by, partition_granularity,"
+                        " initial_load_chunk_days, registered_by) VALUES ($1, $2, $3, $4, $5, $6,"
+                        " coalesce($7, 'full_refresh'), $8, $9, coalesce(CAST($10 AS BOOLEAN), true), $11, $12, $13,"
+                        " CAST($14 AS INTEGER), $15, $16, $17, CAST($18 AS INTEGER), $19)",
                         id, row, json_string_value(json_object_get(row, "registered_by")), err);
 }
 
@@ -85,7 +91,9 @@ int registry_update(duckdb_connection conn, const char *id, const json_t *row, a
                         "UPDATE table_registry SET name = $2, source_type = $3, bucket = $4, source_table = $5,"
                         " source_query = $6, sync_strategy = coalesce($7, 'full_refresh'), query_mode = $8,"
                         " sync_schedule = $9, profile_after_sync = coalesce(CAST($10 AS BOOLEAN), true),"
-                        " primary_key = $11, folder = $12, description = $13 WHERE id = $1",
+                        " primary_key = $11, folder = $12, description = $13,"
+                        " incremental_window_days = CAST($14 AS INTEGER), where_filters = $15, partition_by = $16,"
+                        " partition_granularity = $17, initial_load_chunk_days = CAST($18 AS INTEGER) WHERE id = $1",
                         id, row, NULL, err);
 }
 

@@ -51,6 +51,86 @@ static void sweep_dir(const char *dir)
         closedir(d);
 }
 
+/* The work dirs of killed runs of source in tmp/. */
+static void sweep_work_dirs(const char *tmp, const char *source)
+{
+    DIR *d = opendir(tmp);
+    struct dirent *entry;
+    char prefix[128];
+    snprintf(prefix, sizeof prefix, "sync-%s-run_", source);
+    while (d != NULL && (entry = readdir(d)) != NULL) {
+        if (strncmp(entry->d_name, prefix, strlen(prefix)) == 0) {
+            char path[AGNES_PATH_MAX + 300];
+            agnes_error ignored;
+            snprintf(path, sizeof path, "%s/%s", tmp, entry->d_name);
+            if (util_remove_tree(path, &ignored) == AGNES_OK)
+                log_info("msg=\"swept a killed sync's work directory\" path=\"%s\"", path);
+        }
+    }
+    if (d != NULL)
+        closedir(d);
+}
+
+/* Temp entries in the per-table directories of data/ (partitions). */
+static void sweep_table_dirs(const char *data_dir)
+{
+    DIR *d = opendir(data_dir);
+    struct dirent *entry;
+    while (d != NULL && (entry = readdir(d)) != NULL) {
+        char path[AGNES_PATH_MAX + 300];
+        if (entry->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "%s/%s", data_dir, entry->d_name);
+        if (!util_is_directory(path))
+            continue;
+        DIR *inner = opendir(path);
+        struct dirent *item;
+        while (inner != NULL && (item = readdir(inner)) != NULL) {
+            if (strncmp(item->d_name, ".tmp-run_", 9) != 0 && strstr(item->d_name, ".tmp-run_") == NULL)
+                continue;
+            char victim[AGNES_PATH_MAX + 600];
+            agnes_error ignored;
+            snprintf(victim, sizeof victim, "%s/%s", path, item->d_name);
+            if (util_is_directory(victim) ? util_remove_tree(victim, &ignored) == AGNES_OK : unlink(victim) == 0)
+                log_info("msg=\"swept a killed sync's temp file\" path=\"%s\"", victim);
+        }
+        if (inner != NULL)
+            closedir(inner);
+    }
+    if (d != NULL)
+        closedir(d);
+}
+
+void builtin_sync_sweep(const agnes_paths *paths)
+{
+    char extracts[AGNES_PATH_MAX], tmp[AGNES_PATH_MAX];
+    agnes_error err;
+    if (paths_data_file(paths, DATA_EXTRACTS_DIR, extracts, sizeof extracts, &err) ||
+        paths_data_file(paths, DATA_TMP_DIR, tmp, sizeof tmp, &err))
+        return;
+    DIR *d = opendir(extracts);
+    struct dirent *entry;
+    while (d != NULL && (entry = readdir(d)) != NULL) {
+        char source_dir[AGNES_PATH_MAX + 300], data_dir[AGNES_PATH_MAX + 310];
+        if (entry->d_name[0] == '.' || !contract_is_identifier(entry->d_name))
+            continue;
+        snprintf(source_dir, sizeof source_dir, "%s/%s", extracts, entry->d_name);
+        if (!util_is_directory(source_dir))
+            continue;
+        int lock = sync_source_lock(paths, entry->d_name, false);
+        if (lock < 0) /* an `agnes sync` is running it: its files are live */
+            continue;
+        snprintf(data_dir, sizeof data_dir, "%s/data", source_dir);
+        sweep_dir(source_dir);
+        sweep_dir(data_dir);
+        sweep_table_dirs(data_dir);
+        sweep_work_dirs(tmp, entry->d_name);
+        close(lock);
+    }
+    if (d != NULL)
+        closedir(d);
+}
+
 static int prepare_dirs(const agnes_paths *paths, const char *source, const char *run_id, source_dirs *dirs,
                         agnes_error *err)
 {
@@ -67,21 +147,8 @@ static int prepare_dirs(const agnes_paths *paths, const char *source, const char
         return err->code;
     sweep_dir(dirs->source_dir);
     sweep_dir(dirs->data_dir);
-    /* work dirs of killed runs of this source */
-    DIR *d = opendir(tmp);
-    struct dirent *entry;
-    char prefix[128];
-    snprintf(prefix, sizeof prefix, "sync-%s-run_", source);
-    while (d != NULL && (entry = readdir(d)) != NULL) {
-        if (strncmp(entry->d_name, prefix, strlen(prefix)) == 0) {
-            char path[AGNES_PATH_MAX + 300];
-            agnes_error ignored;
-            snprintf(path, sizeof path, "%s/%s", tmp, entry->d_name);
-            util_remove_tree(path, &ignored);
-        }
-    }
-    if (d != NULL)
-        closedir(d);
+    sweep_table_dirs(dirs->data_dir);
+    sweep_work_dirs(tmp, source);
     return util_mkdir_p(dirs->work_dir, 0700, err);
 }
 
@@ -100,8 +167,8 @@ static json_t *sync_table(const connector_ops *ops, const connector_settings *se
     snprintf(final, sizeof final, "%s/%s.parquet", dirs->data_dir, id);
     snprintf(tmp, sizeof tmp, "%s.tmp-%s", final, run_id);
     json_t *notes = json_array();
-    connector_job job = {.row = row, .parquet_path = tmp, .work_dir = dirs->work_dir, .cancel = cancel,
-                         .notes = notes};
+    connector_job job = {.row = row, .parquet_path = tmp, .published_path = final, .run_id = run_id,
+                         .work_dir = dirs->work_dir, .cancel = cancel, .notes = notes};
     double started = util_monotonic_ms();
     long long rows = 0;
     agnes_error err;

@@ -36,4 +36,9 @@ int builtin_sync_source(agnes_runtime *rt, system_db *db, const connector_ops *o
 int builtin_republish_source(agnes_runtime *rt, system_db *db, const connector_ops *ops, const char *source,
                              agnes_error *err);
 
+/* At start: temp files and work directories of killed runs of every
+ * source not locked by a running `agnes sync` (SPEC §15: the next start
+ * recovers without a person). */
+void builtin_sync_sweep(const agnes_paths *paths);
+
 #endif

@@ -2,7 +2,7 @@
 
 #include <string.h>
 
-static const connector_ops *const builtin[] = {&postgres_connector};
+static const connector_ops *const builtin[] = {&postgres_connector, &keboola_connector};
 
 const connector_ops *connector_find(const char *type)
 {

@@ -24,7 +24,8 @@
 typedef struct discovery_options {
     const char *query_mode;    /* "local" (default) or "remote" */
     const char *sync_schedule; /* NULL: none */
-    const json_t *schemas;     /* array of schema names to keep; NULL: all */
+    const json_t *schemas;     /* array of schema (bucket) names to keep; NULL: all */
+    const json_t *tables;      /* array of ids or "<schema>.<table>" to keep; NULL: all */
     const char *registered_by;
 } discovery_options;
 
@@ -38,7 +39,22 @@ typedef struct discovery_options {
 int discovery_register(agnes_runtime *rt, system_db *db, const discovery_options *options, json_t **summary,
                        agnes_error *err);
 
-/* The id a discovered schema.table gets (see above). */
+/* The configured source's tables without registering anything, for an
+ * admin (or the wizard) to choose from.  *listing (new reference):
+ * {source, count, tables: [the connector's entries with id and
+ * registration: new | registered | id_taken | collision]}.  Errors as
+ * discovery_register. */
+int discovery_list(agnes_runtime *rt, system_db *db, json_t **listing, agnes_error *err);
+
+/* Whether a sync of every table should first discover the configured
+ * source's tables: it can list tables and none of registry_rows is its
+ * (the seed's "KEBOOLA_STORAGE_TOKEN -> auto-discovers tables on first
+ * sync"; tables of other sources do not count).  type receives the
+ * source. */
+bool discovery_wanted(agnes_runtime *rt, const json_t *registry_rows, char *type, size_t type_size);
+
+/* The id a discovered schema.table gets (see above; a connector may propose
+ * its own, e.g. Keboola's stage_bucket_table). */
 void discovery_table_id(const char *schema, const char *table, char *id, size_t id_size);
 
 #endif

@@ -105,7 +105,7 @@ def test_configure_tests_credentials_before_saving_anything(agnes, fresh_db, wor
         r = call(server, "POST", "/api/admin/configure", token, json={"data_source": "postgres", **fields})
         assert r.status_code == status and words in r.json()["detail"], (fields, r.text)
         assert "unterminated" not in r.text  # the connection string is never echoed
-    r = call(server, "POST", "/api/admin/configure", token, json={"data_source": "keboola"})
+    r = call(server, "POST", "/api/admin/configure", token, json={"data_source": "bigquery"})
     assert r.status_code == 422 and "postgres" in r.json()["detail"]
     assert not (workdir / "state" / "instance.yaml").exists() and not (workdir / "state" / ".env_overlay").exists()
     assert call(server, "POST", "/api/admin/discover-and-register", token).status_code == 400

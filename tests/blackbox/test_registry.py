@@ -79,7 +79,7 @@ def test_bad_registrations_say_what_to_fix(admin, body, status, words):
 def test_duplicates_and_names_owned_by_another_source_are_409(admin, workdir):
     server, token = admin
     assert register(server, token, name="events", source_type="postgres").status_code == 201
-    dup = register(server, token, name="Events", source_type="keboola")
+    dup = register(server, token, name="Events", source_type="keboola", bucket="in.c-x", source_table="events")
     assert dup.status_code == 409 and dup.json()["detail"] == "Table 'events' already registered"
     make_extract(extracts(workdir), "shop", rows=(("orders", "local"),))
     assert call(server, "POST", "/api/admin/rebuild", token).status_code == 200

@@ -191,7 +191,8 @@ def test_sources_lists_what_this_build_can_sync_and_the_custom_connectors(server
     by_type = {s["type"]: s for s in body["sources"]}
     assert by_type["postgres"]["available"] is True and by_type["postgres"]["can_discover"] is True
     assert {f["name"] for f in by_type["postgres"]["fields"]} >= {"postgres_host", "postgres_database", "postgres_user"}
-    assert by_type["keboola"]["available"] is False and "no Keboola connector" in by_type["keboola"]["reason"]
+    assert by_type["keboola"]["available"] is True  # the Keboola connector is built in
+    assert {f["name"] for f in by_type["keboola"]["fields"]} >= {"keboola_url", "keboola_token"}
     assert by_type["local"]["available"] is True
     assert by_type["demo"]["available"] is False and "AGNES_DEMO" in by_type["demo"]["reason"]
     assert by_type["custom"]["connectors"] == [{"name": "crm", "path": str(connectors / "crm" / "extract"),
@@ -207,7 +208,7 @@ def test_the_wizard_step_follows_real_state_for_files_and_the_demo(server_factor
     state = call(server, "GET", "/api/admin/setup", token).json()
     assert state["step"] == "2" and state["done"] is False and state["catalog"] == {"demo": 3}
     r = call(server, "GET", "/api/admin/discover-tables", token)
-    assert r.status_code == 400 and "cannot list its tables" in r.json()["detail"]
+    assert r.status_code == 400 and "cannot list tables" in r.json()["detail"] and "/api/admin/configure" in r.json()["detail"]
     assert call(server, "POST", "/api/admin/configure", token, json={"data_source": "local"}).status_code == 200
     state = call(server, "GET", "/api/admin/setup", token).json()
     assert state["step"] == "done" and state["source"] == "demo"
