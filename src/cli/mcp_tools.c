@@ -132,6 +132,14 @@ static void local_note(result_page *page, const char *handle, const char *path, 
     util_utc_iso(expires, until);
     json_object_set_new(page->meta, "handle", handle ? json_string(handle) : json_null());
     json_object_set_new(page->meta, "expires_at", handle ? json_string(until) : json_null());
+    long long cut = (long long)json_integer_value(json_object_get(page->meta, "cut_values"));
+    if (handle != NULL && cut > 0) { /* values cut in the page (engine/result_handle.h): the file has them whole */
+        snprintf(note, sizeof note,
+                 "%lld value(s) longer than %lld characters were cut (they end in \"...[cut: ...]\"). The whole "
+                 "values are in %s (read it with DuckDB: read_parquet).",
+                 cut, (long long)json_integer_value(json_object_get(page->meta, "cell_max_chars")), path);
+        json_object_set_new(page->meta, "cut_note", json_string(note));
+    }
     if (handle == NULL || !json_is_integer(next))
         return;
     long long from = (long long)json_integer_value(json_object_get(page->meta, "offset"));
@@ -227,7 +235,9 @@ static char *local_query(mcp_stdio *state, const char *sql, long long limit, lon
         unlink(path);
         goto done;
     }
-    bool rest = json_is_true(json_object_get(page.meta, "truncated"));
+    /* Kept when rows remain or values were cut: the file is where the whole values are. */
+    bool rest = json_is_true(json_object_get(page.meta, "truncated")) ||
+                json_integer_value(json_object_get(page.meta, "cut_values")) > 0;
     if (!rest) {
         unlink(path);
     } else if (shape != NULL && json_dump_file(shape, types_path, JSON_COMPACT) != 0) {

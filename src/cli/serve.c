@@ -280,8 +280,13 @@ int command_serve(int argc, char **argv)
     if (query_pool_init(&queries, &catalog_reader, &rt.credentials, &rt.paths, &query_options, &err))
         goto fail;
     state.context.queries = &queries;
-    if (result_store_init(&results, &rt.paths, config_get_int(&rt.config, CFG_RESULT_TTL),
-                          config_get_int(&rt.config, CFG_RESULT_MAX_BYTES_PER_USER), &err))
+    result_limits result_bounds = {
+        .ttl_seconds = config_get_int(&rt.config, CFG_RESULT_TTL),
+        .max_bytes_per_user = config_get_int(&rt.config, CFG_RESULT_MAX_BYTES_PER_USER),
+        .max_bytes_total = config_get_int(&rt.config, CFG_RESULT_MAX_BYTES_TOTAL),
+        .min_free_bytes = config_get_int(&rt.config, CFG_RESULT_MIN_FREE_BYTES),
+    };
+    if (result_store_init(&results, &rt.paths, &result_bounds, &err))
         goto fail;
     state.context.results = &results;
     if ((sessions = mcp_sessions_new()) == NULL) {

@@ -140,8 +140,19 @@ static const config_key_spec specs[CFG_KEY_COUNT] = {
     [CFG_RESULT_MAX_BYTES_PER_USER] = {"results.max_bytes_per_user", "AGNES_RESULT_MAX_BYTES_PER_USER", CONFIG_INT,
                                        "2147483648", 1048576, (1LL << 40), NULL, false,
                                        "Disk the result handles of one user may take; the oldest go first"},
+    [CFG_RESULT_MAX_BYTES_TOTAL] = {"results.max_bytes_total", "AGNES_RESULT_MAX_BYTES_TOTAL", CONFIG_INT,
+                                    "21474836480", 0, (1LL << 50), NULL, false,
+                                    "Disk all users' result handles may take together; a result that would pass it "
+                                    "is stopped (503); 0: no total"},
+    [CFG_RESULT_MIN_FREE_BYTES] = {"results.min_free_bytes", "AGNES_RESULT_MIN_FREE_BYTES", CONFIG_INT, "268435456",
+                                   0, (1LL << 50), NULL, false,
+                                   "Free disk a result write always leaves on DATA_DIR's disk; it is stopped "
+                                   "before (503); 0: no floor"},
     [CFG_MCP_ALLOWED_ORIGINS] = {"mcp.allowed_origins", "AGNES_MCP_ALLOWED_ORIGINS", CONFIG_STRING, "", 0, 0, NULL,
                                  false, "Comma-separated browser origins /mcp accepts besides DOMAIN and loopback"},
+    [CFG_MCP_MAX_BATCH] = {"mcp.max_batch", "AGNES_MCP_MAX_BATCH", CONFIG_INT, "16", 1, 1000, NULL, false,
+                           "Messages one /mcp JSON-RPC batch may hold; the batch also stops starting calls after "
+                           "query.timeout_seconds"},
     [CFG_UPLOAD_MAX_BYTES] = {"upload.max_bytes", "AGNES_UPLOAD_MAX_BYTES", CONFIG_INT, "1073741824", 1,
                               (1LL << 40), NULL, false, "Largest file POST /api/upload/tables accepts (413 beyond)"},
     [CFG_UPLOAD_SESSION_MAX_BYTES] = {"upload.max_session_bytes", "AGNES_UPLOAD_SESSION_MAX_BYTES", CONFIG_INT,

@@ -71,9 +71,10 @@ int query_run_start(query_pool *pool, const query_request *request, query_run **
     int rc = query_pool_acquire(pool, &request->caller, &run->slot, err);
     json_t *query = NULL;
     if (rc == AGNES_OK) {
-        query = json_pack("{s:s, s:I, s:s, s:s, s:b}", "sql", request->sql, "limit", (json_int_t)request->limit,
+        query = json_pack("{s:s, s:I, s:s, s:s, s:b, s:I}", "sql", request->sql, "limit", (json_int_t)request->limit,
                           "format", query_format_name(request->format), "request_id",
-                          request->request_id ? request->request_id : "", "exact", request->exact);
+                          request->request_id ? request->request_id : "", "exact", request->exact, "max_bytes",
+                          (json_int_t)request->max_bytes);
         rc = query ? query_frame_write_json(run->slot->worker.fd, QUERY_FRAME_QUERY, query, err)
                    : agnes_error_set(err, AGNES_ERR_INVALID, "Field \"sql\" must be valid UTF-8 text.");
         json_decref(query);

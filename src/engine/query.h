@@ -40,6 +40,9 @@ typedef struct query_request {
      * (HUGEINT, TIMETZ, ...) are written as text and repeated names kept;
      * query_run_shape() then says how to read the file back. */
     bool exact;
+    /* Parquet only: the most bytes the worker may write for it, result and
+     * spill files each (0: no bound); see QUERY_OVER_MAX_BYTES. */
+    long long max_bytes;
 } query_request;
 
 typedef struct query_run query_run;

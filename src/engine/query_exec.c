@@ -1,6 +1,8 @@
 #include "engine/query_exec.h"
 
 #include <errno.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -239,6 +241,20 @@ static char *bare_select(const char *sql)
     return copy;
 }
 
+/* DuckDB's "LINE n:" in an error about the COPY below counts our first
+ * line: give the caller the line of their own SQL, as /api/query does. */
+static void caller_line(agnes_error *err)
+{
+    char *line = strstr(err->message, "LINE ");
+    char *end = NULL;
+    long n = line ? strtol(line + 5, &end, 10) : 0;
+    if (n < 2 || end == NULL || *end != ':')
+        return;
+    char rest[AGNES_ERROR_MESSAGE_MAX];
+    snprintf(rest, sizeof rest, "%s", end);
+    snprintf(line, sizeof err->message - (size_t)(line - err->message), "LINE %ld%s", n - 1, rest);
+}
+
 /* COPY (SELECT * FROM (<select>) LIMIT rows) TO path: the rows written. */
 static int copy_to(query_exec *run, const char *select, long long rows, const char *path, long long *written,
                    agnes_error *err)
@@ -253,8 +269,10 @@ static int copy_to(query_exec *run, const char *select, long long rows, const ch
     int rc = strbuf_failed(&sql) ? agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory")
                                  : prepare(run, sql.data, DUCKDB_STATEMENT_TYPE_COPY, err);
     strbuf_free(&sql);
-    if (rc != AGNES_OK)
+    if (rc != AGNES_OK) {
+        caller_line(err);
         return rc;
+    }
     duckdb_result result;
     if (duckdb_execute_prepared(run->statement, &result) != DuckDBSuccess)
         rc = engine_error(duckdb_result_error(&result), err);
@@ -265,12 +283,42 @@ static int copy_to(query_exec *run, const char *select, long long rows, const ch
     return rc;
 }
 
+/* Bound every file the COPY writes to max_bytes (RLIMIT_FSIZE, restored
+ * by copy_bound_end): a write past it fails with EFBIG instead of filling
+ * the disk - DuckDB's parquet writer gives no other way to stop at a size.
+ * The worker process runs one query at a time, so the limit touches no
+ * other query; SIGXFSZ is ignored so the write fails instead of killing
+ * the worker. */
+static bool copy_bound_start(long long max_bytes, struct rlimit *saved)
+{
+    struct rlimit bound;
+    if (max_bytes <= 0 || getrlimit(RLIMIT_FSIZE, saved) != 0)
+        return false;
+    bound = *saved;
+    if (bound.rlim_max != RLIM_INFINITY && (rlim_t)max_bytes > bound.rlim_max)
+        return false;
+    bound.rlim_cur = (rlim_t)max_bytes;
+    signal(SIGXFSZ, SIG_IGN);
+    return setrlimit(RLIMIT_FSIZE, &bound) == 0;
+}
+
+static int copy_bound_end(bool bounded, const struct rlimit *saved, long long max_bytes, int rc, agnes_error *err)
+{
+    if (bounded)
+        setrlimit(RLIMIT_FSIZE, saved);
+    if (bounded && rc != AGNES_OK && strstr(err->message, strerror(EFBIG)) != NULL) /* DuckDB: "...: File too large" */
+        return agnes_error_set(err, AGNES_ERR_INVALID, QUERY_OVER_MAX_BYTES " (%lld bytes).", max_bytes);
+    return rc;
+}
+
 static int start_parquet(query_exec *run, const query_exec_request *request, agnes_error *err)
 {
     char *select = bare_select(request->sql);
     long long written = 0;
+    struct rlimit saved;
     if (select == NULL)
         return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+    bool bounded = copy_bound_start(request->max_bytes, &saved);
     /* One row more than asked for tells whether the result was cut. */
     int rc = copy_to(run, select, request->limit + 1, request->result_path, &written, err);
     free(select);
@@ -287,6 +335,7 @@ static int start_parquet(query_exec *run, const query_exec_request *request, agn
         path = request->result_cut_path;
         run->truncated = true;
     }
+    rc = copy_bound_end(bounded, &saved, request->max_bytes, rc, err);
     if (rc != AGNES_OK)
         return rc;
     run->rows = written;

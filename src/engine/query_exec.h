@@ -50,7 +50,16 @@ typedef struct query_exec_request {
     query_format format;
     const char *result_path;     /* parquet: where COPY writes (allowed by the engine) */
     const char *result_cut_path; /* parquet: the copy cut at the limit */
+    /* parquet: no file this run writes (the result, the cut, spill) may pass
+     * this many bytes (0: no bound); past it the run fails with an error
+     * whose sentence starts with QUERY_OVER_MAX_BYTES. */
+    long long max_bytes;
 } query_exec_request;
+
+/* How the error of a run that passed max_bytes begins (result handles
+ * recognise it and answer with their own setting's name). */
+#define QUERY_OVER_MAX_BYTES "The result passed the disk bound of its run"
+
 
 typedef struct query_exec query_exec;
 

@@ -377,6 +377,7 @@ int query_engine_run(query_engine *engine, const json_t *query, bool guard, int 
         .format = QUERY_FORMAT_JSON,
         .result_path = engine->result_path,
         .result_cut_path = engine->result_cut_path,
+        .max_bytes = json_integer_value(json_object_get(query, "max_bytes")),
     };
     query_format_parse(text_field(query, "format", "json"), &request.format);
     bool exact = request.format == QUERY_FORMAT_PARQUET && json_is_true(json_object_get(query, "exact"));

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "core/strbuf.h"
@@ -276,6 +277,58 @@ static int describe_columns(duckdb_result *result, json_t *columns, json_t *type
     return rc;
 }
 
+/* Bytes of the UTF-8 sequence that starts with lead (1 for a stray byte). */
+static size_t utf8_length(unsigned char lead)
+{
+    return lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+}
+
+/* Append to row, in place of the JSON value in cell (longer than max
+ * characters), a JSON string: the value's first characters and a marker
+ * saying it was cut.  A string keeps its own text (cut between characters
+ * and escapes, never inside one); another value (a list, a struct) becomes
+ * its JSON text as a string.  The whole value is in the handle's
+ * download (result_page_describe's note says where). */
+static void cut_cell(strbuf *row, const strbuf *cell, long long max)
+{
+    char marker[160];
+    snprintf(marker, sizeof marker, "...[cut: longer than %lld characters; the whole value is in this result's download]",
+             max);
+    const char *text = cell->data;
+    size_t at = 1, limit = (size_t)max;
+    if (text[0] == '"') {
+        while (at < cell->len - 1) {
+            size_t step = utf8_length((unsigned char)text[at]);
+            if (text[at] == '\\') /* an escape whole; a surrogate pair's two together */
+                step = text[at + 1] != 'u' ? 2
+                       : (text[at + 2] == 'd' || text[at + 2] == 'D') && strchr("89abAB", text[at + 3]) ? 12
+                                                                                                          : 6;
+            if (at + step > limit)
+                break;
+            at += step;
+        }
+        strbuf_append(row, text, at);
+        strbuf_append_str(row, marker); /* plain ASCII: no quote or backslash to escape */
+        strbuf_append_char(row, '"');
+        return;
+    }
+    for (at = 0; at < cell->len;) {
+        size_t step = utf8_length((unsigned char)text[at]);
+        if (at + step > limit)
+            break;
+        at += step;
+    }
+    strbuf joined;
+    strbuf_init(&joined);
+    strbuf_append(&joined, text, at);
+    strbuf_append_str(&joined, marker);
+    if (!strbuf_failed(&joined))
+        strbuf_append_json_string(row, joined.data, joined.len);
+    else
+        strbuf_append_str(row, "null");
+    strbuf_free(&joined);
+}
+
 int result_page_read(duckdb_connection conn, const char *parquet_path, const json_t *shape, long long offset,
                      long long limit, long long max_chars, result_page *page, agnes_error *err)
 {
@@ -290,8 +343,9 @@ int result_page_read(duckdb_connection conn, const char *parquet_path, const jso
     bool has_result = false;
     json_t *columns = json_array(), *types = json_array();
     duckdb_logical_type *logical = NULL;
-    strbuf *text = &page->rows, row;
+    strbuf *text = &page->rows, row, cell;
     strbuf_init(&row);
+    strbuf_init(&cell);
     int rc = count_sql ? AGNES_OK : agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
     if (rc == AGNES_OK)
         rc = duck_query_int(conn, count_sql, &total, &found, err);
@@ -312,7 +366,12 @@ int result_page_read(duckdb_connection conn, const char *parquet_path, const jso
         rc = agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
     for (idx_t c = 0; rc == AGNES_OK && c < column_count; c++)
         logical[c] = duckdb_column_logical_type(&result, c);
-    long long count = 0;
+    long long count = 0, cut = 0;
+    /* A cell's share of the page: one huge value (a document, a blob) must
+     * not make the page - or the server's copy of it - unbounded. */
+    long long cell_max = column_count > 0 ? max_chars / (long long)column_count : max_chars;
+    if (cell_max < RESULT_CELL_MIN_CHARS)
+        cell_max = RESULT_CELL_MIN_CHARS;
     bool full = false;
     strbuf_append_char(text, '[');
     while (rc == AGNES_OK && !full) {
@@ -332,7 +391,14 @@ int result_page_read(duckdb_connection conn, const char *parquet_path, const jso
             for (idx_t c = 0; c < column_count; c++) {
                 if (c)
                     strbuf_append_char(&row, ',');
-                result_format_json(&row, vectors[c], logical[c], r);
+                strbuf_reset(&cell);
+                result_format_json(&cell, vectors[c], logical[c], r);
+                if ((long long)cell.len > cell_max) {
+                    cut_cell(&row, &cell, cell_max);
+                    cut++;
+                } else {
+                    strbuf_append(&row, cell.data, cell.len);
+                }
             }
             strbuf_append_char(&row, ']');
             /* Over the character budget: stop before this row, unless it is the first. */
@@ -347,14 +413,15 @@ int result_page_read(duckdb_connection conn, const char *parquet_path, const jso
         full = full || count >= limit;
     }
     strbuf_append_char(text, ']');
-    if (rc == AGNES_OK && (strbuf_failed(text) || strbuf_failed(&row)))
+    if (rc == AGNES_OK && (strbuf_failed(text) || strbuf_failed(&row) || strbuf_failed(&cell)))
         rc = agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory formatting the result");
     if (rc == AGNES_OK) {
         long long end = offset + count;
         json_t *next = end < total ? json_integer(end) : json_null();
-        page->meta = json_pack("{s:O, s:O, s:I, s:I, s:I, s:o, s:b}", "columns", columns, "types", types, "offset",
-                               (json_int_t)offset, "row_count", (json_int_t)count, "total_rows", (json_int_t)total,
-                               "next_offset", next, "truncated", end < total);
+        page->meta = json_pack("{s:O, s:O, s:I, s:I, s:I, s:o, s:b, s:I, s:I}", "columns", columns, "types", types,
+                               "offset", (json_int_t)offset, "row_count", (json_int_t)count, "total_rows",
+                               (json_int_t)total, "next_offset", next, "truncated", end < total, "cut_values",
+                               (json_int_t)cut, "cell_max_chars", (json_int_t)cell_max);
         if (page->meta == NULL)
             rc = agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
     }
@@ -368,6 +435,7 @@ int result_page_read(duckdb_connection conn, const char *parquet_path, const jso
     json_decref(columns);
     json_decref(types);
     strbuf_free(&row);
+    strbuf_free(&cell);
     free(count_sql);
     free(rows_sql);
     if (rc != AGNES_OK)
@@ -409,7 +477,24 @@ void result_page_describe(result_page *page, const char *handle, int64_t expires
     } else {
         json_object_set_new(meta, "expires_at", json_null());
     }
-    if (!json_is_integer(next))
+    long long cut = (long long)json_integer_value(json_object_get(meta, "cut_values"));
+    if (cut > 0) {
+        char cut_note[700];
+        if (handle != NULL)
+            snprintf(cut_note, sizeof cut_note,
+                     "%lld value(s) longer than %lld characters were cut (they end in \"...[cut: ...]\"). The whole "
+                     "values are in the download: GET /api/results/%s?format=parquet (or csv), or `agnes pull "
+                     "--result %s`.",
+                     cut, (long long)json_integer_value(json_object_get(meta, "cell_max_chars")), handle, handle);
+        else
+            snprintf(cut_note, sizeof cut_note,
+                     "%lld value(s) longer than %lld characters were cut (they end in \"...[cut: ...]\"); this result "
+                     "is too large to keep, so export it with POST /api/query and format csv or parquet for the whole "
+                     "values.",
+                     cut, (long long)json_integer_value(json_object_get(meta, "cell_max_chars")));
+        json_object_set_new(meta, "cut_note", json_string(cut_note));
+    }
+    if (!json_is_integer(next) && !json_is_true(json_object_get(meta, "truncated")))
         return;
     long long shown_from = (long long)json_integer_value(json_object_get(meta, "offset"));
     long long rows = (long long)json_integer_value(json_object_get(meta, "row_count"));
@@ -422,12 +507,18 @@ void result_page_describe(result_page *page, const char *handle, int64_t expires
                  "narrow the query (filters, aggregation).",
                  shown_from + (rows > 0), shown_from + rows, total, handle, until,
                  (long long)json_integer_value(next), handle, (long long)json_integer_value(next), handle, handle);
-    else
+    else if (json_is_integer(json_object_get(meta, "total_rows")))
         snprintf(note, sizeof note,
                  "Showing rows %lld-%lld of %lld. The full result is too large to keep for you "
                  "(results.max_bytes_per_user): narrow the query (filters, aggregation), or export it with POST "
                  "/api/query and format csv or parquet.",
                  shown_from + (rows > 0), shown_from + rows, total);
+    else /* over the cap: only the first page was run, the total is not known */
+        snprintf(note, sizeof note,
+                 "Showing rows %lld-%lld of more. The full result is larger than your result disk budget "
+                 "(results.max_bytes_per_user), so it was stopped there and not kept: narrow the query (filters, "
+                 "aggregation), or export it with POST /api/query and format csv or parquet.",
+                 shown_from + (rows > 0), shown_from + rows);
     json_object_set_new(meta, "note", json_string(note));
 }
 
@@ -438,12 +529,13 @@ static void file_path(const result_store *store, const char *handle, const char 
     snprintf(out, size, "%s/%s%s", store->dir, handle, suffix);
 }
 
-int result_store_init(result_store *store, const agnes_paths *paths, long long ttl_seconds, long long max_bytes_per_user,
-                      agnes_error *err)
+int result_store_init(result_store *store, const agnes_paths *paths, const result_limits *limits, agnes_error *err)
 {
     memset(store, 0, sizeof *store);
-    store->ttl_seconds = ttl_seconds;
-    store->max_bytes_per_user = max_bytes_per_user;
+    store->ttl_seconds = limits->ttl_seconds;
+    store->max_bytes_per_user = limits->max_bytes_per_user;
+    store->max_bytes_total = limits->max_bytes_total;
+    store->min_free_bytes = limits->min_free_bytes;
     if (paths_data_file(paths, DATA_RESULTS_DIR, store->dir, sizeof store->dir, err) != AGNES_OK ||
         util_mkdir_p(store->dir, 0700, err) != AGNES_OK)
         return err->code;
@@ -589,8 +681,21 @@ static json_t *records_of(const result_store *store, const char *user_id)
     return list;
 }
 
-/* Drop the user's oldest handles until `incoming` more bytes fit the cap. */
-static void evict_for(result_store *store, const char *user_id, long long incoming)
+/* Bytes of the live results of user_id (all users when NULL). */
+static long long bytes_of(const result_store *store, const char *user_id)
+{
+    json_t *list = records_of(store, user_id), *record;
+    long long total = 0;
+    size_t i;
+    json_array_foreach(list, i, record)
+        total += (long long)json_integer_value(json_object_get(record, "size_bytes"));
+    json_decref(list);
+    return total;
+}
+
+/* Drop the user's oldest handles until `incoming` more bytes fit within
+ * `room` (the user's cap, or less when the server-wide total is short). */
+static void evict_for(result_store *store, const char *user_id, long long incoming, long long room)
 {
     json_t *mine = records_of(store, user_id);
     long long total = incoming;
@@ -599,7 +704,7 @@ static void evict_for(result_store *store, const char *user_id, long long incomi
     json_array_foreach(mine, i, record)
         total += (long long)json_integer_value(json_object_get(record, "size_bytes"));
     json_array_foreach(mine, i, record) {
-        if (total <= store->max_bytes_per_user)
+        if (total <= room)
             break;
         total -= (long long)json_integer_value(json_object_get(record, "size_bytes"));
         remove_handle(store, json_string_value(json_object_get(record, "handle")));
@@ -607,8 +712,97 @@ static void evict_for(result_store *store, const char *user_id, long long incomi
     json_decref(mine);
 }
 
-/* Copy the stream into path; the byte count in *size. */
-static int copy_stream(const char *path, result_source_read read, void *cls, long long *size, agnes_error *err)
+/* Bytes free for this process on the disk of dir, or -1 when unknown. */
+static long long free_bytes(const char *dir)
+{
+    struct statvfs fs;
+    if (statvfs(dir, &fs) != 0)
+        return -1;
+    return (long long)fs.f_bavail * (long long)fs.f_frsize;
+}
+
+/* What one copy may write.  used_others: bytes of other users' results
+ * when it started (the user's own may still be evicted to make room). */
+typedef struct copy_bounds {
+    result_store *store;
+    long long user_cap, used_others;
+    bool over_cap;
+} copy_bounds;
+
+static long long human_mib(long long bytes)
+{
+    return (bytes + (1 << 20) - 1) >> 20;
+}
+
+int result_store_bound_error(const result_store *store, result_bound which, agnes_error *err)
+{
+    switch (which) {
+    case RESULT_BOUND_USER:
+        return agnes_error_set(err, AGNES_ERR_INVALID,
+                               "The result is larger than your result disk budget of %lld MiB "
+                               "(results.max_bytes_per_user), even for its first page. Narrow the query (filters, "
+                               "fewer columns, aggregation), ask for fewer rows (limit), or export it with POST "
+                               "/api/query and format csv or parquet.",
+                               human_mib(store->max_bytes_per_user));
+    case RESULT_BOUND_TOTAL:
+        return agnes_error_set(err, AGNES_ERR_STATE,
+                               "The server's result store is full (results.max_bytes_total = %lld MiB for all users' "
+                               "results). Try again once older results expire (results.ttl_seconds), narrow the "
+                               "query, or ask an admin to raise results.max_bytes_total.",
+                               human_mib(store->max_bytes_total));
+    default:
+        return agnes_error_set(err, AGNES_ERR_STATE,
+                               "The server's disk is almost full: results stop %lld MiB before it is "
+                               "(results.min_free_bytes). Narrow the query, or ask an admin to free disk space.",
+                               human_mib(store->min_free_bytes));
+    }
+}
+
+long long result_store_room(result_store *store, const char *user_id, result_bound *which)
+{
+    pthread_mutex_lock(&store->lock);
+    long long others = bytes_of(store, NULL) - bytes_of(store, user_id), writing = store->writing;
+    pthread_mutex_unlock(&store->lock);
+    long long room = store->max_bytes_per_user;
+    *which = RESULT_BOUND_USER;
+    if (store->max_bytes_total > 0 && store->max_bytes_total - others - writing < room) {
+        room = store->max_bytes_total - others - writing;
+        *which = RESULT_BOUND_TOTAL;
+    }
+    long long available = store->min_free_bytes > 0 ? free_bytes(store->dir) : -1;
+    if (available >= 0 && available - store->min_free_bytes < room) {
+        room = available - store->min_free_bytes;
+        *which = RESULT_BOUND_DISK;
+    }
+    return room > 0 ? room : 0;
+}
+
+/* Before writing n more bytes (size so far): AGNES_OK, or the bound it
+ * would pass.  Also counts them into store->writing, which the caller
+ * gives back. */
+static int within_bounds(copy_bounds *bounds, long long size, long long n, agnes_error *err)
+{
+    result_store *store = bounds->store;
+    if (size + n > bounds->user_cap) {
+        bounds->over_cap = true;
+        return result_store_bound_error(store, RESULT_BOUND_USER, err);
+    }
+    pthread_mutex_lock(&store->lock);
+    store->writing += n;
+    long long in_flight = store->writing;
+    pthread_mutex_unlock(&store->lock);
+    if (store->max_bytes_total > 0 && bounds->used_others + in_flight > store->max_bytes_total)
+        return result_store_bound_error(store, RESULT_BOUND_TOTAL, err);
+    long long available = store->min_free_bytes > 0 ? free_bytes(store->dir) : -1;
+    if (available >= 0 && available - n < store->min_free_bytes)
+        return result_store_bound_error(store, RESULT_BOUND_DISK, err);
+    return AGNES_OK;
+}
+
+/* Copy the stream into path, stopping at the first bound passed; the byte
+ * count in *size (store->writing holds it until the caller gives it back). */
+static int copy_stream(const char *path, result_source_read read, void *cls, copy_bounds *bounds, long long *size,
+                       agnes_error *err)
 {
     char *buffer = malloc(1 << 20);
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -627,6 +821,11 @@ static int copy_stream(const char *path, result_source_read read, void *cls, lon
         }
         if (n == 0)
             break;
+        if ((rc = within_bounds(bounds, *size, n, err)) != AGNES_OK) {
+            if (rc != AGNES_ERR_INVALID)
+                *size += n; /* counted into store->writing */
+            goto done;
+        }
         for (ssize_t done = 0; done < n;) {
             ssize_t w = write(fd, buffer + done, (size_t)(n - done));
             if (w < 0 && errno == EINTR)
@@ -634,6 +833,7 @@ static int copy_stream(const char *path, result_source_read read, void *cls, lon
             if (w <= 0) {
                 rc = agnes_error_set(err, AGNES_ERR_IO, "cannot write %s: %s (is the disk full?)", path,
                                      strerror(errno));
+                *size += n;
                 goto done;
             }
             done += w;
@@ -651,18 +851,27 @@ done:
 }
 
 int result_store_keep(result_store *store, const result_owner *owner, result_source_read read, void *cls,
-                      json_t **record, agnes_error *err)
+                      json_t **record, bool *over_cap, agnes_error *err)
 {
     char handle[RESULT_HANDLE_LEN + 1], part[AGNES_PATH_MAX + 64], final[AGNES_PATH_MAX + 64],
         record_path[AGNES_PATH_MAX + 64], created[32], expires[32];
     long long size = 0, total = 0;
     bool found = false;
     *record = NULL;
+    *over_cap = false;
     result_handle_new(handle);
     file_path(store, handle, ".parquet.part", part, sizeof part);
     file_path(store, handle, ".parquet", final, sizeof final);
     file_path(store, handle, ".json", record_path, sizeof record_path);
-    int rc = copy_stream(part, read, cls, &size, err);
+    pthread_mutex_lock(&store->lock);
+    long long used_all = bytes_of(store, NULL), used_mine = bytes_of(store, owner->user_id);
+    pthread_mutex_unlock(&store->lock);
+    copy_bounds bounds = {.store = store, .user_cap = store->max_bytes_per_user, .used_others = used_all - used_mine};
+    int rc = copy_stream(part, read, cls, &bounds, &size, err);
+    pthread_mutex_lock(&store->lock);
+    store->writing -= size; /* from here on the file counts as a result (or is gone) */
+    pthread_mutex_unlock(&store->lock);
+    *over_cap = bounds.over_cap;
     if (rc == AGNES_OK && rename(part, final) != 0)
         rc = agnes_error_set(err, AGNES_ERR_IO, "cannot rename %s: %s", part, strerror(errno));
     if (rc != AGNES_OK) {
@@ -690,7 +899,7 @@ int result_store_keep(result_store *store, const result_owner *owner, result_sou
     pthread_mutex_unlock(&store->lock);
     util_utc_iso(now, created);
     util_utc_iso(until, expires);
-    bool oversize = size > store->max_bytes_per_user;
+    bool oversize = owner->transient;
     if (rc == AGNES_OK)
         *record = json_pack("{s:s, s:s, s:b, s:O?, s:s, s:s, s:I, s:I, s:s, s:I, s:I, s:I, s:b, s:O?}", "handle", handle,
                             "user_id", owner->user_id, "is_admin", owner->is_admin, "visible",
@@ -702,8 +911,15 @@ int result_store_keep(result_store *store, const result_owner *owner, result_sou
         rc = agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
     char *text = rc == AGNES_OK ? json_dumps(*record, JSON_COMPACT) : NULL;
     pthread_mutex_lock(&store->lock);
-    if (rc == AGNES_OK && !oversize)
-        evict_for(store, owner->user_id, size);
+    if (rc == AGNES_OK && !oversize) {
+        long long room = store->max_bytes_per_user;
+        if (store->max_bytes_total > 0) {
+            long long others = bytes_of(store, NULL) - bytes_of(store, owner->user_id);
+            if (store->max_bytes_total - others < room)
+                room = store->max_bytes_total - others;
+        }
+        evict_for(store, owner->user_id, size, room);
+    }
     if (rc == AGNES_OK)
         rc = text ? util_write_file_atomic(record_path, text, strlen(text), 0600, err)
                   : agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
@@ -764,6 +980,33 @@ int result_store_open(result_store *store, const char *handle, const char *user_
     return AGNES_OK;
 }
 
+/* A page read's deadline: a thread that interrupts the connection when
+ * the read has not finished by then.  The reader runs in the server, so
+ * no read may hold a request thread unbounded (a page of a pathological
+ * file, a deep OFFSET). */
+typedef struct read_deadline {
+    pthread_mutex_t lock;
+    pthread_cond_t finished_cond;
+    bool finished, fired;
+    duckdb_connection conn;
+    struct timespec until;
+} read_deadline;
+
+static void *deadline_watch(void *cls)
+{
+    read_deadline *d = cls;
+    pthread_mutex_lock(&d->lock);
+    int rc = 0;
+    while (!d->finished && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&d->finished_cond, &d->lock, &d->until);
+    if (!d->finished) {
+        duckdb_interrupt(d->conn);
+        d->fired = true;
+    }
+    pthread_mutex_unlock(&d->lock);
+    return NULL;
+}
+
 int result_store_page(result_store *store, const char *path, const json_t *record, long long offset, long long limit,
                       long long max_chars, result_page *page, agnes_error *err)
 {
@@ -771,7 +1014,41 @@ int result_store_page(result_store *store, const char *path, const json_t *recor
     memset(page, 0, sizeof *page);
     if (store_connect(store, &conn, err) != AGNES_OK)
         return err->code;
+    read_deadline deadline = {.conn = conn};
+    pthread_condattr_t attributes;
+    pthread_t watcher;
+    bool watching = false;
+    clock_gettime(CLOCK_MONOTONIC, &deadline.until);
+    deadline.until.tv_sec += RESULT_READ_SECONDS;
+    if (pthread_mutex_init(&deadline.lock, NULL) == 0) {
+        if (pthread_condattr_init(&attributes) == 0 && pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC) == 0 &&
+            pthread_cond_init(&deadline.finished_cond, &attributes) == 0) {
+            watching = pthread_create(&watcher, NULL, deadline_watch, &deadline) == 0;
+            if (!watching)
+                pthread_cond_destroy(&deadline.finished_cond);
+        }
+        pthread_condattr_destroy(&attributes);
+    }
+    if (!watching) {
+        pthread_mutex_destroy(&deadline.lock);
+        duckdb_disconnect(&conn);
+        return agnes_error_set(err, AGNES_ERR_NOMEM, "cannot start the result reader's deadline thread");
+    }
     int rc = result_page_read(conn, path, json_object_get(record, "shape"), offset, limit, max_chars, page, err);
+    pthread_mutex_lock(&deadline.lock);
+    deadline.finished = true;
+    pthread_cond_signal(&deadline.finished_cond);
+    pthread_mutex_unlock(&deadline.lock);
+    pthread_join(watcher, NULL);
+    pthread_cond_destroy(&deadline.finished_cond);
+    pthread_mutex_destroy(&deadline.lock);
+    if (deadline.fired && rc != AGNES_OK) {
+        result_page_free(page);
+        rc = agnes_error_set(err, AGNES_ERR_TIMEOUT,
+                             "Reading this page took longer than %d seconds and was stopped. Ask for fewer rows "
+                             "(limit, max_chars) or download the result (GET /api/results/HANDLE?format=parquet).",
+                             RESULT_READ_SECONDS);
+    }
     duckdb_disconnect(&conn);
     return rc;
 }

@@ -24,8 +24,15 @@
  *   - a record is written only after its Parquet file is complete; files
  *     without a record (a killed server) and expired handles are swept;
  *   - per user, results take at most max_bytes_per_user on disk: the
- *     user's oldest handles go first, and a single result over that cap is
- *     answered once (its first page) and not kept.
+ *     user's oldest handles go first.  A result is never written past a
+ *     bound: copying stops (and the query with it) once it passes the
+ *     user's cap, the room left under max_bytes_total (all users' results
+ *     and the writes in progress), or would leave less than min_free_bytes
+ *     free on the results' disk.  A result over the user's cap alone is
+ *     answered once from a second run cut to its first page (see
+ *     result_owner.transient), never kept;
+ *   - cells whose JSON is longer than a page's share of max_chars are cut
+ *     in pages (a marker string says so); the handle keeps them whole.
  *
  * The store reads its files through its own in-memory DuckDB, locked to
  * the results directory, never through the catalog's connections, so paging
@@ -50,6 +57,9 @@
 #include "core/strbuf.h"
 
 #define RESULT_HANDLE_LEN 32
+
+/* The fewest characters a cut cell keeps, however many columns share max_chars. */
+#define RESULT_CELL_MIN_CHARS 64
 
 /* True for a well-formed handle (32 lower-case hex characters). */
 bool result_handle_valid(const char *handle);
@@ -107,6 +117,9 @@ typedef struct result_store {
     char dir[AGNES_PATH_MAX];
     long long ttl_seconds;
     long long max_bytes_per_user;
+    long long max_bytes_total;   /* all users' results together */
+    long long min_free_bytes;    /* writes stop before the disk has less free */
+    long long writing;           /* guarded by lock: bytes of copies in progress */
     duckdb_database reader;      /* in-memory, may read only `dir`; opened on first use */
     pthread_mutex_t reader_lock; /* guards opening `reader` */
     pthread_mutex_t lock;        /* keep, evict, delete and sweep change the directory one at a time */
@@ -114,9 +127,15 @@ typedef struct result_store {
     long long last_created_ns;   /* guarded by lock: records' created_ns strictly increase */
 } result_store;
 
+/* What bounds the store: results.ttl_seconds, results.max_bytes_per_user,
+ * results.max_bytes_total, results.min_free_bytes (bytes; 0 disables the
+ * last two). */
+typedef struct result_limits {
+    long long ttl_seconds, max_bytes_per_user, max_bytes_total, min_free_bytes;
+} result_limits;
+
 /* Open the store on DATA_DIR/results (created 0700: results are user data). */
-int result_store_init(result_store *store, const agnes_paths *paths, long long ttl_seconds, long long max_bytes_per_user,
-                      agnes_error *err);
+int result_store_init(result_store *store, const agnes_paths *paths, const result_limits *limits, agnes_error *err);
 void result_store_free(result_store *store);
 
 /* Bytes of a finished Parquet result: the count, 0 at the end, -1 on failure (err set). */
@@ -128,16 +147,41 @@ typedef struct result_owner {
     const json_t *visible; /* ids the caller may read now; NULL for admins (everything) */
     const char *sql;
     const json_t *shape;   /* from result_exact_sql, or NULL */
+    /* Kept only to be read once and deleted (the first page of a result
+     * over the user's cap): no eviction, record marked oversize. */
+    bool transient;
 } result_owner;
 
 /* Copy the stream into a new handle owned by owner, evicting the owner's
- * oldest handles to stay within max_bytes_per_user.  *record (new
- * reference) is {handle, created_at, expires_at, expires_unix, total_rows,
- * size_bytes, oversize, ...}; oversize: true means the result alone is over
- * the cap - read what is needed, then result_store_delete it.  Errors:
- * whatever the stream reports (its err), AGNES_ERR_IO. */
+ * oldest handles to stay within max_bytes_per_user (and the room left
+ * under max_bytes_total).  *record (new reference) is {handle, created_at,
+ * expires_at, expires_unix, total_rows, size_bytes, oversize, ...};
+ * oversize: true for a transient result - read what is needed, then
+ * result_store_delete it.
+ * Copying stops as soon as a bound is passed (the caller then ends the
+ * run, which kills its worker), nothing is kept, and:
+ *   *over_cap = true, AGNES_ERR_INVALID: past max_bytes_per_user;
+ *   AGNES_ERR_STATE: past max_bytes_total or min_free_bytes (the sentence
+ *   names the setting).
+ * Other errors: whatever the stream reports (its err), AGNES_ERR_IO. */
 int result_store_keep(result_store *store, const result_owner *owner, result_source_read read, void *cls,
-                      json_t **record, agnes_error *err);
+                      json_t **record, bool *over_cap, agnes_error *err);
+
+/* Which bound a new result would meet first. */
+typedef enum result_bound { RESULT_BOUND_USER, RESULT_BOUND_TOTAL, RESULT_BOUND_DISK } result_bound;
+
+/* Bytes a new result of user_id may take now (>= 0): the least of
+ * max_bytes_per_user, what max_bytes_total leaves after other users'
+ * results and the writes in progress, and the free disk above
+ * min_free_bytes; *which says which one that is.  The query engine is
+ * given it (query_request.max_bytes), so not even the worker's own copy of
+ * the result passes it. */
+long long result_store_room(result_store *store, const char *user_id, result_bound *which);
+
+/* The sentence for a result that passed `which` (naming its setting and
+ * what to do): AGNES_ERR_INVALID for the user's cap, AGNES_ERR_STATE for
+ * the server-wide ones. */
+int result_store_bound_error(const result_store *store, result_bound which, agnes_error *err);
 
 /* The caller's handle: its record (new reference) and Parquet path.
  * AGNES_ERR_NOT_FOUND for a malformed, unknown, expired or someone else's
@@ -147,7 +191,10 @@ int result_store_open(result_store *store, const char *handle, const char *user_
                       const json_t *visible, json_t **record, char *path, size_t path_size, agnes_error *err);
 
 /* result_page_read on the store's own connection; record is the handle's
- * (its "shape"). */
+ * (its "shape").  The read is bounded: rows by limit, cells by the cut
+ * above, memory by the reader's memory_limit, and time by a deadline
+ * (RESULT_READ_SECONDS, duckdb_interrupt; AGNES_ERR_TIMEOUT). */
+#define RESULT_READ_SECONDS 30
 int result_store_page(result_store *store, const char *path, const json_t *record, long long offset, long long limit,
                       long long max_chars, result_page *page, agnes_error *err);
 

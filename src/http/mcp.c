@@ -232,6 +232,22 @@ void mcp_handle_post(http_context *ctx, const http_request *req, http_response *
         http_respond_json(resp, 400, mcp_error_response(NULL, MCP_INVALID_REQUEST, "An empty batch."));
         return;
     }
+    /* One request holds a thread and, per tools/call, a query slot: a batch
+     * is capped in size, and starts no call once the query timeout has
+     * passed since it arrived, so one POST cannot hold them for longer than
+     * about two query timeouts. */
+    long long max_batch = config_get_int(&ctx->runtime->config, CFG_MCP_MAX_BATCH);
+    long long deadline_seconds = config_get_int(&ctx->runtime->config, CFG_QUERY_TIMEOUT);
+    if (batch && (long long)json_array_size(body) > max_batch) {
+        char sentence[300];
+        snprintf(sentence, sizeof sentence,
+                 "A batch may hold at most %lld messages (mcp.max_batch); this one has %zu. Send them in several "
+                 "requests.",
+                 max_batch, json_array_size(body));
+        json_decref(body);
+        http_respond_json(resp, 400, mcp_error_response(NULL, MCP_INVALID_REQUEST, sentence));
+        return;
+    }
     mcp_session session = {{0}};
     char session_id[SESSION_ID_LEN + 1] = "";
     bool initializing = !batch && is_initialize(body);
@@ -256,9 +272,25 @@ void mcp_handle_post(http_context *ctx, const http_request *req, http_response *
     strbuf_init(&out);
     size_t count = batch ? json_array_size(body) : 1, answered = 0;
     bool failed = false;
+    double started = util_monotonic_ms();
     for (size_t i = 0; i < count && !failed; i++) {
         const json_t *message = batch ? json_array_get(body, i) : body;
-        char *response = mcp_handle_message(&host, &session, message, &failed);
+        char *response = NULL;
+        if (batch && util_monotonic_ms() - started > (double)deadline_seconds * 1000.0) {
+            char sentence[300];
+            snprintf(sentence, sizeof sentence,
+                     "Not run: this batch passed its deadline of %lld seconds (query.timeout_seconds) after %zu of "
+                     "%zu messages. Send the rest in another request.",
+                     deadline_seconds, i, count);
+            if (mcp_is_request(message)) {
+                json_t *error = mcp_error_response(json_object_get(message, "id"), -32000, sentence);
+                response = error ? json_dumps(error, JSON_COMPACT) : NULL;
+                failed = response == NULL;
+                json_decref(error);
+            }
+        } else {
+            response = mcp_handle_message(&host, &session, message, &failed);
+        }
         if (response != NULL) {
             strbuf_append_str(&out, answered++ ? "," : "");
             strbuf_append_str(&out, response);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/log.h"
 #include "core/strbuf.h"
 #include "engine/analytics.h"
 #include "engine/contract.h"
@@ -285,9 +286,41 @@ static char *text_of(json_t *value, agnes_error *err)
     return value ? mcp_json_text(value, err) : NULL;
 }
 
+/* A tool's failure as the caller may read it: the sentences REST gives
+ * for 4xx/503 pass unchanged; anything REST answers with a 500 (DuckDB's
+ * text about the server's files, IO errors naming paths, worker internals)
+ * becomes REST's own 500 sentence with the request id, its detail logged
+ * - exactly what POST /api/query or /api/results would have answered. */
+static void public_error(mcp_http_call *call, const char *tool, agnes_error *err)
+{
+    switch (err->code) {
+    case AGNES_ERR_INVALID:
+    case AGNES_ERR_FORBIDDEN:
+    case AGNES_ERR_NOT_FOUND:
+    case AGNES_ERR_TIMEOUT:
+    case AGNES_ERR_BUSY:
+    case AGNES_ERR_STATE: return;
+    default: break;
+    }
+    log_error("msg=\"internal error\" request_id=%s path=\"/mcp\" tool=%s error=%s detail=\"%s\"",
+              call->req->request_id, tool, agnes_status_name(err->code), err->message);
+    agnes_error_set(err, err->code, "Internal server error; quote the request_id when reporting it (request_id %s).",
+                    call->req->request_id);
+}
+
+static char *call_tool_unchecked(mcp_http_call *call, const char *tool, const json_t *args, agnes_error *err);
+
 static char *call_tool(void *cls, const char *tool, const json_t *args, agnes_error *err)
 {
     mcp_http_call *call = cls;
+    char *text = call_tool_unchecked(call, tool, args, err);
+    if (text == NULL)
+        public_error(call, tool, err);
+    return text;
+}
+
+static char *call_tool_unchecked(mcp_http_call *call, const char *tool, const json_t *args, agnes_error *err)
+{
     if (strcmp(tool, "query") == 0)
         return tool_query(call, args, err);
     if (strcmp(tool, "fetch_result") == 0)

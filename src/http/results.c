@@ -47,50 +47,92 @@ static ssize_t read_run(void *cls, char *buf, size_t max, agnes_error *err)
     return query_run_read(cls, buf, max, err);
 }
 
+/* Run sql (at most `rows` rows) into a new handle: *record on success.
+ * The run ends here whatever happens, so a copy stopped at a bound also
+ * stops the worker (query_run_free kills a half-read one). */
+static int run_into_handle(http_context *ctx, const auth_identity *who, const char *sql, const json_t *visible,
+                           long long rows, bool transient, json_t **record, bool *over_cap, bool *cut_by_rows,
+                           agnes_error *err)
+{
+    char request_id[48], unique[RESULT_HANDLE_LEN + 1];
+    query_run *run = NULL;
+    result_handle_new(unique);
+    snprintf(request_id, sizeof request_id, "result-%s", unique);
+    /* The query runs in a worker behind the same walls as /api/query
+     * (engine/query.h); `exact` has it record what Parquet would not keep
+     * exactly (types, repeated names), restored on reading. */
+    query_request request = {
+        .caller = {.user_id = who->user_id, .is_admin = who->is_admin, .visible = visible},
+        .sql = sql,
+        .limit = rows,
+        .format = QUERY_FORMAT_PARQUET,
+        .request_id = request_id,
+        .exact = true,
+    };
+    *record = NULL;
+    *over_cap = false;
+    result_bound which;
+    request.max_bytes = result_store_room(ctx->results, who->user_id, &which);
+    if (request.max_bytes == 0) {
+        *over_cap = which == RESULT_BOUND_USER;
+        return result_store_bound_error(ctx->results, which, err);
+    }
+    int rc = query_run_start(ctx->queries, &request, &run, err);
+    if (rc == AGNES_ERR_INVALID && strncmp(err->message, QUERY_OVER_MAX_BYTES, strlen(QUERY_OVER_MAX_BYTES)) == 0) {
+        /* The worker's own copy of the result passed the room: say which bound, by its setting. */
+        *over_cap = which == RESULT_BOUND_USER;
+        rc = result_store_bound_error(ctx->results, which, err);
+    }
+    if (rc == AGNES_OK) {
+        result_owner owner = {.user_id = who->user_id, .is_admin = who->is_admin, .visible = visible, .sql = sql,
+                              .shape = query_run_shape(run), .transient = transient};
+        rc = result_store_keep(ctx->results, &owner, read_run, run, record, over_cap, err);
+        *cut_by_rows = rc == AGNES_OK && query_run_truncated_final(run);
+    }
+    /* The worker goes back before the page is read: paging needs no catalog connection. */
+    query_run_free(run);
+    return rc;
+}
+
 int results_run(http_context *ctx, const auth_identity *who, const char *sql, long long limit, long long max_chars,
                 strbuf *text, unsigned *status, agnes_error *err)
 {
     json_t *visible = NULL, *record = NULL;
-    query_run *run = NULL;
-    char request_id[48], path[AGNES_PATH_MAX + 64];
+    char path[AGNES_PATH_MAX + 64];
     result_page page_storage = {0}, *page = &page_storage;
+    bool over_cap = false, cut_by_rows = false, first_page_only = false;
     budget(ctx, &limit, &max_chars);
     /* Every caller's grant set goes with the handle: paging re-checks it. */
     int rc = catalog_visible_ids(ctx, who, &visible, err);
-    if (rc == AGNES_OK) {
-        char unique[RESULT_HANDLE_LEN + 1];
-        result_handle_new(unique);
-        snprintf(request_id, sizeof request_id, "result-%s", unique);
-        /* The query runs in a worker behind the same walls as /api/query
-         * (engine/query.h); `exact` has it record what Parquet would not keep
-         * exactly (types, repeated names), restored on reading. */
-        query_request request = {
-            .caller = {.user_id = who->user_id, .is_admin = who->is_admin, .visible = visible},
-            .sql = sql,
-            .limit = RESULTS_MAX_ROWS,
-            .format = QUERY_FORMAT_PARQUET,
-            .request_id = request_id,
-            .exact = true,
-        };
-        rc = query_run_start(ctx->queries, &request, &run, err);
+    if (rc == AGNES_OK)
+        rc = run_into_handle(ctx, who, sql, visible, RESULTS_MAX_ROWS, false, &record, &over_cap, &cut_by_rows, err);
+    if (rc != AGNES_OK && over_cap) {
+        /* Over the user's disk budget: the copy stopped at the cap (never
+         * writing past it).  The caller still gets the first page, from a
+         * second run cut to that many rows - bounded by the same cap. */
+        log_info("msg=\"result over the user's cap\" user=%s bytes=%lld", who->email,
+                 config_get_int(&ctx->runtime->config, CFG_RESULT_MAX_BYTES_PER_USER));
+        first_page_only = true;
+        rc = run_into_handle(ctx, who, sql, visible, limit, true, &record, &over_cap, &cut_by_rows, err);
     }
-    if (rc == AGNES_OK) {
-        result_owner owner = {
-            .user_id = who->user_id, .is_admin = who->is_admin, .visible = visible, .sql = sql,
-            .shape = query_run_shape(run)};
-        rc = result_store_keep(ctx->results, &owner, read_run, run, &record, err);
-    }
-    /* The worker goes back before the page is read: paging needs no catalog connection. */
-    query_run_free(run);
     const char *handle = json_string_value(json_object_get(record, "handle"));
     if (rc == AGNES_OK) {
         snprintf(path, sizeof path, "%s/%s.parquet", ctx->results->dir, handle);
         rc = result_store_page(ctx->results, path, record, 0, limit, max_chars, page, err);
     }
+    if (rc == AGNES_OK && first_page_only) {
+        /* Only the first rows were run: the total is known only when the run was not cut. */
+        if (cut_by_rows) {
+            json_object_set_new(page->meta, "total_rows", json_null());
+            json_object_set_new(page->meta, "truncated", json_true());
+        }
+        json_object_set_new(page->meta, "next_offset", json_null());
+    }
     if (rc == AGNES_OK) {
-        /* Kept only when rows remain, and only within the user's disk budget. */
+        /* Kept when rows remain or values were cut, and only within the user's disk budget. */
         bool rest = json_is_true(json_object_get(page->meta, "truncated"));
-        bool keep = rest && !json_is_true(json_object_get(record, "oversize"));
+        bool cut = json_integer_value(json_object_get(page->meta, "cut_values")) > 0;
+        bool keep = (rest || cut) && !json_is_true(json_object_get(record, "oversize"));
         if (!keep) {
             agnes_error ignored;
             result_store_delete(ctx->results, handle, who->user_id, &ignored);

@@ -115,6 +115,7 @@ def base_env(tmp):
         "STATE_DIR": str(tmp / "state"),
         "CONFIG_DIR": str(tmp / "config"),
         "AGNES_MIN_FREE_BYTES": "1",   # a nearly full CI disk must not flip health
+        "AGNES_RESULT_MIN_FREE_BYTES": "0",  # nor refuse result handles (test_result_bounds sets its own)
         "AGNES_THREADS": "2",
         "AGNES_AUTH_RATE_LIMIT": "1000",  # tests of the limiter set their own
         "AGNES_SCHEDULER": "off",  # a background sync would race the tests; test_sync turns it on

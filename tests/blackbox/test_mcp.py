@@ -403,7 +403,8 @@ def test_handles_expire_and_are_swept_and_a_users_disk_is_capped(server_factory,
     big = call(server, "POST", "/api/results", token,
                json={"sql": "SELECT i, md5(i::VARCHAR) AS h FROM range(200000) t(i)", "limit": 1}).json()
     assert big["handle"] is None and big["truncated"] and "max_bytes_per_user" in big["note"]
-    assert big["total_rows"] == 200000
+    # Copying stopped at the cap: its first page comes from a run cut to that page, the total is not known.
+    assert big["total_rows"] is None and len(big["rows"]) == 1
     # Within the cap the oldest goes first.
     sizes = {h["handle"]: h["size_bytes"] for h in call(server, "GET", "/api/results", token).json()["results"]}
     assert set(sizes) == {p["handle"] for p in small} and sum(sizes.values()) <= 1048576
