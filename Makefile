@@ -9,7 +9,7 @@
 # Version info is baked in: make VERSION=2026.11.1 CHANNEL=stable
 
 CC       ?= cc
-PKGS     := libmicrohttpd jansson libsodium yaml-0.1 libcurl libjwt libpq
+PKGS     := libmicrohttpd jansson libsodium yaml-0.1 libcurl libjwt libpq zlib
 DUCKDB   := third_party/duckdb
 CSTD     := -std=c11 -D_GNU_SOURCE
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-missing-field-initializers -Wno-format-truncation

@@ -19,7 +19,7 @@ static const command commands[] = {
     {"serve", command_serve},     {"migrate", command_migrate}, {"doctor", command_doctor},   {"routes", command_routes},
     {"contract", command_contract}, {"rebuild", command_rebuild},
     {"sync", command_sync},       {"sql", command_sql},         {"openapi", command_openapi},
-    {"schema", command_schema},
+    {"schema", command_schema},   {"backup", command_backup},   {"restore", command_restore},
     {"login", command_login},     {"logout", command_logout},   {"status", command_status},
     {"pull", command_pull},       {"push", command_push},       {"query", command_query},
     {"catalog", command_catalog}, {"init", command_init},       {"admin", command_admin},

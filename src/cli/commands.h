@@ -18,6 +18,8 @@ int command_sync(int argc, char **argv);
 int command_sql(int argc, char **argv);
 int command_openapi(int argc, char **argv);
 int command_schema(int argc, char **argv);
+int command_backup(int argc, char **argv);
+int command_restore(int argc, char **argv);
 int command_version(int argc, char **argv);
 int command_help(int argc, char **argv);
 
