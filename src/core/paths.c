@@ -209,8 +209,24 @@ int paths_check_state_mount(const agnes_paths *paths, bool required, const char 
 {
     if (!required)
         return AGNES_OK;
-    if (paths_is_mount_point(paths->state_dir, mountinfo_path))
-        return AGNES_OK;
+    if (paths_is_mount_point(paths->state_dir, mountinfo_path)) {
+        /* Inside a container every bind mount is a mount point, including a
+         * plain host directory bound there.  What the guard is for is that
+         * the state tier is not on the data disk: a state "mount" on the
+         * same filesystem as DATA_DIR is the shadow class all the same. */
+        struct stat state_st, data_st;
+        if (strcmp(paths->state_dir, paths->data_dir) == 0 || stat(paths->state_dir, &state_st) != 0 ||
+            stat(paths->data_dir, &data_st) != 0 || state_st.st_dev != data_st.st_dev)
+            return AGNES_OK;
+        return agnes_error_set(
+            err, AGNES_ERR_STATE,
+            "AGNES_STATE_MOUNT=required but STATE_DIR %s is on the same filesystem as DATA_DIR %s, so it is not a "
+            "disk of its own: what is mounted there is a plain directory (of the data disk or the host's root disk), "
+            "and state would be written onto it (the 2026-05-05 shadow-mount incident). Fix: mount the state disk on "
+            "the host at the directory bound to %s (check with `findmnt` on the host), or unset AGNES_STATE_MOUNT if "
+            "this instance deliberately keeps state on the same disk. See docs/state-dir.md.",
+            paths->state_dir, paths->data_dir, paths->state_dir);
+    }
     return agnes_error_set(
         err, AGNES_ERR_STATE,
         "AGNES_STATE_MOUNT=required but STATE_DIR %s is not a mount point of its own, so state would be "

@@ -50,9 +50,10 @@ static void check_state_dir(health_report *report, agnes_runtime *rt)
     if (!util_is_directory(dir) || access(dir, W_OK) != 0) {
         snprintf(message, sizeof message, "STATE_DIR %s is missing or not writable; fix the mount or permissions", dir);
         add_check(report, "state_dir", CHECK_ERROR, details, message);
-    } else if (required && !is_mount) {
+    } else if (required && paths_check_state_mount(&rt->paths, true, "/proc/self/mountinfo", NULL) != AGNES_OK) {
         snprintf(message, sizeof message,
-                 "STATE_DIR %s is no longer a mount point of its own (AGNES_STATE_MOUNT=required); see docs/state-dir.md",
+                 "STATE_DIR %s is no longer a mount point of its own, apart from DATA_DIR (AGNES_STATE_MOUNT=required); "
+                 "see docs/state-dir.md",
                  dir);
         add_check(report, "state_dir", CHECK_ERROR, details, message);
     } else {
