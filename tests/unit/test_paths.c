@@ -90,7 +90,8 @@ static void test_guard_refuses_plain_directory_with_a_fix(void **unused)
 }
 
 /* In a container a plain host directory bound at STATE_DIR is listed in
- * mountinfo like a disk; sharing DATA_DIR's filesystem gives it away. */
+ * mountinfo like a disk: its root field (not "/") or sharing DATA_DIR's
+ * filesystem gives it away. */
 static void test_guard_refuses_a_mount_on_the_data_filesystem(void **unused)
 {
     (void)unused;
@@ -111,8 +112,15 @@ static void test_guard_refuses_a_mount_on_the_data_filesystem(void **unused)
     agnes_error_clear(&err);
     assert_true(paths_is_mount_point(paths.state_dir, mountinfo));
     assert_int_equal(paths_check_state_mount(&paths, true, mountinfo, &err), AGNES_ERR_STATE);
-    assert_non_null(strstr(err.message, "same filesystem as DATA_DIR"));
+    assert_non_null(strstr(err.message, "is the directory /srv/plain of another filesystem bound there"));
     assert_non_null(strstr(err.message, "findmnt"));
+    /* The whole of a filesystem, but DATA_DIR's own. */
+    snprintf(line, sizeof line, "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+                                "99 22 8:1 / %s rw,relatime - ext4 /dev/sda1 rw\n",
+             paths.state_dir);
+    write_text(dir, "mountinfo", line);
+    assert_int_equal(paths_check_state_mount(&paths, true, mountinfo, &err), AGNES_ERR_STATE);
+    assert_non_null(strstr(err.message, "same filesystem as DATA_DIR"));
     remove_tree(dir);
 }
 
