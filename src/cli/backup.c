@@ -204,6 +204,9 @@ static int take_backup(const char *output, bool json)
     /* Staging (the database copy) beside the archive: wherever there is room for one there is room for the other. */
     const char *slash = strrchr(partial, '/');
     snprintf(work_dir, sizeof work_dir, "%.*s", slash ? (int)(slash - partial) : 1, slash ? partial : ".");
+    /* What backups killed an hour or more ago left here (another one may be running now). */
+    backup_sweep_partials(work_dir, 3600);
+    backup_sweep_staging(work_dir, 3600);
     int rc = backup_through_server(rt.paths.state_dir, fd, &manifest, &err);
     if (rc == AGNES_ERR_NOT_FOUND) { /* no server: write it here */
         agnes_error_clear(&err);

@@ -258,6 +258,13 @@ int serve_backup_start(serve_backup *backups, agnes_runtime *rt, system_db *db, 
         backups->status.keep = config_get_int(&rt->config, CFG_BACKUP_KEEP);
         backups->status.watch_since = util_unix_now();
     }
+    /* Nothing of ours runs yet: what a killed backup or restore staged is garbage (with secrets in it). */
+    char tmp[AGNES_PATH_MAX];
+    if (paths_data_file(&rt->paths, DATA_TMP_DIR, tmp, sizeof tmp, NULL) == AGNES_OK)
+        backup_sweep_staging(tmp, 0);
+    backup_sweep_staging(rt->paths.state_dir, 0);
+    if (backups->status.enabled) /* `agnes backup` may be writing there right now: only old ones */
+        backup_sweep_staging(backups->status.dir, PARTIAL_MAX_AGE_SECONDS);
     agnes_error socket_err;
     agnes_error_clear(&socket_err);
     if (open_socket(backups, &socket_err) != AGNES_OK)

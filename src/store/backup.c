@@ -1230,6 +1230,33 @@ int backup_sweep_partials(const char *dir, int64_t max_age_seconds)
     return swept;
 }
 
+int backup_sweep_staging(const char *dir, int64_t max_age_seconds)
+{
+    int64_t now = util_unix_now();
+    static const char *const prefixes[] = {".agnes-backup-stage-", ".agnes-verify-", ".agnes-restore-"};
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return 0;
+    int swept = 0;
+    struct dirent *entry;
+    while ((entry = readdir(d)) != NULL) {
+        for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
+            char path[AGNES_PATH_MAX];
+            struct stat st;
+            if (strncmp(entry->d_name, prefixes[i], strlen(prefixes[i])) != 0 ||
+                snprintf(path, sizeof path, "%s/%s", dir, entry->d_name) >= (int)sizeof path || lstat(path, &st) != 0 ||
+                !S_ISDIR(st.st_mode) || now - (int64_t)st.st_mtime < max_age_seconds)
+                continue;
+            if (util_remove_tree(path, NULL) == AGNES_OK) {
+                swept++;
+                log_info("msg=\"staging of an interrupted backup or restore removed\" path=\"%s\"", path);
+            }
+        }
+    }
+    closedir(d);
+    return swept;
+}
+
 /* ---- status for health ---- */
 
 int backup_status_init(backup_status *status, agnes_error *err)

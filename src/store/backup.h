@@ -123,6 +123,11 @@ int backup_prune(const char *dir, int keep);
  * backup); returns how many. */
 int backup_sweep_partials(const char *dir, int64_t max_age_seconds);
 
+/* Remove staging directories a killed backup, verify or restore left in dir
+ * (they hold a copy of system.duckdb) when older than max_age_seconds (0:
+ * all, for a moment when none can be running).  Returns how many. */
+int backup_sweep_staging(const char *dir, int64_t max_age_seconds);
+
 /* What health shows about scheduled backups; filled by the backup thread of
  * `agnes serve`, read by the health refresh. */
 typedef struct backup_status {

@@ -380,9 +380,32 @@ def test_kill_9_at_any_moment_of_a_backup_leaves_no_archive_under_its_final_name
             assert run_agnes(["backup", "--verify", str(final)], env).returncode == 0
     # The server served every request it could and still answers the next one.
     backup(env, "--output", str(workdir / "after.tar.gz"))
+    # With the server stopped, `agnes backup` stages the database beside the archive: killed, it leaves
+    # only hidden files, which a server start (its own directories) or a later backup (after an hour) removes.
+    server.stop()
+    start = time.monotonic()
+    backup(env, "--output", str(workdir / "offline-timing.tar.gz"))
+    duration = time.monotonic() - start
+    for i in range(8):
+        final = workdir / f"offline-killed-{i}.tar.gz"
+        proc = subprocess.Popen([AGNES_BIN, "backup", "--output", str(final)], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0, duration * 1.1))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if final.exists():
+            assert run_agnes(["backup", "--verify", str(final)], env).returncode == 0
     for p in workdir.iterdir():
-        if p.name.endswith(".tar.gz") and ".partial-" not in p.name:
+        if p.name.endswith(".tar.gz") and not p.name.startswith("."):
             assert run_agnes(["backup", "--verify", str(p)], env).returncode == 0, p
+    assert all(p.name.startswith(".") for p in workdir.iterdir() if ".partial-" in p.name or "-stage-" in p.name)
+    # The state tier was never touched by any of it: the server starts on it as before.
+    stage = workdir / "data" / "tmp" / ".agnes-backup-stage-left"
+    stage.mkdir(parents=True)
+    (stage / "system.duckdb").write_bytes(b"a copy a killed server left")
+    again = server_factory(env)
+    assert again.get("/api/health").json()["status"] in ("ok", "degraded")
+    assert not stage.exists()
 
 
 def test_scheduled_backups_keep_the_newest_and_report_their_age(server_factory, env, workdir):
