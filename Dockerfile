@@ -52,6 +52,11 @@ COPY scripts/ops/ /opt/agnes-host/scripts/ops/
 COPY scripts/smoke-test.sh /opt/agnes-host/scripts/smoke-test.sh
 COPY docker-compose*.yml Caddyfile /opt/agnes-host/
 COPY config/instance.yaml.example /opt/agnes-host/config/instance.yaml.example
+# The upgrade script prunes only dangling images with this label: the agnes images it replaced, never
+# other images or build cache on the host.
+LABEL org.opencontainers.image.title="agnes" \
+      org.opencontainers.image.version="$AGNES_VERSION" \
+      org.opencontainers.image.revision="$AGNES_COMMIT_SHA"
 ENV PATH=/app/bin:$PATH \
     DATA_DIR=/data \
     CONNECTORS_DIR=/app/connectors/custom \

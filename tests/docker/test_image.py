@@ -118,6 +118,9 @@ def test_the_image_holds_no_compiler_no_npm_and_no_build_ca(daemon, image):
     config = json.loads(daemon.docker("image", "inspect", image).stdout)[0]["Config"]
     assert not any(e.startswith("EXTRA_CA_CERT") or e.startswith("NODE_EXTRA_CA_CERTS") for e in config["Env"])
     assert config["User"] == "agnes" and config["StopSignal"] == "SIGTERM"
+    # The label the upgrade script prunes by (it never touches other images or build cache).
+    assert config["Labels"]["org.opencontainers.image.title"] == "agnes"
+    assert config["Labels"]["org.opencontainers.image.version"] == harness.build_args()["AGNES_VERSION"]
     # The host files that must match this image are in it.
     listing = daemon.docker("run", "--rm", "--entrypoint", "find", image, "/opt/agnes-host", "-type", "f").stdout
     for name in ("docker-compose.yml", "docker-compose.flat-mount.yml", "Caddyfile", "scripts/ops/agnes-auto-upgrade.sh",
