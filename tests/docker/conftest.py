@@ -11,6 +11,7 @@ import harness
 @pytest.fixture(scope="session")
 def session_dir():
     d = Path(tempfile.mkdtemp(prefix="agnes-docker-", dir="/var/tmp"))
+    d.chmod(0o755)  # PostgreSQL runs as its own user below it
     yield d
     shutil.rmtree(d, ignore_errors=True)
 
@@ -30,7 +31,7 @@ def daemon(session_dir):
 @pytest.fixture(scope="session")
 def source(session_dir):
     """This working tree as a git repository (what `git clone` gives)."""
-    return harness.source_repository(session_dir / "agnes-src")
+    return harness.source_repository(session_dir / "src" / "agnes")  # cloned as "agnes", like the real URL
 
 
 @pytest.fixture(scope="session")
