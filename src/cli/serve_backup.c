@@ -164,6 +164,7 @@ static int scheduled_backup(serve_backup *backups, agnes_error *err)
     if (rc != AGNES_OK)
         return rc;
     backup_sweep_partials(dir, PARTIAL_MAX_AGE_SECONDS);
+    backup_sweep_staging(dir, PARTIAL_MAX_AGE_SECONDS);
     if ((rc = backup_default_path(dir, util_unix_now(), final_path, sizeof final_path, err)))
         return rc;
     int fd = backup_create_partial(final_path, partial, sizeof partial, err);
