@@ -53,7 +53,9 @@ def postgres(session_dir):
 
 
 @pytest.fixture
-def mounts():
+def mounts(workdir):
+    # Depends on workdir so that it is torn down first: the filesystems mounted below workdir are unmounted
+    # before workdir is removed (the other order emptied them through the mount and left the mount points).
     m = harness.Mounts()
     yield m
     m.cleanup()
