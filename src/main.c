@@ -21,6 +21,7 @@ static const command commands[] = {
     {"contract", command_contract}, {"rebuild", command_rebuild},
     {"sync", command_sync},       {"sql", command_sql},         {"openapi", command_openapi},
     {"schema", command_schema},   {"query-worker", command_query_worker},
+    {"backup", command_backup},   {"restore", command_restore},
     {"login", command_login},     {"logout", command_logout},   {"status", command_status},
     {"pull", command_pull},       {"push", command_push},       {"query", command_query},
     {"catalog", command_catalog}, {"init", command_init},       {"admin", command_admin},

@@ -12,14 +12,15 @@
 #
 #   CERT_DIR          default: $STATE_DIR/certs (STATE_DIR default /data/state)
 #   DOMAIN            the name for a self-signed certificate (default localhost)
-#   CADDY_RELOAD_CMD  how to reload Caddy (default: docker compose exec -T caddy caddy reload ...)
+#   CADDY_RELOAD_CMD  how to reload Caddy (default: `caddy reload` inside the running container of the
+#                     compose service caddy, of project COMPOSE_PROJECT_NAME when that is set)
 set -euo pipefail
 
 log() { echo "agnes-tls-rotate: $*" >&2; }
 state_dir="${STATE_DIR:-/data/state}"
 cert_dir="${CERT_DIR:-$state_dir/certs}"
 domain="${DOMAIN:-localhost}"
-reload_cmd="${CADDY_RELOAD_CMD:-docker compose exec -T caddy caddy reload --config /etc/caddy/Caddyfile --adapter caddyfile}"
+reload_cmd="${CADDY_RELOAD_CMD:-}"
 source_url="${CERT_SOURCE:-}"
 
 mkdir -p "$cert_dir"
@@ -77,9 +78,22 @@ mv -f "$work/privkey.pem" "$cert_dir/privkey.pem"
 mv -f "$work/fullchain.pem" "$cert_dir/fullchain.pem"
 sync -f "$cert_dir/fullchain.pem" 2>/dev/null || true
 log "installed a new certificate from $origin: $(openssl x509 -noout -subject -enddate -in "$cert_dir/fullchain.pem" | tr '\n' ' ')"
-if $reload_cmd >/dev/null; then
+reload_caddy() {
+  if [ -n "$reload_cmd" ]; then $reload_cmd; return; fi
+  # By the compose labels: works whatever directory, project name or compose version started it.
+  local filter=(--filter label=com.docker.compose.service=caddy) container
+  [ -n "${COMPOSE_PROJECT_NAME:-}" ] && filter+=(--filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME")
+  container="$(docker ps -q "${filter[@]}" | head -n 1)"
+  if [ -z "$container" ]; then
+    log "no running Caddy container to reload (AGNES_TLS=1 in .env and the stack up?)"
+    return 1
+  fi
+  # --force: the Caddyfile is unchanged, and without it Caddy keeps the certificate it loaded.
+  docker exec "$container" caddy reload --force --config /etc/caddy/Caddyfile --adapter caddyfile
+}
+if reload_caddy >/dev/null; then
   log "Caddy reloaded"
 else
-  log "the certificate is installed but the Caddy reload failed: $reload_cmd"
+  log "the certificate is installed but the Caddy reload failed${reload_cmd:+: $reload_cmd}"
   exit 1
 fi

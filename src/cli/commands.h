@@ -19,6 +19,8 @@ int command_sql(int argc, char **argv);
 int command_query_worker(int argc, char **argv); /* internal: started by serve */
 int command_openapi(int argc, char **argv);
 int command_schema(int argc, char **argv);
+int command_backup(int argc, char **argv);
+int command_restore(int argc, char **argv);
 int command_version(int argc, char **argv);
 int command_help(int argc, char **argv);
 int command_mcp(int argc, char **argv);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "cli/serve_backup.h"
 #include "core/log.h"
 #include "core/runtime.h"
 #include "engine/analytics.h"
@@ -229,6 +230,7 @@ int command_serve(int argc, char **argv)
     result_store results = {0};
     mcp_sessions *sessions = NULL;
     sync_runs runs = {0};
+    serve_backup backups = {0};
     bool requests_abandoned = false;
     agnes_error err;
     agnes_error_clear(&err);
@@ -310,6 +312,10 @@ int command_serve(int argc, char **argv)
     if (seed_admin(&rt, &db, &err) || ensure_scheduler_user(&state.context, &err) ||
         load_setup_state(&state.context, &err))
         goto fail;
+    /* The control socket `agnes backup` asks, and scheduled backups (cli/serve_backup.h). */
+    if (serve_backup_start(&backups, &rt, &db, &err))
+        goto fail;
+    state.context.backups = &backups.status;
     serve_tick(&state); /* first health, release check and checkpoint before accepting */
     server_options options = {
         .listen = config_get_string(&rt.config, CFG_SERVER_LISTEN),
@@ -352,6 +358,7 @@ done:
         result_store_free(&results);
         mcp_sessions_free(sessions);
     }
+    serve_backup_stop(&backups); /* a backup in progress finishes first: it reads system.duckdb */
     system_db_close(&db); /* CHECKPOINT, then close */
     health_monitor_free(&health);
     if (auth_limiter) {

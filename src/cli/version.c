@@ -36,6 +36,8 @@ static const struct {
     {"sql", {NULL}},
     {"openapi", {NULL}},
     {"schema", {NULL}},
+    {"backup", {"--output", "--verify", "--json", NULL}},
+    {"restore", {"--state-dir", "--force", "--json", NULL}},
     {"contract", {"--json", NULL}},
     {"login", {"--server", "--token", "--email", NULL}},
     {"logout", {NULL}},
@@ -88,6 +90,12 @@ int command_help(int argc, char **argv)
            "  sql FILE SQL          run SQL on a DuckDB file (custom connectors write extract.duckdb with it)\n"
            "  openapi               print the API description (openapi.json)\n"
            "  schema dump           print system.duckdb's tables and columns as this build creates them\n"
+           "  backup [--output FILE|-] [--json]\n"
+           "                        archive the state tier (system.duckdb, secrets, overlays, certs), verified;\n"
+           "                        a running server on STATE_DIR takes the snapshot itself\n"
+           "  backup --verify FILE  check an archive: every SHA-256, the database opens, its schema\n"
+           "  restore FILE [--state-dir DIR] [--force]\n"
+           "                        put an archive back into an empty STATE_DIR (server stopped)\n"
            "  contract check PATH [--json]\n"
            "                        validate an extract.duckdb against the extract contract (contracts/)\n"
            "\n"

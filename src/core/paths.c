@@ -244,7 +244,10 @@ static void unescape_mountinfo(char *s)
     *w = '\0';
 }
 
-static bool listed_in_mountinfo(const char *dir, const char *mountinfo_path)
+/* Whether dir is a mount point in mountinfo_path; the mount's root (the
+ * directory of its filesystem that appears at dir, "/" for a whole disk)
+ * goes to root_out.  The last matching line wins: it is the mount on top. */
+static bool listed_in_mountinfo(const char *dir, const char *mountinfo_path, char *root_out, size_t root_size)
 {
     FILE *f = fopen(mountinfo_path, "re");
     if (f == NULL)
@@ -252,16 +255,26 @@ static bool listed_in_mountinfo(const char *dir, const char *mountinfo_path)
     bool found = false;
     char *line = NULL;
     size_t cap = 0;
-    while (!found && getline(&line, &cap, f) > 0) {
+    while (getline(&line, &cap, f) > 0) {
         /* Fields: id parent major:minor root mount_point options ... */
         char *save = NULL;
         char *field = strtok_r(line, " ", &save);
-        for (int i = 1; field && i < 5; i++)
+        char *root = NULL;
+        for (int i = 1; field && i < 5; i++) {
             field = strtok_r(NULL, " ", &save);
-        if (field == NULL)
+            if (i == 3)
+                root = field;
+        }
+        if (field == NULL || root == NULL)
             continue;
         unescape_mountinfo(field);
-        found = strcmp(field, dir) == 0;
+        if (strcmp(field, dir) != 0)
+            continue;
+        found = true;
+        if (root_out != NULL) {
+            unescape_mountinfo(root);
+            snprintf(root_out, root_size, "%s", root);
+        }
     }
     free(line);
     fclose(f);
@@ -275,7 +288,7 @@ bool paths_is_mount_point(const char *dir, const char *mountinfo_path)
         return false;
     if (strcmp(real, "/") == 0)
         return true;
-    if (mountinfo_path != NULL && listed_in_mountinfo(real, mountinfo_path))
+    if (mountinfo_path != NULL && listed_in_mountinfo(real, mountinfo_path, NULL, 0))
         return true;
     char parent[PATH_MAX + 4];
     snprintf(parent, sizeof parent, "%s/..", real);
@@ -289,8 +302,38 @@ int paths_check_state_mount(const agnes_paths *paths, bool required, const char 
 {
     if (!required)
         return AGNES_OK;
-    if (paths_is_mount_point(paths->state_dir, mountinfo_path))
-        return AGNES_OK;
+    if (paths_is_mount_point(paths->state_dir, mountinfo_path)) {
+        /* Inside a container every bind mount is a mount point, including a
+         * plain host directory bound there - exactly what a state disk that
+         * is not mounted on the host looks like.  A disk (or tmpfs) shows
+         * its whole filesystem at STATE_DIR: mountinfo's root field is "/";
+         * a bound directory shows that directory's path instead. */
+        char real[PATH_MAX], root[AGNES_PATH_MAX] = "/";
+        if (mountinfo_path != NULL && realpath(paths->state_dir, real) != NULL &&
+            listed_in_mountinfo(real, mountinfo_path, root, sizeof root) && strcmp(root, "/") != 0)
+            return agnes_error_set(
+                err, AGNES_ERR_STATE,
+                "AGNES_STATE_MOUNT=required but STATE_DIR %s is the directory %s of another filesystem bound there, "
+                "not a disk of its own: on the host, the state disk is not mounted where the container's %s comes "
+                "from, so state would be written onto the disk that holds that directory (the 2026-05-05 "
+                "shadow-mount incident). Fix: mount the state disk on the host (check with `findmnt` there), then "
+                "start again; or unset AGNES_STATE_MOUNT if this instance deliberately keeps state on that disk. "
+                "See docs/state-dir.md.",
+                paths->state_dir, root, paths->state_dir);
+        /* The same filesystem as DATA_DIR is the shadow class all the same. */
+        struct stat state_st, data_st;
+        if (strcmp(paths->state_dir, paths->data_dir) == 0 || stat(paths->state_dir, &state_st) != 0 ||
+            stat(paths->data_dir, &data_st) != 0 || state_st.st_dev != data_st.st_dev)
+            return AGNES_OK;
+        return agnes_error_set(
+            err, AGNES_ERR_STATE,
+            "AGNES_STATE_MOUNT=required but STATE_DIR %s is on the same filesystem as DATA_DIR %s, so it is not a "
+            "disk of its own and state would be written onto the data disk (the 2026-05-05 shadow-mount incident). "
+            "Fix: mount the state disk on the host at the directory bound to %s (check with `findmnt` on the host), "
+            "or unset AGNES_STATE_MOUNT if this instance deliberately keeps state on the same disk. See "
+            "docs/state-dir.md.",
+            paths->state_dir, paths->data_dir, paths->state_dir);
+    }
     return agnes_error_set(
         err, AGNES_ERR_STATE,
         "AGNES_STATE_MOUNT=required but STATE_DIR %s is not a mount point of its own, so state would be "

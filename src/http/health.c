@@ -11,6 +11,7 @@
 #include "engine/query_pool.h"
 #include "http/auth.h"
 #include "http/catalog.h"
+#include "store/backup.h"
 #include "store/duck.h"
 #include "store/migrations.h"
 
@@ -51,9 +52,10 @@ static void check_state_dir(health_report *report, agnes_runtime *rt)
     if (!util_is_directory(dir) || access(dir, W_OK) != 0) {
         snprintf(message, sizeof message, "STATE_DIR %s is missing or not writable; fix the mount or permissions", dir);
         add_check(report, "state_dir", CHECK_ERROR, details, message);
-    } else if (required && !is_mount) {
+    } else if (required && paths_check_state_mount(&rt->paths, true, "/proc/self/mountinfo", NULL) != AGNES_OK) {
         snprintf(message, sizeof message,
-                 "STATE_DIR %s is no longer a mount point of its own (AGNES_STATE_MOUNT=required); see docs/state-dir.md",
+                 "STATE_DIR %s is no longer a mount point of its own, apart from DATA_DIR (AGNES_STATE_MOUNT=required); "
+                 "see docs/state-dir.md",
                  dir);
         add_check(report, "state_dir", CHECK_ERROR, details, message);
     } else {
@@ -163,6 +165,25 @@ static void check_release(health_report *report, agnes_runtime *rt)
     add_check(report, "release_index", message[0] ? CHECK_WARNING : CHECK_OK, details, message[0] ? message : NULL);
 }
 
+/* Scheduled backups (AGNES_BACKUP_DIR): the newest archive's age, a warning
+ * when it is older than two intervals or the last attempt failed. */
+static void check_backup(health_report *report, http_context *ctx)
+{
+    if (ctx->backups == NULL) {
+        add_check(report, "backup", CHECK_SKIPPED, json_pack("{s:b}", "enabled", false), NULL);
+        return;
+    }
+    char warning[AGNES_ERROR_MESSAGE_MAX + AGNES_PATH_MAX];
+    json_t *details = backup_status_json(ctx->backups, util_unix_now(), warning, sizeof warning);
+    bool enabled = json_is_true(json_object_get(details, "enabled"));
+    if (!enabled)
+        json_object_set_new(details, "detail",
+                            json_string("AGNES_BACKUP_DIR is not set: no scheduled backups; take them with `agnes "
+                                        "backup` (docs/deploy.md)"));
+    add_check(report, "backup", !enabled ? CHECK_SKIPPED : warning[0] ? CHECK_WARNING : CHECK_OK, details,
+              warning[0] ? warning : NULL);
+}
+
 unsigned health_build(http_context *ctx, json_t **out)
 {
     agnes_runtime *rt = ctx->runtime;
@@ -172,6 +193,7 @@ unsigned health_build(http_context *ctx, json_t **out)
     check_secrets(&report, rt);
     check_disk_free(&report, rt);
     check_release(&report, rt);
+    check_backup(&report, ctx);
     const char *status = report.worst == CHECK_ERROR ? "unhealthy" : report.worst == CHECK_WARNING ? "degraded" : "ok";
     json_t *schema = json_pack("{s:i}", "expected", migrations_latest());
     json_object_set_new(schema, "current", current >= 0 ? json_integer(current) : json_null());

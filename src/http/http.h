@@ -47,6 +47,8 @@ typedef struct http_context {
     pthread_mutex_t rebuild_lock;
     /* One upload at a time writes extracts/local (sync/local_files.h). */
     pthread_mutex_t upload_lock;
+    /* Scheduled backups of the state tier, for health (store/backup.h); NULL when not serving. */
+    struct backup_status *backups;
     /* users.id of scheduler@system.local when SCHEDULER_API_TOKEN is set, else "". */
     char scheduler_user_id[64];
 } http_context;

@@ -49,6 +49,11 @@ def test_every_supported_combination_parses_and_keeps_what_it_needs(overlays):
         assert "STATE_DIR" not in app["environment"]
     if "docker-compose.prod.yml" in overlays:
         assert app["image"].endswith(":stable")
+        # `up` runs the local image; the upgrade script pulls, so its rollback stays rolled back.
+        assert "pull_policy" not in app
+    # Scheduled backups of the state tier onto the data disk, by default.
+    assert app["environment"]["AGNES_BACKUP_DIR"] == "/data/backups"
+    assert app["ulimits"]["nofile"] == 65536
     if "docker-compose.tls.yml" in overlays:
         caddy = doc["services"]["caddy"]
         mounts = {v["target"] if isinstance(v, dict) else v.split(":")[1]: v for v in caddy["volumes"]}
@@ -63,11 +68,17 @@ def test_every_supported_combination_parses_and_keeps_what_it_needs(overlays):
 def test_limits_and_tags_come_from_the_environment():
     import os
     env = dict(os.environ, AGNES_MEM_LIMIT="1g", AGNES_CPUS="1.5", AGNES_TAG="stable-2026.11.8",
-               AGNES_STATE_HOST_DIR="/disks/state")
+               AGNES_STATE_HOST_DIR="/disks/state", AGNES_NOFILE="20000", CADDY_IMAGE="local/caddy:debian",
+               AGNES_HTTPS_PORT="8443", AGNES_HTTP_BIND="127.0.0.1", AGNES_BACKUP_DIR="/backups")
     doc = config("docker-compose.prod.yml", "docker-compose.flat-mount.yml", "docker-compose.tls.yml", env=env)
     app = doc["services"]["app"]
     assert app["mem_limit"] == "1g" and float(app["cpus"]) == 1.5
     assert app["image"].endswith(":stable-2026.11.8")
+    assert app["ulimits"]["nofile"] == 20000  # hosts with a lower hard limit than 65536 set it
+    assert app["environment"]["AGNES_BACKUP_DIR"] == "/backups"
+    caddy = doc["services"]["caddy"]
+    assert caddy["image"] == "local/caddy:debian"
+    assert any("127.0.0.1:8443:443" in str(p) for p in caddy["ports"]), caddy["ports"]
     assert {v["target"]: v["source"] for v in app["volumes"]}["/data-state"] == "/disks/state"
     assert "/disks/state/certs:/certs:ro" in doc["services"]["caddy"]["volumes"]
 

@@ -5,7 +5,7 @@ setup() {
   root="$(cd "$BATS_TEST_DIRNAME/../.." && pwd)"
   script="$root/scripts/ops/agnes-auto-upgrade.sh"
   sandbox="$(mktemp -d)"
-  export AGNES_HOME="$sandbox/home" STUB="$sandbox/stub" AGNES_UPGRADE_RETRY_SECONDS=0
+  export AGNES_HOME="$sandbox/home" STUB="$sandbox/stub" AGNES_UPGRADE_RETRY_SECONDS=0 AGNES_UPGRADE_HEALTH_TIMEOUT=5
   mkdir -p "$AGNES_HOME" "$STUB/bin"
   cp "$root"/docker-compose*.yml "$root/Caddyfile" "$AGNES_HOME/"
   printf 'AGNES_TAG=stable-2026.11.8\nAGNES_LAYOUT=volume\nSCHEDULER_API_TOKEN=tok\n' > "$AGNES_HOME/.env"
@@ -13,19 +13,20 @@ setup() {
   echo sha256:old > "$STUB/running_id"
   echo c0ffee > "$STUB/container"
   echo '{"tables": [], "runs": []}' > "$STUB/sync_status"
+  echo "running healthy 0" > "$STUB/health"
   cat > "$STUB/bin/docker" <<'SH'
 #!/bin/sh
 echo "docker $*" >> "$STUB/log"
 case "$1 $2" in
   "image inspect") cat "$STUB/new_id" ;;
-  "inspect --format") cat "$STUB/running_id" ;;
-  "tag "*) ;;
+  "inspect --format") case "$3" in *State*) cat "$STUB/health" ;; *) cat "$STUB/running_id" ;; esac ;;
+  "tag "*) case "$3" in *:stable-2026.11.8) echo "$2" > "$STUB/tagged" ;; esac ;;
   compose*)
     case "$*" in
       *" ps -q app"*) cat "$STUB/container" 2>/dev/null ;;
       *" pull "*) [ ! -f "$STUB/pull_fails" ] || exit 1; [ ! -f "$STUB/sync_after_pull" ] || cp "$STUB/sync_after_pull" "$STUB/sync_status" ;;
       *" config -q"*) [ ! -f "$STUB/config_broken" ] || { echo "yaml: duplicate key" >&2; exit 1; } ;;
-      *" up "*) echo "AGNES_TAG=${AGNES_TAG:-}" > "$STUB/up"; cp "$STUB/new_id" "$STUB/running_id" ;;
+      *" up "*) echo "up" >> "$STUB/up"; cp "$STUB/tagged" "$STUB/running_id" 2>/dev/null || cp "$STUB/new_id" "$STUB/running_id" ;;
     esac ;;
 esac
 SH
@@ -98,12 +99,23 @@ teardown() { rm -rf "$sandbox"; }
   [[ "$output" == *"AGNES_LAYOUT=sideways"* ]]
 }
 
-@test "another run holding the lock means this one skips" {
+@test "a second run waits for the first, then decides afresh" {
+  ( exec 8>"$AGNES_HOME/.auto-upgrade.lock"; flock 8; sleep 2 ) &
+  sleep 0.5
+  run "$script"
+  wait
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"another upgrade is running; waiting for it"* ]]
+  [[ "$output" == *"the other upgrade finished; continuing"* ]]
+  [[ "$output" == *"recreated with"* ]]
+}
+
+@test "a run that cannot get the lock in time skips" {
   exec 8>"$AGNES_HOME/.auto-upgrade.lock"
   flock 8
-  run "$script"
+  AGNES_UPGRADE_LOCK_WAIT=1 run "$script"
   [ "$status" -eq 0 ]
-  [[ "$output" == *"another upgrade is running; skipped"* ]]
+  [[ "$output" == *"the other upgrade still runs after 1s; skipped"* ]]
   run grep -q pull "$STUB/log"
   [ "$status" -ne 0 ]
 }
@@ -114,12 +126,35 @@ teardown() { rm -rf "$sandbox"; }
   [ ! -f "$sandbox/pwned" ]
 }
 
-@test "rollback runs the image that ran before the upgrade" {
+@test "rollback runs the image that ran before the upgrade and does not retake the current one" {
   run "$script"
   run "$script" --rollback
   [ "$status" -eq 0 ]
-  grep -q "docker tag sha256:old ghcr.io/agnes-data/agnes:rollback" "$STUB/log"
-  grep -q "AGNES_TAG=rollback" "$STUB/up"
+  grep -q "docker tag sha256:old ghcr.io/agnes-data/agnes:stable-2026.11.8" "$STUB/log"
+  grep -q "docker tag sha256:new ghcr.io/agnes-data/agnes:failed" "$STUB/log"
+  [ "$(cat "$STUB/running_id")" = sha256:old ]
+  grep -q "failed_image=sha256:new" "$AGNES_HOME/.auto-upgrade.state"
+  rm "$STUB/tagged"
+  run "$script"
+  [[ "$output" == *"which did not get healthy here; staying on sha256:old"* ]]
+}
+
+@test "a new image that does not get healthy is rolled back, and not retried" {
+  run "$script"                        # sha256:new runs
+  echo sha256:newer > "$STUB/new_id"
+  echo "exited none 0" > "$STUB/health" # the newer image's server refuses to start
+  run "$script"
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"did not get healthy within 5s; rolling back to sha256:new"* ]]
+  grep -q "docker tag sha256:newer ghcr.io/agnes-data/agnes:failed" "$STUB/log"
+  grep -q "docker tag sha256:new ghcr.io/agnes-data/agnes:stable-2026.11.8" "$STUB/log"
+  [ "$(grep -c '^up' "$STUB/up")" -eq 3 ]
+  echo "running healthy 0" > "$STUB/health"
+  rm "$STUB/tagged"
+  run "$script"
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"is still sha256:newer, which did not get healthy here"* ]]
+  [ "$(grep -c '^up' "$STUB/up")" -eq 3 ]
 }
 
 @test "a sync that starts during the pull defers the recreate" {

@@ -89,6 +89,41 @@ static void test_guard_refuses_plain_directory_with_a_fix(void **unused)
     remove_tree(dir);
 }
 
+/* In a container a plain host directory bound at STATE_DIR is listed in
+ * mountinfo like a disk: its root field (not "/") or sharing DATA_DIR's
+ * filesystem gives it away. */
+static void test_guard_refuses_a_mount_on_the_data_filesystem(void **unused)
+{
+    (void)unused;
+    char *dir = make_temp_dir();
+    agnes_paths paths;
+    memset(&paths, 0, sizeof paths);
+    snprintf(paths.data_dir, sizeof paths.data_dir, "%s/data", dir);
+    snprintf(paths.state_dir, sizeof paths.state_dir, "%s/data-state", dir);
+    assert_int_equal(mkdir(paths.data_dir, 0755), 0);
+    assert_int_equal(mkdir(paths.state_dir, 0700), 0);
+    char line[9000], mountinfo[4200];
+    snprintf(line, sizeof line, "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+                                "99 22 8:1 /srv/plain %s rw,relatime - ext4 /dev/sda1 rw\n",
+             paths.state_dir);
+    write_text(dir, "mountinfo", line);
+    snprintf(mountinfo, sizeof mountinfo, "%s/mountinfo", dir);
+    agnes_error err;
+    agnes_error_clear(&err);
+    assert_true(paths_is_mount_point(paths.state_dir, mountinfo));
+    assert_int_equal(paths_check_state_mount(&paths, true, mountinfo, &err), AGNES_ERR_STATE);
+    assert_non_null(strstr(err.message, "is the directory /srv/plain of another filesystem bound there"));
+    assert_non_null(strstr(err.message, "findmnt"));
+    /* The whole of a filesystem, but DATA_DIR's own. */
+    snprintf(line, sizeof line, "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+                                "99 22 8:1 / %s rw,relatime - ext4 /dev/sda1 rw\n",
+             paths.state_dir);
+    write_text(dir, "mountinfo", line);
+    assert_int_equal(paths_check_state_mount(&paths, true, mountinfo, &err), AGNES_ERR_STATE);
+    assert_non_null(strstr(err.message, "same filesystem as DATA_DIR"));
+    remove_tree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -97,6 +132,7 @@ int main(void)
         cmocka_unit_test(test_relative_dirs_become_absolute),
         cmocka_unit_test(test_mountinfo_listing_makes_a_mount_point),
         cmocka_unit_test(test_guard_refuses_plain_directory_with_a_fix),
+        cmocka_unit_test(test_guard_refuses_a_mount_on_the_data_filesystem),
     };
     return cmocka_run_group_tests_name("paths", tests, NULL, NULL);
 }
