@@ -474,7 +474,7 @@ static int check_remote_attach(duckdb_connection conn, const contract_allowlists
 static int exercise(duckdb_connection conn, contract_report *report, agnes_error *err)
 {
     static const char *const reads[] = {
-        "SELECT * FROM _meta",
+        "SELECT * FROM " CHECKED "._meta",
         "SELECT database_name, schema_name, view_name, sql FROM duckdb_views()",
         "SELECT database_name, schema_name, table_name, sql FROM duckdb_tables()",
         "SELECT * FROM duckdb_columns()",
@@ -487,7 +487,7 @@ static int exercise(duckdb_connection conn, contract_report *report, agnes_error
     }
     if (table_exists(conn, "_remote_attach")) {
         duckdb_result result;
-        duckdb_query(conn, "SELECT * FROM _remote_attach", &result);
+        duckdb_query(conn, "SELECT * FROM " CHECKED "._remote_attach", &result);
         duckdb_destroy_result(&result);
     }
     /* Tables stored in the file itself (not views over Parquet) are read
@@ -497,14 +497,14 @@ static int exercise(duckdb_connection conn, contract_report *report, agnes_error
     duckdb_result tables;
     char sql[200];
     if (duckdb_query(conn,
-                     "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+                     "SELECT table_name FROM duckdb_tables() WHERE database_name = '" CHECKED "'"
                      " AND schema_name = 'main' AND estimated_size <= " EXERCISE_MAX_ROWS " ORDER BY 1",
                      &tables) == DuckDBSuccess)
         for (idx_t r = 0; r < duckdb_row_count(&tables); r++) {
             char table[80];
             if (!duck_result_text(&tables, 0, r, table, sizeof table) || !contract_is_identifier(table))
                 continue;
-            snprintf(sql, sizeof sql, "SELECT bit_xor(hash(t)) FROM \"%s\" t", table);
+            snprintf(sql, sizeof sql, "SELECT bit_xor(hash(t)) FROM " CHECKED ".main.\"%s\" t", table);
             duckdb_result scan;
             duckdb_query(conn, sql, &scan);
             duckdb_destroy_result(&scan);
@@ -514,7 +514,9 @@ static int exercise(duckdb_connection conn, contract_report *report, agnes_error
     report->names = json_array();
     if (report->names == NULL)
         return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory checking an extract");
-    if (duckdb_query(conn, "SELECT DISTINCT table_name FROM _meta WHERE table_name IS NOT NULL ORDER BY 1", &names) ==
+    /* Qualified like every read here: the extract is attached as CHECKED, not the default database. */
+    if (duckdb_query(conn, "SELECT DISTINCT table_name FROM " CHECKED "._meta WHERE table_name IS NOT NULL ORDER BY 1",
+                     &names) ==
         DuckDBSuccess)
         for (idx_t r = 0; r < duckdb_row_count(&names); r++) {
             char table[256];
