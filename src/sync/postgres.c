@@ -136,6 +136,10 @@ static int describe_row(const connector_settings *settings, const json_t *row, b
         rc = postgres_describe(d->conn, d->select.data, &d->columns, &d->count, err);
     if (rc == AGNES_OK && settle)
         rc = postgres_settle_arrays(d->conn, d->select.data, d->columns, d->count, notes, err);
+    /* Numerics without a precision are always measured: what precheck and
+     * describe show is the type the sync will write. */
+    if (rc == AGNES_OK)
+        rc = postgres_settle_numerics(d->conn, d->select.data, d->columns, d->count, notes, err);
     return rc;
 }
 
