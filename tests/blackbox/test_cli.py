@@ -200,8 +200,14 @@ def test_errors_say_what_to_do_with_distinct_exit_codes(world, workdir):
     assert r.returncode == 4 and "cannot reach" in r.stderr
     r = agnes(home, "query", "SELECT * FROM customers")
     assert r.returncode == 3 and "customers" in r.stderr
-    r = agnes(home, "query", "SELEC 1")
-    assert r.returncode == 5 and "syntax" in r.stderr.lower()
+    r = agnes(home, "query", "SELEC 1")  # the user's mistake: exit 1 (docs/cli.md), not 5 (a server failure)
+    assert r.returncode == 1 and "syntax" in r.stderr.lower(), r.stderr
+    r = agnes(home, "query", "SELECT * FROM eu")  # hints name commands, not HTTP routes
+    assert "`agnes catalog`" in r.stderr and "/api/" not in r.stderr, r.stderr
+    r = agnes(workdir / "stranger", "login", "--server", server.url, "--email", ANALYST["email"],
+              stdin="wrong-password\n")
+    assert r.returncode == 3 and "refused the token" not in r.stderr, r.stderr
+    assert "password" in r.stderr.lower() and "Check the email and password" in r.stderr, r.stderr
     r = agnes(home, "pull", "customers")
     assert r.returncode == 3 and "customers" in r.stderr
     assert agnes(home, "pull", "--bogus").returncode == 2
@@ -223,7 +229,7 @@ def test_admin_wrappers_and_the_client_doctor(world, workdir):
     registry = json.loads(agnes(boss, "admin", "registry", "--json").stdout)
     assert [(t["id"], t["sync_schedule"]) for t in registry["tables"]] == [("sales_eu", "every 1h")]
     bad = agnes(boss, "admin", "register-table", "Sales EU", "--source-type", "postgres")
-    assert bad.returncode == 5 and "already registered" in bad.stderr
+    assert bad.returncode == 1 and "already registered" in bad.stderr
     users = json.loads(agnes(boss, "admin", "users", "--json").stdout)
     assert {u["email"] for u in users} == {ADMIN["email"].lower(), ANALYST["email"].lower()}
     run = agnes(boss, "admin", "sync", "--wait", "--json")  # postgres is not configured: the run fails, and says so
