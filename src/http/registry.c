@@ -371,7 +371,26 @@ void registry_handle_update(http_context *ctx, const http_request *req, http_res
             rc = registry_update(conn, id, row, &err);
             if (!http_respond_failure(resp, req, rc, &err, "Table not found")) {
                 audit_log_write(conn, req->identity->user_id, "table.update", id, NULL, "ok");
-                http_respond_json(resp, 200, json_pack("{s:s, s:O}", "id", id, "updated", updated));
+                json_t *answer = json_pack("{s:s, s:O}", "id", id, "updated", updated);
+                /* What analysts query only changes when the table is synced
+                 * again; answering just "updated" let an admin believe the
+                 * switch was done while the old copy kept serving. */
+                static const char *const data_fields[] = {"query_mode", "source_query", "bucket", "source_table",
+                                                          "source_type"};
+                bool needs_sync = false;
+                size_t i;
+                json_t *field;
+                json_array_foreach(updated, i, field)
+                    for (size_t f = 0; f < sizeof data_fields / sizeof data_fields[0]; f++)
+                        needs_sync = needs_sync || strcmp(json_string_value(field), data_fields[f]) == 0;
+                json_object_set_new(answer, "sync_needed", json_boolean(needs_sync));
+                if (needs_sync)
+                    json_object_set_new(answer, "note",
+                                        json_sprintf("Saved. The catalog keeps serving the table as it was until it is "
+                                                     "synced again: run POST /api/sync/trigger with the body "
+                                                     "[\"%s\"] (or `agnes admin sync %s`, or Sync now on "
+                                                     "/admin/tables).", id, id));
+                http_respond_json(resp, 200, answer);
             }
         }
     }

@@ -370,8 +370,16 @@ def test_switching_a_table_to_remote_stops_its_download_and_the_pull_drops_the_s
 
     r = call(server, "PUT", "/api/admin/registry/events", token, json={"query_mode": "remote"})
     assert r.status_code == 200, r.text
+    # The switch takes effect at the next sync, and the answer says so (it used to say only "updated").
+    assert r.json()["sync_needed"] is True and 'POST /api/sync/trigger with the body ["events"]' in r.json()["note"]
+    assert "agnes admin sync events" in r.json()["note"]
+    described = call(server, "PUT", "/api/admin/registry/events", token, json={"description": "clicks"}).json()
+    assert described["sync_needed"] is False and "note" not in described
     fresh_db.sql("INSERT INTO events VALUES (4);")
     assert trigger_and_wait(server, token)[1]["state"] == "done"
+    # A remote table's size lives at the source: unknown, not an empty-looking 0.
+    listed = {t["id"]: t for t in call(server, "GET", "/api/catalog/tables", token).json()["tables"]}
+    assert listed["events"]["rows"] is None and listed["events"]["size_bytes"] is None, listed["events"]
     entry = call(server, "GET", "/api/sync/manifest", token).json()["tables"]["events"]
     assert entry["query_mode"] == "remote" and entry["downloadable"] is False and entry["hash"] == "", entry
     download = call(server, "GET", "/api/data/events/download", token)

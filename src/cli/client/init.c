@@ -37,8 +37,11 @@ static void describe_table(const client *c, const json_t *table, strbuf *out)
     json_t *detail = NULL;
     agnes_error err;
     long long rows = (long long)json_integer_value(json_object_get(table, "rows"));
-    strbuf_appendf(out, "\n### `%s`\n\n%s%s%lld row%s, %s.\n\n", id, description ? description : "",
-                   description ? " - " : "", rows, client_plural(rows),
+    char count[48] = "row count unknown"; /* a remote table's rows are at the source */
+    if (json_is_integer(json_object_get(table, "rows")))
+        snprintf(count, sizeof count, "%lld row%s", rows, client_plural(rows));
+    strbuf_appendf(out, "\n### `%s`\n\n%s%s%s, %s.\n\n", id, description ? description : "",
+                   description ? " - " : "", count,
                    strcmp(json_string_value(json_object_get(table, "query_mode")), "remote") == 0
                        ? "remote (query it with `agnes query`, it is not downloaded)"
                        : "local (in `data/` and `agnes.duckdb` after `agnes pull`)");
