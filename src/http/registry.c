@@ -300,8 +300,24 @@ static int describe_at_source(http_context *ctx, const json_t *row, json_t *tabl
     int rc = ops->describe(&settings, row, &columns, &err);
     explicit_bzero(settings.secret, sizeof settings.secret);
     if (rc != AGNES_OK) {
-        char detail[AGNES_ERROR_MESSAGE_MAX + 64];
-        snprintf(detail, sizeof detail, "The table cannot be read at the source: %s", err.message);
+        /* Name the fields the source was asked with: "relation public.nope
+         * does not exist" alone does not say which of them to change. */
+        const char *mode = json_string_value(json_object_get(row, "query_mode"));
+        const char *bucket = json_string_value(json_object_get(row, "bucket"));
+        const char *table_name = json_string_value(json_object_get(row, "source_table"));
+        char asked[700];
+        if (mode != NULL && strcmp(mode, "materialized") == 0)
+            snprintf(asked, sizeof asked, " It was asked with source_query (the SQL of a materialized table): fix "
+                     "that query.");
+        else
+            snprintf(asked, sizeof asked,
+                     " It was asked for bucket \"%.200s\" (the schema%s) and source_table \"%.200s\" (the table or "
+                     "view%s): fix those fields. GET /api/admin/discover-tables lists what the source has.",
+                     bucket && bucket[0] ? bucket : "public", bucket && bucket[0] ? "" : ", default public",
+                     table_name && table_name[0] ? table_name : json_string_value(json_object_get(row, "name")),
+                     table_name && table_name[0] ? "" : ", default the name");
+        char detail[AGNES_ERROR_MESSAGE_MAX + 800];
+        snprintf(detail, sizeof detail, "The table cannot be read at the source: %s.%s", err.message, asked);
         http_respond_error(resp, 400, detail, NULL);
         return -1;
     }

@@ -328,6 +328,9 @@ def test_precheck_asks_the_configured_source(agnes, fresh_db):
     r = call(server, "POST", "/api/admin/register-table/precheck", token,
              json={"name": "nope", "source_type": "postgres", "source_table": "nope"})
     assert r.status_code == 400 and 'relation "public.nope" does not exist' in r.json()["detail"], r.text
+    # Which fields to change: bucket is the schema, source_table the table.
+    assert 'bucket "public" (the schema, default public)' in r.json()["detail"], r.text
+    assert 'source_table "nope" (the table or view)' in r.json()["detail"], r.text
     assert call(server, "GET", "/api/admin/registry", token).json()["count"] == 0
 
 
