@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -82,6 +83,21 @@ static bool demo_was_retired(const agnes_paths *paths)
     char marker[AGNES_PATH_MAX];
     retired_marker(paths, marker, sizeof marker);
     return util_file_exists(marker);
+}
+
+bool demo_table_state_is_stale(const agnes_paths *paths, const char *table_id, const char *last_sync)
+{
+    static const char *const seeded[] = {"customers", "products", "orders"};
+    bool demo_name = false;
+    for (size_t i = 0; i < sizeof seeded / sizeof seeded[0]; i++)
+        demo_name = demo_name || (table_id != NULL && strcmp(table_id, seeded[i]) == 0);
+    char marker[AGNES_PATH_MAX], retired_at[32];
+    struct stat st;
+    retired_marker(paths, marker, sizeof marker);
+    if (!demo_name || last_sync == NULL || stat(marker, &st) != 0)
+        return false;
+    util_utc_iso(st.st_mtime, retired_at);
+    return strcmp(last_sync, retired_at) < 0; /* both YYYY-MM-DDTHH:MM:SSZ */
 }
 
 int demo_seed_if_empty(const agnes_paths *paths, bool *created, agnes_error *err)

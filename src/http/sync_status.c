@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "engine/analytics.h"
+#include "engine/demo.h"
 #include "http/auth.h"
 #include "http/catalog.h"
 #include "http/sync.h"
@@ -84,6 +85,9 @@ int sync_status_states(http_context *ctx, const json_t *ids, json_t **out, agnes
             continue;
         const char *source = source_of(snapshot, id);
         const json_t *registered = registry_row(registry, id);
+        if (source == NULL && registered == NULL &&
+            demo_table_state_is_stale(&ctx->runtime->paths, id, json_string_value(json_object_get(row, "last_sync"))))
+            continue; /* the retired demo's, not data anyone lost */
         json_object_set_new(row, "source", source ? json_string(source) : json_null());
         json_object_set_new(row, "published", json_boolean(source != NULL));
         const char *state = json_string_value(json_object_get(row, "state"));
