@@ -1,5 +1,7 @@
 #include "core/mcp.h"
 
+#include "core/audience.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -340,10 +342,13 @@ static char *handle_tools_call(const mcp_host *host, const mcp_session *session,
     agnes_error_clear(&err);
     char *value = host->call(host->cls, name, json_is_object(arguments) ? arguments : empty, &err);
     json_decref(empty);
-    if (value == NULL)
-        return result_text(id, json_pack("{s:[{s:s, s:s}], s:b}", "content", "type", "text", "text",
-                                         err.message[0] ? err.message : "The tool failed without saying why.",
+    if (value == NULL) {
+        char said[sizeof err.message + 256]; /* an agent calls tools, not routes */
+        audience_translate(AUDIENCE_MCP, err.message[0] ? err.message : "The tool failed without saying why.",
+                           said, sizeof said);
+        return result_text(id, json_pack("{s:[{s:s, s:s}], s:b}", "content", "type", "text", "text", said,
                                          "isError", 1));
+    }
     /* structuredContent must be an object; every tool returns one. */
     char *text = tool_result_text(id, value, has_structured_output(session->version) && value[0] == '{');
     free(value);

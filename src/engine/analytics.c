@@ -146,7 +146,10 @@ static int load_tables(duckdb_connection conn, analytics_snapshot *snapshot, agn
 {
     if (duck_query_json(conn,
                         "SELECT table_name AS id, table_name AS name, description, source AS source_type,"
-                        " query_mode, rows, size_bytes, published_at AS last_sync FROM agnes.tables"
+                        /* a remote table's rows live at the source: unknown, never a misleading 0 */
+                        " query_mode, CASE WHEN query_mode = 'remote' THEN NULL ELSE rows END AS rows,"
+                        " CASE WHEN query_mode = 'remote' THEN NULL ELSE size_bytes END AS size_bytes,"
+                        " published_at AS last_sync FROM agnes.tables"
                         " ORDER BY table_name",
                         NULL, 0, &snapshot->tables, err))
         return err->code;

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -84,6 +85,21 @@ static bool demo_was_retired(const agnes_paths *paths)
     return util_file_exists(marker);
 }
 
+bool demo_table_state_is_stale(const agnes_paths *paths, const char *table_id, const char *last_sync)
+{
+    static const char *const seeded[] = {"customers", "products", "orders"};
+    bool demo_name = false;
+    for (size_t i = 0; i < sizeof seeded / sizeof seeded[0]; i++)
+        demo_name = demo_name || (table_id != NULL && strcmp(table_id, seeded[i]) == 0);
+    char marker[AGNES_PATH_MAX], retired_at[32];
+    struct stat st;
+    retired_marker(paths, marker, sizeof marker);
+    if (!demo_name || last_sync == NULL || stat(marker, &st) != 0)
+        return false;
+    util_utc_iso(st.st_mtime, retired_at);
+    return strcmp(last_sync, retired_at) < 0; /* both YYYY-MM-DDTHH:MM:SSZ */
+}
+
 int demo_seed_if_empty(const agnes_paths *paths, bool *created, agnes_error *err)
 {
     json_t *sources = NULL;
@@ -145,6 +161,29 @@ static void release_claims(system_db *db)
     system_db_writer_release(db);
 }
 
+/* The demo's tables leave sync_state and sync_history with it: left there,
+ * /api/sync/status kept listing customers/orders/products as ok (and
+ * /admin/sync counted them) long after their data was gone.  A real source
+ * publishing one of these names is recorded again by the rebuild that
+ * follows the retirement. */
+static void forget_states(system_db *db, const json_t *tables)
+{
+    if (db == NULL)
+        return;
+    duckdb_connection writer = system_db_writer_acquire(db);
+    size_t i;
+    json_t *name;
+    json_array_foreach(tables, i, name) {
+        const char *params[] = {json_string_value(name)};
+        agnes_error err;
+        if (duck_exec_params(writer, "DELETE FROM sync_state WHERE table_id = $1", params, 1, &err) ||
+            duck_exec_params(writer, "DELETE FROM sync_history WHERE table_id = $1", params, 1, &err))
+            log_warn("msg=\"cannot forget a demo table's sync state\" table=%s detail=\"%s\"", params[0],
+                     err.message);
+    }
+    system_db_writer_release(db);
+}
+
 int demo_retire(const agnes_paths *paths, system_db *db, json_t **tables, agnes_error *err)
 {
     char dir[AGNES_PATH_MAX], extract[AGNES_PATH_MAX], retired[AGNES_PATH_MAX];
@@ -156,7 +195,8 @@ int demo_retire(const agnes_paths *paths, system_db *db, json_t **tables, agnes_
     demo_file(paths, "", dir, sizeof dir);
     demo_file(paths, "extract.duckdb", extract, sizeof extract);
     retired_marker(paths, retired, sizeof retired);
-    if (tables != NULL) {
+    json_t *names = json_array();
+    {
         duck_session session;
         agnes_error ignored;
         json_t *rows = NULL;
@@ -168,21 +208,31 @@ int demo_retire(const agnes_paths *paths, system_db *db, json_t **tables, agnes_
         size_t i;
         json_t *row;
         json_array_foreach(rows, i, row)
-            json_array_append(*tables, json_object_get(row, "table_name"));
+            json_array_append(names, json_object_get(row, "table_name"));
         json_decref(rows);
     }
+    if (tables != NULL)
+        json_array_extend(*tables, names);
+    int rc = AGNES_OK;
     /* The marker first: a crash half-way must not bring the demo back at the next start. */
     static const char why[] = "the demo source was removed; agnes serve does not seed it again while this file exists\n";
-    if (util_write_file_atomic(retired, why, strlen(why), 0644, err))
-        return err->code;
+    if (util_write_file_atomic(retired, why, strlen(why), 0644, err)) {
+        rc = err->code;
+        goto done;
+    }
     /* The extract goes first (one rename-free unlink): the catalog stops seeing the source at once. */
-    if (unlink(extract) != 0 && errno != ENOENT)
-        return agnes_error_set(err, AGNES_ERR_IO, "cannot remove %s: %s", extract, strerror(errno));
-    if (util_remove_tree(dir, err) != AGNES_OK)
-        return err->code;
+    if (unlink(extract) != 0 && errno != ENOENT) {
+        rc = agnes_error_set(err, AGNES_ERR_IO, "cannot remove %s: %s", extract, strerror(errno));
+        goto done;
+    }
+    if ((rc = util_remove_tree(dir, err)) != AGNES_OK)
+        goto done;
     release_claims(db);
+    forget_states(db, names);
     log_info("msg=\"removed the demo source\" path=%s", dir);
-    return AGNES_OK;
+done:
+    json_decref(names);
+    return rc;
 }
 
 bool demo_yield_to_real_sources(const agnes_paths *paths, system_db *db)

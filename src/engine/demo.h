@@ -41,6 +41,12 @@ bool demo_present(const agnes_paths *paths);
  * no demo to remove. */
 int demo_retire(const agnes_paths *paths, system_db *db, json_t **tables, agnes_error *err);
 
+/* True when table_id is one of the demo's tables, the demo was retired,
+ * and last_sync (ISO 8601 UTC, "YYYY-MM-DDTHH:MM:SSZ") is from before the
+ * retirement: a state row the demo left behind (instances retired before
+ * demo_retire forgot its rows), not a real table whose data is missing. */
+bool demo_table_state_is_stale(const agnes_paths *paths, const char *table_id, const char *last_sync);
+
 /* Retire the demo when another source has an extract; the catalog rebuild
  * calls it first, so real tables take the demo's names in that same
  * rebuild.  True when the demo was retired now. */

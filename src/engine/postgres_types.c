@@ -14,6 +14,7 @@ enum value_kind {
     KIND_INTERVAL, /* replace(col::text, '+', ''): text that CAST(x AS INTERVAL) reads */
     KIND_ARRAY,    /* to_json(col)::text, from_json_strict(c, '[["<element>"]]') as deep as the data */
     KIND_JSON_TEXT, /* to_json(col)::text, kept as JSON: arrays of different depths in one column */
+    KIND_UNBOUNDED_NUMERIC, /* numeric without a typmod that fits DuckDB: col::text, typed once measured */
 };
 
 /* duckdb_type of an array column: its element type and one [] per dimension. */
@@ -46,11 +47,15 @@ static enum value_kind map_scalar(const char *name, int typmod, char *duckdb_typ
     if (strcmp(name, "numeric") == 0) {
         int precision = typmod >= 4 ? ((typmod - 4) >> 16) & 0xFFFF : 0;
         int scale = typmod >= 4 ? (typmod - 4) & 0xFFFF : 0;
-        if (precision >= 1 && precision <= 38 && scale <= precision)
+        if (precision >= 1 && precision <= 38 && scale <= precision) {
             snprintf(duckdb_type, size, "DECIMAL(%d,%d)", precision, scale);
-        else
-            snprintf(duckdb_type, size, "DOUBLE");
-        return KIND_CAST;
+            return KIND_CAST;
+        }
+        /* No typmod (or wider than DuckDB's 38 digits): the type is decided
+         * by measuring the data (postgres_settle_numerics); until then it
+         * is its exact text, never a DOUBLE that rounds. */
+        snprintf(duckdb_type, size, "VARCHAR");
+        return KIND_UNBOUNDED_NUMERIC;
     }
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
         if (strcmp(name, table[i].pg) == 0) {
@@ -96,6 +101,7 @@ static int type_of(PGconn *conn, Oid oid, int typmod, postgres_column *column, a
         column->kind = map_scalar(PQgetvalue(res, 0, 1), typmod, column->duckdb_type, sizeof column->duckdb_type);
         column->bounded_numeric = strcmp(PQgetvalue(res, 0, 1), "numeric") == 0 &&
                                   strncmp(column->duckdb_type, "DECIMAL", 7) == 0;
+        column->guard_scale = -1;
     }
     PQclear(res);
     return AGNES_OK;
@@ -125,6 +131,8 @@ int postgres_describe(PGconn *conn, const char *sql, postgres_column **columns, 
         return agnes_error_set(err, AGNES_ERR_INVALID, "the query returns no columns; use a SELECT that returns rows");
     }
     postgres_column *out = calloc((size_t)n, sizeof *out);
+    for (int i = 0; out != NULL && i < n; i++)
+        out[i].guard_scale = -1;
     if (out == NULL) {
         PQclear(res);
         return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
@@ -227,6 +235,70 @@ int postgres_settle_arrays(PGconn *conn, const char *sql, postgres_column *colum
     return AGNES_OK;
 }
 
+static bool is_unbounded_numeric(const postgres_column *column)
+{
+    return column->kind == KIND_UNBOUNDED_NUMERIC;
+}
+
+int postgres_settle_numerics(PGconn *conn, const char *sql, postgres_column *columns, size_t count, json_t *notes,
+                             agnes_error *err)
+{
+    size_t unbounded = 0;
+    for (size_t i = 0; i < count; i++)
+        unbounded += is_unbounded_numeric(&columns[i]);
+    if (unbounded == 0)
+        return AGNES_OK;
+    /* "<values>:<max scale>:<max integer digits>:<any non-finite>" per column.
+     * scale() and trunc() are exact on numeric; the text test works on every
+     * PostgreSQL version ('Infinity'::numeric needs 14). */
+    PGresult *res = aggregate(conn, sql, columns, count, is_unbounded_numeric,
+                              "count(%1$s)::text || ':' || coalesce(max(scale(%1$s)) FILTER (WHERE %1$s::text NOT IN "
+                              "('NaN', 'Infinity', '-Infinity')), 0)::text || ':' || coalesce(max(length(trunc(abs(%1$s))"
+                              "::text)) FILTER (WHERE %1$s::text NOT IN ('NaN', 'Infinity', '-Infinity')), 0)::text || ':'"
+                              " || coalesce(bool_or(%1$s::text IN ('NaN', 'Infinity', '-Infinity')), false)::text",
+                              err);
+    if (res == NULL)
+        return err->code;
+    int field = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (!is_unbounded_numeric(&columns[i]))
+            continue;
+        long long values = 0;
+        int scale = 0, digits = 0;
+        char nonfinite[8] = "";
+        const char *why = NULL;
+        if (sscanf(PQgetvalue(res, 0, field++), "%lld:%d:%d:%7s", &values, &scale, &digits, nonfinite) != 4)
+            why = "its values could not be measured";
+        else if (values == 0)
+            why = "it holds no values to measure a scale from";
+        else if (strcmp(nonfinite, "true") == 0)
+            why = "it holds NaN or Infinity, which DECIMAL cannot";
+        else if (scale > 38 || digits > 38 - scale)
+            why = "its values need more than the 38 digits DECIMAL holds";
+        if (why == NULL) {
+            snprintf(columns[i].duckdb_type, sizeof columns[i].duckdb_type, "DECIMAL(38,%d)", scale);
+            columns[i].kind = KIND_CAST;
+            columns[i].bounded_numeric = true;
+            columns[i].guard_scale = scale;
+            if (notes != NULL)
+                json_array_append_new(notes, json_sprintf("column %s (%s, no precision) synced as DECIMAL(38,%d): "
+                                                          "its values have at most %d decimal places and %d integer "
+                                                          "digits, so every digit is kept",
+                                                          columns[i].name, columns[i].pg_type, scale, scale, digits));
+        } else {
+            columns[i].kind = KIND_VARCHAR;
+            snprintf(columns[i].duckdb_type, sizeof columns[i].duckdb_type, "VARCHAR");
+            if (notes != NULL)
+                json_array_append_new(notes, json_sprintf("column %s (%s) synced as exact text (VARCHAR) because %s; "
+                                                          "CAST it in queries, or give the column a precision in "
+                                                          "PostgreSQL (numeric(p,s), p <= 38) to get DECIMAL",
+                                                          columns[i].name, columns[i].pg_type, why));
+        }
+    }
+    PQclear(res);
+    return AGNES_OK;
+}
+
 int postgres_find_nonfinite(PGconn *conn, const char *sql, postgres_column *columns, size_t count, json_t *notes,
                             int *changed, agnes_error *err)
 {
@@ -320,9 +392,22 @@ void postgres_append_typed_columns(strbuf *out, const postgres_column *columns, 
                 strbuf sentence;
                 strbuf_init(&sentence);
                 strbuf_appendf(&sentence, "column %s " POSTGRES_NONFINITE_MARKER ", which %s cannot; a local or "
-                               "materialized sync keeps it as DOUBLE", columns[i].name, columns[i].duckdb_type);
+                               "materialized sync keeps it as %s", columns[i].name, columns[i].duckdb_type,
+                               columns[i].guard_scale >= 0 ? "exact text" : "DOUBLE");
                 duck_append_literal(out, sentence.data ? sentence.data : "");
                 strbuf_free(&sentence);
+                if (columns[i].guard_scale >= 0) {
+                    /* A measured scale: a later value with more decimal places
+                     * would be rounded by the CAST; refuse it instead. */
+                    strbuf_appendf(out, ") WHEN length(split_part(c%zu, '.', 2)) > %d THEN error(", i,
+                                   columns[i].guard_scale);
+                    strbuf_init(&sentence);
+                    strbuf_appendf(&sentence, "column %s now has values with more than %d decimal places, which %s "
+                                   "would round; sync the source again to measure the column anew",
+                                   columns[i].name, columns[i].guard_scale, columns[i].duckdb_type);
+                    duck_append_literal(out, sentence.data ? sentence.data : "");
+                    strbuf_free(&sentence);
+                }
                 strbuf_appendf(out, ") ELSE CAST(c%zu AS %s) END", i, columns[i].duckdb_type);
             } else {
                 strbuf_appendf(out, "CAST(c%zu AS %s)", i, columns[i].duckdb_type);

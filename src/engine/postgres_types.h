@@ -16,7 +16,12 @@
  *                                                 which keeps them; the run says so.  A
  *                                                 remote query meeting one fails with a
  *                                                 sentence, never a silent NULL
- *   numeric (no or wider typmod)  DOUBLE          DuckDB has no unbounded decimal
+ *   numeric (no or wider typmod)  DECIMAL(38,s)   s = the largest scale in the data, when every
+ *                                                 value fits 38 digits (measured once per sync,
+ *                                                 postgres_settle_numerics); else VARCHAR, the
+ *                                                 exact text.  Never DOUBLE: it rounds past 15
+ *                                                 digits.  A remote query meeting a value with
+ *                                                 more decimal places fails with a sentence
  *   bool                          BOOLEAN
  *   date / timestamp / time       DATE / TIMESTAMP / TIME
  *   timestamptz / timetz          TIMESTAMPTZ / TIMETZ (session TimeZone=UTC)
@@ -53,6 +58,7 @@ typedef struct postgres_column {
     char element_type[100]; /* arrays: the DuckDB type of one element */
     int array_dims;        /* arrays: the nesting depth duckdb_type has (1 until settled) */
     bool bounded_numeric;  /* numeric(p,s) as DECIMAL: NaN and ±Infinity do not fit */
+    int guard_scale;       /* measured unbounded numeric: its DECIMAL(38,s) scale, -1 otherwise */
 } postgres_column;
 
 /* Marker in the DuckDB error a bounded numeric column raises at a NaN or
@@ -70,6 +76,14 @@ int postgres_describe(PGconn *conn, const char *sql, postgres_column **columns, 
  * (may be NULL).  No query when there is no array column. */
 int postgres_settle_arrays(PGconn *conn, const char *sql, postgres_column *columns, size_t count, json_t *notes,
                            agnes_error *err);
+
+/* Measure the numeric columns without a usable precision (one aggregate
+ * over sql): values with at most 38 digits and s decimal places make the
+ * column DECIMAL(38,s); no values, NaN/Infinity or more digits make it
+ * VARCHAR (the exact text).  A sentence per column in notes (may be NULL).
+ * No query when there is no such column. */
+int postgres_settle_numerics(PGconn *conn, const char *sql, postgres_column *columns, size_t count, json_t *notes,
+                             agnes_error *err);
 
 /* Which numeric(p,s) columns hold NaN or ±Infinity (one aggregate over
  * sql): those become DOUBLE, with a sentence each in notes.  *changed

@@ -11,6 +11,7 @@
 #include "engine/query_pool.h"
 #include "http/auth.h"
 #include "http/catalog.h"
+#include "http/sync_status.h"
 #include "store/backup.h"
 #include "store/duck.h"
 #include "store/migrations.h"
@@ -184,6 +185,38 @@ static void check_backup(health_report *report, http_context *ctx)
               warning[0] ? warning : NULL);
 }
 
+/* Tables recorded as synced whose data the catalog does not hold (a state
+ * restore into an empty DATA_DIR): the instance answers queries about them
+ * with "no such table", so it is not "ok". */
+static void check_table_data(health_report *report, http_context *ctx)
+{
+    json_t *tables = NULL, *missing = json_array();
+    agnes_error err;
+    if (ctx->analytics == NULL || sync_status_states(ctx, NULL, &tables, &err) != AGNES_OK) {
+        json_decref(missing);
+        return; /* the system_db check says why the state cannot be read */
+    }
+    size_t i;
+    json_t *row;
+    json_array_foreach(tables, i, row) {
+        if (strcmp(json_string_value(json_object_get(row, "state")), "missing") == 0)
+            json_array_append(missing, json_object_get(row, "table_id"));
+    }
+    json_decref(tables);
+    size_t count = json_array_size(missing);
+    json_t *details = json_pack("{s:o}", "missing_tables", missing);
+    if (count == 0) {
+        add_check(report, "table_data", CHECK_OK, details, NULL);
+        return;
+    }
+    char message[512];
+    snprintf(message, sizeof message,
+             "%zu registered table(s) have no data in DATA_DIR (first: %s); GET /api/sync/status says how to bring "
+             "each back (re-upload an uploaded table, sync the others)",
+             count, json_string_value(json_array_get(missing, 0)));
+    add_check(report, "table_data", CHECK_WARNING, details, message);
+}
+
 unsigned health_build(http_context *ctx, json_t **out)
 {
     agnes_runtime *rt = ctx->runtime;
@@ -194,6 +227,7 @@ unsigned health_build(http_context *ctx, json_t **out)
     check_disk_free(&report, rt);
     check_release(&report, rt);
     check_backup(&report, ctx);
+    check_table_data(&report, ctx);
     const char *status = report.worst == CHECK_ERROR ? "unhealthy" : report.worst == CHECK_WARNING ? "degraded" : "ok";
     json_t *schema = json_pack("{s:i}", "expected", migrations_latest());
     json_object_set_new(schema, "current", current >= 0 ? json_integer(current) : json_null());

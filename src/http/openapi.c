@@ -60,7 +60,7 @@ static const body_fields fields[] = {
     /* The same options may come as multipart form fields; docs/uploads.md describes each. */
     {"POST", "/api/upload/tables", NULL, "201 table:object!,replaced:boolean!,warning:string",
      "name:string,format:string,description:string,delimiter:string,quote:string,escape:string,header:boolean,"
-     "decimal_separator:string,types:string,all_text:boolean,sample_size:integer"},
+     "decimal_separator:string,thousands_separator:string,types:string,all_text:boolean,sample_size:integer"},
     {"GET", "/api/catalog/tables/{id}/sample", NULL, "columns:array!,types:array!,rows:array!"},
     {"GET", "/api/health/detailed", NULL, "status:string!,version:string!,channel:string!,schema:object,checks:object!"},
     {"PUT", "/api/admin/registry/{id}",

@@ -17,16 +17,24 @@
 #include <string.h>
 #include <strings.h>
 
+#include <sodium.h>
+
 #include "http/pages.h"
 #include "web/assets.h"
 
 /* No inline script or style, no framing, same-origin everything, and the
  * browser itself refuses HTML-string sinks (innerHTML and the like): API
  * values can only ever reach a page as text. */
-#define PAGE_CSP                                                                                                        \
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "               \
-    "font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "                                    \
-    "require-trusted-types-for 'script'"
+#define PAGE_CSP_BEFORE_STYLE "default-src 'none'; script-src 'self'; style-src 'self'"
+#define PAGE_CSP_AFTER_STYLE                                                                                          \
+    "; img-src 'self' data:; connect-src 'self'; font-src 'self'; form-action 'self'; frame-ancestors 'none'; "      \
+    "base-uri 'none'; require-trusted-types-for 'script'"
+#define PAGE_CSP PAGE_CSP_BEFORE_STYLE PAGE_CSP_AFTER_STYLE
+
+/* Where a page carries its response's nonce (<meta name="csp-nonce"
+ * content="{{csp_nonce}}">): CodeMirror reads it (EditorView.cspNonce) for
+ * the <style> element it adds where constructed stylesheets are not used. */
+#define NONCE_PLACEHOLDER "{{csp_nonce}}"
 
 /* True when Accept-Encoding admits gzip (a "gzip;q=0" refuses it). */
 static bool accepts_gzip(const char *accept)
@@ -102,9 +110,13 @@ void pages_handle_asset(http_context *ctx, const http_request *req, http_respons
     respond_asset(req, resp, asset, version != NULL && strcmp(version, asset->version) == 0, 200);
 }
 
-/* Answer with the embedded page web/pages/<file>. */
+/* Answer with the embedded page web/pages/<file>, its nonce placeholders
+ * replaced by a fresh nonce that the CSP's style-src names: a nonce must
+ * differ per response to mean anything, so pages carry no ETag and are not
+ * cached (they are a few hundred bytes; the assets they load are cached). */
 static void respond_page(const http_request *req, http_response *resp, const char *file, unsigned status)
 {
+    (void)req;
     char name[128];
     snprintf(name, sizeof name, "pages/%s", file);
     const web_asset *asset = web_asset_find(name);
@@ -112,7 +124,36 @@ static void respond_page(const http_request *req, http_response *resp, const cha
         http_respond_error(resp, 500, "This page is missing from the build.", NULL);
         return;
     }
-    respond_asset(req, resp, asset, false, status);
+    unsigned char random[16];
+    char nonce[2 * sizeof random + 1];
+    randombytes_buf(random, sizeof random);
+    sodium_bin2hex(nonce, sizeof nonce, random, sizeof random);
+    size_t placeholder = strlen(NONCE_PLACEHOLDER), count = 0;
+    for (const char *p = asset->data; (p = memmem(p, asset->size - (size_t)(p - asset->data), NONCE_PLACEHOLDER,
+                                                 placeholder)) != NULL; p += placeholder)
+        count++;
+    size_t size = asset->size + count * (strlen(nonce) - placeholder);
+    char *body = malloc(size ? size : 1);
+    if (body == NULL) {
+        http_respond_error(resp, 503, "The server is out of memory; retry in a moment.", NULL);
+        return;
+    }
+    size_t out = 0;
+    const char *p = asset->data, *end = asset->data + asset->size, *hit;
+    while ((hit = memmem(p, (size_t)(end - p), NONCE_PLACEHOLDER, placeholder)) != NULL) {
+        memcpy(body + out, p, (size_t)(hit - p));
+        out += (size_t)(hit - p);
+        memcpy(body + out, nonce, strlen(nonce));
+        out += strlen(nonce);
+        p = hit + placeholder;
+    }
+    memcpy(body + out, p, (size_t)(end - p));
+    http_respond_raw(resp, status, asset->content_type, body, size);
+    char csp[512];
+    snprintf(csp, sizeof csp, "%s 'nonce-%s'%s", PAGE_CSP_BEFORE_STYLE, nonce, PAGE_CSP_AFTER_STYLE);
+    http_response_add_header(resp, "Content-Security-Policy", csp);
+    http_response_add_header(resp, "Referrer-Policy", "same-origin");
+    http_response_add_header(resp, "Cache-Control", "no-store");
 }
 
 static void redirect(http_response *resp, const char *location)

@@ -340,8 +340,24 @@ static int describe_at_source(http_context *ctx, const json_t *row, json_t *tabl
     int rc = ops->describe(&settings, row, &columns, &err);
     explicit_bzero(settings.secret, sizeof settings.secret);
     if (rc != AGNES_OK) {
-        char detail[AGNES_ERROR_MESSAGE_MAX + 64];
-        snprintf(detail, sizeof detail, "The table cannot be read at the source: %s", err.message);
+        /* Name the fields the source was asked with: "relation public.nope
+         * does not exist" alone does not say which of them to change. */
+        const char *mode = json_string_value(json_object_get(row, "query_mode"));
+        const char *bucket = json_string_value(json_object_get(row, "bucket"));
+        const char *table_name = json_string_value(json_object_get(row, "source_table"));
+        char asked[700];
+        if (mode != NULL && strcmp(mode, "materialized") == 0)
+            snprintf(asked, sizeof asked, " It was asked with source_query (the SQL of a materialized table): fix "
+                     "that query.");
+        else
+            snprintf(asked, sizeof asked,
+                     " It was asked for bucket \"%.200s\" (the schema%s) and source_table \"%.200s\" (the table or "
+                     "view%s): fix those fields. GET /api/admin/discover-tables lists what the source has.",
+                     bucket && bucket[0] ? bucket : "public", bucket && bucket[0] ? "" : ", default public",
+                     table_name && table_name[0] ? table_name : json_string_value(json_object_get(row, "name")),
+                     table_name && table_name[0] ? "" : ", default the name");
+        char detail[AGNES_ERROR_MESSAGE_MAX + 800];
+        snprintf(detail, sizeof detail, "The table cannot be read at the source: %s.%s", err.message, asked);
         http_respond_error(resp, 400, detail, NULL);
         return -1;
     }
@@ -411,7 +427,26 @@ void registry_handle_update(http_context *ctx, const http_request *req, http_res
             rc = registry_update(conn, id, row, &err);
             if (!http_respond_failure(resp, req, rc, &err, "Table not found")) {
                 audit_log_write(conn, req->identity->user_id, "table.update", id, NULL, "ok");
-                http_respond_json(resp, 200, json_pack("{s:s, s:O}", "id", id, "updated", updated));
+                json_t *answer = json_pack("{s:s, s:O}", "id", id, "updated", updated);
+                /* What analysts query only changes when the table is synced
+                 * again; answering just "updated" let an admin believe the
+                 * switch was done while the old copy kept serving. */
+                static const char *const data_fields[] = {"query_mode", "source_query", "bucket", "source_table",
+                                                          "source_type"};
+                bool needs_sync = false;
+                size_t i;
+                json_t *field;
+                json_array_foreach(updated, i, field)
+                    for (size_t f = 0; f < sizeof data_fields / sizeof data_fields[0]; f++)
+                        needs_sync = needs_sync || strcmp(json_string_value(field), data_fields[f]) == 0;
+                json_object_set_new(answer, "sync_needed", json_boolean(needs_sync));
+                if (needs_sync)
+                    json_object_set_new(answer, "note",
+                                        json_sprintf("Saved. The catalog keeps serving the table as it was until it is "
+                                                     "synced again: run POST /api/sync/trigger with the body "
+                                                     "[\"%s\"] (or `agnes admin sync %s`, or Sync now on "
+                                                     "/admin/tables).", id, id));
+                http_respond_json(resp, 200, answer);
             }
         }
     }

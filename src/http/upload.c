@@ -38,10 +38,10 @@
 #define DESCRIPTION_MAX 4000
 
 static const char *const options[] = {"name",   "format",            "description", "delimiter", "quote",
-                                      "escape", "header",            "decimal_separator",
+                                      "escape", "header",            "decimal_separator", "thousands_separator",
                                       "types",  "all_text",          "sample_size"};
-static const char known_options[] =
-    "name, format, description, delimiter, quote, escape, header, decimal_separator, types, all_text, sample_size";
+static const char known_options[] = "name, format, description, delimiter, quote, escape, header, decimal_separator, "
+                                    "thousands_separator, types, all_text, sample_size";
 
 /* A field from the form, else from the query string; NULL when neither. */
 static const char *field(const http_request *req, const char *name)
@@ -232,6 +232,15 @@ static bool read_options(const http_request *req, local_read_options *o, json_t 
         if (c != '.' && c != ',')
             return refuse(resp, 400, "decimal_separator must be . or , (a decimal comma: 1,5)%s.", "", "");
         o->decimal_separator = c;
+    }
+    if ((value = field(req, "thousands_separator")) != NULL && value[0]) {
+        int c = strcasecmp(value, "none") == 0 ? LOCAL_NO_SEPARATOR
+                : strcasecmp(value, "space") == 0 || strcmp(value, " ") == 0 ? ' '
+                                                                             : parse_char(value, false);
+        if (c != LOCAL_NO_SEPARATOR && c != '.' && c != ',' && c != ' ' && c != '\'')
+            return refuse(resp, 400, "thousands_separator must be . , ' space or none (1.234,50 takes "
+                                     "thousands_separator=.)%s%s.", "", "");
+        o->thousands_separator = c;
     }
     if ((value = field(req, "all_text")) != NULL && value[0]) {
         int b = parse_bool(value);

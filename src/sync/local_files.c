@@ -131,17 +131,8 @@ static void first_line(const char *message, const char *file, char *out, size_t 
     strbuf_free(&text);
 }
 
-/* What to say after a conversion error: inference sees a sample. */
-static const char *conversion_hint(const char *message)
-{
-    return strstr(message, "onvert") != NULL || strstr(message, "ast") != NULL
-               ? " Column types were inferred from the first rows: pass sample_size=-1 to look at every row, "
-                 "types={\"<column>\": \"VARCHAR\"} to fix one column, or all_text=true."
-               : "";
-}
-
 /* The first row DuckDB rejected, as the sentence the caller gets. */
-static int check_rejects(duckdb_connection conn, const char *format, const char *file, agnes_error *err)
+static int check_rejects(duckdb_connection conn, const local_reader *reader, const char *file, agnes_error *err)
 {
     duckdb_result result;
     if (duckdb_query(conn,
@@ -161,10 +152,11 @@ static int check_rejects(duckdb_connection conn, const char *format, const char 
         rc = agnes_error_set(err, AGNES_ERR_INVALID,
                              "Line %lld of the %s%s%s%s: %s (%lld bad line%s in all). Fix the file and upload it "
                              "again; nothing was changed.%s",
-                             (long long)duckdb_value_int64(&result, 0, 0), format, has_column ? ", column \"" : "",
+                             (long long)duckdb_value_int64(&result, 0, 0), reader->format, has_column ? ", column \"" : "",
                              has_column ? column : "", has_column ? "\"" : "", message,
                              (long long)duckdb_value_int64(&result, 3, 0),
-                             duckdb_value_int64(&result, 3, 0) == 1 ? "" : "s", conversion_hint(message));
+                             duckdb_value_int64(&result, 3, 0) == 1 ? "" : "s",
+                             local_reader_conversion_hint(reader, has_column ? column : NULL, message));
     }
     duckdb_destroy_result(&result);
     return rc;
@@ -222,9 +214,9 @@ static int convert(duckdb_connection conn, local_reader *reader, const char *fil
         rc = agnes_error_set(err, AGNES_ERR_INVALID,
                              "The file could not be read as %s: %s. Check the file, or pass the right format "
                              "(csv, tsv, parquet, json, ndjson).%s",
-                             reader->format, message, conversion_hint(message));
+                             reader->format, message, local_reader_conversion_hint(reader, NULL, message));
     } else {
-        rc = check_rejects(conn, reader->format, file, err);
+        rc = check_rejects(conn, reader, file, err);
         if (rc == AGNES_OK && *rows == 0)
             rc = agnes_error_set(err, AGNES_ERR_INVALID,
                                  "The file has no data rows. Upload a file with a header row and at least one row "

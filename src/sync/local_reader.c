@@ -23,6 +23,7 @@ void local_read_options_init(local_read_options *options)
     options->escape = LOCAL_DETECT;
     options->header = LOCAL_DETECT;
     options->decimal_separator = LOCAL_DETECT;
+    options->thousands_separator = LOCAL_DETECT;
 }
 
 void local_reader_free(local_reader *reader)
@@ -32,7 +33,8 @@ void local_reader_free(local_reader *reader)
     json_decref(reader->columns);
     json_decref(reader->guarded);
     json_decref(reader->described);
-    reader->given = reader->types = reader->columns = reader->guarded = reader->described = NULL;
+    json_decref(reader->grouped);
+    reader->given = reader->types = reader->columns = reader->guarded = reader->described = reader->grouped = NULL;
 }
 
 static bool is_csv(const char *format)
@@ -166,9 +168,21 @@ static const char *guarded_type(const local_reader *reader, const char *name, bo
     return type;
 }
 
+/* CAST(replace(replace(trim(c), '<thousands>', ''), '<decimal>', '.') AS type) AS c */
+static void append_grouped(const local_reader *reader, const char *name, const char *type, strbuf *sql)
+{
+    char thousands[2] = {(char)reader->thousands_separator, '\0'};
+    strbuf_append_str(sql, "CAST(replace(replace(trim(");
+    duck_append_identifier(sql, name);
+    strbuf_append_str(sql, "), ");
+    duck_append_literal(sql, thousands);
+    strbuf_appendf(sql, ", ''), '%c', '.') AS %s) AS ", (char)reader->decimal_separator, type);
+    duck_append_identifier(sql, name);
+}
+
 void local_reader_append_select(const local_reader *reader, const char *file, strbuf *sql)
 {
-    if (!local_reader_guarded(reader)) {
+    if (!local_reader_guarded(reader) && json_object_size(reader->grouped) == 0) {
         strbuf_append_str(sql, "SELECT * FROM ");
         append_reader(reader, file, reader->types, sql);
         return;
@@ -179,6 +193,15 @@ void local_reader_append_select(const local_reader *reader, const char *file, st
     json_array_foreach(reader->guarded, i, name)
         json_object_set_new(types, json_string_value(name), json_string("VARCHAR"));
     strbuf_append_str(sql, "SELECT * REPLACE (");
+    bool first = true;
+    const char *grouped_name;
+    json_t *grouped_type;
+    json_object_foreach(reader->grouped, grouped_name, grouped_type) {
+        if (!first)
+            strbuf_append_str(sql, ", ");
+        first = false;
+        append_grouped(reader, grouped_name, json_string_value(grouped_type), sql);
+    }
     json_array_foreach(reader->guarded, i, name) {
         bool timestamp;
         const char *type = guarded_type(reader, json_string_value(name), &timestamp);
@@ -188,7 +211,8 @@ void local_reader_append_select(const local_reader *reader, const char *file, st
          * than 15 characters may hold more digits than it keeps; a plain
          * timestamp longer than 26 ("2024-01-01 10:00:00.123456") has more
          * than microseconds; one with a zone is matched exactly. */
-        strbuf_append_str(sql, i ? ", CAST(CASE WHEN " : "CAST(CASE WHEN ");
+        strbuf_append_str(sql, first ? "CAST(CASE WHEN " : ", CAST(CASE WHEN ");
+        first = false;
         if (timestamp && strcmp(type, "TIMESTAMP") != 0) {
             strbuf_append_str(sql, "regexp_matches(");
             duck_append_identifier(sql, json_string_value(name));
@@ -605,6 +629,148 @@ static int guard_columns(local_reader *r, json_t *described, agnes_error *err)
 
 /* ---- JSON numbers that a double cannot hold ---------------------------- */
 
+/* ---- thousands separators --------------------------------------------- */
+
+static bool is_number_type(const char *type)
+{
+    static const char *const prefixes[] = {"DECIMAL", "NUMERIC", "DOUBLE", "FLOAT", "REAL", "TINYINT", "SMALLINT",
+                                           "INTEGER", "INT", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER",
+                                           "UBIGINT"};
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+        if (strncmp(type, prefixes[i], strlen(prefixes[i])) == 0)
+            return true;
+    return false;
+}
+
+/* A grouped number: [+-]? then d{1,3}(<T>ddd)* or plain digits, then an
+ * optional <D>digits.  As a regular expression for regexp_full_match. */
+static void grouped_pattern(const local_reader *r, char *out, size_t size)
+{
+    char t = (char)r->thousands_separator, d = (char)r->decimal_separator;
+    snprintf(out, size, "[+-]?([0-9]{1,3}([%c][0-9]{3})*|[0-9]+)([%c][0-9]+)?", t, d);
+}
+
+/* With a thousands separator: columns the caller typed as numbers are read
+ * as text and cast once stripped; text columns whose every value is a
+ * grouped number (at least one with a separator) become BIGINT or
+ * DECIMAL(38,s) the same way, measured over the whole file. */
+static int plan_grouped(duckdb_connection conn, local_reader *r, const char *file, json_t *described,
+                        agnes_error *err)
+{
+    if (r->thousands_separator == 0 || r->all_text)
+        return AGNES_OK;
+    json_t *candidates = json_array();
+    size_t i;
+    json_t *column;
+    json_array_foreach(described, i, column) {
+        const char *name = json_string_value(json_object_get(column, "name"));
+        const char *given = json_string_value(json_object_get(column, "given"));
+        const char *type = json_string_value(json_object_get(column, "type"));
+        if (given != NULL && is_number_type(given)) {
+            json_object_set_new(r->grouped, name, json_string(given));
+            json_object_set_new(r->types, name, json_string("VARCHAR"));
+        } else if (given == NULL && strcmp(type, "VARCHAR") == 0) {
+            json_array_append(candidates, json_object_get(column, "name"));
+        }
+    }
+    int rc = AGNES_OK;
+    json_t *rows = NULL;
+    if (json_array_size(candidates) == 0)
+        goto done;
+    char pattern[128], thousands[2] = {(char)r->thousands_separator, '\0'}, decimal[2] = {(char)r->decimal_separator, '\0'};
+    grouped_pattern(r, pattern, sizeof pattern);
+    strbuf sql;
+    strbuf_init(&sql);
+    strbuf_append_str(&sql, "SELECT ");
+    json_t *name;
+    json_array_foreach(candidates, i, name) {
+        strbuf v;
+        strbuf_init(&v);
+        strbuf_append_str(&v, "nullif(trim(");
+        duck_append_identifier(&v, json_string_value(name));
+        strbuf_append_str(&v, "), '')");
+        const char *value = v.data ? v.data : "NULL";
+        strbuf_appendf(&sql, "%scount(%s) FILTER (WHERE NOT regexp_full_match(%s, ", i ? ", " : "", value, value);
+        duck_append_literal(&sql, pattern);
+        strbuf_appendf(&sql, ")) AS bad%zu, count(%s) FILTER (WHERE contains(%s, ", i, value, value);
+        duck_append_literal(&sql, thousands);
+        strbuf_appendf(&sql, ")) AS grouped%zu, coalesce(max(length(split_part(%s, ", i, value);
+        duck_append_literal(&sql, decimal);
+        strbuf_appendf(&sql, ", 2))), 0) AS scale%zu, coalesce(max(length(regexp_replace(split_part(%s, ", i, value);
+        duck_append_literal(&sql, decimal);
+        strbuf_appendf(&sql, ", 1), '[^0-9]', '', 'g'))), 0) AS digits%zu", i);
+        strbuf_free(&v);
+    }
+    strbuf_append_str(&sql, " FROM ");
+    append_reader(r, file, r->types, &sql);
+    if (strbuf_failed(&sql)) {
+        strbuf_free(&sql);
+        rc = agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    rc = duck_query_json(conn, sql.data, NULL, 0, &rows, err);
+    strbuf_free(&sql);
+    if (rc != AGNES_OK) {
+        rc = agnes_error_wrap(err, "measuring the columns written with thousands separators");
+        goto done;
+    }
+    json_t *row = json_array_get(rows, 0);
+    json_array_foreach(candidates, i, name) {
+        char key[32];
+        snprintf(key, sizeof key, "bad%zu", i);
+        long long bad = json_integer_value(json_object_get(row, key));
+        snprintf(key, sizeof key, "grouped%zu", i);
+        long long grouped = json_integer_value(json_object_get(row, key));
+        snprintf(key, sizeof key, "scale%zu", i);
+        long long scale = json_integer_value(json_object_get(row, key));
+        snprintf(key, sizeof key, "digits%zu", i);
+        long long digits = json_integer_value(json_object_get(row, key));
+        if (bad > 0 || grouped == 0)
+            continue;
+        char type[32];
+        if (scale == 0 && digits <= 18)
+            snprintf(type, sizeof type, "BIGINT");
+        else if (scale <= 38 && digits <= 38 - scale)
+            snprintf(type, sizeof type, "DECIMAL(38,%lld)", scale);
+        else
+            continue;
+        const char *column_name = json_string_value(name);
+        json_object_set_new(r->grouped, column_name, json_string(type));
+        json_object_set_new(r->types, column_name, json_string("VARCHAR"));
+        json_t *described_column = find_column(described, column_name);
+        json_object_set_new(described_column, "type", json_string(type));
+        char note[160];
+        snprintf(note, sizeof note, "numbers written with '%c' between thousands and '%c' before decimals",
+                 r->thousands_separator, r->decimal_separator);
+        json_object_set_new(described_column, "note", json_string(note));
+    }
+done:
+    json_decref(rows);
+    json_decref(candidates);
+    return rc;
+}
+
+const char *local_reader_conversion_hint(const local_reader *reader, const char *column, const char *message)
+{
+    if (message == NULL || (strstr(message, "onvert") == NULL && strstr(message, "ast") == NULL))
+        return "";
+    json_t *entry = column ? find_column(reader->columns, column) : NULL;
+    const char *chosen = entry ? json_string_value(json_object_get(entry, "chosen")) : NULL;
+    if (chosen != NULL && strcmp(chosen, "given") == 0)
+        return " That column has the type you gave in types: fix the value, give the column another type (or "
+               "VARCHAR), or, if numbers are written with thousands separators (1.234,50), pass "
+               "thousands_separator=. (or , ' and space) with decimal_separator.";
+    if (column == NULL && json_object_size(reader->grouped) > 0)
+        return " A column read with thousands_separator holds a value that is not a number written that way: fix "
+               "the value, or give the column the type VARCHAR in types.";
+    if (column == NULL && reader->given_types)
+        return " If the value is in a column whose type you gave in types, fix the value or that type; otherwise "
+               "column types were inferred from the first rows: pass sample_size=-1 to look at every row, "
+               "types={\"<column>\": \"VARCHAR\"} to fix one column, or all_text=true.";
+    return " Column types were inferred from the first rows: pass sample_size=-1 to look at every row, "
+           "types={\"<column>\": \"VARCHAR\"} to fix one column, or all_text=true.";
+}
+
 /* ---- the plan ---------------------------------------------------------- */
 
 static int plan_dialect(duckdb_connection conn, const char *file, const local_read_options *o, local_reader *r,
@@ -621,10 +787,20 @@ static int plan_dialect(duckdb_connection conn, const char *file, const local_re
     else if ((r->delimiter = local_sniff_delimiter(&head, o->quote == LOCAL_DETECT ? '"' : o->quote)) == 0)
         r->delimiter = ','; /* one column */
     rc = sniff(conn, file, r, o, err);
-    if (rc == AGNES_OK)
-        r->decimal_separator = o->decimal_separator != LOCAL_DETECT
-                                   ? o->decimal_separator
-                                   : local_sniff_decimal_separator(&head, r->delimiter, r->quote);
+    if (rc == AGNES_OK) {
+        int thousands = 0;
+        int decimal = local_sniff_number_format(&head, r->delimiter, r->quote, &thousands);
+        r->decimal_separator = o->decimal_separator != LOCAL_DETECT ? o->decimal_separator : decimal;
+        if (o->thousands_separator != LOCAL_DETECT)
+            r->thousands_separator = o->thousands_separator;
+        else if (thousands != r->decimal_separator) /* detected for this decimal separator only */
+            r->thousands_separator = thousands;
+        if (r->thousands_separator != 0 && r->thousands_separator == r->decimal_separator)
+            rc = agnes_error_set(err, AGNES_ERR_INVALID,
+                                 "thousands_separator and decimal_separator are both '%c'; numbers like 1.234,50 "
+                                 "take thousands_separator=. and decimal_separator=, (or leave both to detection).",
+                                 r->decimal_separator);
+    }
     local_head_free(&head);
     return rc;
 }
@@ -667,21 +843,24 @@ int local_reader_plan(duckdb_connection conn, const char *format, const char *fi
     out->escape = '"';
     out->header = 1;
     out->decimal_separator = '.';
-    if (out->given == NULL || out->types == NULL || out->columns == NULL || out->guarded == NULL) {
+    out->grouped = json_object();
+    out->given_types = options->types != NULL && json_object_size(options->types) > 0;
+    if (out->grouped == NULL || out->given == NULL || out->types == NULL || out->columns == NULL || out->guarded == NULL) {
         rc = agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
         goto done;
     }
-    static const char *const fields[] = {"delimiter", "quote", "escape", "header", "decimal_separator"};
+    static const char *const fields[] = {"delimiter", "quote", "escape", "header", "decimal_separator",
+                                         "thousands_separator"};
     const int values[] = {options->delimiter, options->quote, options->escape, options->header,
-                          options->decimal_separator};
-    for (size_t i = 0; i < 5; i++)
+                          options->decimal_separator, options->thousands_separator};
+    for (size_t i = 0; i < 6; i++)
         if (values[i] != LOCAL_DETECT)
             json_array_append_new(out->given, json_string(fields[i]));
     bool dialect_given = json_array_size(out->given) > 0;
     bool typed = options->types != NULL || options->all_text || options->sample_size != 0;
     if (!is_csv(format) && dialect_given) {
         rc = agnes_error_set(err, AGNES_ERR_INVALID,
-                             "delimiter, quote, escape, header and decimal_separator are for csv and tsv files; "
+                             "delimiter, quote, escape, header, decimal_separator and thousands_separator are for csv and tsv files; "
                              "this one is %s. Leave them out, or pass format=csv.", format);
         goto done;
     }
@@ -708,6 +887,8 @@ int local_reader_plan(duckdb_connection conn, const char *format, const char *fi
     if (options->types != NULL && !options->all_text &&
         (rc = apply_given_types(conn, out, options->types, described, err)) != AGNES_OK)
         goto done;
+    if (is_csv(format) && (rc = plan_grouped(conn, out, file, described, err)) != AGNES_OK)
+        goto done;
     if (!options->all_text && strcmp(format, "parquet") != 0 && (rc = guard_columns(out, described, err)) != AGNES_OK)
         goto done;
     if (is_json(format) && (json_object_size(out->types) > 0 || json_array_size(out->guarded) > 0)) {
@@ -732,7 +913,7 @@ int local_reader_plan(duckdb_connection conn, const char *format, const char *fi
                         : given != NULL   ? column_entry(name, given, "given", note)
                         : huge            ? column_entry(name, "DECIMAL(38,0)", "widened",
                                                          "Parquet has no 128-bit integer; DECIMAL(38,0) keeps every digit")
-                                          : column_entry(name, type, "detected", NULL);
+                                          : column_entry(name, type, "detected", note);
         if (entry && huge)
             json_object_set_new(out->types, name, json_string("DECIMAL(38,0)"));
         if (entry == NULL || json_array_append_new(out->columns, entry) != 0) {
@@ -757,7 +938,8 @@ json_t *local_reader_dialect_json(const local_reader *reader)
 {
     if (!is_csv(reader->format))
         return NULL;
-    return json_pack("{s:o, s:o, s:o, s:b, s:o, s:O}", "delimiter", char_json(reader->delimiter), "quote",
+    return json_pack("{s:o, s:o, s:o, s:b, s:o, s:o, s:O}", "delimiter", char_json(reader->delimiter), "quote",
                      char_json(reader->quote), "escape", char_json(reader->escape), "header", reader->header == 1,
-                     "decimal_separator", char_json(reader->decimal_separator), "given", reader->given);
+                     "decimal_separator", char_json(reader->decimal_separator), "thousands_separator",
+                     char_json(reader->thousands_separator), "given", reader->given);
 }

@@ -11,7 +11,13 @@
  *   1. dialect (CSV/TSV): the delimiter is counted on the first records
  *      (quote-aware, , ; tab |, the most consistent wins); quote, escape
  *      and header come from sniff_csv() with that delimiter; a decimal
- *      comma is recognised when numbers are written 1,5 and never 1.5.
+ *      comma is recognised when numbers are written 1,5 and never 1.5;
+ *      a field like 1.234,50 or 1.234.567 makes '.' the thousands
+ *      separator (and ',' the decimal one).  DuckDB's reader knows no
+ *      thousands separator, so such columns are read as text, measured
+ *      (every value a grouped number: BIGINT or DECIMAL(38,s)) and cast
+ *      once the separators are stripped; a column whose type the caller
+ *      gave is cast the same way.
  *   2. types: DESCRIBE of the reader (sample_size rows, DuckDB's default
  *      20480, or -1 for the whole file), the caller's types on top.
  *   3. exactness: every column inferred DOUBLE is read as text and cast in
@@ -44,6 +50,7 @@
 #define LOCAL_DETECT -1   /* a dialect field left to detection */
 #define LOCAL_DEFAULT_SAMPLE_ROWS 20480 /* DuckDB's read_csv/read_json sample_size default */
 #define LOCAL_NO_QUOTE 0  /* quote/escape: none at all */
+#define LOCAL_NO_SEPARATOR 0 /* thousands_separator: numbers are not grouped */
 
 /* What the caller asked for; every field may be left to detection. */
 typedef struct local_read_options {
@@ -52,6 +59,7 @@ typedef struct local_read_options {
     int escape;            /* as quote */
     int header;            /* 1, 0, or LOCAL_DETECT */
     int decimal_separator; /* '.', ',', or LOCAL_DETECT */
+    int thousands_separator; /* '.', ',', ' ', '\'', LOCAL_NO_SEPARATOR, or LOCAL_DETECT */
     const json_t *types;   /* {column: DuckDB type} fixed by the caller, or NULL */
     bool all_text;         /* every column VARCHAR: nothing is inferred */
     long long sample_size; /* rows inference looks at: 0 = DuckDB's default, -1 = every row */
@@ -61,6 +69,7 @@ typedef struct local_read_options {
 typedef struct local_reader {
     char format[16];       /* csv, tsv, json, ndjson, parquet */
     int delimiter, quote, escape, header, decimal_separator; /* resolved (csv/tsv) */
+    int thousands_separator; /* resolved: a byte, or 0 (none) */
     long long sample_size;
     bool all_text;
     json_t *given;   /* dialect fields the caller set, ["delimiter", ...] */
@@ -68,6 +77,8 @@ typedef struct local_reader {
     json_t *columns; /* [{name, type, chosen: detected|given|widened|text, note?}] */
     json_t *guarded; /* DOUBLE columns not yet proven exact: read as text, checked as converted */
     json_t *described; /* the reader's columns as DuckDB inferred them */
+    bool given_types; /* the caller passed types */
+    json_t *grouped; /* {column: type}: numbers with thousands separators, read as text and cast once stripped */
 } local_reader;
 
 /* Fill options with "detect everything". */
@@ -97,7 +108,12 @@ int local_reader_widen(duckdb_connection conn, local_reader *reader, const char 
 /* True while some column is guarded. */
 bool local_reader_guarded(const local_reader *reader);
 
-/* {delimiter, quote, escape, header, decimal_separator, given} for csv and
+/* The sentence to add to a conversion error: whether the column's type was
+ * given by the caller (then the value, the type or thousands_separator is
+ * wrong) or inferred from a sample.  column may be NULL (unknown). */
+const char *local_reader_conversion_hint(const local_reader *reader, const char *column, const char *message);
+
+/* {delimiter, quote, escape, header, decimal_separator, thousands_separator, given} for csv and
  * tsv, NULL for the other formats (new reference). */
 json_t *local_reader_dialect_json(const local_reader *reader);
 

@@ -95,7 +95,35 @@ typedef struct decimal_count {
     int quote;
     size_t comma; /* fields like 1,5 */
     size_t dot;   /* fields like 1.5 */
+    size_t grouped_dot; /* fields like 1.234,50 or 1.234.567: '.' groups thousands (never a decimal point) */
 } decimal_count;
+
+/* [+-]?d{1,3}(.ddd)+(,d+)? with at least two groups or a comma fraction:
+ * "1.234,50" and "1.234.567" cannot be decimal points; "1.234" alone is
+ * ambiguous and is not counted. */
+static bool looks_grouped_by_dot(const char *s, size_t len)
+{
+    size_t i = 0, lead = 0, groups = 0;
+    if (i < len && (s[i] == '+' || s[i] == '-'))
+        i++;
+    while (i < len && s[i] >= '0' && s[i] <= '9')
+        i++, lead++;
+    if (lead == 0 || lead > 3)
+        return false;
+    while (i + 3 < len + 0 && s[i] == '.' && s[i + 1] >= '0' && s[i + 1] <= '9' && s[i + 2] >= '0' &&
+           s[i + 2] <= '9' && s[i + 3] >= '0' && s[i + 3] <= '9' && (i + 4 == len || s[i + 4] < '0' || s[i + 4] > '9'))
+        i += 4, groups++;
+    if (groups == 0)
+        return false;
+    bool fraction = false;
+    if (i < len && s[i] == ',') {
+        size_t after = 0;
+        for (i++; i < len && s[i] >= '0' && s[i] <= '9'; i++)
+            after++;
+        fraction = after > 0;
+    }
+    return i == len && (groups >= 2 || fraction);
+}
 
 /* [+-]?digits SEP digits (SEP ',') or [+-]?digits? '.' digits. */
 static bool looks_decimal(const char *s, size_t len, char separator)
@@ -121,6 +149,7 @@ static void count_decimals(void *ctx, size_t record, const char *text, size_t le
         text++, len -= 2;
     count->comma += looks_decimal(text, len, ',');
     count->dot += looks_decimal(text, len, '.');
+    count->grouped_dot += looks_grouped_by_dot(text, len);
 }
 
 int local_head_read(const char *file, local_head *head, agnes_error *err)
@@ -167,9 +196,24 @@ int local_sniff_delimiter(const local_head *head, int quote)
 
 int local_sniff_decimal_separator(const local_head *head, int delimiter, int quote)
 {
+    int thousands;
+    return local_sniff_number_format(head, delimiter, quote, &thousands);
+}
+
+int local_sniff_number_format(const local_head *head, int delimiter, int quote, int *thousands)
+{
     decimal_count count = {.quote = quote};
     scan_records(head->bytes, head->len, head->complete, delimiter, quote, count_decimals, &count, NULL);
-    return delimiter != ',' && count.comma > 0 && count.dot == 0 ? ',' : '.';
+    *thousands = 0;
+    if (delimiter == ',')
+        return '.';
+    /* "1.234,50" settles both: a dot that groups thousands is no decimal
+     * point, so the "1.234"s beside it do not vote for one. */
+    if (count.grouped_dot > 0) {
+        *thousands = '.';
+        return ',';
+    }
+    return count.comma > 0 && count.dot == 0 ? ',' : '.';
 }
 
 /* ---- JSON numbers that a double cannot hold ---------------------------- */

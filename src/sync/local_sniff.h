@@ -39,6 +39,12 @@ int local_sniff_delimiter(const local_head *head, int quote);
  * 1.5 (only meaningful when the delimiter is not ','), else '.'. */
 int local_sniff_decimal_separator(const local_head *head, int delimiter, int quote);
 
+/* The decimal separator (as local_sniff_decimal_separator) and into
+ * *thousands the separator that groups thousands, 0 for none: '.' when a
+ * field reads like 1.234,50 or 1.234.567 (then the decimal separator is
+ * ','), which no decimal point can be.  Never detected for ',' files. */
+int local_sniff_number_format(const local_head *head, int delimiter, int quote, int *thousands);
+
 /* AGNES_ERR_INVALID, naming the line and the number, when the JSON text in
  * file has a fractional number that a double does not keep digit for digit
  * (its shortest round-trip form differs: 0.12345678901234567891); integers

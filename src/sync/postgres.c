@@ -114,11 +114,12 @@ typedef struct described_row {
 } described_row;
 
 /* settle: also ask the data how deep its arrays are (a scan, so only
- * where the rows are about to be read or a view made; notes may be NULL).
+ * where the rows are about to be read or a view made; notes may be NULL);
+ * typed: measure numerics without a precision (also a scan) for their type.
  * Everything runs in one REPEATABLE READ transaction, so what the data was
  * asked and what the COPY then exports are the same snapshot. */
-static int describe_row(const connector_settings *settings, const json_t *row, bool settle, json_t *notes,
-                        described_row *d, agnes_error *err)
+static int describe_row(const connector_settings *settings, const json_t *row, bool settle, bool typed,
+                        json_t *notes, described_row *d, agnes_error *err)
 {
     memset(d, 0, sizeof *d);
     strbuf_init(&d->select);
@@ -136,6 +137,11 @@ static int describe_row(const connector_settings *settings, const json_t *row, b
         rc = postgres_describe(d->conn, d->select.data, &d->columns, &d->count, err);
     if (rc == AGNES_OK && settle)
         rc = postgres_settle_arrays(d->conn, d->select.data, d->columns, d->count, notes, err);
+    /* Numerics without a precision are measured wherever types are shown or
+     * written (typed): what precheck shows is the type the sync will write.
+     * Only the column facts, which need no types, skip that scan. */
+    if (rc == AGNES_OK && (settle || typed))
+        rc = postgres_settle_numerics(d->conn, d->select.data, d->columns, d->count, notes, err);
     return rc;
 }
 
@@ -357,7 +363,7 @@ static int export_table(const connector_settings *settings, const connector_job 
     described_row d;
     int changed = 0;
     *rows = 0;
-    int rc = describe_row(settings, job->row, true, job->notes, &d, err);
+    int rc = describe_row(settings, job->row, true, true, job->notes, &d, err);
     if (rc == AGNES_OK && find_nonfinite)
         rc = postgres_find_nonfinite(d.conn, d.select.data, d.columns, d.count, job->notes, &changed, err);
     if (rc == AGNES_OK)
@@ -392,7 +398,7 @@ static int remote_view(const connector_settings *settings, const json_t *row, st
     strbuf_init(&remote);
     *attach = NULL;
     json_t *notes = json_array();
-    int rc = describe_row(settings, row, true, notes, &d, err);
+    int rc = describe_row(settings, row, true, true, notes, &d, err);
     size_t n;
     json_t *note;
     json_array_foreach(notes, n, note) /* a remote table's view is made here, outside any job: the log says it */
@@ -426,7 +432,7 @@ static int describe(const connector_settings *settings, const json_t *row, json_
 {
     described_row d;
     *out = NULL;
-    int rc = describe_row(settings, row, false, NULL, &d, err);
+    int rc = describe_row(settings, row, false, true, NULL, &d, err);
     if (rc == AGNES_OK) {
         *out = json_array();
         for (size_t i = 0; i < d.count; i++)
@@ -444,7 +450,7 @@ static int table_facts(const connector_settings *settings, const json_t *row, js
 {
     described_row d;
     *facts = NULL;
-    int rc = describe_row(settings, row, false, NULL, &d, err);
+    int rc = describe_row(settings, row, false, false, NULL, &d, err);
     PGresult *res = NULL, *info = NULL;
     strbuf tables, columns;
     strbuf_init(&tables);

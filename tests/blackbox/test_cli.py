@@ -16,6 +16,7 @@ from test_users import ANALYST, call, setup_admin_and_analyst
 
 ORDERS = b"id,item,amount\n" + b"".join(b"%d,item %d,%d.5\n" % (i, i, i) for i in range(500))
 CUSTOMERS = b"id,name\n1,Ada\n2,Bob\n"
+ORDERS_WITH_REGION = b"id,item,amount,region\n1,item 1,1.5,EU\n"
 
 
 def agnes(home, *args, stdin=None, env=None, cwd=None, timeout=60):
@@ -171,6 +172,32 @@ def test_init_writes_claude_md_and_hooks_and_is_idempotent(world):
     assert (ws / "data" / "orders.parquet").exists()
 
 
+def test_pull_refreshes_the_block_init_wrote_and_nothing_else(world):
+    """`agnes pull` left CLAUDE.md's agnes block stale: a table the analyst lost stayed listed, a new column
+    never appeared."""
+    server, token, home, grant_id = world
+    ws = home / "ws"
+    (ws / "CLAUDE.md").write_text("# Mine\n\nKeep me.\n")
+    assert agnes(home, "init").returncode == 0
+    (ws / "CLAUDE.md").write_text((ws / "CLAUDE.md").read_text() + "\nMy trailing notes.\n")
+    call(server, "POST", "/api/admin/grants", token,
+         json={"group_id": everyone_id(server, token), "resource_type": "table", "resource_id": "customers"})
+    assert upload_raw(server, token, ORDERS_WITH_REGION, name="orders").status_code in (200, 201)
+    pull_json(home)
+    text = (ws / "CLAUDE.md").read_text()
+    assert text.startswith("# Mine\n\nKeep me.\n") and text.endswith("\nMy trailing notes.\n"), text
+    assert "### `customers`" in text and "| `region` |" in text and "## Tables (2)" in text, text
+    assert text.count("<!-- agnes:begin") == 1
+    assert call(server, "DELETE", f"/api/admin/grants/{grant_id}", token).status_code in (200, 204)
+    pull_json(home)
+    text = (ws / "CLAUDE.md").read_text()
+    assert "### `orders`" not in text and "## Tables (1)" in text and "Keep me." in text, text
+    # A workspace where `agnes init` never ran gets no block from a pull.
+    (ws / "CLAUDE.md").write_text("# Only mine\n")
+    pull_json(home)
+    assert (ws / "CLAUDE.md").read_text() == "# Only mine\n"
+
+
 def test_push_sends_the_hook_transcript_and_the_outbox(world, workdir):
     server, token, home, _ = world
     transcript = home / "transcript.jsonl"
@@ -200,8 +227,14 @@ def test_errors_say_what_to_do_with_distinct_exit_codes(world, workdir):
     assert r.returncode == 4 and "cannot reach" in r.stderr
     r = agnes(home, "query", "SELECT * FROM customers")
     assert r.returncode == 3 and "customers" in r.stderr
-    r = agnes(home, "query", "SELEC 1")
-    assert r.returncode == 5 and "syntax" in r.stderr.lower()
+    r = agnes(home, "query", "SELEC 1")  # the user's mistake: exit 1 (docs/cli.md), not 5 (a server failure)
+    assert r.returncode == 1 and "syntax" in r.stderr.lower(), r.stderr
+    r = agnes(home, "query", "SELECT * FROM eu")  # hints name commands, not HTTP routes
+    assert "`agnes catalog`" in r.stderr and "/api/" not in r.stderr, r.stderr
+    r = agnes(workdir / "stranger", "login", "--server", server.url, "--email", ANALYST["email"],
+              stdin="wrong-password\n")
+    assert r.returncode == 3 and "refused the token" not in r.stderr, r.stderr
+    assert "password" in r.stderr.lower() and "Check the email and password" in r.stderr, r.stderr
     r = agnes(home, "pull", "customers")
     assert r.returncode == 3 and "customers" in r.stderr
     assert agnes(home, "pull", "--bogus").returncode == 2
@@ -223,7 +256,7 @@ def test_admin_wrappers_and_the_client_doctor(world, workdir):
     registry = json.loads(agnes(boss, "admin", "registry", "--json").stdout)
     assert [(t["id"], t["sync_schedule"]) for t in registry["tables"]] == [("sales_eu", "every 1h")]
     bad = agnes(boss, "admin", "register-table", "Sales EU", "--source-type", "postgres")
-    assert bad.returncode == 5 and "already registered" in bad.stderr
+    assert bad.returncode == 1 and "already registered" in bad.stderr
     users = json.loads(agnes(boss, "admin", "users", "--json").stdout)
     assert {u["email"] for u in users} == {ADMIN["email"].lower(), ANALYST["email"].lower()}
     run = agnes(boss, "admin", "sync", "--wait", "--json")  # postgres is not configured: the run fails, and says so

@@ -50,6 +50,9 @@ def test_the_demo_makes_way_for_the_first_real_source(server_factory, env, workd
     assert not demo_dir(workdir).exists()
     status = call(server, "GET", "/api/sync/status", token).json()
     assert status["collisions"] == []
+    # The retired demo's tables are forgotten: sync status (and /admin/sync, which counts its rows) lists
+    # only what is still served.
+    assert [(t["table_id"], t["state"]) for t in status["tables"]] == [("orders", "ok")], status
     server.stop()
     server.start()  # an emptied instance does not get the demo back
     assert not demo_dir(workdir).exists()
@@ -78,3 +81,34 @@ def test_a_real_source_called_demo_is_never_removed(server_factory, env, workdir
     env["AGNES_DEMO"] = "1"
     server_factory(env).stop()
     assert (demo_dir(workdir) / "extract.duckdb").exists()
+
+
+def test_uploaded_tables_whose_data_is_gone_are_reported_missing_not_ok(server_factory, env, workdir):
+    """A state restore into an empty DATA_DIR: the uploaded tables left the catalog, yet /api/sync/status said
+    `ok` and /api/health said ok."""
+    import shutil
+    from test_upload import upload_raw
+    from test_users import call, setup_admin_and_analyst
+    server = server_factory(env)
+    token = setup_admin_and_analyst(server)[0]["access_token"]
+    assert upload_raw(server, token, b"id,amount\n1,10\n", name="sales").status_code in (200, 201)
+    assert call(server, "GET", "/api/health", token).json()["status"] == "ok"
+    server.stop()
+    shutil.rmtree(workdir / "data" / "extracts")  # the state tier survives, the data does not
+    server.start()
+    call(server, "POST", "/api/sync/trigger", token)
+    status = call(server, "GET", "/api/sync/status", token).json()
+    sales = [t for t in status["tables"] if t["table_id"] == "sales"][0]
+    assert sales["state"] == "missing" and not sales["published"], sales
+    assert "Re-upload the file" in sales["error"] and "/api/upload/tables" in sales["error"], sales
+    import time
+    deadline = time.time() + 15  # the health document is refreshed every 5 s
+    while (health := call(server, "GET", "/api/health", token).json())["status"] == "ok" and time.time() < deadline:
+        time.sleep(0.5)
+    assert health["status"] == "degraded", health
+    assert health["checks"]["table_data"]["missing_tables"] == ["sales"], health
+    assert any("have no data" in w for w in health["warnings"]), health
+    # Re-uploading brings it back and health recovers.
+    assert upload_raw(server, token, b"id,amount\n1,10\n", name="sales").status_code in (200, 201)
+    sales = [t for t in call(server, "GET", "/api/sync/status", token).json()["tables"] if t["table_id"] == "sales"][0]
+    assert sales["state"] == "ok" and sales["published"], sales

@@ -499,3 +499,17 @@ def test_a_struct_member_name_cannot_write_the_sql_that_reads_a_handle(server_fa
     assert first["columns"] == ["s"] and first["handle"], first
     page = call(server, "GET", f"/api/results/{first['handle']}/rows?offset=1&limit=5", analyst["access_token"]).json()
     assert page["columns"] == ["s"] and [row[0] for row in page["rows"]] == [{name: 1}, {name: 2}], page
+
+
+def test_tool_errors_name_tools_not_http_routes(world):
+    """The MCP `query` tool answered a missing table with "GET /api/catalog/tables lists the tables you can
+    query": an agent calls tools, it cannot act on a route."""
+    server, pat = world["server"], world["pat"]
+    session = initialize(server, pat).headers["Mcp-Session-Id"]
+    rpc(server, pat, session, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+    r = rpc(server, pat, session, {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                                   "params": {"name": "query", "arguments": {"sql": "SELECT * FROM eu"}}})
+    result = r.json()["result"]
+    assert result["isError"] is True, result
+    text = result["content"][0]["text"]
+    assert "list_tables tool" in text and "/api/" not in text, text

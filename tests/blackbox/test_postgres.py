@@ -139,7 +139,7 @@ def test_types_are_mapped_faithfully_and_remote_equals_local(agnes, fresh_db):
     assert run["state"] == "done", run
     local = query(server, token, "SELECT * FROM typed_local ORDER BY i4 NULLS LAST")
     remote = query(server, token, "SELECT * FROM typed_remote ORDER BY i4 NULLS LAST")
-    assert local["types"] == ["SMALLINT", "INTEGER", "BIGINT", "DECIMAL(12,3)", "DOUBLE", "FLOAT", "DOUBLE",
+    assert local["types"] == ["SMALLINT", "INTEGER", "BIGINT", "DECIMAL(12,3)", "DECIMAL(38,1)", "FLOAT", "DOUBLE",
                               "BOOLEAN", "VARCHAR", "VARCHAR", "DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE",
                               "TIME", "VARCHAR", "JSON", "JSON", "UUID", "BLOB", "INTEGER[]", "VARCHAR[]", "VARCHAR"]
     assert remote["types"] == local["types"] and remote["rows"] == local["rows"]
@@ -328,6 +328,9 @@ def test_precheck_asks_the_configured_source(agnes, fresh_db):
     r = call(server, "POST", "/api/admin/register-table/precheck", token,
              json={"name": "nope", "source_type": "postgres", "source_table": "nope"})
     assert r.status_code == 400 and 'relation "public.nope" does not exist' in r.json()["detail"], r.text
+    # Which fields to change: bucket is the schema, source_table the table.
+    assert 'bucket "public" (the schema, default public)' in r.json()["detail"], r.text
+    assert 'source_table "nope" (the table or view)' in r.json()["detail"], r.text
     assert call(server, "GET", "/api/admin/registry", token).json()["count"] == 0
 
 
@@ -370,8 +373,16 @@ def test_switching_a_table_to_remote_stops_its_download_and_the_pull_drops_the_s
 
     r = call(server, "PUT", "/api/admin/registry/events", token, json={"query_mode": "remote"})
     assert r.status_code == 200, r.text
+    # The switch takes effect at the next sync, and the answer says so (it used to say only "updated").
+    assert r.json()["sync_needed"] is True and 'POST /api/sync/trigger with the body ["events"]' in r.json()["note"]
+    assert "agnes admin sync events" in r.json()["note"]
+    described = call(server, "PUT", "/api/admin/registry/events", token, json={"description": "clicks"}).json()
+    assert described["sync_needed"] is False and "note" not in described
     fresh_db.sql("INSERT INTO events VALUES (4);")
     assert trigger_and_wait(server, token)[1]["state"] == "done"
+    # A remote table's size lives at the source: unknown, not an empty-looking 0.
+    listed = {t["id"]: t for t in call(server, "GET", "/api/catalog/tables", token).json()["tables"]}
+    assert listed["events"]["rows"] is None and listed["events"]["size_bytes"] is None, listed["events"]
     entry = call(server, "GET", "/api/sync/manifest", token).json()["tables"]["events"]
     assert entry["query_mode"] == "remote" and entry["downloadable"] is False and entry["hash"] == "", entry
     download = call(server, "GET", "/api/data/events/download", token)
@@ -467,6 +478,39 @@ def test_nan_in_a_bounded_numeric_is_kept_as_double_and_said(agnes, fresh_db):
     remote = call(server, "POST", "/api/query", token, json={"sql": "SELECT price FROM prices_remote"})
     assert remote.status_code == 400 and "holds NaN or Infinity" in remote.json()["detail"], remote.text
     assert query(server, token, "SELECT fee FROM prices_remote WHERE id = 1")["rows"] == [["1.50"]]
+
+
+def test_numeric_without_precision_never_loses_a_digit(agnes, fresh_db):
+    """A numeric without precision synced as DOUBLE: 12345678901234567.89 came back as 12345678901234568.
+    Measured instead: DECIMAL(38,s) when every value fits, exact text otherwise, said in the notes,
+    shown by precheck, and the same for a remote table."""
+    server, token, _ = agnes
+    fresh_db.sql("CREATE TABLE ledger (id int, amount numeric, huge numeric(60,2), odd numeric, empty numeric);"
+                 "INSERT INTO ledger VALUES (1, 12345678901234567.89, 123456789012345678901234567890123456789.12,"
+                 " 'NaN', NULL), (2, -0.5, 1.00, 2.125, NULL);")
+    assert configure(server, token, fresh_db).status_code == 200
+    r = call(server, "POST", "/api/admin/register-table/precheck", token,
+             json={"name": "ledger", "source_type": "postgres", "source_table": "ledger"})
+    assert r.status_code == 200, r.text
+    assert [(c["name"], c["type"]) for c in r.json()["table"]["columns"]] == \
+        [("id", "INTEGER"), ("amount", "DECIMAL(38,2)"), ("huge", "VARCHAR"), ("odd", "VARCHAR"), ("empty", "VARCHAR")]
+    register(server, token, name="ledger", source_table="ledger")
+    register(server, token, name="ledger_remote", source_table="ledger", query_mode="remote")
+    _, run = trigger_and_wait(server, token)
+    table = [t for t in run["tables"] if t["table_id"] == "ledger"][0]
+    assert table["state"] == "done", run
+    assert any("column amount" in n and "DECIMAL(38,2)" in n for n in table["notes"]), table
+    assert any("column huge" in n and "exact text" in n and "38 digits" in n for n in table["notes"]), table
+    for name in ("ledger", "ledger_remote"):
+        answer = query(server, token, f"SELECT amount, huge, odd FROM {name} ORDER BY id")
+        assert answer["types"] == ["DECIMAL(38,2)", "VARCHAR", "VARCHAR"], answer
+        assert answer["rows"] == [["12345678901234567.89", "123456789012345678901234567890123456789.12", "NaN"],
+                                  ["-0.50", "1.00", "2.125"]]
+    # A remote value with more decimal places than measured fails loudly instead of rounding.
+    fresh_db.sql("INSERT INTO ledger VALUES (3, 1.125, 1, 1, NULL)")
+    r = call(server, "POST", "/api/query", token, json={"sql": "SELECT amount FROM ledger_remote"})
+    assert r.status_code == 400 and "more than 2 decimal places" in r.json()["detail"], r.text
+    assert "sync the source again" in r.json()["detail"]
 
 
 def test_catalog_descriptions_and_column_facts_stay_current(agnes, fresh_db):

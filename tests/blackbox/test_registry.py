@@ -38,7 +38,8 @@ def test_register_list_update_and_delete(admin):
     assert row["registered_at"].endswith("Z")
     r = call(server, "PUT", "/api/admin/registry/big_orders", token,
              json={"query_mode": "materialized", "source_query": "SELECT *\nFROM orders\nWHERE total > 1000"})
-    assert r.status_code == 200 and r.json() == {"id": "big_orders", "updated": ["query_mode", "source_query"]}
+    assert r.status_code == 200 and r.json()["updated"] == ["query_mode", "source_query"], r.text
+    assert r.json()["sync_needed"] is True and "agnes admin sync big_orders" in r.json()["note"]
     assert registry(server, token)["big_orders"]["source_query"].startswith("SELECT *\nFROM")
     r = call(server, "PUT", "/api/admin/registry/big_orders", token, json={"query_mode": "local"})
     assert r.status_code == 200 and registry(server, token)["big_orders"]["source_query"] is None

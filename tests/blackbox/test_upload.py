@@ -56,7 +56,7 @@ def test_a_csv_becomes_a_queryable_table_that_satisfies_the_contract(admin, env,
                                 {"name": "amount", "type": "DOUBLE", "chosen": "detected"},
                                 {"name": "day", "type": "DATE", "chosen": "detected"}]
     assert table["dialect"] == {"delimiter": ",", "quote": '"', "escape": '"', "header": True,
-                                "decimal_separator": ".", "given": []}
+                                "decimal_separator": ".", "thousands_separator": None, "given": []}
     assert table["inference"] == {"sample_size": 20480, "all_text": False}
     assert rows(server, token, "SELECT region, amount, day FROM sales ORDER BY region") == [
         ["EU", 10.5, "2024-01-01"], ["US", 20, "2024-01-02"]]
@@ -264,6 +264,36 @@ def test_a_decimal_comma_is_detected_and_the_dialect_can_be_given(admin):
     headless = upload_raw(server, token, b"1,2\n3,4\n", name="headless", header="false")
     assert [c["name"] for c in headless.json()["table"]["columns"]] == ["column0", "column1"]
     assert rows(server, token, "SELECT count(*) FROM headless") == [[2]]
+
+
+def test_thousands_separators_with_a_decimal_comma_become_exact_numbers(admin):
+    """"1.234,50" stayed VARCHAR; types=revenue:DECIMAL(38,2) answered "Column types were inferred from the first
+    rows: pass sample_size=-1" although the type was given."""
+    server, token = admin
+    body = b"region;revenue;units\nEU;1.234,50;1.000\nUS;12.345.678,05;2.500\nCZ;99,10;7\n"
+    r = upload_raw(server, token, body, name="revenue")
+    assert r.status_code == 201, r.text
+    table = r.json()["table"]
+    assert table["dialect"]["decimal_separator"] == "," and table["dialect"]["thousands_separator"] == "."
+    types = {c["name"]: c["type"] for c in table["columns"]}
+    assert types == {"region": "VARCHAR", "revenue": "DECIMAL(38,2)", "units": "BIGINT"}, table["columns"]
+    assert rows(server, token, "SELECT sum(revenue), sum(units) FROM revenue") == [["12347011.65", 3507]]
+    # The caller's type is honoured with the same separators.
+    given = upload_raw(server, token, body, name="revenue_given", types='{"revenue": "DECIMAL(38,2)"}')
+    assert given.status_code == 201, given.text
+    assert rows(server, token, "SELECT revenue FROM revenue_given ORDER BY region") == [
+        ["99.10"], ["1234.50"], ["12345678.05"]]
+    # Told explicitly (a file whose sample has no unambiguous value).
+    told = upload_raw(server, token, b"a;b\nx;1.500\n", name="told", thousands_separator=".",
+                      decimal_separator=",")
+    assert told.status_code == 201, told.text
+    assert rows(server, token, "SELECT b FROM told") == [[1500]]
+    # A value that is not of the given type names that, not the sample size.
+    bad = upload_raw(server, token, b"region;revenue\nEU;lots\n", name="bad", types='{"revenue": "DECIMAL(38,2)"}')
+    assert bad.status_code == 400, bad.text
+    assert "type you gave" in bad.json()["detail"] and "sample_size" not in bad.json()["detail"], bad.text
+    wrong = upload_raw(server, token, body, name="w", thousands_separator="x")
+    assert wrong.status_code == 400 and "thousands_separator must be" in wrong.json()["detail"]
 
 
 def test_a_wrong_delimiter_is_refused_with_a_sentence_not_read_as_one_column(admin):

@@ -58,7 +58,9 @@ def test_every_page_and_everything_it_loads_is_served_with_headers_that_keep_it_
         csp = r.headers["Content-Security-Policy"]
         assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp, csp
         assert "require-trusted-types-for 'script'" in csp
-        assert r.headers["X-Content-Type-Options"] == "nosniff" and r.headers["Cache-Control"] == "no-cache"
+        # A page carries a fresh style nonce per response, so it is never cached or revalidated.
+        assert r.headers["X-Content-Type-Options"] == "nosniff" and r.headers["Cache-Control"] == "no-store"
+        assert re.search(r"style-src 'self' 'nonce-[0-9a-f]{32}';", csp), csp
         # No inline script or style, no event-handler attributes: the policy would block them anyway.
         assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", r.text), path
         assert not re.search(r"\s(on[a-z]+|style)=", r.text), path
@@ -78,6 +80,20 @@ def test_every_page_and_everything_it_loads_is_served_with_headers_that_keep_it_
             assert not bare, f"{url} has an import the browser cannot resolve: {bare and bare.group(0)}"
             queue += asset_urls(r.text)
     assert any("lib.codemirror.view" in u for u in seen) and any("lib.chart.js" in u for u in seen)
+
+
+def test_the_query_page_hands_codemirror_a_fresh_style_nonce(claimed):
+    """/query logged a CSP violation for CodeMirror's inline style; the fix is a per-response nonce in style-src
+    that the page passes to EditorView.cspNonce - never 'unsafe-inline'."""
+    server, _, cookie = claimed
+    nonces = []
+    for _ in range(2):
+        r = get(server, "/query", cookies=cookie)
+        header = re.search(r"style-src 'self' 'nonce-([0-9a-f]{32})'", r.headers["Content-Security-Policy"]).group(1)
+        meta = re.search(r'<meta name="csp-nonce" content="([0-9a-f]{32})">', r.text).group(1)
+        assert meta == header and "unsafe-inline" not in r.headers["Content-Security-Policy"]
+        nonces.append(header)
+    assert nonces[0] != nonces[1]
 
 
 def test_assets_have_etags_gzip_and_long_caching_only_for_their_version(server):

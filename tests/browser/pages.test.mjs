@@ -56,6 +56,9 @@ test("an analyst sees their granted table, and the others nowhere", async () => 
     assert.match(dashboard, /orders/);
     assert.doesNotMatch(dashboard, /customers|products|notes/);
     assert.match(dashboard, /You have not pulled yet/);
+    // The server serves the CLI installer: the dashboard shows the command, not "Ask your admin".
+    assert.doesNotMatch(dashboard, /Ask your admin/);
+    assert.ok(dashboard.includes(`curl -fsS ${agnes.url}/cli/install.sh | sh`), dashboard);
     assert.equal(await analyst.locator("nav").getByRole("link", { name: "Users" }).count(), 0, "no admin links for an analyst");
     await assertClean(analyst, "the analyst's dashboard");
 
@@ -109,6 +112,16 @@ test("an analyst sees their granted table, and the others nowhere", async () => 
     assert.match(meta, /3 rows/);
     assert.match(meta, /ms on the server/);
     assert.match(await analyst.locator("#result thead").innerText(), /status\s*VARCHAR[\s\S]*n\s*BIGINT/);
+
+    // Run while the completion popup is open: the popup closes (it stayed over the result).
+    await analyst.locator(".cm-content").click();
+    await analyst.keyboard.press("Control+End");
+    await analyst.keyboard.type(" -- or");
+    await analyst.keyboard.press("Control+Space");
+    await analyst.locator(".cm-tooltip-autocomplete").waitFor();
+    await analyst.keyboard.press("Control+Enter"); // the editor keeps the focus, so only Run itself can close it
+    await analyst.locator("#result-status").getByText(/3 rows/).waitFor();
+    assert.equal(await analyst.locator(".cm-tooltip-autocomplete").count(), 0, "the completion popup closes on Run");
 
     // Client-side sort: by n, descending on the second press.
     await analyst.getByRole("button", { name: "n", exact: true }).click();

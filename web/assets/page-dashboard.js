@@ -130,7 +130,9 @@ async function analystView(me, instance) {
       : h("p", {}, "You have not pulled yet."),
     h("p", {}, "Mirror your tables into a local workspace for your AI agent:"),
     commandBlock(`agnes login --server ${location.origin} --email ${me.email}\nagnes pull`, "Pull command"),
-    h("p", {}, "No ", h("code", {}, "agnes"), " command yet? Ask your admin, or use the ", h("a", { href: "/query" }, "query console"), "."));
+    h("p", {}, "No ", h("code", {}, "agnes"), " command yet? Install it from this server (into ~/.local, no root; the download's SHA-256 is checked):"),
+    commandBlock(`curl -fsS ${location.origin}/cli/install.sh | sh`, "Install command"),
+    h("p", {}, "Or use the ", h("a", { href: "/query" }, "query console"), " in the browser."));
 }
 
 page("/dashboard", async ({ me, instance }) => {

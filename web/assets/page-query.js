@@ -6,7 +6,7 @@ import { EditorState, Compartment, Prec } from "@codemirror/state";
 import { EditorView, keymap, lineNumbers, highlightActiveLine, drawSelection, placeholder } from "@codemirror/view";
 import { defaultKeymap, history, historyKeymap } from "@codemirror/commands";
 import { syntaxHighlighting, defaultHighlightStyle, bracketMatching, indentOnInput } from "@codemirror/language";
-import { autocompletion, completionKeymap, closeBrackets, closeBracketsKeymap } from "@codemirror/autocomplete";
+import { autocompletion, completionKeymap, closeBrackets, closeBracketsKeymap, closeCompletion } from "@codemirror/autocomplete";
 import { sql, PostgreSQL } from "@codemirror/lang-sql";
 import { page, api, ApiError, h, replace, clear, number, errorNotice, notice, announce, ago, param } from "./app.js";
 
@@ -70,6 +70,11 @@ const editorTheme = EditorView.theme({
   ".cm-gutters": { backgroundColor: "#f3f3f5", color: "#6b6b75", borderRight: "1px solid #d6d6dc" },
 });
 
+// The nonce the server put in this response's Content-Security-Policy (style-src): CodeMirror sets it
+// on any <style> element it must add (where a constructed stylesheet is not available), so the
+// policy needs no 'unsafe-inline'.
+const cspNonce = document.querySelector('meta[name="csp-nonce"]')?.content || "";
+
 function createEditor(host, initial) {
   const root = host.attachShadow({ mode: "open" });
   view = new EditorView({
@@ -87,6 +92,7 @@ function createEditor(host, initial) {
         language.of(sqlLanguage({})),
         EditorView.lineWrapping,
         editorTheme,
+        EditorView.cspNonce.of(cspNonce),
         // ids do not reach into a shadow root, so the label is repeated here
         EditorView.contentAttributes.of({ "aria-label": "SQL query (Ctrl+Enter runs it, Tab leaves the editor)" }),
       ],
@@ -127,6 +133,7 @@ async function run() {
     replace(status, notice("error", "Write a query first."));
     return;
   }
+  closeCompletion(view); // the popup would otherwise stay open over the result (Ctrl+Enter and the Run button alike)
   button.disabled = true;
   replace(status, h("p", { class: "muted" }, "Running…"));
   const started = performance.now();

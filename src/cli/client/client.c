@@ -1,5 +1,7 @@
 #include "cli/client/client.h"
 
+#include "core/audience.h"
+
 #include <curl/curl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,11 +220,20 @@ int client_call_json(const client *c, const char *method, const char *path, cons
     const char *detail = json_string_value(json_object_get(body, "detail"));
     if (r.status >= 200 && r.status < 300 && body != NULL) {
         *json = body;
+    } else if (r.status == 401 && strncmp(path, "/auth/token", 11) == 0 && json_body != NULL) {
+        /* A login, not a stored token: the server's sentence is the whole story. */
+        rc = agnes_error_set(err, AGNES_ERR_FORBIDDEN, "%s Check the email and password (or log in with --token "
+                             "<personal access token>).", detail ? detail : "The email or password was refused.");
     } else if (r.status == 401) {
         rc = agnes_error_set(err, AGNES_ERR_FORBIDDEN, "the server refused the token (%s): run `agnes login` again",
                              detail ? detail : "401");
     } else if (r.status == 403) {
         rc = agnes_error_set(err, AGNES_ERR_FORBIDDEN, "%s", detail ? detail : "access denied (403)");
+    } else if (r.status >= 400 && r.status < 500 && detail != NULL && r.status != 429) {
+        /* The server understood and refused what was asked (a query's
+         * syntax, a missing table): the user's mistake, exit 1, not a
+         * server failure. */
+        rc = agnes_error_set(err, CLIENT_ERR_REFUSED, "%s", detail);
     } else {
         rc = agnes_error_set(err, CLIENT_ERR_SERVER, "the server answered %ld: %s", r.status,
                              detail ? detail : "a response that is not JSON (is the URL an Agnes server?)");
@@ -253,6 +264,8 @@ int client_exit_code(int rc)
         return CLIENT_EXIT_NETWORK;
     case CLIENT_ERR_SERVER:
         return CLIENT_EXIT_SERVER;
+    case CLIENT_ERR_REFUSED:
+        return CLIENT_EXIT_FAILED;
     case AGNES_ERR_INVALID:
         return CLIENT_EXIT_USAGE;
     case AGNES_ERR_BUSY:
@@ -264,6 +277,8 @@ int client_exit_code(int rc)
 
 int client_fail(const char *command, const agnes_error *err)
 {
-    fprintf(stderr, "agnes %s: %s\n", command, err->message);
+    char message[sizeof err->message + 256];
+    audience_translate(AUDIENCE_CLI, err->message, message, sizeof message); /* no HTTP routes at a terminal */
+    fprintf(stderr, "agnes %s: %s\n", command, message);
     return client_exit_code(err->code);
 }

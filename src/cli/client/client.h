@@ -36,10 +36,13 @@ enum client_exit {
  *   AGNES_ERR_INVALID    2  the command line was wrong (usage)
  *   AGNES_ERR_FORBIDDEN  3  not logged in, token refused, not allowed
  *   AGNES_ERR_NETWORK    4  the server could not be reached - nothing else
- *   CLIENT_ERR_SERVER    5  the server answered with an error status
+ *   CLIENT_ERR_SERVER    5  the server failed (5xx, or an answer that is not Agnes's)
+ *   CLIENT_ERR_REFUSED   1  the server refused what was asked with a sentence (4xx: a
+ *                          query's error, a missing table, a bad value)
  *   AGNES_ERR_BUSY       6  partial (pull: some tables failed)
  *   anything else        1  failed (a local query error, a bad file, a download refused by its hash) */
 #define CLIENT_ERR_SERVER (-100)
+#define CLIENT_ERR_REFUSED (-101)
 
 /* What analysts and their agents must know about the SQL they write (the
  * workspace CLAUDE.md and `agnes catalog` say it): it is DuckDB's, on the
@@ -85,8 +88,9 @@ int client_call(const client *c, const char *method, const char *path, const cha
 void client_response_free(client_response *r);
 
 /* client_call + parse: 2xx -> *json (new reference); 401/403 ->
- * AGNES_ERR_FORBIDDEN, other statuses -> CLIENT_ERR_SERVER, each with the
- * server's detail sentence in err. */
+ * AGNES_ERR_FORBIDDEN (a refused login says so, not "token"); other 4xx
+ * with a detail -> CLIENT_ERR_REFUSED; the rest -> CLIENT_ERR_SERVER, each
+ * with the server's detail sentence in err. */
 int client_call_json(const client *c, const char *method, const char *path, const char *json_body, json_t **json,
                      agnes_error *err);
 

@@ -11,7 +11,8 @@
  *                          and hooks are kept, ours are replaced, not doubled
  *   .mcp.json              the "agnes" MCP server (`agnes mcp`) for Claude Code
  *
- * Running it again refreshes the block and adds nothing twice.
+ * Running it again refreshes the block and adds nothing twice; `agnes pull`
+ * refreshes the block too (claude_md.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 
 #include "cli/client/client.h"
 #include "cli/client/agent_files.h"
+#include "cli/client/claude_md.h"
 #include "cli/client/commands.h"
 #include "cli/client/workspace.h"
 #include "core/util.h"
@@ -35,8 +37,11 @@ static void describe_table(const client *c, const json_t *table, strbuf *out)
     json_t *detail = NULL;
     agnes_error err;
     long long rows = (long long)json_integer_value(json_object_get(table, "rows"));
-    strbuf_appendf(out, "\n### `%s`\n\n%s%s%lld row%s, %s.\n\n", id, description ? description : "",
-                   description ? " - " : "", rows, client_plural(rows),
+    char count[48] = "row count unknown"; /* a remote table's rows are at the source */
+    if (json_is_integer(json_object_get(table, "rows")))
+        snprintf(count, sizeof count, "%lld row%s", rows, client_plural(rows));
+    strbuf_appendf(out, "\n### `%s`\n\n%s%s%s, %s.\n\n", id, description ? description : "",
+                   description ? " - " : "", count,
                    strcmp(json_string_value(json_object_get(table, "query_mode")), "remote") == 0
                        ? "remote (query it with `agnes query`, it is not downloaded)"
                        : "local (in `data/` and `agnes.duckdb` after `agnes pull`)");
@@ -79,8 +84,9 @@ static void compose_block(const client *c, const json_t *version, const json_t *
     strbuf_appendf(out, "\n%s\n", BLOCK_END);
 }
 
-/* Replace the marked block of CLAUDE.md, or append one. */
-static int write_claude_md(const char *dir, const strbuf *block, agnes_error *err)
+/* Replace the marked block of CLAUDE.md, or append one (unless
+ * must_exist: then a file without the block is left alone). */
+static int write_claude_md(const char *dir, const strbuf *block, bool must_exist, agnes_error *err)
 {
     char path[AGNES_PATH_MAX + 16], *old = NULL;
     size_t len = 0;
@@ -98,6 +104,10 @@ static int write_claude_md(const char *dir, const strbuf *block, agnes_error *er
         strbuf_append(&text, old, (size_t)(begin - old));
         strbuf_append(&text, block->data, block->len);
         strbuf_append_str(&text, end);
+    } else if (must_exist) {
+        free(old);
+        strbuf_free(&text);
+        return AGNES_OK;
     } else {
         if (old != NULL && len > 0) {
             strbuf_append(&text, old, len);
@@ -105,10 +115,35 @@ static int write_claude_md(const char *dir, const strbuf *block, agnes_error *er
         }
         strbuf_append(&text, block->data, block->len);
     }
+    bool same = old != NULL && !strbuf_failed(&text) && text.len == len && memcmp(text.data, old, len) == 0;
     int rc = strbuf_failed(&text) ? agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory")
-                                  : util_write_file_atomic(path, text.data, text.len, 0644, err);
+             : same                ? AGNES_OK /* a pull that changed nothing leaves the file as it was */
+                                   : util_write_file_atomic(path, text.data, text.len, 0644, err);
     strbuf_free(&text);
     free(old);
+    return rc;
+}
+
+int claude_md_refresh(const client *c, const char *dir, bool must_exist, agnes_error *err)
+{
+    char path[AGNES_PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/CLAUDE.md", dir);
+    if (must_exist && !util_file_exists(path))
+        return AGNES_OK;
+    json_t *version = NULL, *catalog = NULL;
+    strbuf block;
+    strbuf_init(&block);
+    int rc = client_call_json(c, "GET", "/api/version", NULL, &version, err);
+    if (rc == AGNES_OK)
+        rc = client_call_json(c, "GET", "/api/catalog/tables", NULL, &catalog, err);
+    if (rc == AGNES_OK) {
+        compose_block(c, version, json_object_get(catalog, "tables"), &block);
+        rc = strbuf_failed(&block) ? agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory")
+                                   : write_claude_md(dir, &block, must_exist, err);
+    }
+    strbuf_free(&block);
+    json_decref(version);
+    json_decref(catalog);
     return rc;
 }
 
@@ -158,7 +193,7 @@ int command_init(int argc, char **argv)
         rc = client_call_json(&c, "GET", "/api/catalog/tables", NULL, &catalog, &err);
     if (rc == AGNES_OK) {
         compose_block(&c, version, json_object_get(catalog, "tables"), &block);
-        rc = write_claude_md(ws.dir, &block, &err);
+        rc = write_claude_md(ws.dir, &block, false, &err);
     }
     char self[AGNES_PATH_MAX];
     if (rc == AGNES_OK)

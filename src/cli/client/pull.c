@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/client/claude_md.h"
 #include "cli/client/client.h"
 #include "cli/client/commands.h"
 #include "cli/client/digest.h"
@@ -497,6 +498,10 @@ int command_pull(int argc, char **argv)
         fprintf(stderr, "agnes pull: cannot write the change digest: %s\n", digest_err.message);
     if ((rc = workspace_save(&ws, &err)))
         goto done;
+    agnes_error notes_err; /* like the digest: the data arrived, a stale CLAUDE.md is a warning */
+    if (o.table_count == 0 && claude_md_refresh(&c, ws.dir, true, &notes_err))
+        fprintf(stderr, "agnes pull: cannot refresh the agnes block of CLAUDE.md (run `agnes init`): %s\n",
+                notes_err.message);
     report(&o, &ws, all, count, unchanged, removed, bytes);
     if (failures > 0 && failures < count)
         rc = agnes_error_set(&err, AGNES_ERR_BUSY, "%zu of %zu downloads failed", failures, count);

@@ -316,9 +316,11 @@ int command_catalog(int argc, char **argv)
         printf("\n");
     } else if (table != NULL) {
         long long rows = (long long)json_integer_value(json_object_get(answer, "rows"));
-        printf("%s (%s, %lld row%s): %s\n", json_string_value(json_object_get(answer, "id")),
-               json_string_value(json_object_get(answer, "query_mode")), rows, client_plural(rows),
-               client_text(answer, "description"));
+        char count[48] = "row count unknown";
+        if (json_is_integer(json_object_get(answer, "rows")))
+            snprintf(count, sizeof count, "%lld row%s", rows, client_plural(rows));
+        printf("%s (%s, %s): %s\n", json_string_value(json_object_get(answer, "id")),
+               json_string_value(json_object_get(answer, "query_mode")), count, client_text(answer, "description"));
         size_t i;
         json_t *column;
         json_array_foreach(json_object_get(answer, "columns"), i, column)
@@ -327,11 +329,13 @@ int command_catalog(int argc, char **argv)
     } else {
         size_t i;
         json_t *t;
-        json_array_foreach(json_object_get(answer, "tables"), i, t)
-            printf("%-32s %-7s %12lld rows  %s\n", json_string_value(json_object_get(t, "id")),
-                   json_string_value(json_object_get(t, "query_mode")),
-                   (long long)json_integer_value(json_object_get(t, "rows")),
-                   client_text(t, "description"));
+        json_array_foreach(json_object_get(answer, "tables"), i, t) {
+            char rows[32] = "?"; /* a remote table's count is the source's: unknown here */
+            if (json_is_integer(json_object_get(t, "rows")))
+                snprintf(rows, sizeof rows, "%lld", (long long)json_integer_value(json_object_get(t, "rows")));
+            printf("%-32s %-7s %12s rows  %s\n", json_string_value(json_object_get(t, "id")),
+                   json_string_value(json_object_get(t, "query_mode")), rows, client_text(t, "description"));
+        }
     }
     if (!json_output)
         printf("\n%s\n", CLIENT_SQL_DIALECT_NOTE);
