@@ -138,6 +138,13 @@ int archive_writer_open_fd(archive_writer *writer, int fd, agnes_error *err)
     return AGNES_OK;
 }
 
+int archive_writer_set_level(archive_writer *writer, int level, agnes_error *err)
+{
+    if (gzsetparams(writer->gz, level, Z_DEFAULT_STRATEGY) != Z_OK)
+        return agnes_error_set(err, AGNES_ERR_INVALID, "gzip level %d is not one zlib accepts (1-9)", level);
+    return AGNES_OK;
+}
+
 int archive_write_bytes(archive_writer *writer, const char *name, mode_t mode, int64_t mtime, const void *data,
                         size_t len, agnes_error *err)
 {

@@ -1,7 +1,8 @@
 /*
  * archive.h - a POSIX ustar archive inside one gzip stream (a .tar.gz).
  *
- * Used for backups of the state tier (store/backup.h).  Why this format and
+ * Used for backups of the state tier (store/backup.h) and the CLI tarball
+ * the server serves (core/targz.h).  Why this format and
  * not a library such as libarchive: an operator restoring onto a bare host
  * can read it with the `tar -xzf` every system has, with or without agnes;
  * the only code it needs is zlib, which libcurl already links (no new
@@ -42,6 +43,10 @@ typedef struct archive_writer {
 /* Start a gzip-compressed archive on fd (written from its current offset;
  * the caller keeps ownership of fd and closes it after finish or abort). */
 int archive_writer_open_fd(archive_writer *writer, int fd, agnes_error *err);
+
+/* Change the gzip level (1 fastest .. 9 smallest; the default is 6) before
+ * the first entry. */
+int archive_writer_set_level(archive_writer *writer, int level, agnes_error *err);
 
 /* Append a regular file whose bytes are in memory; mtime in Unix seconds. */
 int archive_write_bytes(archive_writer *writer, const char *name, mode_t mode, int64_t mtime, const void *data,

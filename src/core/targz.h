@@ -2,11 +2,11 @@
  * targz.h - write a .tar.gz of a few files (the CLI tarball the server
  * serves to analysts, GET /cli/agnes-linux-x86_64.tar.gz).
  *
- * The archive is POSIX ustar (the format GNU tar, bsdtar and busybox tar
- * all read), compressed with zlib's gzip wrapper.  Parent directories are
- * written before the files in them, with mode 0755, so `tar -xzf` into an
- * empty directory recreates the tree.  Names must fit ustar's 100-byte
- * name field; nothing here needs more.
+ * The archive is core/archive.h's ustar-in-gzip (what GNU tar, bsdtar and
+ * busybox tar read; one writer for backups and this tarball).  Parent
+ * directories are written before the files in them, with mode 0755, so
+ * `tar -xzf` into an empty directory recreates the tree.  Names must fit
+ * ustar's 100-byte name field; nothing here needs more.
  */
 #ifndef AGNES_CORE_TARGZ_H
 #define AGNES_CORE_TARGZ_H
