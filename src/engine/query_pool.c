@@ -154,7 +154,9 @@ static int spawn(query_pool *pool, query_worker_handle *worker, agnes_error *err
     posix_spawn_file_actions_adddup2(&actions, pair[1], QUERY_WORKER_FD);
     /* Nothing else of the server's (client sockets, DuckDB files) reaches the worker. */
     posix_spawn_file_actions_addclosefrom_np(&actions, QUERY_WORKER_FD + 1);
-    char *argv[] = {"agnes", "query-worker", NULL};
+    char server[24];
+    snprintf(server, sizeof server, "%ld", (long)getpid()); /* the worker watches this pid, not "parent is 1" */
+    char *argv[] = {"agnes", "query-worker", server, NULL};
     char **envp = worker_environment();
     pid_t pid = 0;
     /* /proc/self/exe, not the path: the running binary even when an upgrade

@@ -415,12 +415,12 @@ static void *watch_server(void *arg)
     return NULL;
 }
 
-static void limit_self(const json_t *init)
+static void limit_self(const json_t *init, pid_t server)
 {
     struct rlimit none = {0, 0};
     setrlimit(RLIMIT_CORE, &none); /* a core file would hold query data */
     pthread_t watcher;
-    if (pthread_create(&watcher, NULL, watch_server, (void *)(intptr_t)getppid()) == 0)
+    if (pthread_create(&watcher, NULL, watch_server, (void *)(intptr_t)server) == 0)
         pthread_detach(watcher);
 #if defined(__SANITIZE_ADDRESS__)
     (void)init; /* the sanitizer's shadow memory is counted as data: no cap */
@@ -439,7 +439,7 @@ static void limit_self(const json_t *init)
 #endif
 }
 
-int query_worker_main(int fd)
+int query_worker_main(int fd, pid_t server)
 {
     strbuf payload;
     agnes_error err, io;
@@ -447,7 +447,7 @@ int query_worker_main(int fd)
     query_engine *engine = NULL;
     strbuf_init(&payload);
     signal(SIGPIPE, SIG_IGN);
-    if (getppid() == 1) /* the server died before we could ask to die with it */
+    if (server <= 0 || getppid() != server) /* the server died before the watch began (or none started us) */
         return 1;
     if (query_frame_read(fd, &type, &payload, &err) != AGNES_OK || type != QUERY_FRAME_INIT) {
         fprintf(stderr, "agnes query-worker: run by `agnes serve` only (no INIT on fd %d)\n", fd);
@@ -456,7 +456,7 @@ int query_worker_main(int fd)
     }
     json_t *init = query_frame_json(&payload);
     if (init != NULL) {
-        limit_self(init);
+        limit_self(init, server);
         const char *level = text_field(init, "log_level", NULL);
         enum log_level parsed;
         if (level != NULL && log_parse_level(level, &parsed) == AGNES_OK)

@@ -27,6 +27,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "core/error.h"
 
@@ -55,8 +56,11 @@ int query_engine_open_guard_only(const json_t *analyst_init, const json_t *admin
  * written. */
 int query_engine_run(query_engine *engine, const json_t *query, bool guard, int fd, agnes_error *err);
 
-/* The worker process: read INIT and QUERY frames from fd until it closes.
- * Returns the process exit status. */
-int query_worker_main(int fd);
+/* The worker process: read INIT and QUERY frames from fd until it closes,
+ * and exit when the server (process id `server`, its parent) is gone.  The
+ * server is named, not inferred: "reparented to pid 1" is no sign of a dead
+ * server when the server itself is pid 1, as in a container.  Returns the
+ * process exit status. */
+int query_worker_main(int fd, pid_t server);
 
 #endif

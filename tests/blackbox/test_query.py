@@ -343,3 +343,23 @@ def test_arrow_streams_record_batches_an_arrow_reader_decodes(shop, workdir):
     assert decoded["rows"] == [] and decoded["fields"] == [{"name": "id", "type": "Int64", "nullable": True}]
     enum = query(server, admin, "SELECT 'a'::ENUM('a', 'b') AS e", format="arrow")
     assert enum.status_code == 400 and "CAST it to VARCHAR" in enum.json()["detail"]
+
+
+def test_queries_work_when_the_server_is_pid_1(server_factory, env):
+    """In a container the server is process 1. A query worker took "my parent is process 1" for "the server
+    died" and exited at once, so every query of the Docker image answered 500. The server now names itself
+    to its workers. Run here as process 1 of a PID namespace of its own (unshare), as under `docker run`."""
+    import signal
+    from test_users import setup_admin_and_analyst
+    server = server_factory(dict(env, AGNES_DEMO="1"), wrapper=["unshare", "--pid", "--fork"])
+    try:
+        admin, _, _ = setup_admin_and_analyst(server)
+        r = requests.post(server.url + "/api/query", json={"sql": "SELECT count(*) FROM orders"},
+                          headers={"Authorization": f"Bearer {admin['access_token']}"}, timeout=60)
+        assert r.status_code == 200 and r.json()["rows"] == [[5000]], r.text
+    finally:
+        # unshare waits for its child without passing signals on: stop the server itself (pid 1 inside).
+        children = subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True).stdout.split()
+        for child in children:
+            os.kill(int(child), signal.SIGTERM)
+        server.proc.wait(timeout=40)
