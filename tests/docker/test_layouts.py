@@ -69,7 +69,10 @@ def test_layout_a_keeps_state_then_the_runbook_moves_it_to_layout_b(daemon, layo
         mounts.ext4(state, label="agnes-b")
         blocks[2] = 'chown 999:999 "$STATE" && chmod 700 "$STATE"\n'
         transcript = run_blocks(daemon, blocks, cwd=home)
-        assert "state_mount" in transcript.stdout and '"status":"ok"' in transcript.stdout.replace(" ", ""), \
+        # doctor's state_mount check passes; health answers (a 256 MB test disk is below the 1 GiB free-space
+        # warning, so "degraded" is what a healthy instance says here - never "unhealthy").
+        compact = transcript.stdout.replace(" ", "")
+        assert "[ok]state_mount" in compact and re.search(r'\{"status":"(ok|degraded)"', compact), \
             transcript.stdout
         assert not (data / "state").exists()
         env = harness.read_env(home)

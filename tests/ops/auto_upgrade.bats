@@ -101,9 +101,11 @@ teardown() { rm -rf "$sandbox"; }
 
 @test "a second run waits for the first, then decides afresh" {
   ( exec 8>"$AGNES_HOME/.auto-upgrade.lock"; flock 8; sleep 2 ) &
+  holder=$!
   sleep 0.5
   run "$script"
-  wait
+  # Only the lock holder: a bare `wait` also waits for bats' own BATS_TEST_TIMEOUT watchdog, until it fires.
+  wait "$holder"
   [ "$status" -eq 0 ]
   [[ "$output" == *"another upgrade is running; waiting for it"* ]]
   [[ "$output" == *"the other upgrade finished; continuing"* ]]
