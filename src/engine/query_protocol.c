@@ -6,6 +6,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/utf8.h"
+
 static int write_all(int fd, const void *data, size_t len, agnes_error *err)
 {
     const char *p = data;
@@ -165,28 +167,12 @@ void query_utf8_truncate(char *text, size_t max)
         text[start - 1] = '\0';
 }
 
-/* Length of the valid UTF-8 sequence at p (at most n bytes), or 0. */
-static size_t utf8_sequence(const unsigned char *p, size_t n)
-{
-    size_t need = p[0] < 0x80 ? 1 : (p[0] & 0xE0) == 0xC0 ? 2 : (p[0] & 0xF0) == 0xE0 ? 3 : (p[0] & 0xF8) == 0xF0 ? 4 : 0;
-    if (need == 0 || need > n || (need == 2 && p[0] < 0xC2))
-        return 0;
-    for (size_t i = 1; i < need; i++)
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-    if (need == 3 && ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] >= 0xA0)))
-        return 0; /* overlong, or a surrogate */
-    if (need == 4 && ((p[0] == 0xF0 && p[1] < 0x90) || (p[0] == 0xF4 && p[1] >= 0x90) || p[0] > 0xF4))
-        return 0;
-    return need;
-}
-
 void query_utf8_sanitize(char *text)
 {
     unsigned char *p = (unsigned char *)text;
     size_t n = strlen(text);
     for (size_t i = 0; i < n;) {
-        size_t len = utf8_sequence(p + i, n - i);
+        size_t len = utf8_sequence_length(p + i, n - i);
         if (len == 0) {
             p[i++] = '?';
             continue;

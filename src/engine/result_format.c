@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/utf8.h"
 #include "store/duck.h"
 
 /* 2^53: the largest integer range a JSON reader's double holds exactly. */
@@ -26,22 +27,6 @@ static bool is_json_alias(duckdb_logical_type type)
 
 /* ---- text that must stay valid --------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at p (n bytes left), or 0. */
-static size_t utf8_length(const unsigned char *p, size_t n)
-{
-    size_t need = p[0] < 0x80 ? 1 : (p[0] & 0xE0) == 0xC0 ? 2 : (p[0] & 0xF0) == 0xE0 ? 3 : (p[0] & 0xF8) == 0xF0 ? 4 : 0;
-    if (need == 0 || need > n || (need == 2 && p[0] < 0xC2))
-        return 0;
-    for (size_t i = 1; i < need; i++)
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-    if (need == 3 && ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] >= 0xA0)))
-        return 0;
-    if (need == 4 && ((p[0] == 0xF0 && p[1] < 0x90) || (p[0] == 0xF4 && p[1] >= 0x90) || p[0] > 0xF4))
-        return 0;
-    return need;
-}
-
 /* Text as a JSON string literal; bytes that are not UTF-8 (a remote source
  * in SQL_ASCII, a damaged file) become U+FFFD, so the answer stays JSON. */
 void result_format_json_string(strbuf *out, const char *text, size_t len)
@@ -57,7 +42,7 @@ void result_format_json_string(strbuf *out, const char *text, size_t len)
     strbuf clean;
     strbuf_init(&clean);
     for (i = 0; i < len;) {
-        size_t n = utf8_length(p + i, len - i);
+        size_t n = utf8_sequence_length(p + i, len - i);
         if (n == 0) {
             strbuf_append(&clean, "\xEF\xBF\xBD", 3);
             i++;
@@ -102,7 +87,7 @@ static const char *json_string_token(strbuf *out, const char *p, const char *end
             }
             p++;
         } else {
-            size_t n = utf8_length((const unsigned char *)p, (size_t)(end - p));
+            size_t n = utf8_sequence_length((const unsigned char *)p, (size_t)(end - p));
             if (n == 0)
                 return NULL;
             p += n;
