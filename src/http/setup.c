@@ -6,8 +6,9 @@
  *                                   credential fields POST /api/admin/configure takes for it, the
  *                                   custom connectors in CONNECTORS_DIR, the current configuration
  *   GET /api/admin/setup            where the wizard stands, derived from real state only
- *   GET /api/admin/discover-tables  the configured source's tables, registered or not, with a
- *                                   suggested query mode: step 4 registers the ones chosen
+ *
+ * Step 4's table list is GET /api/admin/discover-tables (http/configure.c),
+ * the same listing the API offers for every connector.
  *
  * Availability comes from the build, not from this file: a built-in type is
  * offered when connector_find() has its connector, so a connector that
@@ -33,13 +34,8 @@
 #include "store/sync_state.h"
 #include "sync/connector.h"
 #include "sync/custom_connector.h"
-#include "sync/discovery.h"
 #include "sync/local_files.h"
 #include "sync/source_settings.h"
-
-/* A table at least this large is suggested as `remote` (queried at the
- * source) when the connector can do that: copying it is slow and big. */
-#define SUGGEST_REMOTE_ROWS 10000000LL
 
 typedef struct source_field {
     const char *name;  /* the field of POST /api/admin/configure */
@@ -331,107 +327,4 @@ done:
     json_decref(configured);
     json_decref(counts);
     json_decref(runs);
-}
-
-/* ---- discovery without registering ------------------------------------------------------------ */
-
-/* The registry row, if any, already standing for schema.table of source. */
-static const json_t *registered_as(const json_t *rows, const char *source, const char *schema, const char *table)
-{
-    size_t i;
-    json_t *row;
-    json_array_foreach(rows, i, row) {
-        const char *bucket = json_string_value(json_object_get(row, "bucket"));
-        const char *source_table = json_string_value(json_object_get(row, "source_table"));
-        if (strcmp(json_string_value(json_object_get(row, "source_type")), source) == 0 && bucket && source_table &&
-            strcmp(bucket, schema) == 0 && strcmp(source_table, table) == 0)
-            return row;
-    }
-    return NULL;
-}
-
-static const json_t *row_with_id(const json_t *rows, const char *id)
-{
-    size_t i;
-    json_t *row;
-    json_array_foreach(rows, i, row) {
-        if (strcmp(json_string_value(json_object_get(row, "id")), id) == 0)
-            return row;
-    }
-    return NULL;
-}
-
-void setup_handle_discover(http_context *ctx, const http_request *req, http_response *resp)
-{
-    char type[64];
-    connector_settings settings;
-    json_t *found = NULL, *rows = NULL;
-    duckdb_connection conn = NULL;
-    agnes_error err;
-    memset(&settings, 0, sizeof settings);
-    if (source_settings_type(ctx->runtime, type, sizeof type, &err) != AGNES_OK) {
-        http_respond_internal(resp, req, &err);
-        return;
-    }
-    const connector_ops *ops = connector_find(type);
-    if (ops == NULL || ops->discover == NULL) {
-        char detail[300];
-        snprintf(detail, sizeof detail,
-                 "The configured source '%s' cannot list its tables. Configure one that can (POST "
-                 "/api/admin/configure), or register tables by name (POST /api/admin/register-table).",
-                 type);
-        http_respond_error(resp, 400, detail, NULL);
-        return;
-    }
-    if (source_settings_load(ctx->runtime, type, &settings, &err) != AGNES_OK) {
-        http_respond_error(resp, 400, err.message, NULL);
-        return;
-    }
-    int rc = ops->discover(&settings, &found, &err);
-    explicit_bzero(settings.secret, sizeof settings.secret);
-    if (rc != AGNES_OK) {
-        char detail[AGNES_ERROR_MESSAGE_MAX + 64];
-        snprintf(detail, sizeof detail, "Listing the tables of the %s source failed: %s", type, err.message);
-        http_respond_error(resp, 502, detail, "Check the source's credentials on /admin/sources.");
-        return;
-    }
-    if (system_db_connect_reader(ctx->db, &conn, &err) != AGNES_OK || registry_list_json(conn, &rows, &err)) {
-        http_respond_internal(resp, req, &err);
-        goto done;
-    }
-    json_t *tables = json_array();
-    size_t i;
-    json_t *item;
-    json_array_foreach(found, i, item) {
-        const char *schema = json_string_value(json_object_get(item, "bucket"));
-        const char *table = json_string_value(json_object_get(item, "source_table"));
-        char id[160];
-        discovery_table_id(schema, table, id, sizeof id);
-        json_int_t estimate = json_integer_value(json_object_get(item, "rows_estimate"));
-        bool large = estimate >= SUGGEST_REMOTE_ROWS && ops->remote_view != NULL;
-        json_t *out = json_pack("{s:s, s:O, s:O, s:O, s:O, s:O, s:s, s:s}", "id", id, "bucket",
-                                json_object_get(item, "bucket"), "source_table", json_object_get(item, "source_table"),
-                                "kind", json_object_get(item, "kind") ? json_object_get(item, "kind") : json_null(),
-                                "rows_estimate", json_object_get(item, "rows_estimate"), "size_bytes",
-                                json_object_get(item, "size_bytes") ? json_object_get(item, "size_bytes")
-                                                                     : json_null(),
-                                "suggested_query_mode", large ? "remote" : "local", "suggestion",
-                                large ? "large: query it where it is instead of copying it"
-                                      : "copied to Parquet, fast to query and to pull");
-        const json_t *mine = registered_as(rows, type, schema, table), *taken = row_with_id(rows, id);
-        json_object_set_new(out, "registered_as", mine ? json_incref(json_object_get(mine, "id")) : json_null());
-        if (mine == NULL && taken != NULL)
-            json_object_set_new(out, "conflict",
-                                json_sprintf("The id '%s' is already registered for another table; register this one "
-                                             "under another name.",
-                                             id));
-        json_array_append_new(tables, out);
-    }
-    http_respond_json(resp, 200, json_pack("{s:s, s:o, s:I}", "source", type, "tables", tables, "count",
-                                           (json_int_t)json_array_size(found)));
-done:
-    if (conn)
-        duckdb_disconnect(&conn);
-    json_decref(rows);
-    json_decref(found);
 }

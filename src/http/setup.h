@@ -6,6 +6,5 @@
 
 void setup_handle_sources(http_context *ctx, const http_request *req, http_response *resp);
 void setup_handle_state(http_context *ctx, const http_request *req, http_response *resp);
-void setup_handle_discover(http_context *ctx, const http_request *req, http_response *resp);
 
 #endif
