@@ -47,6 +47,7 @@ typedef struct serve_state {
     double next_schedule_ms;
     double next_result_sweep_ms;
     unsigned release_generation_seen;
+    unsigned rebuild_sequence_seen;
 } serve_state;
 
 /* An extract written by anything - a sync, a custom connector's cron job,
@@ -101,6 +102,11 @@ static void serve_tick(void *arg)
     if (generation != state->release_generation_seen) {
         state->release_generation_seen = generation;
         state->next_health_ms = 0; /* publish a finished release check at once */
+    }
+    unsigned sequence = atomic_load(&state->context.rebuild_sequence);
+    if (sequence % 2 == 0 && sequence != state->rebuild_sequence_seen) {
+        state->rebuild_sequence_seen = sequence;
+        state->next_health_ms = 0; /* what a finished rebuild published shows in health at once */
     }
     watch_extracts(state, now);
     if (config_get_bool(&rt->config, CFG_SCHEDULER) && now >= state->next_schedule_ms) {

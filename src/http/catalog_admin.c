@@ -16,11 +16,13 @@ int catalog_rebuild(http_context *ctx, bool only_if_changed, json_t **report, ag
     contract_allowlists allow;
     contract_allowlists_from_env(&allow);
     pthread_mutex_lock(&ctx->rebuild_lock);
+    atomic_fetch_add(&ctx->rebuild_sequence, 1);
     int rc = only_if_changed ? orchestrator_rebuild_if_changed(&ctx->runtime->paths, ctx->db, &allow, report, err)
                              : orchestrator_rebuild(&ctx->runtime->paths, ctx->db, &allow, report, err);
     /* Readers move to the new catalog; queries in flight keep the old one. */
     if (rc == AGNES_OK && ctx->analytics != NULL && (*report != NULL || ctx->analytics->current == NULL))
         rc = analytics_reload(ctx->analytics, &ctx->runtime->paths, err);
+    atomic_fetch_add(&ctx->rebuild_sequence, 1);
     pthread_mutex_unlock(&ctx->rebuild_lock);
     return rc;
 }

@@ -45,6 +45,11 @@ typedef struct http_context {
     struct mcp_sessions *mcp_sessions;  /* sessions of /mcp (http/mcp.h) */
     /* One catalog rebuild at a time (they share analytics/server.duckdb.tmp). */
     pthread_mutex_t rebuild_lock;
+    /* Bumped when a rebuild starts and again when its catalog is published:
+     * odd while one runs.  A rebuild records each table's sync state before
+     * readers move to the new catalog, so a reader comparing the two (is a
+     * table "missing"?) must see the same even value before and after. */
+    atomic_uint rebuild_sequence;
     /* One upload at a time writes extracts/local (sync/local_files.h). */
     pthread_mutex_t upload_lock;
     /* Scheduled backups of the state tier, for health (store/backup.h); NULL when not serving. */

@@ -613,7 +613,7 @@ static void stream_release(void *cls)
 #define STREAM_BLOCK_BYTES (64 * 1024)
 
 /* File bodies.  libmicrohttpd 0.9.75 hands sendfile() 128 KiB per event-loop
- * turn in our (epoll) mode, which measured 0.66x nginx on a 1 GiB file;
+ * turn in our (internal-thread) mode, which measured 0.66x nginx on a 1 GiB file;
  * pread() into large blocks costs a copy but far fewer turns. */
 #define FILE_BLOCK_BYTES (4 * 1024 * 1024)
 
@@ -917,7 +917,13 @@ int server_start(http_server *server, http_context *ctx, const route *routes, si
     struct sockaddr_storage address;
     if (server_parse_listen(options->listen, &address, err))
         return err->code;
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    /* poll(), not epoll: libmicrohttpd 0.9.75's MHD_quiesce_daemon() races
+     * its own epoll workers over removing the listening socket (both check
+     * an unlocked flag, the loser's epoll_ctl() fails with ENOENT) and
+     * aborts the process: one SIGTERM in a few hundred ended in SIGABRT.
+     * In poll mode quiescing only sets a flag the workers check before
+     * accept() and wakes them, which cannot fail that way. */
+    unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (address.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     /* One client must not take every connection slot (600 half-sent
@@ -987,9 +993,13 @@ int server_stop(http_server *server, unsigned grace_seconds)
     if (server->daemon == NULL)
         return 0;
     atomic_store(&server->draining, true);
+    /* The socket stays ours to close, but only after MHD_stop_daemon(): a
+     * worker may still be inside poll() or accept() with it (the
+     * MHD_quiesce_daemon contract).  shutdown() makes the kernel refuse new
+     * connections now, without freeing the descriptor number for reuse. */
     MHD_socket listener = MHD_quiesce_daemon(server->daemon);
     if (listener != MHD_INVALID_SOCKET)
-        close(listener);
+        shutdown(listener, SHUT_RDWR);
     double deadline = util_monotonic_ms() + grace_seconds * 1000.0;
     while (atomic_load(&server->in_flight) > 0 && util_monotonic_ms() < deadline) {
         struct timespec ten_ms = {0, 10 * 1000 * 1000};
@@ -1000,6 +1010,8 @@ int server_stop(http_server *server, unsigned grace_seconds)
      * handler is still running past the grace period is left to exit(). */
     if (atomic_load(&server->offloaded_in_flight) == 0) {
         MHD_stop_daemon(server->daemon);
+        if (listener != MHD_INVALID_SOCKET)
+            close(listener);
         if (server->addresses != NULL) { /* no request can reach it any more */
             pthread_mutex_destroy(&server->addresses_lock);
             free(server->addresses);

@@ -1,5 +1,5 @@
 /*
- * server.h - the HTTP server on libmicrohttpd (epoll + a thread pool).
+ * server.h - the HTTP server on libmicrohttpd (poll + a thread pool).
  *
  * Lifecycle, owned by the caller (`agnes serve`):
  *   server_start()  bind and start the worker threads

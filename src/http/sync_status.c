@@ -72,10 +72,20 @@ int sync_status_states(http_context *ctx, const json_t *ids, json_t **out, agnes
     json_t *states = NULL, *registry = NULL;
     duckdb_connection conn = NULL;
     *out = NULL;
+    /* Read before the states: see rebuild_sequence in http.h. */
+    unsigned sequence = atomic_load(&ctx->rebuild_sequence);
     if (system_db_connect_reader(ctx->db, &conn, err) != AGNES_OK || sync_state_list_json(conn, &states, err) != AGNES_OK ||
         registry_list_json(conn, &registry, err) != AGNES_OK)
         goto done;
     analytics_snapshot *snapshot = analytics_acquire(ctx->analytics);
+    /* A rebuild between the two reads may have recorded a table as synced
+     * that the snapshot does not hold yet: it is being published, not
+     * missing.  Then only a state older than the snapshot (so not written
+     * by that rebuild) can be called missing; the next read decides the
+     * rest.  Both times are UTC seconds as "YYYY-MM-DDTHH:MM:SSZ", which
+     * compare as strings. */
+    bool consistent = sequence % 2 == 0 && atomic_load(&ctx->rebuild_sequence) == sequence;
+    const char *built_at = json_string_value(json_object_get(snapshot ? snapshot->rebuild : NULL, "built_at"));
     json_t *tables = json_array();
     size_t i;
     json_t *row;
@@ -93,7 +103,9 @@ int sync_status_states(http_context *ctx, const json_t *ids, json_t **out, agnes
         const char *state = json_string_value(json_object_get(row, "state"));
         const char *mode = json_string_value(json_object_get(registered, "query_mode"));
         bool remote = mode != NULL && strcmp(mode, "remote") == 0;
-        if (source == NULL && !remote && !collided(snapshot, id) && state != NULL &&
+        const char *last_sync = json_string_value(json_object_get(row, "last_sync"));
+        bool settled = consistent || (last_sync != NULL && built_at != NULL && strcmp(last_sync, built_at) < 0);
+        if (settled && source == NULL && !remote && !collided(snapshot, id) && state != NULL &&
             strcmp(state, "ok") == 0 && snapshot != NULL) {
             json_object_set_new(row, "state", json_string("missing"));
             json_object_set_new(row, "error", missing_sentence(id, registered));
