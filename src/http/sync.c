@@ -104,6 +104,7 @@ static void release_source(sync_runs *runs, const char *source)
     for (int i = 0; i < SYNC_BUSY_MAX; i++)
         if (strcmp(runs->busy[i], source) == 0)
             runs->busy[i][0] = runs->busy_run[i][0] = '\0';
+    runs->releases++;
     pthread_mutex_unlock(&runs->lock);
 }
 
@@ -442,6 +443,9 @@ void sync_schedule_tick(http_context *ctx)
     agnes_error err;
     const char *fallback = config_get_string(&ctx->runtime->config, CFG_SYNC_DEFAULT_SCHEDULE);
     int64_t first_retry = config_get_int(&ctx->runtime->config, CFG_SYNC_RETRY_SECONDS);
+    pthread_mutex_lock(&ctx->sync_runs->lock);
+    unsigned long releases = ctx->sync_runs->releases;
+    pthread_mutex_unlock(&ctx->sync_runs->lock);
     if (system_db_connect_reader(ctx->db, &conn, &err) != AGNES_OK || registry_list_json(conn, &rows, &err) ||
         sync_state_schedule_facts_json(conn, &fact_rows, &err)) {
         log_warn("msg=\"scheduler cannot read the registry\" detail=\"%s\"", err.message);
@@ -453,6 +457,13 @@ void sync_schedule_tick(http_context *ctx)
         json_object_set(facts, json_string_value(json_object_get(row, "table_id")), row);
     int64_t now = util_unix_now();
     pthread_mutex_lock(&ctx->sync_runs->lock);
+    if (ctx->sync_runs->releases != releases) {
+        /* A run finished a source after the facts were read: they say its
+         * tables never synced, and it is no longer busy, so they would look
+         * due and sync a second time.  The next tick reads fresh facts. */
+        pthread_mutex_unlock(&ctx->sync_runs->lock);
+        goto done;
+    }
     json_array_foreach(rows, i, row) {
         const char *text = json_string_value(json_object_get(row, "sync_schedule"));
         const char *source = json_string_value(json_object_get(row, "source_type"));

@@ -29,6 +29,10 @@ typedef struct sync_runs {
     int running_threads;
     atomic_bool stopping; /* set at shutdown: connectors are stopped */
     int64_t discovery_attempted_at; /* unix seconds of the scheduler's last auto-discovery run, -1 never */
+    /* Sources released by finished runs so far.  The scheduler reads the
+     * sync facts before it takes the lock; a release in between means those
+     * facts predate what the run just recorded (see sync_schedule_tick). */
+    unsigned long releases;
 } sync_runs;
 
 int sync_runs_init(sync_runs *runs);
