@@ -233,7 +233,10 @@ def test_shutdown_stops_a_running_connector_and_keeps_the_data(crm, workdir):
     server.stop()
     server.start()
     assert call(server, "POST", "/api/sync/trigger", token).status_code == 200
-    time.sleep(0.5)
+    deadline = time.monotonic() + 20  # the connector runs before the stop, or the test proves nothing
+    while not descendants("sleep 29") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert descendants("sleep 29"), "the connector never started"
     started = time.monotonic()
     assert server.stop() == 0
     assert time.monotonic() - started < 10  # not the connector's 29 s
@@ -253,8 +256,10 @@ def test_kill_9_mid_sync_keeps_the_data_and_the_next_start_says_the_run_failed(c
     server.start()
     killed = call(server, "POST", "/api/sync/trigger", token).json()["run_id"]
     runs = workdir / "data" / "extracts" / "crm" / "runs"
-    deadline = time.monotonic() + 10
-    while not (runs / killed / "data").exists() and time.monotonic() < deadline:
+    # Killed once its `sleep` runs: the connector's shell dies with the server (PR_SET_PDEATHSIG), so a kill
+    # between its mkdir and its fork of `sleep` (CI once got one) would leave nothing behind to test.
+    deadline = time.monotonic() + 20
+    while not ((runs / killed / "data").exists() and descendants("sleep 28")) and time.monotonic() < deadline:
         time.sleep(0.1)
     server.stop(sig=signal.SIGKILL)
     # The harness is the orphans' reaper, so the connector the dead server left is still in our tree.
