@@ -66,6 +66,16 @@ static json_t *find_run(sync_runs *runs, const char *run_id)
     return NULL;
 }
 
+bool sync_runs_any_running(sync_runs *runs)
+{
+    if (runs == NULL)
+        return false;
+    pthread_mutex_lock(&runs->lock);
+    bool running = runs->running_threads > 0;
+    pthread_mutex_unlock(&runs->lock);
+    return running;
+}
+
 json_t *sync_runs_recent(sync_runs *runs, size_t max)
 {
     pthread_mutex_lock(&runs->lock);

@@ -36,6 +36,9 @@ typedef struct sync_runs {
 } sync_runs;
 
 int sync_runs_init(sync_runs *runs);
+/* True while a sync run's thread is working (from its start until after the
+ * catalog rebuild that ends it); false for NULL (no server). */
+bool sync_runs_any_running(sync_runs *runs);
 /* Waits up to grace_seconds for running runs; false (and nothing freed)
  * when one is still running - the process is exiting, leave it be. */
 bool sync_runs_free(sync_runs *runs, double grace_seconds);

@@ -409,3 +409,37 @@ def test_a_run_whose_table_the_catalog_refused_is_partial_not_done(crm, workdir)
     source = json.loads(out.stdout)["sources"][0]
     assert source["state"] == "partial"
     assert [t["state"] for t in source["tables"] if t["table_id"] == "accounts"] == ["failed"]
+
+
+def test_a_table_synced_before_the_runs_rebuild_is_never_reported_missing(crm, workdir):
+    """A run records each source's tables as synced when that source finishes, and rebuilds the catalog once,
+    after the last source. In between, the first source's new table is synced but not published yet: it is on
+    its way, not missing, and health must not turn `degraded` for the length of the other sources' syncs."""
+    server, token, connectors = crm
+    slow = connectors / "slow" / "extract"
+    slow.parent.mkdir(parents=True)
+    slow.write_text(GOOD.replace("accounts", "slow_accounts").format(
+        rows_file=workdir / "rows.txt", exec=DUCKDB_EXEC, exit_code=0, meta_ddl=META_DDL).replace(
+        "set -e\n", "set -e\nsleep 4\n"))
+    os.chmod(slow, 0o755)
+    assert call(server, "POST", "/api/admin/register-table", token,
+                json={"name": "slow_accounts", "source_type": "slow"}).status_code == 201
+    run_id = call(server, "POST", "/api/sync/trigger", token).json()["run_id"]
+    seen, accounts_synced = [], False
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        status = call(server, "GET", "/api/sync/status", token).json()
+        for t in status["tables"]:
+            accounts_synced = accounts_synced or (t["table_id"] == "accounts" and t["state"] == "ok")
+            if t["state"] == "missing":
+                seen.append(t)
+        health = call(server, "GET", "/api/health", token).json()
+        if health["status"] != "ok":
+            seen.append(health)
+        run = call(server, "GET", f"/api/sync/status/{run_id}", token).json()
+        if run["state"] != "running":
+            break
+        time.sleep(0.2)
+    assert run["state"] == "done", run
+    assert accounts_synced, "the window this test is about never opened"
+    assert seen == [], seen[:3]
