@@ -10,9 +10,11 @@
 struct query_run {
     query_pool *pool;
     query_slot *slot; /* NULL once given back */
-    strbuf frame;     /* the DATA frame being handed out */
+    query_frame_reader reader; /* the worker's channel, for this query's frames */
+    strbuf frame;     /* the DATA frame being handed out (with `complete`, the whole body) */
     size_t sent;      /* bytes of `frame` already copied out */
     bool finished;    /* END arrived: the worker is reusable */
+    bool complete;    /* the whole body arrived with HEAD (query_run_take_body) */
     const char *truncated_head;
     bool truncated;
     long long rows;
@@ -21,8 +23,9 @@ struct query_run {
 
 static void give_back(query_run *run)
 {
+    /* Bytes after END would be a worker outside the protocol: not reused. */
     if (run->slot != NULL)
-        query_pool_release(run->pool, run->slot, run->finished);
+        query_pool_release(run->pool, run->slot, run->finished && query_frame_reader_pending(&run->reader) == 0);
     run->slot = NULL;
 }
 
@@ -31,6 +34,7 @@ void query_run_free(query_run *run)
     if (run == NULL)
         return;
     give_back(run); /* a worker still streaming is killed: nobody reads it */
+    query_frame_reader_free(&run->reader);
     strbuf_free(&run->frame);
     json_decref(run->shape);
     free(run);
@@ -60,6 +64,36 @@ static int vanished(query_run *run, int rc, agnes_error *err)
     return rc;
 }
 
+/* The body and END written with a `complete` HEAD: already sent, so these
+ * reads do not wait for the query.  The slot goes back at once. */
+static int read_complete_body(query_run *run, agnes_error *err)
+{
+    char type = 0;
+    strbuf end;
+    strbuf_init(&end);
+    int rc = vanished(run, query_frame_reader_next(&run->reader, &type, &run->frame, err), err);
+    if (rc == AGNES_OK && type == QUERY_FRAME_DATA)
+        rc = vanished(run, query_frame_reader_next(&run->reader, &type, &end, err), err);
+    else if (rc == AGNES_OK && type == QUERY_FRAME_END) {
+        strbuf tmp = end; /* an empty body: END came first */
+        end = run->frame;
+        run->frame = tmp;
+    }
+    if (rc == AGNES_OK && type != QUERY_FRAME_END)
+        rc = agnes_error_set(err, AGNES_ERR_DB, "the query worker sent frame '%c' in a complete answer", type);
+    if (rc == AGNES_OK) {
+        json_t *object = query_frame_json(&end);
+        run->truncated = json_is_true(json_object_get(object, "truncated"));
+        run->rows = (long long)json_integer_value(json_object_get(object, "rows"));
+        json_decref(object);
+        run->finished = true;
+        run->complete = true;
+        give_back(run);
+    }
+    strbuf_free(&end);
+    return rc;
+}
+
 int query_run_start(query_pool *pool, const query_request *request, query_run **out, agnes_error *err)
 {
     *out = NULL;
@@ -68,7 +102,10 @@ int query_run_start(query_pool *pool, const query_request *request, query_run **
         return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
     run->pool = pool;
     strbuf_init(&run->frame);
+    query_frame_reader_init(&run->reader, -1);
     int rc = query_pool_acquire(pool, &request->caller, &run->slot, err);
+    if (rc == AGNES_OK)
+        query_frame_reader_init(&run->reader, run->slot->worker.fd);
     json_t *query = NULL;
     if (rc == AGNES_OK) {
         query = json_pack("{s:s, s:I, s:s, s:s, s:b, s:I}", "sql", request->sql, "limit", (json_int_t)request->limit,
@@ -81,7 +118,8 @@ int query_run_start(query_pool *pool, const query_request *request, query_run **
     }
     char type = 0;
     if (rc == AGNES_OK)
-        rc = vanished(run, query_frame_read(run->slot->worker.fd, &type, &run->frame, err), err);
+        rc = vanished(run, query_frame_reader_next(&run->reader, &type, &run->frame, err), err);
+    bool complete = false;
     if (rc == AGNES_OK && type == QUERY_FRAME_ERROR) {
         rc = frame_error(&run->frame, err);
         run->finished = true; /* the worker is ready for the next query */
@@ -91,11 +129,14 @@ int query_run_start(query_pool *pool, const query_request *request, query_run **
         run->truncated_head = json_is_true(truncated) ? "true" : json_is_false(truncated) ? "false" : NULL;
         if (json_is_object(json_object_get(head, "shape")))
             run->shape = json_incref(json_object_get(head, "shape"));
+        complete = json_is_true(json_object_get(head, "complete"));
         json_decref(head);
     } else if (rc == AGNES_OK) {
         rc = agnes_error_set(err, AGNES_ERR_DB, "the query worker answered with frame '%c'", type);
     }
     strbuf_reset(&run->frame);
+    if (rc == AGNES_OK && complete)
+        rc = read_complete_body(run, err);
     if (rc != AGNES_OK) {
         query_run_free(run);
         return rc;
@@ -111,7 +152,7 @@ ssize_t query_run_read(query_run *run, char *buf, size_t max, agnes_error *err)
             return 0; /* END came and the slot is back */
         char type = 0;
         run->sent = 0;
-        int rc = vanished(run, query_frame_read(run->slot->worker.fd, &type, &run->frame, err), err);
+        int rc = vanished(run, query_frame_reader_next(&run->reader, &type, &run->frame, err), err);
         if (rc != AGNES_OK)
             return -1;
         if (type == QUERY_FRAME_DATA)
@@ -143,6 +184,17 @@ ssize_t query_run_read(query_run *run, char *buf, size_t max, agnes_error *err)
     memcpy(buf, run->frame.data + run->sent, n);
     run->sent += n;
     return (ssize_t)n;
+}
+
+char *query_run_take_body(query_run *run, size_t *len)
+{
+    if (!run->complete || run->sent > 0 || run->frame.len == 0 || strbuf_failed(&run->frame))
+        return NULL;
+    char *body = run->frame.data;
+    *len = run->frame.len;
+    strbuf_init(&run->frame); /* the caller owns it now */
+    run->complete = false;
+    return body;
 }
 
 const char *query_run_truncated(const query_run *run)

@@ -56,6 +56,14 @@ int query_run_start(query_pool *pool, const query_request *request, query_run **
  * -1 on failure (err set; the response must be cut off, not completed). */
 ssize_t query_run_read(query_run *run, char *buf, size_t max, agnes_error *err);
 
+/* A small answer arrives whole with its first frame (query_protocol.h,
+ * HEAD `complete`); its slot is already given back.  Then this hands over
+ * the body (malloc'd, *len bytes; the caller frees it) so the response can
+ * be sent in one piece with a Content-Length; NULL when the answer is a
+ * stream (read it with query_run_read), empty, or was already read.
+ * query_run_truncated() is known and query_run_rows() final either way. */
+char *query_run_take_body(query_run *run, size_t *len);
+
 /* "true" / "false" when known before the body, else NULL. */
 const char *query_run_truncated(const query_run *run);
 

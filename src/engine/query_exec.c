@@ -114,10 +114,14 @@ void query_exec_free(query_exec *run)
 /* Run the statements DuckDB made of sql and leave the last one prepared in
  * run->statement: every one before it must be a CREATE (a PIVOT's enum
  * types, made on this connection), the last of type `expected`. */
-static int prepare(query_exec *run, const char *sql, duckdb_statement_type expected, agnes_error *err)
+/* Prepare the last statement of sql (running a PIVOT's CREATE TYPEs before
+ * it).  `split`/`split_count`: sql already split on run->conn (borrowed),
+ * or NULL to split it here. */
+static int prepare(query_exec *run, const char *sql, duckdb_extracted_statements split, idx_t split_count,
+                   duckdb_statement_type expected, agnes_error *err)
 {
-    duckdb_extracted_statements statements = NULL;
-    idx_t count = duckdb_extract_statements(run->conn, sql, &statements);
+    duckdb_extracted_statements statements = split;
+    idx_t count = split != NULL ? split_count : duckdb_extract_statements(run->conn, sql, &statements);
     int rc = AGNES_OK;
     if (count == 0)
         rc = engine_error(statements ? duckdb_extract_statements_error(statements) : "empty query", err);
@@ -146,7 +150,7 @@ static int prepare(query_exec *run, const char *sql, duckdb_statement_type expec
         else
             duckdb_destroy_prepare(&prepared);
     }
-    if (statements != NULL)
+    if (statements != NULL && split == NULL)
         duckdb_destroy_extracted(&statements);
     return rc;
 }
@@ -207,9 +211,10 @@ static int next_chunk(query_exec *run, agnes_error *err)
     }
 }
 
-static int start_streaming(query_exec *run, const char *sql, agnes_error *err)
+static int start_streaming(query_exec *run, const query_exec_request *request, agnes_error *err)
 {
-    if (prepare(run, sql, DUCKDB_STATEMENT_TYPE_SELECT, err) != AGNES_OK)
+    if (prepare(run, request->sql, request->extracted, request->extracted_count, DUCKDB_STATEMENT_TYPE_SELECT, err) !=
+        AGNES_OK)
         return err->code;
     duckdb_pending_result pending = NULL;
     if (duckdb_pending_prepared_streaming(run->statement, &pending) != DuckDBSuccess) {
@@ -267,7 +272,7 @@ static int copy_to(query_exec *run, const char *select, long long rows, const ch
     strbuf_append_str(&sql, " (FORMAT parquet)");
     unlink(path);
     int rc = strbuf_failed(&sql) ? agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory")
-                                 : prepare(run, sql.data, DUCKDB_STATEMENT_TYPE_COPY, err);
+                                 : prepare(run, sql.data, NULL, 0, DUCKDB_STATEMENT_TYPE_COPY, err);
     strbuf_free(&sql);
     if (rc != AGNES_OK) {
         caller_line(err);
@@ -360,7 +365,7 @@ int query_exec_start(duckdb_connection conn, const query_exec_request *request, 
     run->started_ms = util_monotonic_ms();
     run->fd = -1;
     int rc = request->format == QUERY_FORMAT_PARQUET ? start_parquet(run, request, err)
-                                                      : start_streaming(run, request->sql, err);
+                                                      : start_streaming(run, request, err);
     if (rc != AGNES_OK) {
         query_exec_free(run);
         return rc;

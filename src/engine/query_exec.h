@@ -54,6 +54,11 @@ typedef struct query_exec_request {
      * this many bytes (0: no bound); past it the run fails with an error
      * whose sentence starts with QUERY_OVER_MAX_BYTES. */
     long long max_bytes;
+    /* Optional: `sql` already split on the same connection (the guard's
+     * query_guard_split), so it is not parsed a second time; borrowed.
+     * Used by the streaming formats; parquet wraps the SQL and parses it. */
+    duckdb_extracted_statements extracted;
+    idx_t extracted_count;
 } query_exec_request;
 
 /* How the error of a run that passed max_bytes begins (result handles

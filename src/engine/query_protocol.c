@@ -49,13 +49,22 @@ static int read_all(int fd, void *data, size_t len, size_t *got, agnes_error *er
     return AGNES_OK;
 }
 
+static void frame_header(unsigned char header[5], char type, size_t len)
+{
+    header[0] = (unsigned char)type;
+    header[1] = (unsigned char)(len & 0xff);
+    header[2] = (unsigned char)((len >> 8) & 0xff);
+    header[3] = (unsigned char)((len >> 16) & 0xff);
+    header[4] = (unsigned char)((len >> 24) & 0xff);
+}
+
 int query_frame_write(int fd, char type, const void *data, size_t len, agnes_error *err)
 {
     if (len > QUERY_FRAME_MAX)
         return agnes_error_set(err, AGNES_ERR_INVALID, "a query worker frame of %zu bytes is over the %u limit", len,
                                QUERY_FRAME_MAX);
-    unsigned char header[5] = {(unsigned char)type, (unsigned char)(len & 0xff), (unsigned char)((len >> 8) & 0xff),
-                               (unsigned char)((len >> 16) & 0xff), (unsigned char)((len >> 24) & 0xff)};
+    unsigned char header[5];
+    frame_header(header, type, len);
     if (len > 0 && len <= 64 * 1024) {
         /* One write for small frames: fewer wake-ups of the reader. */
         char buf[5 + 64 * 1024];
@@ -118,6 +127,114 @@ int query_frame_read(int fd, char *type, strbuf *payload, agnes_error *err)
     if (rc == AGNES_OK && strbuf_failed(payload))
         rc = agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
     return rc;
+}
+
+int query_frame_append(strbuf *batch, char type, const void *data, size_t len, agnes_error *err)
+{
+    if (len > QUERY_FRAME_MAX)
+        return agnes_error_set(err, AGNES_ERR_INVALID, "a query worker frame of %zu bytes is over the %u limit", len,
+                               QUERY_FRAME_MAX);
+    unsigned char header[5];
+    frame_header(header, type, len);
+    strbuf_append(batch, (const char *)header, sizeof header);
+    if (len > 0)
+        strbuf_append(batch, data, len);
+    return strbuf_failed(batch) ? agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory") : AGNES_OK;
+}
+
+int query_frame_append_json(strbuf *batch, char type, const json_t *object, agnes_error *err)
+{
+    char *text = json_dumps(object, JSON_COMPACT);
+    if (text == NULL)
+        return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+    int rc = query_frame_append(batch, type, text, strlen(text), err);
+    free(text);
+    return rc;
+}
+
+int query_frame_send(int fd, strbuf *batch, agnes_error *err)
+{
+    int rc = write_all(fd, batch->data, batch->len, err);
+    strbuf_reset(batch);
+    return rc;
+}
+
+void query_frame_reader_init(query_frame_reader *reader, int fd)
+{
+    memset(reader, 0, sizeof *reader);
+    reader->fd = fd;
+}
+
+void query_frame_reader_free(query_frame_reader *reader)
+{
+    free(reader->buffer);
+    memset(reader, 0, sizeof *reader);
+    reader->fd = -1;
+}
+
+size_t query_frame_reader_pending(const query_frame_reader *reader)
+{
+    return reader->end - reader->start;
+}
+
+/* Until `need` bytes are buffered from reader->start.  EOF with nothing
+ * buffered is AGNES_ERR_NOT_FOUND (the worker ended between frames). */
+static int reader_fill(query_frame_reader *reader, size_t need, agnes_error *err)
+{
+    if (reader->capacity - reader->start < need) {
+        /* Move what is left to the front, then grow if the frame is bigger. */
+        size_t pending = reader->end - reader->start;
+        if (pending > 0 && reader->start > 0)
+            memmove(reader->buffer, reader->buffer + reader->start, pending);
+        reader->start = 0;
+        reader->end = pending;
+        if (reader->capacity < need) {
+            size_t capacity = need < 64 * 1024 ? 64 * 1024 : need;
+            char *grown = realloc(reader->buffer, capacity);
+            if (grown == NULL)
+                return agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory");
+            reader->buffer = grown;
+            reader->capacity = capacity;
+        }
+    }
+    while (reader->end - reader->start < need) {
+        ssize_t n = read(reader->fd, reader->buffer + reader->end, reader->capacity - reader->end);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return agnes_error_set(err, AGNES_ERR_IO, "cannot read the query worker channel: %s", strerror(errno));
+        }
+        if (n == 0)
+            return reader->end == reader->start
+                       ? agnes_error_set(err, AGNES_ERR_NOT_FOUND, "the query worker channel closed")
+                       : agnes_error_set(err, AGNES_ERR_IO, "the query worker channel closed in the middle of a "
+                                                            "frame");
+        reader->end += (size_t)n;
+    }
+    return AGNES_OK;
+}
+
+int query_frame_reader_next(query_frame_reader *reader, char *type, strbuf *payload, agnes_error *err)
+{
+    strbuf_reset(payload);
+    int rc = reader_fill(reader, 5, err);
+    if (rc != AGNES_OK)
+        return rc;
+    const unsigned char *header = (const unsigned char *)reader->buffer + reader->start;
+    size_t len = (size_t)header[1] | (size_t)header[2] << 8 | (size_t)header[3] << 16 | (size_t)header[4] << 24;
+    if (len > QUERY_FRAME_MAX)
+        return agnes_error_set(err, AGNES_ERR_IO, "the query worker sent a frame of %zu bytes", len);
+    *type = (char)header[0];
+    if ((rc = reader_fill(reader, 5 + len, err)) != AGNES_OK)
+        return rc == AGNES_ERR_NOT_FOUND ? agnes_error_set(err, AGNES_ERR_IO, "the query worker channel closed in the "
+                                                                              "middle of a frame")
+                                         : rc;
+    if (len > 0)
+        strbuf_append(payload, reader->buffer + reader->start + 5, len);
+    reader->start += 5 + len;
+    if (reader->start == reader->end)
+        reader->start = reader->end = 0;
+    return strbuf_failed(payload) ? agnes_error_set(err, AGNES_ERR_NOMEM, "out of memory") : AGNES_OK;
 }
 
 json_t *query_frame_json(const strbuf *payload)

@@ -30,11 +30,16 @@
  *     'F' FAILED {code, message}          INIT failed; the worker exits
  *     'E' ERROR  {code, message}          the query was refused or failed
  *                                         before its first byte
- *     'H' HEAD   {truncated: bool|null, shape?}  the query runs; the body
- *                                         follows (shape: with exact).
- *                                         truncated is known when the whole
- *                                         answer (or the row past the limit)
- *                                         was read ahead, else null
+ *     'H' HEAD   {truncated: bool|null, shape?, complete?}  the query
+ *                                         runs; the body follows (shape:
+ *                                         with exact).  truncated is known
+ *                                         when the whole answer (or the row
+ *                                         past the limit) was read ahead,
+ *                                         else null.  complete: true when
+ *                                         the whole body (at most
+ *                                         QUERY_DATA_FRAME bytes, one DATA
+ *                                         frame or none) and END were
+ *                                         written with HEAD, in one write
  *     'D' DATA   body bytes, in order
  *     'Z' END    {rows, truncated}        the body is complete
  *     'X' ABORT  {code, message}          the body failed halfway
@@ -97,6 +102,32 @@ int query_frame_write_error(int fd, char type, int code, const char *message, ag
 /* Read one frame into payload (reset first).  AGNES_ERR_NOT_FOUND at a
  * clean end-of-file before the frame's first byte; AGNES_ERR_IO otherwise. */
 int query_frame_read(int fd, char *type, strbuf *payload, agnes_error *err);
+
+/* Frames gathered to go in one write: a small answer's HEAD, DATA and END
+ * reach the server together, so it wakes once instead of three times (on
+ * a small virtual machine each wake-up costs more than the query's own
+ * formatting).  Append, then send; the batch is reset after a send. */
+int query_frame_append(strbuf *batch, char type, const void *data, size_t len, agnes_error *err);
+int query_frame_append_json(strbuf *batch, char type, const json_t *object, agnes_error *err);
+int query_frame_send(int fd, strbuf *batch, agnes_error *err);
+
+/* The server's reading end of a channel, buffered: one read() takes every
+ * frame the worker has written so far, where query_frame_read() would
+ * make two calls per frame.  Bytes read ahead belong to the reader, so one
+ * reader must be used for all the frames of a query (engine/query.c keeps
+ * one per run; the protocol sends nothing between END and the next QUERY). */
+typedef struct query_frame_reader {
+    int fd;
+    char *buffer;
+    size_t start, end, capacity;
+} query_frame_reader;
+
+void query_frame_reader_init(query_frame_reader *reader, int fd);
+void query_frame_reader_free(query_frame_reader *reader);
+/* As query_frame_read(). */
+int query_frame_reader_next(query_frame_reader *reader, char *type, strbuf *payload, agnes_error *err);
+/* Bytes read but not yet handed out as a frame. */
+size_t query_frame_reader_pending(const query_frame_reader *reader);
 
 /* A frame's payload as a JSON object (new reference), or NULL. */
 json_t *query_frame_json(const strbuf *payload);

@@ -272,8 +272,10 @@ static int exec_start(query_engine *engine, duckdb_connection conn, const query_
     query_exec_request wrapped = *request;
     char *exact_sql = NULL;
     int rc = exact ? result_exact_sql(conn, request->sql, &exact_sql, shape, err) : AGNES_OK;
-    if (rc == AGNES_OK && exact_sql != NULL)
+    if (rc == AGNES_OK && exact_sql != NULL) {
         wrapped.sql = exact_sql;
+        wrapped.extracted = NULL; /* the split was of the caller's text */
+    }
     if (rc == AGNES_OK)
         rc = caller_error(engine, query_exec_start(conn, &wrapped, run, err), err);
     free(exact_sql); /* query_exec_start copied what it needs into the prepared statement */
@@ -292,9 +294,8 @@ static int start(query_engine *engine, duckdb_connection conn, const char *sql, 
     if (check)
         split_conn = engine->probe.connection; /* a PIVOT's source binds there whatever the grants */
     int rc = query_guard_split(split_conn, sql, &statements, err);
-    bool pivot = rc == AGNES_OK && statements.pivot;
-    if (rc == AGNES_OK)
-        query_guard_statements_free(&statements);
+    bool split = rc == AGNES_OK;
+    bool pivot = split && statements.pivot;
     if (rc == AGNES_OK && check) {
         query_guard_policy policy = {.visible = engine->visible, .unservable = engine->unservable};
         bool explain = false;
@@ -307,8 +308,18 @@ static int start(query_engine *engine, duckdb_connection conn, const char *sql, 
         if (rc == AGNES_OK && !pivot)
             remember_passed(engine, sql, hash);
     }
-    if (rc == AGNES_OK)
-        rc = exec_start(engine, conn, request, exact, shape, run, err);
+    if (rc == AGNES_OK) {
+        /* Split on this very connection: the run prepares those statements
+         * instead of parsing the text again (one parse, as in-process). */
+        query_exec_request reuse = *request;
+        if (split_conn == conn) {
+            reuse.extracted = statements.extracted;
+            reuse.extracted_count = statements.count;
+        }
+        rc = exec_start(engine, conn, &reuse, exact, shape, run, err);
+    }
+    if (split)
+        query_guard_statements_free(&statements);
     return rc;
 }
 
@@ -322,6 +333,27 @@ static int send_data(int fd, strbuf *out, agnes_error *io)
     }
     strbuf_reset(out);
     return AGNES_OK;
+}
+
+/* HEAD, the body (one DATA frame, none when empty) and END as one write. */
+static int send_complete(int fd, query_exec *run, const json_t *head, strbuf *body, agnes_error *io)
+{
+    strbuf batch;
+    strbuf_init(&batch);
+    bool known;
+    json_t *end = json_pack("{s:I, s:b}", "rows", (json_int_t)query_exec_rows(run), "truncated",
+                            query_exec_truncated(run, &known));
+    int rc = end ? query_frame_append_json(&batch, QUERY_FRAME_HEAD, head, io)
+                 : agnes_error_set(io, AGNES_ERR_NOMEM, "out of memory");
+    if (rc == AGNES_OK && body->len > 0)
+        rc = query_frame_append(&batch, QUERY_FRAME_DATA, body->data, body->len, io);
+    if (rc == AGNES_OK)
+        rc = query_frame_append_json(&batch, QUERY_FRAME_END, end, io);
+    if (rc == AGNES_OK)
+        rc = query_frame_send(fd, &batch, io);
+    json_decref(end);
+    strbuf_free(&batch);
+    return rc;
 }
 
 /* HEAD, the body, END (or ABORT). */
@@ -341,9 +373,19 @@ static int stream(query_engine *engine, query_exec *run, const json_t *shape, in
     }
     bool known;
     bool truncated = query_exec_truncated(run, &known);
+    /* The whole answer in hand and small: HEAD, DATA and END in one write. */
+    bool complete = more == 0 && out.len <= QUERY_DATA_FRAME;
     json_t *head = json_pack("{s:o}", "truncated", known ? json_boolean(truncated) : json_null());
     if (head != NULL && shape != NULL)
         json_object_set(head, "shape", (json_t *)shape);
+    if (head != NULL && complete)
+        json_object_set_new(head, "complete", json_true());
+    if (complete) {
+        rc = head ? send_complete(fd, run, head, &out, io) : agnes_error_set(io, AGNES_ERR_NOMEM, "oom");
+        json_decref(head);
+        strbuf_free(&out);
+        return rc;
+    }
     rc = head ? query_frame_write_json(fd, QUERY_FRAME_HEAD, head, io) : agnes_error_set(io, AGNES_ERR_NOMEM, "oom");
     json_decref(head);
     while (rc == AGNES_OK) {

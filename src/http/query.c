@@ -7,6 +7,9 @@
  * relayed from the worker while the client reads.  The slot is held until
  * the body is complete, so a slow reader counts against its own user's cap.
  *
+ * A small answer (engine/query.h, query_run_take_body) is sent in one
+ * piece with a Content-Length instead: its slot is already free.
+ *
  * Truncation is never silent, in any format: `Agnes-Truncated: true|false`
  * is a response header when the worker knew it before the first byte, and
  * otherwise an HTTP trailer (announced by `Trailer: Agnes-Truncated`) at
@@ -148,6 +151,14 @@ void query_respond(http_context *ctx, const http_request *req, http_response *re
         respond_run_error(resp, req, rc, &err);
         goto done;
     }
+    size_t body_len = 0;
+    char *body = query_run_take_body(run, &body_len);
+    if (body != NULL) {
+        /* A small answer came whole: one response with a Content-Length. */
+        http_respond_raw(resp, 200, query_format_content_type(format), body, body_len);
+        http_response_add_header(resp, "Agnes-Truncated", query_run_truncated_final(run) ? "true" : "false");
+        goto headers;
+    }
     if ((stream = calloc(1, sizeof *stream)) == NULL) {
         agnes_error_set(&err, AGNES_ERR_NOMEM, "out of memory");
         http_respond_internal(resp, req, &err);
@@ -164,10 +175,11 @@ void query_respond(http_context *ctx, const http_request *req, http_response *re
         http_response_add_header(resp, "Agnes-Truncated", query_run_truncated(run));
     else
         http_response_add_header(resp, "Trailer", "Agnes-Truncated");
+    run = NULL; /* the stream owns it now */
+headers:;
     char limit_text[32];
     snprintf(limit_text, sizeof limit_text, "%lld", limit);
     http_response_add_header(resp, "Agnes-Row-Limit", limit_text);
-    run = NULL; /* the stream owns it now */
 done:
     query_run_free(run);
     json_decref(visible);

@@ -26,7 +26,7 @@ typedef void (*route_handler)(http_context *ctx, const http_request *req, http_r
 /* Route flags. */
 #define ROUTE_INTERACTIVE 0x1u /* needs a login session: refused to PATs and the service token */
 #define ROUTE_HTML 0x2u        /* a page: in setup mode it redirects to /setup instead of answering 503 */
-#define ROUTE_BLOCKING 0x4u    /* may run for seconds: the handler gets a thread of its own (server.c) */
+#define ROUTE_BLOCKING 0x4u    /* may run for seconds: the handler runs on an offload thread (offload.h) */
 #define ROUTE_UPLOAD 0x8u      /* the body is a file: streamed to disk, see upload_body.h */
 #define ROUTE_SMALL_UPLOAD 0x10u /* with ROUTE_UPLOAD: capped by upload.max_session_bytes instead */
 /* Bearer tokens only (the handler refuses the web cookie with its own

@@ -47,7 +47,7 @@ typedef struct request_state {
     char path[512];
     const route *matched;    /* the route, found when the request began; NULL when none */
     upload_body *upload;     /* ROUTE_UPLOAD: the body goes to a file instead of `body` */
-    bool offloaded;          /* a blocking route: its handler runs on a thread of its own */
+    bool offloaded;          /* a blocking route: its handler runs on an offload thread */
     bool response_ready;     /* set by that thread before it resumes the connection */
     http_response response;  /* what that thread produced */
 } request_state;
@@ -720,49 +720,47 @@ static enum MHD_Result send_response(http_server *server, struct MHD_Connection 
  * workers each multiplex many connections, so running such a handler on a
  * worker would stall every other connection of that worker - health checks
  * included.  Instead the connection is suspended, the handler runs on a
- * thread of its own, and the connection is resumed with the response.
+ * thread of the offload pool (offload.h), and the connection is resumed
+ * with the response.
  */
-typedef struct offload_job {
+typedef struct blocking_request {
+    offload_job job; /* first: the pool hands back &job */
     http_server *server;
     struct MHD_Connection *connection;
     request_state *state;
-} offload_job;
+} blocking_request;
 
-static void *offload_main(void *arg)
+static void run_blocking(void *arg)
 {
-    offload_job *job = arg;
-    route_request(job->server, job->connection, job->state, &job->state->response);
-    job->state->response_ready = true;
-    MHD_resume_connection(job->connection);
-    free(job);
-    return NULL;
+    blocking_request *request = arg;
+    route_request(request->server, request->connection, request->state, &request->state->response);
+    request->state->response_ready = true;
+    MHD_resume_connection(request->connection);
+    free(request);
 }
 
 /* True when the request now runs elsewhere; false to run it here. */
 static bool offload(http_server *server, struct MHD_Connection *connection, request_state *state)
 {
-    offload_job *job = malloc(sizeof *job);
-    if (job == NULL)
+    blocking_request *request = malloc(sizeof *request);
+    if (request == NULL)
         return false;
-    *job = (offload_job){server, connection, state};
+    *request = (blocking_request){.job = {.run = run_blocking}, .server = server, .connection = connection,
+                                  .state = state};
+    request->job.arg = request;
     state->offloaded = true;
     atomic_fetch_add(&server->offloaded_in_flight, 1);
-    MHD_suspend_connection(connection); /* before the thread exists, so it cannot resume first */
-    pthread_attr_t attributes;
-    pthread_t thread;
-    bool started = pthread_attr_init(&attributes) == 0 &&
-                   pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED) == 0 &&
-                   pthread_create(&thread, &attributes, offload_main, job) == 0;
-    pthread_attr_destroy(&attributes);
-    if (!started) {
+    MHD_suspend_connection(connection); /* before a thread has it, so it cannot resume first */
+    if (!offload_submit(&server->offload, &request->job)) {
         state->offloaded = false;
         atomic_fetch_sub(&server->offloaded_in_flight, 1);
         MHD_resume_connection(connection);
-        free(job);
+        free(request);
         log_warn("msg=\"cannot start a thread for a blocking request; running it inline\" request_id=%s",
                  state->request_id);
+        return false;
     }
-    return started;
+    return true;
 }
 
 /* Before an upload's first byte is stored: the caller must be allowed to
@@ -941,6 +939,14 @@ int server_start(http_server *server, http_context *ctx, const route *routes, si
         }
         server->per_address_limit = options->max_connections_per_address;
     }
+    if (offload_pool_init(&server->offload) != 0) {
+        if (server->addresses != NULL) {
+            pthread_mutex_destroy(&server->addresses_lock);
+            free(server->addresses);
+            server->addresses = NULL;
+        }
+        return agnes_error_set(err, AGNES_ERR_NOMEM, "cannot create the pool of request threads");
+    }
     server->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, access_handler, server, MHD_OPTION_EXTERNAL_LOGGER, log_mhd_error, NULL,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&address,
@@ -952,6 +958,7 @@ int server_start(http_server *server, http_context *ctx, const route *routes, si
          * agnes bind the same port and silently take half the traffic. */
         MHD_OPTION_CONNECTION_TIMEOUT, options->idle_timeout_seconds, MHD_OPTION_END);
     if (server->daemon == NULL) {
+        offload_pool_stop(&server->offload);
         if (server->addresses != NULL) {
             pthread_mutex_destroy(&server->addresses_lock);
             free(server->addresses);
@@ -1010,6 +1017,7 @@ int server_stop(http_server *server, unsigned grace_seconds)
      * handler is still running past the grace period is left to exit(). */
     if (atomic_load(&server->offloaded_in_flight) == 0) {
         MHD_stop_daemon(server->daemon);
+        offload_pool_stop(&server->offload); /* only idle threads are left */
         if (listener != MHD_INVALID_SOCKET)
             close(listener);
         if (server->addresses != NULL) { /* no request can reach it any more */

@@ -22,6 +22,7 @@
 
 #include "core/error.h"
 #include "http/http.h"
+#include "http/offload.h"
 #include "http/router.h"
 
 struct MHD_Daemon;
@@ -43,7 +44,8 @@ typedef struct http_server {
     size_t max_body_bytes;
     unsigned short port; /* the bound port (useful when 0 was asked for) */
     atomic_int in_flight;
-    atomic_int offloaded_in_flight; /* requests whose handler runs on a thread of its own */
+    atomic_int offloaded_in_flight; /* requests whose handler runs on an offload thread */
+    offload_pool offload;
     atomic_bool draining;
     /* Requests per forwarded client address (server.trust_proxy); NULL when
      * libmicrohttpd limits connections per socket address instead. */
@@ -54,7 +56,7 @@ typedef struct http_server {
 
 typedef struct server_options {
     const char *listen; /* "HOST:PORT", "[v6]:PORT" or ":PORT" */
-    unsigned threads;         /* event-loop workers; blocking routes run on threads of their own */
+    unsigned threads;         /* event-loop workers; blocking routes run on the offload pool's threads */
     unsigned max_connections;
     /* Connections one address may hold (0 = no limit).  Behind a trusted
      * proxy every connection is the proxy's, so the limit applies instead to
