@@ -45,6 +45,11 @@ struct query_engine {
     passed_statement passed[GUARD_MEMORY];
     unsigned next_passed;
     duckdb_database database; /* the admin engine, or the analyst's sandbox */
+    /* The next query's connection, made while the worker waits for it:
+     * connecting (and an analyst's USE) is then off the query's path.  It
+     * has run nothing else, so it is as fresh as one made on demand - a
+     * query's temporary objects never outlive its own connection. */
+    duckdb_connection spare;
     query_probe probe;        /* analyst: the guard's view of the catalog */
     json_t *visible;
     json_t *unservable;
@@ -184,6 +189,8 @@ void query_engine_close(query_engine *engine)
         return;
     for (size_t i = 0; i < GUARD_MEMORY; i++)
         free(engine->passed[i].sql);
+    if (engine->spare != NULL)
+        duckdb_disconnect(&engine->spare);
     if (engine->database != NULL)
         duckdb_close(&engine->database);
     query_probe_close(&engine->probe);
@@ -410,6 +417,24 @@ static int stream(query_engine *engine, query_exec *run, const json_t *shape, in
     return rc;
 }
 
+/* A fresh connection to the engine (analysts: in the catalog "server"). */
+static int engine_connect(query_engine *engine, duckdb_connection *conn, agnes_error *err)
+{
+    if (engine->analyst && !engine->unsandboxed)
+        return query_sandbox_connect(engine->database, conn, err);
+    if (duckdb_connect(engine->database, conn) == DuckDBSuccess)
+        return AGNES_OK;
+    *conn = NULL;
+    return agnes_error_set(err, AGNES_ERR_DB, "cannot connect to the query engine");
+}
+
+void query_engine_prepare(query_engine *engine)
+{
+    agnes_error ignored; /* no spare: the next query connects itself and says why */
+    if (engine->spare == NULL && engine_connect(engine, &engine->spare, &ignored) != AGNES_OK)
+        engine->spare = NULL;
+}
+
 int query_engine_run(query_engine *engine, const json_t *query, bool guard, int fd, agnes_error *io)
 {
     const char *sql = text_field(query, "sql", "");
@@ -429,10 +454,13 @@ int query_engine_run(query_engine *engine, const json_t *query, bool guard, int 
     duckdb_connection conn = NULL;
     query_exec *run = NULL;
     agnes_error err;
-    int rc = engine->analyst && !engine->unsandboxed ? query_sandbox_connect(engine->database, &conn, &err)
-             : duckdb_connect(engine->database, &conn) == DuckDBSuccess
-                 ? AGNES_OK
-                 : agnes_error_set(&err, AGNES_ERR_DB, "cannot connect to the query engine");
+    int rc = AGNES_OK;
+    if (engine->spare != NULL) {
+        conn = engine->spare;
+        engine->spare = NULL;
+    } else {
+        rc = engine_connect(engine, &conn, &err);
+    }
     if (rc == AGNES_OK)
         rc = start(engine, conn, sql, &request, guard, exact, &shape, &run, &err);
     int io_rc = rc == AGNES_OK ? stream(engine, run, shape, fd, io) : send_error(fd, QUERY_FRAME_ERROR, rc, &err, io);
@@ -440,6 +468,8 @@ int query_engine_run(query_engine *engine, const json_t *query, bool guard, int 
     json_decref(shape);
     if (conn != NULL)
         duckdb_disconnect(&conn);
+    if (io_rc == AGNES_OK)
+        query_engine_prepare(engine); /* the answer is sent: the server relays while we connect */
     return io_rc;
 }
 
@@ -515,6 +545,8 @@ int query_worker_main(int fd, pid_t server)
     json_t *ready = json_object();
     rc = query_frame_write_json(fd, QUERY_FRAME_READY, ready, &io);
     json_decref(ready);
+    if (rc == AGNES_OK)
+        query_engine_prepare(engine);
     while (rc == AGNES_OK && query_frame_read(fd, &type, &payload, &err) == AGNES_OK) {
         json_t *query = type == QUERY_FRAME_QUERY ? query_frame_json(&payload) : NULL;
         if (query == NULL) {

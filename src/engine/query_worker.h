@@ -56,6 +56,11 @@ int query_engine_open_guard_only(const json_t *analyst_init, const json_t *admin
  * written. */
 int query_engine_run(query_engine *engine, const json_t *query, bool guard, int fd, agnes_error *err);
 
+/* Make the next query's connection now, while nothing waits for it
+ * (query_engine_run does this after each answer; the worker after READY).
+ * Failure is silent: the next run connects itself and reports it. */
+void query_engine_prepare(query_engine *engine);
+
 /* The worker process: read INIT and QUERY frames from fd until it closes,
  * and exit when the server (process id `server`, its parent) is gone.  The
  * server is named, not inferred: "reparented to pid 1" is no sign of a dead

@@ -49,6 +49,11 @@ void result_format_type_name(duckdb_logical_type type, strbuf *out);
 /* Append row `row` of `vector` as a JSON value. */
 void result_format_json(strbuf *out, duckdb_vector vector, duckdb_logical_type type, idx_t row);
 
+/* The shortest %g text (15 to 17 digits for a double, 6 to 9 for a float;
+ * from one digit for a subnormal) that reads back as exactly value; NaN
+ * and +-Infinity as those words (quoted with json). */
+void result_format_real(strbuf *out, double value, bool is_float, bool json);
+
 /* Append text as a JSON string literal; invalid UTF-8 becomes U+FFFD. */
 void result_format_json_string(strbuf *out, const char *text, size_t len);
 

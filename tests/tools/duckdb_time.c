@@ -2,7 +2,9 @@
  * duckdb_time FILE SQL RUNS - time a query in-process, the way bench/ needs
  * a baseline: open FILE read-only (ATTACH statements may lead SQL, split by
  * the last ";"), run the final statement RUNS times fetching every chunk, and
- * print the mean milliseconds per run.
+ * print the mean milliseconds per run - or, with DUCKDB_TIME_MEDIAN set, the
+ * median run (what bench/ compares with wrk's median latency: a burst of
+ * load on a shared machine moves a mean, not a median).
  */
 #include <duckdb.h>
 #include <stdio.h>
@@ -15,6 +17,12 @@ static double now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
+}
+
+static int compare_doubles(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
 }
 
 int main(int argc, char **argv)
@@ -48,8 +56,18 @@ int main(int argc, char **argv)
         query = last + 1;
     }
     int runs = atoi(argv[3]);
+    if (runs < 1) {
+        fprintf(stderr, "RUNS must be a positive number\n");
+        return 2;
+    }
+    double *each = calloc((size_t)runs, sizeof *each);
+    if (each == NULL) {
+        fprintf(stderr, "out of memory\n");
+        return 1;
+    }
     double started = now_ms();
     for (int i = 0; i < runs; i++) {
+        double run_started = now_ms();
         duckdb_prepared_statement statement;
         duckdb_pending_result pending;
         duckdb_result result;
@@ -65,8 +83,16 @@ int main(int argc, char **argv)
         duckdb_destroy_result(&result);
         duckdb_destroy_pending(&pending);
         duckdb_destroy_prepare(&statement);
+        each[i] = now_ms() - run_started;
     }
-    printf("%.4f\n", (now_ms() - started) / runs);
+    double mean = (now_ms() - started) / runs;
+    if (getenv("DUCKDB_TIME_MEDIAN") != NULL) {
+        qsort(each, (size_t)runs, sizeof *each, compare_doubles);
+        printf("%.4f\n", runs % 2 ? each[runs / 2] : (each[runs / 2 - 1] + each[runs / 2]) / 2);
+    } else {
+        printf("%.4f\n", mean);
+    }
+    free(each);
     free(sql);
     duckdb_disconnect(&conn);
     duckdb_close(&db);
