@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/log.h"
+
 int offload_pool_init(offload_pool *pool)
 {
     memset(pool, 0, sizeof *pool);
@@ -16,7 +18,7 @@ int offload_pool_init(offload_pool *pool)
         return -1;
     /* Idle timeouts measured on the monotonic clock: a wall-clock jump must
      * neither end every idle thread at once nor keep them forever. */
-    pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
+    pool->clock = pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC) == 0 ? CLOCK_MONOTONIC : CLOCK_REALTIME;
     int failed = pthread_mutex_init(&pool->lock, NULL) != 0;
     if (!failed && pthread_cond_init(&pool->work, &attributes) != 0) {
         pthread_mutex_destroy(&pool->lock);
@@ -37,7 +39,7 @@ int offload_pool_init(offload_pool *pool)
 static offload_job *next_job(offload_pool *pool)
 {
     struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
+    clock_gettime(pool->clock, &until);
     until.tv_sec += OFFLOAD_IDLE_SECONDS;
     while (pool->head == NULL) {
         if (pool->stopping || pool->idle >= OFFLOAD_MAX_IDLE)
@@ -100,7 +102,10 @@ bool offload_submit(offload_pool *pool, offload_job *job)
     pthread_attr_destroy(&attributes);
     if (started) {
         pool->threads++;
-    } else if (pool->threads == 0) {
+    } else if (pool->threads > 0) {
+        log_warn("msg=\"cannot start a request thread; the request waits for a busy one\" threads=%d",
+                 pool->threads);
+    } else {
         /* Nobody will ever take it: hand it back.  (With a live thread it
          * waits for that one instead: slower, never lost.) */
         pool->head = pool->tail = NULL;

@@ -24,6 +24,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <time.h>
 
 #define OFFLOAD_IDLE_SECONDS 60
 #define OFFLOAD_MAX_IDLE 16
@@ -44,6 +45,7 @@ typedef struct offload_pool {
     int threads; /* live threads */
     bool stopping;
     bool ready;
+    clockid_t clock; /* of `work`'s timeouts: monotonic where the system allows */
 } offload_pool;
 
 /* 0, or -1 when the mutex or condition variables cannot be made. */

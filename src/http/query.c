@@ -8,7 +8,9 @@
  * the body is complete, so a slow reader counts against its own user's cap.
  *
  * A small answer (engine/query.h, query_run_take_body) is sent in one
- * piece with a Content-Length instead: its slot is already free.
+ * piece with a Content-Length instead: its slot is already free, and what
+ * a slow reader holds is that body (at most QUERY_DATA_FRAME bytes), not a
+ * worker.
  *
  * Truncation is never silent, in any format: `Agnes-Truncated: true|false`
  * is a response header when the worker knew it before the first byte, and
