@@ -64,31 +64,37 @@ static int vanished(query_run *run, int rc, agnes_error *err)
     return rc;
 }
 
+/* END arrived (its payload in `end`): the totals are final and the worker,
+ * done, goes back - before the last bytes reach the client, so a client
+ * that sends its next query the moment this one ends finds the slot free. */
+static void end_received(query_run *run, const strbuf *end)
+{
+    json_t *object = query_frame_json(end);
+    run->truncated = json_is_true(json_object_get(object, "truncated"));
+    run->rows = (long long)json_integer_value(json_object_get(object, "rows"));
+    json_decref(object);
+    run->finished = true;
+    give_back(run);
+}
+
 /* The body and END written with a `complete` HEAD: already sent, so these
- * reads do not wait for the query.  The slot goes back at once. */
+ * reads do not wait for the query.  The body stays in run->frame. */
 static int read_complete_body(query_run *run, agnes_error *err)
 {
     char type = 0;
     strbuf end;
     strbuf_init(&end);
     int rc = vanished(run, query_frame_reader_next(&run->reader, &type, &run->frame, err), err);
-    if (rc == AGNES_OK && type == QUERY_FRAME_DATA)
+    bool body = rc == AGNES_OK && type == QUERY_FRAME_DATA; /* none when the answer is empty */
+    if (body)
         rc = vanished(run, query_frame_reader_next(&run->reader, &type, &end, err), err);
-    else if (rc == AGNES_OK && type == QUERY_FRAME_END) {
-        strbuf tmp = end; /* an empty body: END came first */
-        end = run->frame;
-        run->frame = tmp;
-    }
     if (rc == AGNES_OK && type != QUERY_FRAME_END)
         rc = agnes_error_set(err, AGNES_ERR_DB, "the query worker sent frame '%c' in a complete answer", type);
     if (rc == AGNES_OK) {
-        json_t *object = query_frame_json(&end);
-        run->truncated = json_is_true(json_object_get(object, "truncated"));
-        run->rows = (long long)json_integer_value(json_object_get(object, "rows"));
-        json_decref(object);
-        run->finished = true;
+        end_received(run, body ? &end : &run->frame);
+        if (!body)
+            strbuf_reset(&run->frame); /* it held END */
         run->complete = true;
-        give_back(run);
     }
     strbuf_free(&end);
     return rc;
@@ -158,15 +164,8 @@ ssize_t query_run_read(query_run *run, char *buf, size_t max, agnes_error *err)
         if (type == QUERY_FRAME_DATA)
             continue;
         if (type == QUERY_FRAME_END) {
-            json_t *end = query_frame_json(&run->frame);
-            run->truncated = json_is_true(json_object_get(end, "truncated"));
-            run->rows = (long long)json_integer_value(json_object_get(end, "rows"));
-            json_decref(end);
+            end_received(run, &run->frame);
             strbuf_reset(&run->frame);
-            run->finished = true;
-            /* Free the slot before the last bytes reach the client: one that
-             * sends its next query the moment this one ends must find it free. */
-            give_back(run);
             return 0;
         }
         if (type == QUERY_FRAME_ABORT)

@@ -342,14 +342,20 @@ static int send_data(int fd, strbuf *out, agnes_error *io)
     return AGNES_OK;
 }
 
+/* END's payload: the run's final totals (NULL when out of memory). */
+static json_t *end_message(query_exec *run)
+{
+    bool known;
+    return json_pack("{s:I, s:b}", "rows", (json_int_t)query_exec_rows(run), "truncated",
+                     query_exec_truncated(run, &known));
+}
+
 /* HEAD, the body (one DATA frame, none when empty) and END as one write. */
 static int send_complete(int fd, query_exec *run, const json_t *head, strbuf *body, agnes_error *io)
 {
     strbuf batch;
     strbuf_init(&batch);
-    bool known;
-    json_t *end = json_pack("{s:I, s:b}", "rows", (json_int_t)query_exec_rows(run), "truncated",
-                            query_exec_truncated(run, &known));
+    json_t *end = end_message(run);
     int rc = end ? query_frame_append_json(&batch, QUERY_FRAME_HEAD, head, io)
                  : agnes_error_set(io, AGNES_ERR_NOMEM, "out of memory");
     if (rc == AGNES_OK && body->len > 0)
@@ -410,8 +416,7 @@ static int stream(query_engine *engine, query_exec *run, const json_t *shape, in
         return rc;
     if (more < 0)
         return send_error(fd, QUERY_FRAME_ABORT, caller_error(engine, more, &err), &err, io);
-    truncated = query_exec_truncated(run, &known);
-    json_t *end = json_pack("{s:I, s:b}", "rows", (json_int_t)query_exec_rows(run), "truncated", truncated);
+    json_t *end = end_message(run);
     rc = end ? query_frame_write_json(fd, QUERY_FRAME_END, end, io) : agnes_error_set(io, AGNES_ERR_NOMEM, "oom");
     json_decref(end);
     return rc;
