@@ -206,15 +206,18 @@ short_pid=
 # --- 6. three memory-hungry queries at once ---------------------------------------------------------------
 if [ "${BENCH_MEMORY:-0}" = 1 ]; then
   peak_tree=0
+  hungry=()
   for _ in 1 2 3; do
     curl -s -o /dev/null -w '%{http_code} ' "$url/api/query" -H "Authorization: Bearer $ANALYST" \
       -d '{"sql": "SELECT length(list_transform(range(100000000), x -> x * 2))"}' &
+    hungry+=($!)
   done
-  while [ -n "$(jobs -r)" ]; do
+  # Not `jobs -r`: the servers this script started are jobs too, so it never ran empty.
+  while kill -0 "${hungry[@]}" 2>/dev/null; do
     now=$(tree_rss_kb); [ "$now" -gt "$peak_tree" ] && peak_tree=$now
     sleep 0.02
   done
-  wait
+  wait "${hungry[@]}"
   printf '\n%-44s peak RSS of server + workers %d MB (limit %s per query)\n' "3 x list_transform(range(1e8)):" \
     $((peak_tree / 1024)) "${AGNES_QUERY_MEMORY_LIMIT:-2GB}"
 fi
